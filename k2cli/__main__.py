@@ -1,0 +1,5 @@
+"""Allow `python -m k2cli`."""
+
+from k2cli.cli.app import main
+
+main()

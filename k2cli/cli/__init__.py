@@ -1,0 +1,1 @@
+"""Thin command modules: parse flags, build engine objects, run them, render the result."""

@@ -1,0 +1,96 @@
+"""The root `k2` command: command groups are imported only when they are invoked."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+import typer.core
+
+from k2cli import __version__
+
+# name -> (module, one-line help); the help lives here so `k2 --help` imports no group.
+GROUPS: dict[str, tuple[str, str]] = {
+    "stack": ("k2cli.cli.stack", "Install, start, stop and check the local stack."),
+    "simulate": ("k2cli.cli.simulate", "Serve a local Binance or Kraken exchange with injectable faults."),
+    "stream": ("k2cli.cli.stream", "Stream exchange trades into Kafka as Avro v2 records."),
+    "consume": ("k2cli.cli.consume", "Write Kafka trades into Iceberg exactly once."),
+    "query": ("k2cli.cli.query", "Query the lake: trades, OHLCV, SQL, snapshots, freshness."),
+    "dlq": ("k2cli.cli.dlq", "List, inspect, replay and purge dead-lettered records."),
+    "validate": ("k2cli.cli.validate", "Run the operators' validation checklists with pass/fail reports."),
+    "soak": ("k2cli.cli.soak", "Run long stability tests of the stream and consumer, and report."),
+}
+
+
+class LazyGroup(typer.core.TyperGroup):
+    """A group whose subcommands are Typer apps imported on first use, not for `--help`."""
+
+    _describing = False
+
+    def list_commands(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        return list(GROUPS)
+
+    def get_command(self, ctx, cmd_name):  # noqa: ANN001, ANN201
+        if cmd_name not in GROUPS:
+            return None
+        module_name, help_text = GROUPS[cmd_name]
+        if self._describing:
+            return typer.core.TyperCommand(name=cmd_name, help=help_text, short_help=help_text)
+        command = typer.main.get_command(importlib.import_module(module_name).app)
+        command.name = cmd_name
+        return command
+
+    def format_help(self, ctx, formatter):  # noqa: ANN001, ANN201
+        self._describing = True
+        try:
+            return super().format_help(ctx, formatter)
+        finally:
+            self._describing = False
+
+
+app = typer.Typer(
+    cls=LazyGroup,
+    name="k2",
+    help="k2 streams crypto trades from exchanges into Kafka and Iceberg, queries the lake, handles "
+    "failed records, and turns validation procedures into executable checklists.\n\n"
+    "Settings: defaults < k2.toml < K2_* environment variables < flags.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"k2 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    config_file: str = typer.Option(None, "--config", metavar="FILE",
+                                    help="Read settings from this k2.toml (else ./k2.toml)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    """k2: the crypto market-data pipeline toolkit."""
+    if config_file:
+        os.environ["K2_CONFIG"] = config_file
+
+
+def main() -> None:
+    """Entry point: run the CLI and turn operator errors into one line and an exit code."""
+    from k2cli.errors import K2Error
+
+    try:
+        command = typer.main.get_command(app)
+        command.main(prog_name="k2", standalone_mode=True)
+    except K2Error as exc:
+        typer.echo(f"k2: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("k2: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,258 @@
+"""One settings object: defaults < k2.toml < K2_* environment < flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from k2cli.errors import ConfigError
+
+BINANCE_TOPIC = "market.crypto.trades.binance"
+KRAKEN_TOPIC = "market.crypto.trades.kraken"
+TRADES_TABLE = "market_data.trades_v2"
+CONSUMER_GROUP = "k2-iceberg-writer-crypto-v2"
+
+
+def _home() -> Path:
+    return Path(os.environ.get("K2_HOME") or Path.home() / ".k2").expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting k2 reads; the env var of field `x` is `K2_X`, its k2.toml key is `x`."""
+
+    home: Path = field(default_factory=_home)
+    kafka_bootstrap_servers: str = "localhost:9092"
+    schema_registry_url: str = "http://localhost:8081"
+    iceberg_catalog_uri: str = ""  # empty: a SQLite catalog inside data_dir
+    iceberg_warehouse: str = ""  # empty: a local warehouse inside data_dir
+    data_dir: Path = Path()  # empty: $K2_HOME/data
+    dlq_dir: Path = Path()  # empty: data_dir/dlq
+    prometheus_url: str = "http://localhost:9090"
+    postgres_uri: str = "postgresql+psycopg2://k2:k2@localhost:5432/k2_catalog"
+
+    binance_url: str = "wss://stream.binance.com:9443/stream"
+    binance_failover_urls: tuple[str, ...] = ("wss://data-stream.binance.vision/stream",)
+    binance_symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    binance_topic: str = BINANCE_TOPIC
+    binance_metrics_port: int = 9091
+    kraken_url: str = "wss://ws.kraken.com"
+    kraken_failover_urls: tuple[str, ...] = ()
+    kraken_symbols: tuple[str, ...] = ("BTC/USD", "ETH/USD")
+    kraken_topic: str = KRAKEN_TOPIC
+    kraken_metrics_port: int = 9093
+
+    ping_interval: float = 180.0
+    pong_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    rotation_interval: float = 4 * 3600.0
+    ssl_verify: bool = True
+    ca_bundle: str = ""
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    max_reconnects: int = 0  # 0: never give up
+    serializer_cache_max_size: int = 10
+    producer_buffer_max_messages: int = 100_000
+
+    consumer_group: str = CONSUMER_GROUP
+    consumer_topics: tuple[str, ...] = (BINANCE_TOPIC, KRAKEN_TOPIC)
+    consumer_metrics_port: int = 9094
+    batch_size: int = 500
+    flush_interval: float = 5.0
+    table: str = TRADES_TABLE
+    snapshots_to_keep: int = 100
+    gap_large_threshold: int = 10
+
+    thresholds: dict[str, float] = field(default_factory=dict)
+    config_file: str = ""
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """Where k2 keeps its lake and state when no explicit locations are set."""
+        return self.data_dir if str(self.data_dir) not in ("", ".") else self.home / "data"
+
+    @property
+    def catalog_uri(self) -> str:
+        """The SQL catalog URI in force."""
+        return self.iceberg_catalog_uri or f"sqlite:///{self.resolved_data_dir / 'catalog.db'}"
+
+    @property
+    def warehouse(self) -> str:
+        """The warehouse location in force."""
+        return self.iceberg_warehouse or f"file://{self.resolved_data_dir / 'warehouse'}"
+
+    @property
+    def dlq_path(self) -> Path:
+        """The dead-letter directory in force."""
+        return self.dlq_dir if str(self.dlq_dir) not in ("", ".") else self.resolved_data_dir / "dlq"
+
+    def threshold(self, name: str, default: float) -> float:
+        """A validation threshold from k2.toml's [thresholds] table, or its default."""
+        return float(self.thresholds.get(name, default))
+
+    def exchange_url(self, exchange: str) -> str:
+        """The primary WebSocket URL of an exchange."""
+        return self.binance_url if exchange == "binance" else self.kraken_url
+
+    def exchange_topic(self, exchange: str) -> str:
+        """The Kafka topic of an exchange."""
+        return self.binance_topic if exchange == "binance" else self.kraken_topic
+
+
+def env_name(name: str) -> str:
+    """The environment variable that sets a field."""
+    return f"K2_{name.upper()}"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, raw: object, source: str) -> object:
+    """Turn a raw value from toml or env into the field's type, or say which setting is wrong."""
+    hint = typing.get_type_hints(Settings)[name]
+    origin = typing.get_origin(hint)
+    where = env_name(name) if source == "env" else f"{name} in {source}"
+    try:
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {raw!r}")
+        if hint is int:
+            if isinstance(raw, bool):
+                raise ValueError("expected a whole number")
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is Path:
+            return Path(str(raw)).expanduser()
+        if origin is tuple:
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if origin is dict:
+            if not isinstance(raw, dict):
+                raise ValueError("expected a table")
+            return {str(k): float(v) for k, v in raw.items()}
+        if hint is str or isinstance(hint, types.UnionType):
+            return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}", setting=env_name(name)) from None
+    return raw
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    """Flatten k2.toml: top-level keys, and `[section] key` as `section_key`; [thresholds] stays a table."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", setting="K2_CONFIG") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}", setting="K2_CONFIG") from None
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "thresholds":
+            for sub, subvalue in value.items():
+                flat[f"{key}_{sub}"] = subvalue
+        else:
+            flat[key] = value
+    unknown = sorted(k for k in flat if k not in _FIELDS)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}", setting=unknown[0])
+    return flat
+
+
+def _config_path(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("K2_CONFIG"):
+        return Path(os.environ["K2_CONFIG"])
+    local = Path("k2.toml")
+    return local if local.is_file() else None
+
+
+def load_settings(config_file: str | None = None, **overrides: object) -> Settings:
+    """Build the settings from defaults, k2.toml, K2_* variables and flags (None flags are ignored)."""
+    values: dict[str, object] = {}
+    path = _config_path(config_file)
+    if path is not None:
+        for key, raw in _read_toml(path).items():
+            values[key] = _coerce(key, raw, str(path))
+        values["config_file"] = str(path)
+    for name in _FIELDS:
+        if name in ("config_file",):
+            continue
+        raw_env = os.environ.get(env_name(name))
+        if raw_env is not None and raw_env != "":
+            values[name] = _coerce(name, raw_env, "env")
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown setting {name!r}", setting=name)
+        values[name] = _coerce(name, value, "flags") if not isinstance(value, str | int | float) else value
+    settings = Settings(**values)  # type: ignore[arg-type]
+    validate(settings)
+    return settings
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise ConfigError(
+            f"{env_name(name)}={value!r} is not a {'/'.join(s + '://' for s in schemes)} URL",
+            setting=env_name(name),
+        )
+
+
+def validate(s: Settings) -> None:
+    """Reject values that cannot work, naming the setting."""
+    servers = [part.strip() for part in s.kafka_bootstrap_servers.split(",") if part.strip()]
+    if not servers or any(":" not in part or not part.rsplit(":", 1)[1].isdigit() for part in servers):
+        raise ConfigError(
+            f"K2_KAFKA_BOOTSTRAP_SERVERS={s.kafka_bootstrap_servers!r} must be host:port[,host:port]",
+            setting="K2_KAFKA_BOOTSTRAP_SERVERS",
+        )
+    _check_url("schema_registry_url", s.schema_registry_url, ("http", "https"))
+    _check_url("prometheus_url", s.prometheus_url, ("http", "https"))
+    _check_url("binance_url", s.binance_url, ("ws", "wss"))
+    _check_url("kraken_url", s.kraken_url, ("ws", "wss"))
+    for name in ("binance_failover_urls", "kraken_failover_urls"):
+        for url in getattr(s, name):
+            _check_url(name, url, ("ws", "wss"))
+    if s.iceberg_catalog_uri and not s.iceberg_catalog_uri.startswith(("sqlite:", "postgresql")):
+        raise ConfigError(
+            f"K2_ICEBERG_CATALOG_URI={s.iceberg_catalog_uri!r} must be a sqlite:/// or postgresql:// URI",
+            setting="K2_ICEBERG_CATALOG_URI",
+        )
+    positive = ("ping_interval", "pong_timeout", "idle_timeout", "rotation_interval", "backoff_initial",
+                "backoff_max", "serializer_cache_max_size", "batch_size", "flush_interval",
+                "producer_buffer_max_messages", "snapshots_to_keep")
+    for name in positive:
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"{env_name(name)} must be greater than 0, got {getattr(s, name)}",
+                              setting=env_name(name))
+    for name in ("binance_metrics_port", "kraken_metrics_port", "consumer_metrics_port"):
+        if not 0 <= getattr(s, name) <= 65535:
+            raise ConfigError(f"{env_name(name)} must be a port 0..65535", setting=env_name(name))
+
+
+def ensure_writable_dir(path: Path, setting: str) -> Path:
+    """Create a directory if needed and prove it is writable, or raise naming the setting."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".k2-write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{setting}={str(path)!r} is not writable: {exc.strerror}", setting=setting) from None
+    return path
