@@ -224,11 +224,10 @@ def validate_trade(record: dict[str, Any]) -> dict[str, Any]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InvalidTrade(name, f"must be an integer or null, got {value!r}")
     vendor = record["vendor_data"]
-    if vendor is not None:
-        if not isinstance(vendor, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in vendor.items()
-        ):
-            raise InvalidTrade("vendor_data", "must be a map of strings to strings")
+    if vendor is not None and (not isinstance(vendor, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in vendor.items()
+    )):
+        raise InvalidTrade("vendor_data", "must be a map of strings to strings")
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 
-class Format(str, enum.Enum):
+class Format(enum.StrEnum):
     """Output formats of commands that print data."""
 
     rich = "rich"
