@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-import decimal
 import enum
 import json
 import sys
-import uuid
-from pathlib import Path
 from typing import Any
 
 import typer
+
+from k2cli.jsonutil import to_jsonable
 
 
 class Format(enum.StrEnum):
@@ -24,27 +22,6 @@ class Format(enum.StrEnum):
 
 
 FORMAT_OPTION = typer.Option("rich", "--format", "-f", help="Output format: rich (default) or json.")
-
-
-def to_jsonable(value: Any) -> Any:
-    """Turn k2 values (Decimal, datetime, UUID, bytes, Path) into JSON-safe values, exactly."""
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, _dt.datetime | _dt.date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID | Path):
-        return str(value)
-    if isinstance(value, bytes):
-        import base64
-
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
 
 
 def print_json(data: Any) -> None:

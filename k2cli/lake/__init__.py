@@ -1,0 +1,1 @@
+"""The Iceberg lake: catalog, exactly-once writer, queries."""

@@ -1,0 +1,1 @@
+"""Reliability parts: sequence tracking, dead-letter queue, retry, circuit breaker."""
