@@ -1,0 +1,82 @@
+"""Settings: defaults < k2.toml < K2_* environment < flags, and errors that name the setting."""
+
+from pathlib import Path
+
+import pytest
+
+from k2cli.errors import ConfigError
+from k2cli.settings import ensure_writable_dir, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("K2_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("K2_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_follow_the_contract():
+    s = load_settings()
+    assert s.kafka_bootstrap_servers == "localhost:9092"
+    assert s.schema_registry_url == "http://localhost:8081"
+    assert s.consumer_group == "k2-iceberg-writer-crypto-v2"
+    assert s.table == "market_data.trades_v2"
+    assert s.consumer_topics == ("market.crypto.trades.binance", "market.crypto.trades.kraken")
+    assert s.catalog_uri.startswith("sqlite:///") and s.warehouse.startswith("file://")
+    assert s.ping_interval == 180 and s.pong_timeout == 10 and s.idle_timeout == 30
+    assert s.rotation_interval == 4 * 3600 and s.serializer_cache_max_size == 10
+
+
+def test_precedence_toml_then_env_then_flags(tmp_path, monkeypatch):
+    (tmp_path / "k2.toml").write_text('batch_size = 100\n[kafka]\nbootstrap_servers = "toml:1"\n'
+                                      '[thresholds]\nconsumer_throughput_min = 250\n')
+    s = load_settings()
+    assert s.batch_size == 100 and s.kafka_bootstrap_servers == "toml:1"
+    assert s.threshold("consumer_throughput_min", 100) == 250
+    monkeypatch.setenv("K2_KAFKA_BOOTSTRAP_SERVERS", "env:2")
+    monkeypatch.setenv("K2_BATCH_SIZE", "200")
+    s = load_settings()
+    assert s.kafka_bootstrap_servers == "env:2" and s.batch_size == 200
+    s = load_settings(batch_size=300, kafka_bootstrap_servers=None)
+    assert s.batch_size == 300 and s.kafka_bootstrap_servers == "env:2"
+
+
+def test_lists_and_bools_from_env(monkeypatch):
+    monkeypatch.setenv("K2_BINANCE_SYMBOLS", "BTCUSDT, ETHUSDT,SOLUSDT")
+    monkeypatch.setenv("K2_SSL_VERIFY", "false")
+    s = load_settings()
+    assert s.binance_symbols == ("BTCUSDT", "ETHUSDT", "SOLUSDT") and s.ssl_verify is False
+
+
+@pytest.mark.parametrize("env,value,setting", [
+    ("K2_SCHEMA_REGISTRY_URL", "localhost:8081", "K2_SCHEMA_REGISTRY_URL"),
+    ("K2_KAFKA_BOOTSTRAP_SERVERS", "no-port", "K2_KAFKA_BOOTSTRAP_SERVERS"),
+    ("K2_BINANCE_URL", "http://x", "K2_BINANCE_URL"),
+    ("K2_BATCH_SIZE", "lots", "K2_BATCH_SIZE"),
+    ("K2_BATCH_SIZE", "0", "K2_BATCH_SIZE"),
+    ("K2_SSL_VERIFY", "maybe", "K2_SSL_VERIFY"),
+    ("K2_ICEBERG_CATALOG_URI", "mysql://x", "K2_ICEBERG_CATALOG_URI"),
+])
+def test_bad_values_name_the_setting(monkeypatch, env, value, setting):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert err.value.setting == setting and setting in str(err.value)
+
+
+def test_unknown_toml_key_is_an_error(tmp_path):
+    (tmp_path / "k2.toml").write_text("bacth_size = 5\n")
+    with pytest.raises(ConfigError, match="bacth_size"):
+        load_settings()
+
+
+def test_unwritable_dir_names_setting(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="K2_DATA_DIR"):
+        ensure_writable_dir(blocker / "sub", "K2_DATA_DIR")
+    assert ensure_writable_dir(tmp_path / "ok", "K2_DATA_DIR") == Path(tmp_path / "ok")
