@@ -36,6 +36,10 @@ class Settings:
     dlq_dir: Path = Path()  # empty: data_dir/dlq
     prometheus_url: str = "http://localhost:9090"
     postgres_uri: str = "postgresql+psycopg2://k2:k2@localhost:5432/k2_catalog"
+    s3_endpoint: str = ""  # e.g. http://minio:9000 for an s3:// warehouse
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_region: str = "us-east-1"
 
     binance_url: str = "wss://stream.binance.com:9443/stream"
     binance_failover_urls: tuple[str, ...] = ("wss://data-stream.binance.vision/stream",)

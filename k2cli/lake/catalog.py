@@ -42,8 +42,13 @@ def open_catalog(settings: Settings) -> Any:  # -> pyiceberg.catalog.sql.SqlCata
     if warehouse.startswith("file://"):
         ensure_writable_dir(Path(urlparse(warehouse).path), "K2_ICEBERG_WAREHOUSE" if settings.iceberg_warehouse
                             else "K2_DATA_DIR")
+    props = {"uri": uri, "warehouse": warehouse}
+    if settings.s3_endpoint:
+        props.update({"s3.endpoint": settings.s3_endpoint, "s3.access-key-id": settings.s3_access_key,
+                      "s3.secret-access-key": settings.s3_secret_key, "s3.region": settings.s3_region,
+                      "s3.path-style-access": "true"})
     try:
-        return SqlCatalog("k2", uri=uri, warehouse=warehouse)
+        return SqlCatalog("k2", **props)
     except Exception as exc:  # sqlalchemy raises OperationalError and friends for unreachable databases
         raise ServiceUnavailable(f"Iceberg catalog at {_redact(uri)} is unreachable: {_first_line(exc)}",
                                  setting="K2_ICEBERG_CATALOG_URI") from None
