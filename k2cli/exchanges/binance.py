@@ -1,0 +1,123 @@
+"""Binance spot `<symbol>@trade` frames (combined-stream endpoint) -> v2 trade records. Pure: no I/O."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from k2cli.exchanges.base import (
+    CONTROL_FRAME,
+    SHUTDOWN,
+    TRADES,
+    FrameError,
+    MessageIds,
+    Parsed,
+    exact_decimal,
+)
+from k2cli.exchanges.symbols import UnknownSymbol, split_binance_symbol
+
+EXCHANGE = "BINANCE"
+REQUIRED = ("e", "E", "s", "t", "p", "q", "T", "m")
+
+
+def stream_url(base_url: str, symbols: tuple[str, ...] | list[str]) -> str:
+    """The combined-stream URL for the symbols' trade streams (`/stream?streams=btcusdt@trade/...`)."""
+    parts = urlsplit(base_url)
+    path = parts.path if parts.path not in ("", "/") else "/stream"
+    streams = "/".join(f"{s.lower()}@trade" for s in symbols)
+    query = f"{parts.query}&streams={streams}" if parts.query else f"streams={streams}"
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+class BinanceParser:
+    """Turns one Binance frame into a Parsed result; raises FrameError for a frame that is not usable."""
+
+    def __init__(self) -> None:
+        self._ids = MessageIds()
+        self._assets: dict[str, tuple[str, str]] = {}
+
+    def _split(self, symbol: str) -> tuple[str, str]:
+        assets = self._assets.get(symbol)
+        if assets is None:
+            try:
+                assets = split_binance_symbol(symbol)
+            except UnknownSymbol as exc:
+                raise FrameError("unknown_symbol", str(exc)) from None
+            if len(self._assets) < 10_000:
+                self._assets[symbol] = assets
+        return assets
+
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
+        """Parse one frame received at `ingest_us` (µs)."""
+        try:
+            msg = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FrameError("invalid_json", f"not JSON: {exc}") from None
+        if not isinstance(msg, dict):
+            raise FrameError("unknown_event", f"expected a JSON object, got {type(msg).__name__}")
+        data = msg.get("data", msg) if "stream" in msg else msg
+        if not isinstance(data, dict):
+            raise FrameError("unknown_event", "combined-stream frame whose data is not an object")
+        event = data.get("e")
+        if event == "trade":
+            return Parsed(TRADES, [self._trade(data, ingest_us)])
+        if event == "serverShutdown" or msg.get("stream") == "!serverShutdown":
+            return Parsed(SHUTDOWN, info="serverShutdown")
+        if event is None and "id" in msg and "result" in msg:
+            return CONTROL_FRAME  # reply to a SUBSCRIBE / LIST_SUBSCRIPTIONS request
+        if event is None and "code" in msg and "msg" in msg:
+            raise FrameError("exchange_error", f"exchange error {msg.get('code')}: {msg.get('msg')}")
+        raise FrameError("unknown_event", f"unknown event {event!r}")
+
+    def _trade(self, d: dict[str, Any], ingest_us: int) -> dict[str, Any]:
+        try:
+            symbol = d["s"]
+            t = d["t"]
+            trade_time = d["T"]
+            event_time = d["E"]
+            maker = d["m"]
+            price = d["p"]
+            qty = d["q"]
+        except KeyError:
+            missing = [k for k in REQUIRED if k not in d]
+            raise FrameError("missing_field", f"trade without field(s) {', '.join(missing)}") from None
+        if type(t) is not int or t < 0:
+            raise FrameError("invalid_value", f"trade id t={t!r} is not a non-negative integer")
+        if type(trade_time) is not int or trade_time <= 0 or type(event_time) is not int:
+            raise FrameError("invalid_value", f"trade time T={trade_time!r} / E={event_time!r} are not integers")
+        if type(maker) is not bool:
+            raise FrameError("invalid_value", f"m={maker!r} is not a boolean")
+        if type(price) is not str or type(qty) is not str:
+            raise FrameError("invalid_value", "price p and quantity q must be strings")
+        if type(symbol) is not str:
+            raise FrameError("invalid_value", f"symbol s={symbol!r} is not a string")
+        base, quote = self._split(symbol)
+        best = d.get("M")
+        vendor = {
+            "base_asset": base,
+            "quote_asset": quote,
+            "is_buyer_maker": "true" if maker else "false",
+            "event_type": "trade",
+            "event_time": str(event_time),
+            "trade_time": str(trade_time),
+        }
+        if best is not None:
+            vendor["is_best_match"] = "true" if best else "false"
+        return {
+            "message_id": self._ids.next(),
+            "trade_id": f"BINANCE-{t}",
+            "symbol": symbol,
+            "exchange": EXCHANGE,
+            "asset_class": "crypto",
+            "timestamp": trade_time * 1000,
+            "price": exact_decimal("price", price),
+            "quantity": exact_decimal("quantity", qty),
+            "currency": quote,
+            "side": "SELL" if maker else "BUY",
+            "trade_conditions": [],
+            "source_sequence": t,
+            "ingestion_timestamp": ingest_us,
+            "platform_sequence": None,
+            "vendor_data": vendor,
+        }
