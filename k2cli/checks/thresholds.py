@@ -1,0 +1,118 @@
+"""Every threshold a checklist compares against, with the seeds' numbers as defaults.
+
+Override any of them in k2.toml:
+
+    [thresholds]
+    e2e_throughput_min_msg_per_s = 500
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from k2cli.errors import ConfigError
+
+S000 = "Consumer Validation Procedures"
+S003 = "Phase 5 Validation Guide"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A named limit: the step passes when `measured op value` holds; op '' marks a run parameter."""
+
+    name: str
+    default: float
+    op: str
+    unit: str
+    source: str  # where the number comes from
+
+
+_ALL = (
+    # ---- streaming (seed 000, "WebSocket Streaming Validation")
+    Threshold("streaming_connect_max_s", 5, "<", "s", f"{S000}: Expected Performance, connection time <5s"),
+    Threshold("streaming_binance_first_trade_max_s", 10, "<", "s",
+              f"{S000}: Expected Performance, Binance time to first trade <10s"),
+    Threshold("streaming_kraken_first_trade_max_s", 30, "<", "s",
+              f"{S000}: Expected Performance, Kraken time to first trade <30s"),
+    Threshold("streaming_min_valid_trades", 10, ">=", "trades", f"{S000}: Quick Validation, 10 valid trades"),
+    Threshold("streaming_v2_compliance_min_pct", 100, ">=", "%", f"{S000}: Quick Validation, 100% v2 compliance"),
+    Threshold("streaming_binance_rate_min_per_s", 1, ">=", "trades/s", f"{S000}: Expected Performance, 1-100/sec"),
+    Threshold("streaming_binance_rate_max_per_s", 100, "<=", "trades/s",
+              f"{S000}: Expected Performance, 1-100/sec (above: WARN)"),
+    Threshold("streaming_kraken_rate_min_per_s", 0.1, ">=", "trades/s", f"{S000}: Expected Performance, 0.1-10/sec"),
+    Threshold("streaming_kraken_rate_max_per_s", 10, "<=", "trades/s",
+              f"{S000}: Expected Performance, 0.1-10/sec (above: WARN)"),
+    Threshold("streaming_binance_latency_p95_max_ms", 100, "<", "ms",
+              f"{S000}: Expected Performance, Binance message latency <100ms (p95 of ingestion - trade time)"),
+    Threshold("streaming_kraken_latency_p95_max_ms", 200, "<", "ms",
+              f"{S000}: Expected Performance, Kraken message latency <200ms (p95 of ingestion - trade time)"),
+    Threshold("streaming_run_max_s", 60, "", "s", "run parameter: longest a streaming run may take"),
+    # ---- e2e (seed 000, "Consumer E2E Validation Procedure")
+    Threshold("e2e_messages", 5000, "", "messages", f"{S000}: Step 2, run consumer for 5000 messages"),
+    Threshold("e2e_max_backlog", 50000, "<=", "messages",
+              "run parameter: refuse to consume a larger pending backlog in one validation run"),
+    Threshold("e2e_errors_max", 0, "<=", "errors", f"{S000}: Step 2, Errors == 0"),
+    Threshold("e2e_throughput_min_msg_per_s", 100, ">", "msg/s", f"{S000}: Step 5, throughput >100 msg/sec"),
+    Threshold("e2e_cold_start_max_s", 60, "<", "s", f"{S000}: Degradation Indicators, cold start >60 seconds"),
+    Threshold("e2e_write_p99_max_s", 2, "<", "s", f"{S000}: Step 5, p99 write duration <2 seconds"),
+    Threshold("e2e_memory_max_mb", 500, "<", "MB", f"{S000}: Step 5, memory usage <500 MB for single consumer"),
+    Threshold("e2e_query_limit", 100, "", "rows", f"{S000}: Step 4, query_trades(limit=100)"),
+    Threshold("e2e_run_max_s", 600, "", "s", "run parameter: longest the consumer run may take"),
+    # ---- alert rules expected in Prometheus
+    Threshold("alert_lag_messages", 10000, "==", "messages", f"{S000}: Pre-Deployment, alert on lag >10,000"),
+    Threshold("alert_memory_high_mb", 400, "==", "MB", f"{S003}: Step 04, BinanceMemoryHigh (>400MB)"),
+    Threshold("alert_leak_score", 0.8, "==", "", f"{S003}: Step 04, BinanceMemoryLeakDetected (score >0.8)"),
+    # ---- post-deployment (seed 000) and production validation (seed 003)
+    Threshold("post_lag_max_messages", 1000, "<", "messages", f"{S000}: Post-Deployment, lag <1,000 messages"),
+    Threshold("post_lag_within_s", 300, "", "s", f"{S000}: Post-Deployment, lag <1,000 within 5 minutes"),
+    Threshold("post_throughput_min_msg_per_s", 100, ">", "msg/s", f"{S000}: Post-Deployment, >100 msg/sec"),
+    Threshold("post_freshness_max_s", 300, "<", "s", f"{S000}: Post-Deployment, fresh data (<5 min lag)"),
+    Threshold("post_snapshot_max_age_s", 300, "<", "s",
+              f"{S000}: Post-Deployment, snapshots increasing (newest snapshot younger than 5 min)"),
+    Threshold("prod_window_h", 24, "", "h", f"{S003}: Step 09, daily checks (Prometheus look-back window)"),
+    Threshold("prod_memory_max_mb", 250, "<=", "MB", f"{S003}: memory stable at 200-250MB"),
+    Threshold("prod_memory_growth_max_mb", 50, "<", "MB", f"{S003}: memory growth <50MB over 24h"),
+    Threshold("prod_rotations_per_day", 6, "==", "/day", f"{S003}: connection rotations 6 per day (every 4h)"),
+    Threshold("prod_pings_per_day", 480, "==", "/day", f"{S003}: ping-pong heartbeat 480 pings per day"),
+    Threshold("prod_rate_tolerance_pct", 20, "", "%", "run parameter: tolerance on per-day counts"),
+    Threshold("prod_stream_rate_min_per_s", 10, ">", "msg/s", f"{S003}: message rate >10 msg/sec sustained"),
+    Threshold("prod_uptime_min_pct", 99.9, ">=", "%", f"{S003}: uptime >99.9%"),
+    Threshold("prod_unscheduled_reconnects_max", 0, "<=", "", f"{S003}: Day 5, zero unscheduled reconnections"),
+    Threshold("prod_critical_alerts_max", 0, "<=", "", f"{S003}: zero critical alerts"),
+    # ---- resilience (seed 003, P0/P1 steps)
+    Threshold("config_ping_interval_s", 180, "==", "s", f"{S003}: Step 05, ping_interval_seconds default 180"),
+    Threshold("config_pong_timeout_s", 10, "==", "s", f"{S003}: Step 05, pong received within 10s"),
+    Threshold("config_idle_timeout_s", 30, "==", "s", f"{S003}: Step 06, health check timeout 60s -> 30s"),
+    Threshold("config_rotation_interval_s", 14400, "==", "s", f"{S003}: Step 02, rotation every 4h"),
+    Threshold("config_cache_max_size", 10, "==", "", f"{S003}: Step 03, serializer_cache_max_size default 10"),
+    Threshold("cache_test_subjects", 15, "", "subjects", f"{S003}: Step 03, create 15 serializers"),
+    Threshold("cache_stress_subjects", 120, "", "subjects", f"{S003}: Step 03, 100+ schema subjects"),
+    Threshold("cache_memory_growth_max_kb", 1024, "<", "KiB",
+              f"{S003}: Step 03, memory stable with 100+ subjects (retained memory beyond a full cache)"),
+    Threshold("rotation_test_interval_s", 2, "", "s", f"{S003}: Step 02, short-interval rotation test"),
+    Threshold("rotation_test_min_rotations", 2, ">=", "", f"{S003}: Step 02, verify 2 rotations occurred"),
+    Threshold("heartbeat_test_interval_s", 1, "", "s", f"{S003}: Step 05, short-interval ping test"),
+    Threshold("heartbeat_test_min_pongs", 3, ">=", "", f"{S003}: Step 05, pings sent and pongs received"),
+    Threshold("idle_test_timeout_s", 2, "", "s", f"{S003}: Step 06, reconnect after the idle timeout"),
+    Threshold("resilience_run_max_s", 30, "", "s", "run parameter: longest one fault run may take"),
+    # ---- deployment / tech debt
+    Threshold("unit_coverage_min_pct", 80, ">=", "%", f"{S000}: Pre-Deployment, unit tests 80%+ coverage"),
+)
+
+THRESHOLDS: dict[str, Threshold] = {t.name: t for t in _ALL}
+
+
+def get(name: str) -> Threshold:
+    """The threshold definition with this name."""
+    try:
+        return THRESHOLDS[name]
+    except KeyError:
+        raise KeyError(f"unknown threshold {name!r}") from None
+
+
+def check_overrides(overrides: dict[str, float]) -> None:
+    """Reject k2.toml [thresholds] keys that name no threshold (a typo would silently do nothing)."""
+    unknown = sorted(set(overrides) - set(THRESHOLDS))
+    if unknown:
+        raise ConfigError(f"k2.toml [thresholds]: unknown threshold {unknown[0]!r} "
+                          "(`k2 validate list` shows every threshold)", setting="thresholds")
