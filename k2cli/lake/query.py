@@ -239,7 +239,7 @@ class TradesLake:
         else:
             source = "read_parquet(?, hive_partitioning = false)"
             args = [[f.path for f in files]]
-        return con.execute(f"SELECT {_COLUMNS} FROM {source}{sql_tail}", args + params).to_arrow_table()
+        return con.sql(f"SELECT {_COLUMNS} FROM {source}{sql_tail}", params=args + params).to_arrow_table()
 
     # ------------------------------------------------------------ queries
 
@@ -305,7 +305,7 @@ class TradesLake:
         try:
             source = "read_parquet(?, hive_partitioning = false)" if plan.files else "trades"
             args: list[Any] = [plan.paths] if plan.files else []
-            rows = con.execute(bars_sql(source, where), [width, width] + args + params).fetchall()
+            rows = con.sql(bars_sql(source, where), params=[width, width] + args + params).fetchall()
         finally:
             con.close()
         table = bars_from_rows(rows, width)
@@ -324,7 +324,7 @@ class TradesLake:
         notes = []
         try:
             try:
-                reader = con.execute(statement).to_arrow_reader(batch_size=8192)
+                reader = con.sql(statement).to_arrow_reader(batch_size=8192)
                 table = _take(reader, max_rows)
             except duckdb.PermissionException as exc:
                 raise ForbiddenSQL(f"refused: {_first_line(exc)}") from None
@@ -350,9 +350,9 @@ class TradesLake:
         try:
             source = "read_parquet(?, hive_partitioning = false)" if plan.files else "trades"
             args: list[Any] = [plan.paths] if plan.files else []
-            rows = con.execute(
+            rows = con.sql(
                 'SELECT "exchange", "symbol", max("timestamp"), max("ingestion_timestamp"), count(*) '
-                f"FROM {source}{where} GROUP BY ALL ORDER BY 1, 2", args + params).fetchall()
+                f"FROM {source}{where} GROUP BY ALL ORDER BY 1, 2", params=args + params).fetchall()
         finally:
             con.close()
         out = []
