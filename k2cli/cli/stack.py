@@ -1,0 +1,135 @@
+"""`k2 stack`: install, start, stop and check the local stack (Kafka, Schema Registry, PostgreSQL,
+Prometheus), natively and on loopback only."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from k2cli.cli._common import print_json
+
+app = typer.Typer(
+    help="Install, start, stop and check the local stack: Kafka (KRaft), a Confluent-API Schema Registry "
+    "(Apicurio Registry), PostgreSQL and Prometheus, as local processes on 127.0.0.1.\n\n"
+    "State lives in $K2_HOME (default ~/.k2): cache/ downloads, stack/ config and data, logs/, run/ pid files.",
+    no_args_is_help=True,
+)
+
+FORMAT = typer.Option("rich", "--format", "-f", help="Output format: rich (default) or json.")
+TIMEOUT = typer.Option(None, "--timeout", min=1.0,
+                       help="Seconds to wait for each service to become healthy (default: per service, 30-180).")
+
+
+def _stack():  # noqa: ANN202 - k2cli.stack.manager.Stack
+    from k2cli.stack.manager import Stack
+
+    return Stack.from_settings()
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in ("rich", "json"):
+        from k2cli.errors import ConfigError
+
+        raise ConfigError(f"--format must be rich or json, got {fmt!r}")
+    return fmt
+
+
+def _progress(fmt: str):  # noqa: ANN202
+    def say(message: str) -> None:
+        # Progress goes to stderr, so `--format json` output stays clean on stdout.
+        print(f"k2 stack: {message}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _table(states, title: str, columns: tuple[str, ...]) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for s in states:
+        row = {
+            "service": s.name,
+            "state": s.action or ("running" if s.running else "stopped"),
+            "health": "[green]healthy[/green]" if s.healthy else "[red]unhealthy[/red]",
+            "pid": str(s.pid or "-"),
+            "listens on": s.listen,
+            "log": s.log,
+            "detail": s.detail,
+            "time": f"{s.seconds:.1f}s" if s.seconds is not None else "",
+        }
+        table.add_row(*(row[c] for c in columns))
+    _console().print(table)
+
+
+def _console():  # noqa: ANN202 - rich Console
+    from rich.console import Console
+
+    # Piped output (CI logs) gets a wide table rather than rich's 80-column default.
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+@app.command()
+def up(fmt: str = FORMAT, timeout: float = TIMEOUT) -> None:
+    """Install what is missing (first run only), start every service that is not running, create the
+    contract topics and databases, and wait until all are healthy. Running it again changes nothing."""
+    import time
+
+    fmt = _check_format(fmt)
+    began = time.monotonic()
+    states = _stack().up(progress=_progress(fmt), timeout=timeout)
+    elapsed = time.monotonic() - began
+    if fmt == "json":
+        print_json({"healthy": all(s.healthy for s in states), "seconds": round(elapsed, 1),
+                    "services": [s.to_dict() for s in states]})
+        return
+    _table(states, f"k2 stack up: all services healthy ({elapsed:.1f}s)",
+           ("service", "state", "pid", "listens on", "log", "time"))
+
+
+@app.command()
+def down(fmt: str = FORMAT) -> None:
+    """Stop the processes `k2 stack up` started (only those: tracked by pid files), newest first.
+    Data stays in $K2_HOME/stack for the next `up`."""
+    fmt = _check_format(fmt)
+    states = _stack().down(progress=_progress(fmt))
+    if fmt == "json":
+        print_json({"services": [{"name": s.name, "pid": s.pid, "action": s.action} for s in states]})
+        return
+    _table(states, "k2 stack down", ("service", "state", "pid", "time"))
+
+
+@app.command()
+def status(fmt: str = FORMAT) -> None:
+    """Show each service's process and health. Exits 1 when any service is not healthy."""
+    fmt = _check_format(fmt)
+    states = _stack().status()
+    healthy = all(s.healthy for s in states)
+    if fmt == "json":
+        print_json({"healthy": healthy, "services": [s.to_dict() for s in states]})
+    else:
+        _table(states, f"k2 stack status: {'all healthy' if healthy else 'NOT all healthy'}",
+               ("service", "health", "pid", "listens on", "detail", "log"))
+    if not healthy:
+        raise typer.Exit(1)
+
+
+@app.command("install")
+def install_cmd(fmt: str = FORMAT) -> None:
+    """Install everything the stack runs, without starting it: Debian packages (postgresql, prometheus,
+    nginx; as root), Kafka jars and Apicurio Registry from Maven Central into $K2_HOME/cache."""
+    fmt = _check_format(fmt)
+    done = _stack().install(progress=_progress(fmt))
+    if fmt == "json":
+        print_json(done)
+        return
+    from rich.table import Table
+
+    table = Table(title="k2 stack install", title_justify="left")
+    table.add_column("component")
+    table.add_column("installed", overflow="fold")
+    for name, what in done.items():
+        table.add_row(name, what)
+    _console().print(table)

@@ -1,0 +1,126 @@
+"""The local stack's configuration, derived from k2's settings (the ports clients use) plus a few
+stack-only knobs read from K2_STACK_* variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from k2cli.stack.errors import StackConfigError
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything the stack services need to know; every port is bound on 127.0.0.1 only."""
+
+    home: Path
+    kafka_port: int = 9092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "512m"
+    topics: tuple[str, ...] = ("market.crypto.trades.binance", "market.crypto.trades.kraken")
+    topic_partitions: int = 6
+    registry_port: int = 8081
+    apicurio_port: int = 18081
+    apicurio_heap: str = "384m"
+    postgres_port: int = 5432
+    postgres_user: str = "k2"
+    postgres_password: str = "k2"
+    postgres_database: str = "k2_catalog"
+    registry_database: str = "k2_registry"
+    prometheus_port: int = 9090
+    scrape_interval: str = "5s"
+    stream_binance_metrics_port: int = 9091
+    stream_kraken_metrics_port: int = 9093
+    consumer_metrics_port: int = 9094
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StackConfigError(f"{name}={raw!r} must be a whole number", setting=name) from None
+    if not 0 < value < 65536 and name.endswith("_PORT"):
+        raise StackConfigError(f"{name}={raw!r} must be a port 1..65535", setting=name)
+    return value
+
+
+def _local_port(value: str, setting: str, default_port: int) -> int:
+    """The port of a local host:port or URL, or an error naming the setting if the host is remote."""
+    parsed = urlparse(value if "://" in value else f"tcp://{value}")
+    host = parsed.hostname or ""
+    if host not in LOCAL_HOSTS and host.strip("[]") not in LOCAL_HOSTS:
+        raise StackConfigError(f"{setting}={value!r} points at {host!r}; `k2 stack` runs services on localhost only",
+                               setting=setting)
+    return parsed.port or default_port
+
+
+def _read(settings: Any, name: str, default: Any) -> Any:
+    return getattr(settings, name, default) if settings is not None else default
+
+
+def load_stack_config(settings: Any = None) -> StackConfig:
+    """Build the stack configuration from k2 settings (load_settings() when None) and K2_STACK_* variables."""
+    if settings is None:
+        from k2cli.settings import load_settings
+
+        settings = load_settings()
+    home = Path(_read(settings, "home", Path(os.environ.get("K2_HOME") or Path.home() / ".k2"))).expanduser()
+    bootstrap = str(_read(settings, "kafka_bootstrap_servers", "localhost:9092")).split(",")[0].strip()
+    pg = urlparse(str(_read(settings, "postgres_uri", "postgresql+psycopg2://k2:k2@localhost:5432/k2_catalog")))
+    if pg.hostname not in LOCAL_HOSTS:
+        raise StackConfigError(f"K2_POSTGRES_URI points at {pg.hostname!r}; `k2 stack` runs services on localhost "
+                               "only", setting="K2_POSTGRES_URI")
+    topics = tuple(t for t in (_read(settings, "binance_topic", "market.crypto.trades.binance"),
+                               _read(settings, "kraken_topic", "market.crypto.trades.kraken")) if t)
+    cfg = StackConfig(
+        home=home,
+        kafka_port=_local_port(bootstrap, "K2_KAFKA_BOOTSTRAP_SERVERS", 9092),
+        kafka_controller_port=_int_env("K2_STACK_KAFKA_CONTROLLER_PORT", 19093),
+        kafka_heap=os.environ.get("K2_STACK_KAFKA_HEAP", "512m"),
+        topics=topics,
+        topic_partitions=_int_env("K2_STACK_TOPIC_PARTITIONS", 6),
+        registry_port=_local_port(str(_read(settings, "schema_registry_url", "http://localhost:8081")),
+                                  "K2_SCHEMA_REGISTRY_URL", 80),
+        apicurio_port=_int_env("K2_STACK_APICURIO_PORT", 18081),
+        apicurio_heap=os.environ.get("K2_STACK_APICURIO_HEAP", "384m"),
+        postgres_port=pg.port or 5432,
+        postgres_user=pg.username or "k2",
+        postgres_password=pg.password or "k2",
+        postgres_database=(pg.path or "/k2_catalog").lstrip("/") or "k2_catalog",
+        registry_database=os.environ.get("K2_STACK_REGISTRY_DATABASE", "k2_registry"),
+        prometheus_port=_local_port(str(_read(settings, "prometheus_url", "http://localhost:9090")),
+                                    "K2_PROMETHEUS_URL", 80),
+        stream_binance_metrics_port=int(_read(settings, "binance_metrics_port", 9091)),
+        stream_kraken_metrics_port=int(_read(settings, "kraken_metrics_port", 9093)),
+        consumer_metrics_port=int(_read(settings, "consumer_metrics_port", 9094)),
+    )
+    _check_distinct(cfg)
+    return cfg
+
+
+def _check_distinct(cfg: StackConfig) -> None:
+    """Two services on one port can never both start: say which ones clash."""
+    bound = {
+        "kafka": cfg.kafka_port,
+        "kafka controller (K2_STACK_KAFKA_CONTROLLER_PORT)": cfg.kafka_controller_port,
+        "schema-registry": cfg.registry_port,
+        "apicurio (K2_STACK_APICURIO_PORT)": cfg.apicurio_port,
+        "postgres": cfg.postgres_port,
+        "prometheus": cfg.prometheus_port,
+        "stream-binance metrics": cfg.stream_binance_metrics_port,
+        "stream-kraken metrics": cfg.stream_kraken_metrics_port,
+        "consumer metrics": cfg.consumer_metrics_port,
+    }
+    seen: dict[int, str] = {}
+    for name, port in bound.items():
+        if port and port in seen:
+            raise StackConfigError(f"{name} and {seen[port]} are both configured on port {port}")
+        seen[port] = name
