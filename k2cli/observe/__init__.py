@@ -1,0 +1,1 @@
+"""Observability: Prometheus metric families of the stream and the memory sampler with its leak score."""

@@ -1,0 +1,197 @@
+"""Dropping trades already seen, and deciding when a rotation's old connection may close. Pure logic.
+
+Two connections overlap during a make-before-break rotation (and a Kraken re-subscription replays the
+last 50 trades), so the same trade can arrive twice. Keys are per symbol:
+
+- sequential (Binance `t`, Kraken v2 `trade_id`): a bitmap of the last WINDOW ids below the highest id
+  seen; an id far below that window is taken as a sequence reset and starts a new window.
+- opaque (Kraken v1 hash ids): a set of the last SET_WINDOW ids with FIFO eviction.
+
+Handover: the old connection may close once, for every symbol, nothing it could still deliver is
+missing from the new one:
+- sequential: the new connection delivers every id from its first one on, so the old one is done with a
+  symbol once its last id >= (the new connection's first id) - 1;
+- opaque: once the old connection's latest id has also come from the new connection (Kraken's snapshot
+  on subscribe usually gives this at once);
+- a symbol neither connection delivered since the handover began is quiet: nothing is in flight, once
+  the caller says the new connection has streamed long enough (`quiet_ok`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+
+WINDOW_BITS = 20
+WINDOW = 1 << WINDOW_BITS  # ids remembered per symbol (sequential mode): a 128 KiB bitmap
+SET_WINDOW = 20_000  # ids remembered per symbol (opaque mode)
+
+
+class _Bitmap:
+    """Ids in (hi - WINDOW, hi] as bits of a ring."""
+
+    __slots__ = ("bits", "hi")
+
+    def __init__(self, first: int) -> None:
+        self.bits = bytearray(WINDOW >> 3)
+        self.hi = first
+        self._set(first)
+
+    def _set(self, k: int) -> None:
+        i = k & (WINDOW - 1)
+        self.bits[i >> 3] |= 1 << (i & 7)
+
+    def _clear(self, a: int, b: int) -> None:
+        """Clear the slots of ids a..b (b - a < WINDOW)."""
+        while a <= b and a & 7:
+            i = a & (WINDOW - 1)
+            self.bits[i >> 3] &= ~(1 << (i & 7)) & 0xFF
+            a += 1
+        while a <= b and (b + 1) & 7:
+            i = b & (WINDOW - 1)
+            self.bits[i >> 3] &= ~(1 << (i & 7)) & 0xFF
+            b -= 1
+        if a > b:
+            return
+        start, stop = (a & (WINDOW - 1)) >> 3, ((b & (WINDOW - 1)) >> 3) + 1  # whole bytes now
+        if start < stop:
+            self.bits[start:stop] = bytes(stop - start)
+        else:  # wraps around the ring
+            self.bits[start:] = bytes(len(self.bits) - start)
+            self.bits[:stop] = bytes(stop)
+
+    def add(self, k: int) -> bool:
+        """Record id k; False if it was already there."""
+        hi = self.hi
+        if k > hi:
+            if k - hi >= WINDOW:
+                self.bits = bytearray(WINDOW >> 3)
+            elif k == hi + 1:
+                i = k & (WINDOW - 1)
+                self.bits[i >> 3] &= ~(1 << (i & 7)) & 0xFF
+            else:  # ids skipped by the exchange leave their slots clear
+                self._clear(hi + 1, k)
+            self.hi = k
+            self._set(k)
+            return True
+        if k <= hi - WINDOW:  # far below anything remembered: the exchange restarted its sequence
+            self.bits = bytearray(WINDOW >> 3)
+            self.hi = k
+            self._set(k)
+            return True
+        i = k & (WINDOW - 1)
+        mask = 1 << (i & 7)
+        if self.bits[i >> 3] & mask:
+            return False
+        self.bits[i >> 3] |= mask
+        return True
+
+
+class _RecentSet:
+    """The last SET_WINDOW opaque ids."""
+
+    __slots__ = ("ids", "order")
+
+    def __init__(self) -> None:
+        self.ids: set[Hashable] = set()
+        self.order: deque[Hashable] = deque()
+
+    def add(self, key: Hashable) -> bool:
+        if key in self.ids:
+            return False
+        self.ids.add(key)
+        self.order.append(key)
+        if len(self.order) > SET_WINDOW:
+            self.ids.discard(self.order.popleft())
+        return True
+
+
+class _ConnTrack:
+    """What one connection delivered, per symbol: [first key, last key, count]."""
+
+    __slots__ = ("per_symbol", "keys", "recording")
+
+    def __init__(self) -> None:
+        self.per_symbol: dict[str, list] = {}
+        self.keys: dict[str, set[Hashable]] = {}  # opaque mode, while this is the new side of a handover
+        self.recording = False
+
+
+class Deduplicator:
+    """accept() says whether a trade is new; handover_ready() whether an old connection may close."""
+
+    def __init__(self, sequential: bool) -> None:
+        self.sequential = sequential
+        self._seen: dict[str, _Bitmap | _RecentSet] = {}
+        self._conns: dict[int, _ConnTrack] = {}
+        self._baseline: dict[str, int] = {}  # old connection's counts when the handover began
+        self.duplicates = 0
+
+    def accept(self, conn: int, symbol: str, key: Hashable) -> bool:
+        """Record that `conn` delivered `key` for `symbol`; True if no connection delivered it before."""
+        track = self._conns.get(conn)
+        if track is None:
+            track = self._conns[conn] = _ConnTrack()
+        entry = track.per_symbol.get(symbol)
+        if entry is None:
+            track.per_symbol[symbol] = [key, key, 1]
+        else:
+            entry[1] = key
+            entry[2] += 1
+        if track.recording:
+            track.keys.setdefault(symbol, set()).add(key)
+        seen = self._seen.get(symbol)
+        if seen is None:
+            if self.sequential:
+                self._seen[symbol] = _Bitmap(key)  # type: ignore[arg-type]
+                return True
+            seen = self._seen[symbol] = _RecentSet()
+        if seen.add(key):  # type: ignore[arg-type]
+            return True
+        self.duplicates += 1
+        return False
+
+    def begin_handover(self, old: int, new: int) -> None:
+        """Mark the start of a rotation from connection `old` to `new`."""
+        old_track = self._conns.setdefault(old, _ConnTrack())
+        self._baseline = {s: e[2] for s, e in old_track.per_symbol.items()}
+        new_track = self._conns.setdefault(new, _ConnTrack())
+        new_track.recording = not self.sequential
+
+    def delivered(self, conn: int) -> bool:
+        """Whether `conn` has delivered any trade."""
+        track = self._conns.get(conn)
+        return bool(track and track.per_symbol)
+
+    def handover_ready(self, old: int, new: int, quiet_ok: bool) -> tuple[bool, list[str]]:
+        """(ready, symbols still waiting): may connection `old` close without losing a trade?"""
+        new_track = self._conns.get(new)
+        if new_track is None or not new_track.per_symbol:
+            return False, ["(no trade from the new connection yet)"]
+        old_track = self._conns.get(old)
+        waiting = []
+        for symbol, (_first, last, count) in (old_track.per_symbol.items() if old_track else ()):
+            got = new_track.per_symbol.get(symbol)
+            if got is None:
+                active = count > self._baseline.get(symbol, 0)
+                if active or not quiet_ok:
+                    waiting.append(symbol)
+            elif self.sequential:
+                if last < got[0] - 1:
+                    waiting.append(symbol)
+            elif last not in new_track.keys.get(symbol, ()):
+                waiting.append(symbol)
+        return not waiting, waiting
+
+    def end_handover(self, old: int, new: int) -> None:
+        """The rotation is over: forget the old connection and stop recording the new one's keys."""
+        self._conns.pop(old, None)
+        track = self._conns.get(new)
+        if track is not None:
+            track.recording = False
+            track.keys.clear()
+        self._baseline = {}
+
+    def forget(self, conn: int) -> None:
+        """Drop what is tracked about a closed connection (ids stay remembered for deduplication)."""
+        self._conns.pop(conn, None)

@@ -1,0 +1,137 @@
+"""Deduplication across overlapping connections and the make-before-break handover rule."""
+
+import random
+
+import pytest
+
+from k2cli.stream import dedup
+from k2cli.stream.dedup import Deduplicator
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_same_key_twice_is_a_duplicate_per_symbol(sequential):
+    d = Deduplicator(sequential)
+    k = 5 if sequential else "KRAKEN-1-abc"
+    assert d.accept(1, "BTCUSDT", k)
+    assert not d.accept(2, "BTCUSDT", k)
+    assert d.accept(2, "ETHUSDT", k)
+    assert d.duplicates == 1
+
+
+def test_bitmap_matches_a_plain_set_over_random_overlapping_streams():
+    rng = random.Random(5)
+    d = Deduplicator(True)
+    seen = set()
+    head = 10**9
+    for _ in range(20000):
+        if rng.random() < 0.02:
+            head += rng.randint(2, 3000)  # exchange gap
+        else:
+            head += 1
+        for k in {head, head - rng.randint(0, 50), head - rng.randint(0, 5000)}:
+            expected = k not in seen
+            seen.add(k)
+            assert d.accept(rng.randint(1, 2), "S", k) == expected, k
+
+
+def test_big_jumps_keep_recent_ids_and_wrap_the_ring():
+    d = Deduplicator(True)
+    for k in range(100, 200):
+        assert d.accept(1, "S", k)
+    assert d.accept(1, "S", 100 + dedup.WINDOW - 50)  # jump within the window, crossing the ring end
+    assert not d.accept(2, "S", 150)  # still remembered
+    assert d.accept(2, "S", 100 + dedup.WINDOW - 51)  # a skipped id is not a duplicate
+    assert d.accept(1, "S", 10 * dedup.WINDOW)  # jump beyond the window: fresh ring
+    assert d.accept(1, "S", 5)  # far below: a sequence reset, accepted
+    assert not d.accept(2, "S", 5)
+
+
+def test_opaque_window_forgets_oldest(monkeypatch):
+    monkeypatch.setattr(dedup, "SET_WINDOW", 3)
+    d = Deduplicator(False)
+    for k in "abcd":
+        assert d.accept(1, "S", k)
+    assert d.accept(1, "S", "a")  # evicted
+    assert not d.accept(1, "S", "d")
+
+
+def test_sequential_handover_waits_until_old_reaches_new_first_id():
+    d = Deduplicator(True)
+    for t in range(1, 101):
+        d.accept(1, "BTC", t)
+    d.begin_handover(1, 2)
+    assert d.handover_ready(1, 2, quiet_ok=True) == (False, ["(no trade from the new connection yet)"])
+    # the new connection is ahead: it starts at 105 while the old one has only delivered up to 100
+    for t in range(105, 110):
+        assert d.accept(2, "BTC", t)
+    ready, waiting = d.handover_ready(1, 2, quiet_ok=True)
+    assert not ready and waiting == ["BTC"]
+    for t in range(101, 106):  # the old connection catches up; 105 is a duplicate
+        assert d.accept(1, "BTC", t) == (t < 105)
+    assert d.handover_ready(1, 2, quiet_ok=True) == (True, [])
+    d.end_handover(1, 2)
+    assert not d.accept(2, "BTC", 109)
+
+
+def test_handover_with_a_quiet_symbol_needs_quiet_ok_and_an_active_one_blocks():
+    d = Deduplicator(True)
+    d.accept(1, "QUIET", 7)
+    d.accept(1, "BUSY", 1)
+    d.begin_handover(1, 2)
+    d.accept(2, "BUSY", 2)
+    d.accept(1, "BUSY", 2)
+    assert d.handover_ready(1, 2, quiet_ok=False) == (False, ["QUIET"])
+    assert d.handover_ready(1, 2, quiet_ok=True) == (True, [])
+    d.accept(1, "QUIET", 8)  # the old connection just delivered QUIET: the new one must show it too
+    assert d.handover_ready(1, 2, quiet_ok=True) == (False, ["QUIET"])
+    d.accept(2, "QUIET", 8)
+    assert d.handover_ready(1, 2, quiet_ok=True)[0]
+
+
+def test_opaque_handover_needs_the_old_latest_id_on_the_new_connection():
+    d = Deduplicator(False)
+    for k in ["a", "b", "c"]:
+        d.accept(1, "XBT/USD", k)
+    d.begin_handover(1, 2)
+    for k in ["b", "c", "d"]:  # the snapshot on subscribe replays b and c
+        d.accept(2, "XBT/USD", k)
+    assert d.handover_ready(1, 2, quiet_ok=False) == (True, [])
+    d.accept(1, "XBT/USD", "d")
+    d.accept(1, "XBT/USD", "e")  # the old connection is ahead now
+    assert not d.handover_ready(1, 2, quiet_ok=True)[0]
+    assert d.accept(2, "XBT/USD", "f") and not d.accept(2, "XBT/USD", "e")
+    assert d.handover_ready(1, 2, quiet_ok=True)[0]
+
+
+def test_simulated_rotation_loses_and_duplicates_nothing():
+    """Two connections on one ordered stream with random lags: accepted ids are exactly the stream."""
+    rng = random.Random(9)
+    stream = list(range(1000, 6000))
+    d = Deduplicator(True)
+    out = []
+    pos_old, pos_new = 0, None
+    conn_old, conn_new = 1, 2
+    closed_at = None
+    while pos_old < len(stream):
+        if pos_new is None and pos_old > 1000:
+            pos_new = pos_old + rng.randint(0, 30)  # the new connection starts near the head
+            d.begin_handover(conn_old, conn_new)
+        if closed_at is None and rng.random() < 0.6:
+            if d.accept(conn_old, "S", stream[pos_old]):
+                out.append(stream[pos_old])
+            pos_old += 1
+        if pos_new is not None and pos_new < len(stream) and rng.random() < 0.5:
+            if d.accept(conn_new, "S", stream[pos_new]):
+                out.append(stream[pos_new])
+            pos_new += 1
+        if pos_new is not None and closed_at is None and d.handover_ready(conn_old, conn_new, True)[0]:
+            closed_at = pos_old
+            d.end_handover(conn_old, conn_new)
+        if closed_at is not None:
+            pos_old = len(stream)
+    while pos_new < len(stream):
+        if d.accept(conn_new, "S", stream[pos_new]):
+            out.append(stream[pos_new])
+        pos_new += 1
+    assert closed_at is not None
+    assert sorted(out) == stream and len(out) == len(set(out))
