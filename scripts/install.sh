@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Install everything k2 and its local stack need, from package registries only. Idempotent and
+# non-interactive (CI has no stdin): a second run finds everything in place and does (almost) nothing.
+#
+#   scripts/install.sh            # as root (Debian packages); K2_HOME / K2_CACHE_DIR pick the cache
+#
+# 1. Debian packages the stack runs, only those missing: postgresql, prometheus, nginx, maven, a JRE.
+#    Their services are never started by the install (policy-rc.d); `k2 stack up` starts our own.
+# 2. The k2 Python package.
+# 3. Stack artifacts into the cache ($K2_CACHE_DIR, default $K2_HOME/cache, default ~/.k2/cache):
+#    Apache Kafka broker jars and Apicurio Registry, both from Maven Central.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+export DEBIAN_FRONTEND=noninteractive
+started=$SECONDS
+
+say() { printf 'install.sh: %s\n' "$*"; }
+
+# ------------------------------------------------------------------------------------------------
+# 1. Debian packages (only the missing ones)
+# ------------------------------------------------------------------------------------------------
+have_java17() {
+    local j
+    for j in "${K2_JAVA_HOME:-}/bin/java" "${JAVA_HOME:-}/bin/java" "$(command -v java || true)" /usr/lib/jvm/*/bin/java; do
+        [ -x "$j" ] || continue
+        if "$j" -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; then return 0; fi
+    done
+    return 1
+}
+
+missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+have_java17 || missing+=(openjdk-17-jre-headless)
+
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        say "error: missing Debian packages: ${missing[*]}; run this script as root (sudo)" >&2
+        exit 1
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        # Keep package installs from starting their services: k2 stack runs its own instances.
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    trap 'if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT
+    if ! ls /var/lib/apt/lists/*Packages* >/dev/null 2>&1; then
+        apt-get update -q
+    fi
+    if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+        apt-get update -q   # stale package lists: refresh once and retry
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+else
+    say "Debian packages: all present"
+fi
+say "step 1 done at $((SECONDS - started))s"
+
+# ------------------------------------------------------------------------------------------------
+# 2. The k2 Python package
+# ------------------------------------------------------------------------------------------------
+# >>> PYTHON PACKAGE INSTALL (owned by the package skeleton; to be filled in) >>>
+# e.g. "$PYTHON" -m pip install -q -e "$REPO[dev]"
+# <<< PYTHON PACKAGE INSTALL <<<
+say "step 2 done at $((SECONDS - started))s"
+
+# ------------------------------------------------------------------------------------------------
+# 3. Stack artifacts into the cache (Kafka jars, Apicurio Registry) — the same code `k2 stack up`
+#    runs on first use. Only the standard library is needed, so this works before step 2 too.
+# ------------------------------------------------------------------------------------------------
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m k2cli.stack.install
+say "all done in $((SECONDS - started))s"
