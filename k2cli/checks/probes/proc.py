@@ -1,0 +1,230 @@
+"""Run other k2 commands (`python -m k2cli ...`) as subprocesses, with timeouts and peak-memory sampling."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from k2cli.errors import K2Error, NotBuiltYet
+
+
+class StepError(K2Error):
+    """A step could not get what it needs from another command (the step reports ERROR)."""
+
+
+def k2_argv(args: Sequence[str]) -> list[str]:
+    """The argv that runs k2 with this interpreter."""
+    return [sys.executable, "-m", "k2cli", *args]
+
+
+def show(args: Sequence[str]) -> str:
+    """A command as an operator would type it."""
+    return "k2 " + shlex.join(list(args))
+
+
+def child_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus overrides, unbuffered so output arrives as it is written."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides or {})
+    return env
+
+
+def error_line(stderr: str) -> str:
+    """The most telling line of a command's stderr: its `k2: error:` line, else the last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("k2: error:"):
+            return line
+    return lines[-1] if lines else ""
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished k2 command."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+    peak_rss: int = 0  # bytes, when sampled
+
+    @property
+    def command(self) -> str:
+        """The command line."""
+        return show(self.args)
+
+    def json(self) -> Any:
+        """stdout parsed as JSON (the last JSON document when the command printed several lines)."""
+        text = self.stdout.strip()
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+        for start in (i for i, ch in enumerate(text) if ch in "{[" and (i == 0 or text[i - 1] == "\n")):
+            try:
+                return json.loads(text[start:])
+            except ValueError:
+                continue
+        raise StepError(f"`{self.command}` did not print JSON: {text[:200]!r}")
+
+    def check_built(self) -> Completed:
+        """Raise NotBuiltYet when the command says its engine is not built yet."""
+        if self.returncode == 3 and "not built yet" in self.stderr:
+            raise NotBuiltYet(f"{error_line(self.stderr).removeprefix('k2: error: ')} (needed by this step)")
+        return self
+
+
+def _rss_tree(pid: int) -> int:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+    except psutil.Error:
+        return 0
+
+
+def _read(handle: IO[bytes]) -> str:
+    handle.seek(0)
+    return handle.read().decode("utf-8", "replace")
+
+
+def run_k2(args: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
+           sample_rss: bool = False, on_tick: Callable[[float], None] | None = None) -> Completed:
+    """Run a k2 command to completion; raise NotBuiltYet for a placeholder and StepError on timeout."""
+    argv = k2_argv(args)
+    started = time.monotonic()
+    peak = 0
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=child_env(env), start_new_session=True)
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                elapsed = time.monotonic() - started
+                if sample_rss:
+                    peak = max(peak, _rss_tree(proc.pid))
+                if on_tick is not None:
+                    on_tick(elapsed)
+                if elapsed > timeout:
+                    stop(proc)
+                    raise StepError(f"`{show(args)}` did not finish within {timeout:g} s; "
+                                    f"last output: {error_line(_read(err)) or _read(out)[-200:]!r}")
+        finally:
+            if proc.poll() is None:
+                stop(proc)
+        done = Completed(tuple(args), proc.returncode, _read(out), _read(err), time.monotonic() - started, peak)
+    return done.check_built()
+
+
+@dataclass
+class Spawned:
+    """A k2 command running in the background, its output going to files."""
+
+    args: tuple[str, ...]
+    proc: subprocess.Popen
+    stdout_path: str
+    stderr_path: str
+    started: float
+
+    @property
+    def command(self) -> str:
+        """The command line."""
+        return show(self.args)
+
+    def output(self) -> tuple[str, str]:
+        """(stdout, stderr) so far."""
+        with open(self.stdout_path, "rb") as out, open(self.stderr_path, "rb") as err:
+            return out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
+
+    def alive(self) -> bool:
+        """Whether it is still running."""
+        return self.proc.poll() is None
+
+    def finish(self, timeout: float) -> Completed:
+        """Wait for it to exit (StepError after timeout, the process is then stopped)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop(self.proc)
+            raise StepError(f"`{self.command}` did not finish within {timeout:g} s") from None
+        stdout, stderr = self.output()
+        return Completed(self.args, self.proc.returncode, stdout, stderr,
+                         time.monotonic() - self.started).check_built()
+
+    def stop(self) -> Completed:
+        """SIGTERM it (SIGKILL if it lingers) and return what it printed."""
+        stop(self.proc)
+        stdout, stderr = self.output()
+        return Completed(self.args, self.proc.returncode, stdout, stderr, time.monotonic() - self.started)
+
+
+def spawn_k2(args: Sequence[str], directory: str, env: Mapping[str, str] | None = None) -> Spawned:
+    """Start a k2 command in the background; stdout/stderr go to files in directory."""
+    fd_out, out_path = tempfile.mkstemp(prefix="out-", suffix=".log", dir=directory)
+    fd_err, err_path = tempfile.mkstemp(prefix="err-", suffix=".log", dir=directory)
+    try:
+        proc = subprocess.Popen(k2_argv(args), stdout=fd_out, stderr=fd_err, env=child_env(env),
+                                start_new_session=True)
+    finally:
+        os.close(fd_out)
+        os.close(fd_err)
+    return Spawned(tuple(args), proc, out_path, err_path, time.monotonic())
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM a process group, then SIGKILL it after the grace period."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (bind 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
+    """Poll until condition() is truthy (returned) or timeout (None)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
