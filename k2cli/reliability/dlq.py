@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import fcntl
 import json
 import os
 import threading
@@ -104,7 +105,7 @@ class DeadLetterQueue:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 path = self._target()
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                fd = _open_locked(path)
                 try:
                     data = "".join(lines).encode("utf-8")
                     view = memoryview(data)
@@ -119,6 +120,26 @@ class DeadLetterQueue:
                                     setting="K2_DLQ_DIR") from None
             self.written += len(lines)
         return len(lines)
+
+
+def _open_locked(path: Path) -> int:
+    """Open a DLQ file for appending under an exclusive flock, on the inode the path names now.
+
+    `k2 dlq purge` rewrites files under the same lock (new file renamed over the old); a writer that waited
+    for the lock would otherwise append to the replaced, unlinked inode and lose its lines.
+    """
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass  # removed while we waited: open again (creates it)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
 
 
 def dlq_files(directory: Path) -> list[Path]:
