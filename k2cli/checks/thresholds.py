@@ -28,6 +28,8 @@ class Threshold:
 
 
 _ALL = (
+    # ---- service health (prereqs); the seeds give no number, 5 s is the probes' own timeout
+    Threshold("service_latency_max_ms", 5000, "<", "ms", "k2: a healthy service answers a probe within 5 s"),
     # ---- streaming (seed 000, "WebSocket Streaming Validation")
     Threshold("streaming_connect_max_s", 5, "<", "s", f"{S000}: Expected Performance, connection time <5s"),
     Threshold("streaming_binance_first_trade_max_s", 10, "<", "s",

@@ -35,18 +35,16 @@ def measure_broker(ctx: Context) -> Result:
     brokers = sorted(f"{b.id}@{b.host}:{b.port}" for b in meta.brokers.values())
     if not brokers:
         return Result.failed("the cluster reported no brokers", measured=0, unit="brokers")
-    return Result.passed(f"{len(brokers)} broker(s) answered in {elapsed} ms", measured=len(brokers),
-                         unit="brokers", evidence=[f"bootstrap: {ctx.settings.kafka_bootstrap_servers}",
-                                                   f"brokers: {', '.join(brokers)}",
-                                                   f"cluster id: {meta.cluster_id}",
-                                                   f"topics visible: {len(meta.topics)}"],
-                         data={"latency_ms": elapsed})
+    return ctx.check("service_latency_max_ms", elapsed, f"{len(brokers)} broker(s) answered in {elapsed} ms",
+                     evidence=[f"bootstrap: {ctx.settings.kafka_bootstrap_servers}", f"brokers: {', '.join(brokers)}",
+                               f"cluster id: {meta.cluster_id}", f"topics visible: {len(meta.topics)}"])
 
 
 def broker_step(step_id: str) -> Step:
     """Kafka answers metadata requests."""
     return Step(step_id, "Kafka broker reachable",
-                "The brokers at K2_KAFKA_BOOTSTRAP_SERVERS answer a metadata request.", measure_broker)
+                "The brokers at K2_KAFKA_BOOTSTRAP_SERVERS answer a metadata request.", measure_broker,
+                thresholds=("service_latency_max_ms",))
 
 
 def measure_topics(ctx: Context) -> Result:
@@ -104,17 +102,17 @@ def measure_registry(ctx: Context) -> Result:
         client.close()
     status, config = _registry_get(ctx, "/config")
     level = config.get("compatibilityLevel") if isinstance(config, dict) else None
-    return Result.passed(f"registry answered in {elapsed} ms with {len(subjects)} subjects",
-                         measured=len(subjects), unit="subjects",
-                         evidence=[f"url: {ctx.settings.schema_registry_url}",
-                                   f"global compatibility: {level or f'unknown (HTTP {status})'}"],
-                         data={"latency_ms": elapsed})
+    return ctx.check("service_latency_max_ms", elapsed,
+                     f"registry answered in {elapsed} ms with {len(subjects)} subjects",
+                     evidence=[f"url: {ctx.settings.schema_registry_url}",
+                               f"global compatibility: {level or f'unknown (HTTP {status})'}"])
 
 
 def registry_step(step_id: str) -> Step:
     """The Schema Registry answers."""
     return Step(step_id, "Schema Registry reachable",
-                "The registry at K2_SCHEMA_REGISTRY_URL lists its subjects (Confluent REST API).", measure_registry)
+                "The registry at K2_SCHEMA_REGISTRY_URL lists its subjects (Confluent REST API).", measure_registry,
+                thresholds=("service_latency_max_ms",))
 
 
 def measure_subjects(ctx: Context) -> Result:
@@ -176,18 +174,17 @@ def measure_catalog(ctx: Context) -> Result:
     catalog = open_catalog(ctx)
     namespaces = [".".join(ns) for ns in catalog.list_namespaces()]
     elapsed = ms_since(started)
-    return Result.passed(f"catalog answered in {elapsed} ms with {len(namespaces)} namespace(s)",
-                         measured=len(namespaces), unit="namespaces",
-                         evidence=[f"uri: {_redacted(ctx.settings.catalog_uri)}",
-                                   f"warehouse: {ctx.settings.warehouse}",
-                                   f"namespaces: {', '.join(namespaces) or '(none)'}"],
-                         data={"latency_ms": elapsed})
+    return ctx.check("service_latency_max_ms", elapsed,
+                     f"catalog answered in {elapsed} ms with {len(namespaces)} namespace(s)",
+                     evidence=[f"uri: {_redacted(ctx.settings.catalog_uri)}", f"warehouse: {ctx.settings.warehouse}",
+                               f"namespaces: {', '.join(namespaces) or '(none)'}"])
 
 
 def catalog_step(step_id: str) -> Step:
     """The Iceberg catalog answers."""
     return Step(step_id, "Iceberg catalog reachable",
-                "pyiceberg's SQL catalog at K2_ICEBERG_CATALOG_URI opens and lists namespaces.", measure_catalog)
+                "pyiceberg's SQL catalog at K2_ICEBERG_CATALOG_URI opens and lists namespaces.", measure_catalog,
+                thresholds=("service_latency_max_ms",))
 
 
 def load_table(ctx: Context) -> Any | None:
@@ -293,13 +290,14 @@ def measure_prometheus(ctx: Context) -> Result:
     elapsed = ms_since(started)
     if not ready:
         return Result.failed(f"Prometheus at {prom.url} is not ready: {text}")
-    return Result.passed(f"Prometheus {prom.version()} ready in {elapsed} ms",
-                         evidence=[f"url: {prom.url}", f"/-/ready: {text}"], data={"latency_ms": elapsed})
+    return ctx.check("service_latency_max_ms", elapsed, f"Prometheus {prom.version()} ready in {elapsed} ms",
+                     evidence=[f"url: {prom.url}", f"/-/ready: {text}"])
 
 
 def prometheus_step(step_id: str) -> Step:
     """Prometheus answers."""
-    return Step(step_id, "Prometheus up", "Prometheus at K2_PROMETHEUS_URL reports ready.", measure_prometheus)
+    return Step(step_id, "Prometheus up", "Prometheus at K2_PROMETHEUS_URL reports ready.", measure_prometheus,
+                thresholds=("service_latency_max_ms",))
 
 
 REFUSED = ("connection refused", "connect: connection refused")
