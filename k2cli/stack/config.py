@@ -26,6 +26,7 @@ class StackConfig:
     topic_partitions: int = 6
     registry_port: int = 8081
     apicurio_port: int = 18081
+    apicurio_management_port: int = 18082
     apicurio_heap: str = "384m"
     postgres_port: int = 5432
     postgres_user: str = "k2"
@@ -90,6 +91,7 @@ def load_stack_config(settings: Any = None) -> StackConfig:
         registry_port=_local_port(str(_read(settings, "schema_registry_url", "http://localhost:8081")),
                                   "K2_SCHEMA_REGISTRY_URL", 80),
         apicurio_port=_int_env("K2_STACK_APICURIO_PORT", 18081),
+        apicurio_management_port=_int_env("K2_STACK_APICURIO_MANAGEMENT_PORT", 18082),
         apicurio_heap=os.environ.get("K2_STACK_APICURIO_HEAP", "384m"),
         postgres_port=pg.port or 5432,
         postgres_user=pg.username or "k2",
@@ -113,6 +115,7 @@ def _check_distinct(cfg: StackConfig) -> None:
         "kafka controller (K2_STACK_KAFKA_CONTROLLER_PORT)": cfg.kafka_controller_port,
         "schema-registry": cfg.registry_port,
         "apicurio (K2_STACK_APICURIO_PORT)": cfg.apicurio_port,
+        "apicurio management (K2_STACK_APICURIO_MANAGEMENT_PORT)": cfg.apicurio_management_port,
         "postgres": cfg.postgres_port,
         "prometheus": cfg.prometheus_port,
         "stream-binance metrics": cfg.stream_binance_metrics_port,

@@ -407,7 +407,7 @@ class Apicurio(Service):
     start_timeout = 180.0
 
     def ports(self) -> list[int]:
-        return [self.cfg.apicurio_port]
+        return [self.cfg.apicurio_port, self.cfg.apicurio_management_port]
 
     def listen(self) -> str:
         return f"http://127.0.0.1:{self.cfg.apicurio_port}/apis/ccompat/v7"
@@ -434,7 +434,10 @@ class Apicurio(Service):
         props = {
             "quarkus.http.host": "127.0.0.1",
             "quarkus.http.port": c.apicurio_port,
-            "quarkus.management.enabled": "false",  # its management port would bind 0.0.0.0:9000
+            # The management interface (health, metrics) is enabled at build time; keep it on loopback
+            # (its default is 0.0.0.0:9000).
+            "quarkus.management.host": "127.0.0.1",
+            "quarkus.management.port": c.apicurio_management_port,
             "quarkus.otel.sdk.disabled": "true",
             "apicurio.storage.kind": "sql",
             "apicurio.storage.sql.kind": "postgresql",
