@@ -1,0 +1,441 @@
+"""The soak runner: start `k2 stream` (and `k2 consume`) as child processes, sample them, stop, report.
+
+The children are the real processes being judged: RSS and VMS come from psutil on their pids, the
+counters from their own /metrics endpoints. The soak clock starts when the stream's endpoint first
+answers; there is one sample at the end of every interval (1,440 for 24 h at 60 s).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from k2cli.soak import criteria
+from k2cli.soak.profile import (
+    ABORTED,
+    COMPLETED,
+    CONSUMER_LOG_SUFFIX,
+    CRASHED,
+    INTERRUPTED,
+    MB,
+    NOT_RUN,
+    RUNNING,
+    STREAM_LOG_SUFFIX,
+    ConsumerSample,
+    RunRecord,
+    Sample,
+    path_for,
+    write_profile,
+    write_run,
+)
+from k2cli.soak.scrape import ScrapeError, consumer_reading, fetch, stream_reading
+
+LOG_TAIL_LINES = 25
+POLL_S = 0.25  # how often the waits look at the children and the stop flag
+
+
+@dataclass
+class SoakPlan:
+    """What to soak and for how long."""
+
+    exchange: str
+    url: str
+    duration_s: float
+    sample_interval_s: float
+    output_dir: Path
+    consumer: bool = False
+    topic: str | None = None
+    symbols: str | None = None
+    consumer_group: str | None = None
+    startup_timeout_s: float = 90.0
+    stop_timeout_s: float = 20.0
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the children
+    stream_args: list[str] = field(default_factory=list)  # extra `k2 stream` flags
+
+    @property
+    def sample_count(self) -> int:
+        """Samples a complete run takes: one at the end of every whole interval."""
+        return max(1, int(self.duration_s // self.sample_interval_s + 1e-9))
+
+
+@dataclass(frozen=True)
+class SoakEvent:
+    """Progress for a live display: kind is starting, ready, sample or finished."""
+
+    kind: str
+    plan: SoakPlan
+    record: RunRecord
+    sample: Sample | None = None
+    samples_taken: int = 0
+    message: str = ""
+
+
+@dataclass
+class SoakResult:
+    """A finished run: its record, samples, evaluation and report text."""
+
+    record: RunRecord
+    samples: list[Sample]
+    evaluation: criteria.Evaluation
+    report_text: str
+
+    @property
+    def exit_code(self) -> int:
+        """The verdict as an exit code."""
+        return self.evaluation.exit_code
+
+
+def free_port() -> int:
+    """An unused local TCP port for a child's metrics endpoint."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: have the kernel send SIGTERM to the child if the soak itself dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last lines of a log file."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line.rstrip() for line in deque(data.splitlines(), maxlen=lines)]
+
+
+class _Child:
+    """One child process with its log file and metrics port."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, port: int, env: dict[str, str]) -> None:
+        self.name, self.argv, self.log_path, self.port = name, argv, log_path, port
+        self.metrics_url = f"http://127.0.0.1:{port}/metrics"
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        kwargs: dict[str, Any] = {}
+        if sys.platform.startswith("linux"):
+            kwargs["preexec_fn"] = _die_with_parent
+        # own session: a Ctrl-C in the terminal reaches the soak, which then stops the child in order
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, start_new_session=True, **kwargs)
+        import psutil
+
+        self.ps = psutil.Process(self.proc.pid)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def exited(self) -> int | None:
+        return self.proc.poll()
+
+    def memory(self) -> tuple[int, int]:
+        info = self.ps.memory_info()
+        return int(info.rss), int(info.vms)
+
+    def stop(self, timeout: float) -> int | None:
+        """SIGTERM, wait, then SIGKILL; returns the exit status."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.terminate()
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+        return self.proc.returncode
+
+
+class SoakRunner:
+    """Runs one soak; `stop()` (from a signal handler or another thread) ends it with a partial report."""
+
+    def __init__(self, plan: SoakPlan, thresholds: dict[str, float],
+                 on_event: Callable[[SoakEvent], None] | None = None) -> None:
+        self.plan = plan
+        self.thresholds = dict(thresholds)
+        self.on_event = on_event or (lambda event: None)
+        self._stop = threading.Event()
+        self._stop_reason = ""
+        self.samples: list[Sample] = []
+        self.stream: _Child | None = None
+        self.consumer: _Child | None = None
+        from k2cli import __version__
+
+        self.record = RunRecord(
+            exchange=plan.exchange, url=plan.url, planned_duration_s=float(plan.duration_s),
+            sample_interval_s=float(plan.sample_interval_s),
+            warmup_s=criteria.warmup_seconds(plan.duration_s, self.thresholds), thresholds=self.thresholds,
+            host=platform.node(), k2_version=__version__,
+        )
+
+    # ---- control
+    def stop(self, reason: str = "interrupted") -> None:
+        """Ask the run to end after the current step; safe from a signal handler."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    def _emit(self, kind: str, sample: Sample | None = None, message: str = "") -> None:
+        self.on_event(SoakEvent(kind, self.plan, self.record, sample, len(self.samples), message))
+
+    # ---- children
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.plan.env)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _stream_argv(self, port: int) -> list[str]:
+        p = self.plan
+        argv = [sys.executable, "-m", "k2cli", "stream", p.exchange, "--url", p.url, "--metrics-port", str(port)]
+        if p.topic:
+            argv += ["--topic", p.topic]
+        if p.symbols:
+            argv += ["--symbols", p.symbols]
+        return argv + list(p.stream_args)
+
+    def _consumer_argv(self, port: int) -> list[str]:
+        p = self.plan
+        argv = [sys.executable, "-m", "k2cli", "consume", "--metrics-port", str(port)]
+        if p.topic:
+            argv += ["--topics", p.topic]
+        if p.consumer_group:
+            argv += ["--group", p.consumer_group]
+        return argv
+
+    def _children(self) -> list[_Child]:
+        return [c for c in (self.stream, self.consumer) if c is not None]
+
+    def _start(self) -> bool:
+        """Start the children and wait until their metrics endpoints answer; False if they never do."""
+        out = self.plan.output_dir
+        env = self._child_env()
+        port = free_port()
+        argv = self._stream_argv(port)
+        self.record.stream_command = argv
+        self.stream = _Child("stream", argv, path_for(out, self.plan.exchange, STREAM_LOG_SUFFIX), port, env)
+        self.record.stream_pid = self.stream.pid
+        if self.plan.consumer:
+            cport = free_port()
+            cargv = self._consumer_argv(cport)
+            self.record.consumer_command = cargv
+            self.consumer = _Child("consumer", cargv, path_for(out, self.plan.exchange, CONSUMER_LOG_SUFFIX), cport,
+                                   env)
+            self.record.consumer_pid = self.consumer.pid
+        write_run(out, self.record)
+        self._emit("starting", message=f"started stream pid {self.stream.pid}")
+        deadline = time.monotonic() + self.plan.startup_timeout_s
+        pending = {c.name: c for c in self._children()}
+        while pending:
+            for name, child in list(pending.items()):
+                code = child.exited()
+                if code is not None:
+                    return self._not_ready(child, f"the {name} process exited before its metrics endpoint "
+                                                  f"answered: {criteria.describe_exit(code)}")
+                try:
+                    fetch(child.metrics_url, timeout=1.0)
+                    del pending[name]
+                except ScrapeError:
+                    pass
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                child = next(iter(pending.values()))
+                return self._not_ready(child, f"the {child.name} metrics endpoint {child.metrics_url} did not "
+                                              f"answer within {self.plan.startup_timeout_s:g} s")
+            if self._stop.wait(POLL_S):
+                self.record.status, self.record.end_reason = INTERRUPTED, f"{self._stop_reason} while starting"
+                return False
+        return True
+
+    def _not_ready(self, child: _Child, reason: str) -> bool:
+        self.record.status = NOT_RUN
+        self.record.end_reason = reason
+        self.record.log_tail = tail(child.log_path)
+        return False
+
+    # ---- sampling
+    def _read_stream(self) -> tuple[Any, str | None]:
+        try:
+            return stream_reading(fetch(self.stream.metrics_url), self.plan.exchange), None
+        except ScrapeError as exc:
+            self.record.scrape_failures += 1
+            return None, str(exc)
+
+    def _baseline(self) -> None:
+        reading, _ = self._read_stream()
+        base: dict[str, Any] = {}
+        if reading is not None:
+            base = {"messages": reading.messages, "reconnects": dict(reading.reconnects),
+                    "rotations": reading.rotations, "pings": reading.pings, "pong_timeouts": reading.pong_timeouts,
+                    "integrity_errors": reading.integrity_errors}
+        if self.consumer is not None:
+            try:
+                c = consumer_reading(fetch(self.consumer.metrics_url))
+                base["consumer_consumed"] = c.consumed
+            except ScrapeError:
+                pass
+        self.record.baseline = base
+
+    def _delta(self, value: float | None, key: str) -> float | None:
+        if value is None:
+            return None
+        base = self.record.baseline.get(key)
+        return value - (base or 0.0)
+
+    def _sample(self, elapsed: float, prev: Sample | None) -> Sample:
+        rss, vms = self.stream.memory()
+        reading, error = self._read_stream()
+        s = Sample(timestamp=time.time(), elapsed_s=round(elapsed, 3), rss_bytes=rss, vms_bytes=vms,
+                   rss_mb=round(rss / MB, 3), vms_mb=round(vms / MB, 3), scrape_error=error)
+        if reading is not None:
+            s.messages = self._delta(reading.messages, "messages")
+            base_rc = self.record.baseline.get("reconnects") or {}
+            s.reconnects = {k: v - base_rc.get(k, 0.0) for k, v in reading.reconnects.items()}
+            s.drops = sum(s.reconnects.values())
+            s.rotations = self._delta(reading.rotations, "rotations")
+            s.pings = self._delta(reading.pings, "pings")
+            s.pong_timeouts = self._delta(reading.pong_timeouts, "pong_timeouts")
+            s.integrity_errors = self._delta(reading.integrity_errors, "integrity_errors")
+            s.reported_leak_score = reading.leak_score
+            before = prev.messages if prev is not None and prev.messages is not None else 0.0
+            dt = elapsed - (prev.elapsed_s if prev is not None else 0.0)
+            if s.messages is not None and dt > 0:
+                s.rate_msg_s = round((s.messages - before) / dt, 3)
+        if self.consumer is not None:
+            s.consumer = self._sample_consumer(elapsed, prev)
+        steady = [x for x in [*self.samples, s] if x.elapsed_s >= self.record.warmup_s]
+        if len(steady) >= criteria.MIN_TREND_SAMPLES:
+            s.leak_score = round(criteria.leak_score_of(steady), 4)
+        return s
+
+    def _sample_consumer(self, elapsed: float, prev: Sample | None) -> ConsumerSample:
+        crss, cvms = self.consumer.memory()
+        c = ConsumerSample(rss_bytes=crss, vms_bytes=cvms, rss_mb=round(crss / MB, 3))
+        try:
+            r = consumer_reading(fetch(self.consumer.metrics_url))
+        except ScrapeError as exc:
+            self.record.scrape_failures += 1
+            c.scrape_error = str(exc)
+            return c
+        c.consumed = self._delta(r.consumed, "consumer_consumed")
+        c.written, c.lag, c.dlq_entries, c.breaker_open = r.written, r.lag, r.dlq_entries, r.breaker_open
+        pc = prev.consumer if prev is not None else None
+        before = pc.consumed if pc is not None and pc.consumed is not None else 0.0
+        dt = elapsed - (prev.elapsed_s if prev is not None else 0.0)
+        if c.consumed is not None and dt > 0:
+            c.rate_msg_s = round((c.consumed - before) / dt, 3)
+        return c
+
+    def _crashed_child(self) -> _Child | None:
+        return next((c for c in self._children() if c.exited() is not None), None)
+
+    def _wait_until(self, due: float) -> str | None:
+        """Sleep until the monotonic instant `due`; returns 'stop' or 'crash' if the run must end first."""
+        while True:
+            if self._crashed_child() is not None:
+                return "crash"
+            remaining = due - time.monotonic()
+            if remaining <= 0:
+                return None
+            if self._stop.wait(min(remaining, POLL_S)):
+                return "stop"
+
+    def _over_hard_limit(self, s: Sample) -> str | None:
+        hard = self.thresholds["soak_rss_hard_max_mb"]
+        if s.rss_bytes / MB > hard:
+            return f"stream RSS {s.rss_bytes / MB:.1f} MB went above the hard limit of {hard:g} MB"
+        chard = self.thresholds["soak_consumer_rss_hard_max_mb"]
+        if s.consumer is not None and s.consumer.rss_bytes / MB > chard:
+            return f"consumer RSS {s.consumer.rss_bytes / MB:.1f} MB went above the hard limit of {chard:g} MB"
+        return None
+
+    def _loop(self, t0: float) -> None:
+        n = self.plan.sample_count
+        interval = self.plan.sample_interval_s
+        for k in range(1, n + 1):
+            why = self._wait_until(t0 + k * interval)
+            if why == "stop":
+                self.record.status, self.record.end_reason = INTERRUPTED, self._stop_reason
+                return
+            if why == "crash":
+                child = self._crashed_child()
+                code = child.exited()
+                self.record.status = CRASHED
+                self.record.end_reason = (f"the {child.name} process (pid {child.pid}) exited on its own after "
+                                          f"{time.monotonic() - t0:.1f} s: {criteria.describe_exit(code)}")
+                self.record.log_tail = tail(child.log_path)
+                return
+            try:
+                sample = self._sample(time.monotonic() - t0, self.samples[-1] if self.samples else None)
+            except Exception as exc:  # psutil.NoSuchProcess: the child died between the poll and the read
+                if self._crashed_child() is not None:
+                    continue  # the next wait reports the crash with its exit status
+                raise exc
+            self.samples.append(sample)
+            write_profile(self.plan.output_dir, self.plan.exchange, self.samples)
+            self._emit("sample", sample)
+            over = self._over_hard_limit(sample)
+            if over:
+                self.record.status, self.record.end_reason = ABORTED, over
+                return
+        self.record.status = COMPLETED
+
+    def run(self) -> SoakResult:
+        """Run the soak to its end (or until stopped) and write every output file."""
+        from k2cli.soak.report import write_outputs
+
+        out = self.plan.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            if self._start():
+                self._baseline()
+                self.record.started_at = time.time()
+                self.record.status = RUNNING
+                write_run(out, self.record)
+                write_profile(out, self.plan.exchange, self.samples)
+                self._emit("ready", message=f"stream metrics at {self.stream.metrics_url}")
+                self._loop(time.monotonic())
+        except (OSError, ValueError) as exc:  # e.g. a child could not be started, a file not written
+            self.record.status = NOT_RUN
+            self.record.end_reason = f"the soak could not go on: {exc}"
+        finally:
+            self._shutdown()
+        self.record.ended_at = time.time()
+        if not self.record.started_at:
+            self.record.started_at = self.record.ended_at
+        write_run(out, self.record)
+        write_profile(out, self.plan.exchange, self.samples)
+        evaluation, text = write_outputs(out, self.record, self.samples)
+        self._emit("finished", message=self.record.end_reason)
+        return SoakResult(self.record, self.samples, evaluation, text)
+
+    def _shutdown(self) -> None:
+        """Stop the children (the consumer first, so it can commit what the stream gave it)."""
+        if self.record.status == RUNNING:
+            self.record.status, self.record.end_reason = INTERRUPTED, "the soak runner stopped unexpectedly"
+        if self.consumer is not None:
+            self.record.consumer_exit = self.consumer.stop(self.plan.stop_timeout_s)
+        if self.stream is not None:
+            self.record.stream_exit = self.stream.stop(self.plan.stop_timeout_s)
