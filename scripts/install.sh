@@ -66,9 +66,15 @@ say "step 1 done at $((SECONDS - started))s"
 # ------------------------------------------------------------------------------------------------
 # 2. The k2 Python package
 # ------------------------------------------------------------------------------------------------
-# >>> PYTHON PACKAGE INSTALL (owned by the package skeleton; to be filled in) >>>
-# e.g. "$PYTHON" -m pip install -q -e "$REPO[dev]"
-# <<< PYTHON PACKAGE INSTALL <<<
+# The locked dependencies (uv.lock) into $REPO/.venv, with k2 itself installed editable.
+export UV_PYTHON_DOWNLOADS=never
+if ! command -v uv >/dev/null 2>&1 && ! "$PYTHON" -m uv --version >/dev/null 2>&1; then
+    say "installing uv"
+    "$PYTHON" -m pip install -q uv
+fi
+UV="uv"; command -v uv >/dev/null 2>&1 || UV="$PYTHON -m uv"
+(cd "$REPO" && $UV sync --frozen --extra dev --python "$(command -v "$PYTHON")" -q)
+say "k2 installed in $REPO/.venv (run it as $REPO/.venv/bin/k2, or activate the venv)"
 say "step 2 done at $((SECONDS - started))s"
 
 # ------------------------------------------------------------------------------------------------
@@ -76,4 +82,24 @@ say "step 2 done at $((SECONDS - started))s"
 #    runs on first use. Only the standard library is needed, so this works before step 2 too.
 # ------------------------------------------------------------------------------------------------
 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m k2cli.stack.install
+say "step 3 done at $((SECONDS - started))s"
+
+# ------------------------------------------------------------------------------------------------
+# 4. The `docker compose` plugin, only where a docker client lacks it, so `docker compose config -q`
+#    can check docker-compose.yml on hosts without a Docker engine. Built from the Go module proxy
+#    at a pinned version into the cache (go install cannot build it: its go.mod has replace lines).
+# ------------------------------------------------------------------------------------------------
+COMPOSE_VERSION="v2.40.3"
+if command -v docker >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1 && command -v go >/dev/null 2>&1; then
+    cache="${K2_CACHE_DIR:-${K2_HOME:-$HOME/.k2}/cache}/docker-compose-$COMPOSE_VERSION"
+    if [ ! -x "$cache/docker-compose" ]; then
+        say "building docker compose $COMPOSE_VERSION from the Go module proxy (a few minutes, once)"
+        dir=$(go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" |
+              "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+        mkdir -p "$cache"
+        (cd "$dir" && GOFLAGS=-mod=mod go build -trimpath -o "$cache/docker-compose" ./cmd)
+    fi
+    mkdir -p "$HOME/.docker/cli-plugins"
+    ln -sf "$cache/docker-compose" "$HOME/.docker/cli-plugins/docker-compose"
+fi
 say "all done in $((SECONDS - started))s"
