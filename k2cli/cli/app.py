@@ -40,6 +40,8 @@ class LazyGroup(typer.core.TyperGroup):
             return typer.core.TyperCommand(name=cmd_name, help=help_text, short_help=help_text)
         command = typer.main.get_command(importlib.import_module(module_name).app)
         command.name = cmd_name
+        # A group's Typer app would offer its own --install-completion; k2 ships static scripts instead.
+        command.params = [p for p in command.params if p.name not in ("install_completion", "show_completion")]
         return command
 
     def format_help(self, ctx, formatter):  # noqa: ANN001, ANN201
