@@ -14,7 +14,8 @@ missing from the new one:
 - opaque: once the old connection's latest id has also come from the new connection (Kraken's snapshot
   on subscribe usually gives this at once);
 - a symbol neither connection delivered since the handover began is quiet: nothing is in flight, once
-  the caller says the new connection has streamed long enough (`quiet_ok`).
+  the caller says the new connection has streamed long enough (`quiet_ok`). Until then, the new
+  connection must deliver a trade first.
 """
 
 from __future__ import annotations
@@ -165,11 +166,11 @@ class Deduplicator:
 
     def handover_ready(self, old: int, new: int, quiet_ok: bool) -> tuple[bool, list[str]]:
         """(ready, symbols still waiting): may connection `old` close without losing a trade?"""
-        new_track = self._conns.get(new)
-        if new_track is None or not new_track.per_symbol:
-            return False, ["(no trade from the new connection yet)"]
+        new_track = self._conns.get(new) or _ConnTrack()
         old_track = self._conns.get(old)
         waiting = []
+        if not new_track.per_symbol and not quiet_ok:
+            waiting.append("(a first trade from the new connection)")
         for symbol, (_first, last, count) in (old_track.per_symbol.items() if old_track else ()):
             got = new_track.per_symbol.get(symbol)
             if got is None:

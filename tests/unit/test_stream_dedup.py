@@ -60,7 +60,8 @@ def test_sequential_handover_waits_until_old_reaches_new_first_id():
     for t in range(1, 101):
         d.accept(1, "BTC", t)
     d.begin_handover(1, 2)
-    assert d.handover_ready(1, 2, quiet_ok=True) == (False, ["(no trade from the new connection yet)"])
+    assert d.handover_ready(1, 2, quiet_ok=False) == (False, ["(a first trade from the new connection)", "BTC"])
+    assert d.handover_ready(1, 2, quiet_ok=True) == (True, [])  # nothing traded since the handover began
     # the new connection is ahead: it starts at 105 while the old one has only delivered up to 100
     for t in range(105, 110):
         assert d.accept(2, "BTC", t)
@@ -124,7 +125,7 @@ def test_simulated_rotation_loses_and_duplicates_nothing():
             if d.accept(conn_new, "S", stream[pos_new]):
                 out.append(stream[pos_new])
             pos_new += 1
-        if pos_new is not None and closed_at is None and d.handover_ready(conn_old, conn_new, True)[0]:
+        if pos_new is not None and closed_at is None and d.handover_ready(conn_old, conn_new, False)[0]:
             closed_at = pos_old
             d.end_handover(conn_old, conn_new)
         if closed_at is not None:

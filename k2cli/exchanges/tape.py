@@ -1,0 +1,173 @@
+"""The simulator's tape: a deterministic stream of trades (or the frames of a recorded file) and how each
+exchange protocol writes them.
+
+A generated tape is reproducible from its seed: per symbol, trade ids count up from a start id (with a
+gap every `skip_ids_every` trades when that fault is on), prices walk in ticks of 0.01 and quantities
+are whole multiples of 1e-8. Only the trade times come from the clock. A Kraken event (one frame) holds
+1..3 trades of one pair, and now and then two identical trades in the same microsecond.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from k2cli.exchanges.symbols import kraken_v1_pair
+
+_BASE_PRICES = {"BTC": 65_000, "ETH": 3_500, "BNB": 600, "SOL": 150, "XRP": 1, "DOGE": 1, "ADA": 1, "LTC": 80}
+TICK = 1_000_000  # 0.01 in units of 1e-8
+
+
+class TapeTrade:
+    """One trade: ids and amounts as integers (price and qty in units of 1e-8)."""
+
+    __slots__ = ("symbol", "seq", "ts_us", "price", "qty", "buy", "market")
+
+    def __init__(self, symbol: str, seq: int, ts_us: int, price: int, qty: int, buy: bool, market: bool) -> None:
+        self.symbol = symbol
+        self.seq = seq
+        self.ts_us = ts_us
+        self.price = price
+        self.qty = qty
+        self.buy = buy
+        self.market = market
+
+    def record(self) -> dict[str, object]:
+        """The protocol-neutral form written by `k2 simulate --record`."""
+        return {"symbol": self.symbol, "seq": self.seq, "ts_us": self.ts_us, "price": units(self.price, 8),
+                "qty": units(self.qty, 8), "side": "buy" if self.buy else "sell",
+                "order_type": "market" if self.market else "limit"}
+
+
+class Event:
+    """What one frame carries: trades of one symbol, or a raw frame from a recorded file (symbol None)."""
+
+    __slots__ = ("symbol", "trades", "raw", "_text")
+
+    def __init__(self, symbol: str | None, trades: list[TapeTrade], raw: str | None = None) -> None:
+        self.symbol = symbol
+        self.trades = trades
+        self.raw = raw
+        self._text: dict[str, str] = {}
+
+    def text(self, protocol: str) -> str:
+        """The frame in a protocol ("binance", "binance-raw", "kraken1", "kraken2"), formatted once."""
+        if self.raw is not None:
+            return self.raw
+        cached = self._text.get(protocol)
+        if cached is None:
+            cached = self._text[protocol] = FORMATTERS[protocol](self)
+        return cached
+
+
+def units(value: int, places: int) -> str:
+    """An integer amount in units of 1e-8 as a decimal string with `places` fractional digits."""
+    whole, frac = divmod(value, 10**8)
+    digits = f"{frac:08d}"[:places] if places <= 8 else f"{frac:08d}" + "0" * (places - 8)
+    return f"{whole}.{digits}" if places else str(whole)
+
+
+def _json_number(value: int) -> str:
+    """An amount in units of 1e-8 as a JSON number without trailing zeros (Kraken v2 style)."""
+    text = units(value, 8).rstrip("0")
+    return text[:-1] if text.endswith(".") else text
+
+
+def _binance_payload(t: TapeTrade) -> str:
+    ms = t.ts_us // 1000
+    return (f'{{"e":"trade","E":{ms + 1},"s":"{t.symbol}","t":{t.seq},"p":"{units(t.price, 8)}",'
+            f'"q":"{units(t.qty, 8)}","T":{ms},"m":{"false" if t.buy else "true"},"M":true}}')
+
+
+def _binance(event: Event) -> str:
+    t = event.trades[0]
+    return f'{{"stream":"{t.symbol.lower()}@trade","data":{_binance_payload(t)}}}'
+
+
+def _binance_raw(event: Event) -> str:
+    return _binance_payload(event.trades[0])
+
+
+def _kraken1(event: Event) -> str:
+    rows = ",".join(
+        f'["{units(t.price, 5)}","{units(t.qty, 8)}","{t.ts_us // 1_000_000}.{t.ts_us % 1_000_000:06d}",'
+        f'"{"b" if t.buy else "s"}","{"m" if t.market else "l"}",""]' for t in event.trades)
+    return f'[{CHANNEL_ID},[{rows}],"trade","{kraken_v1_pair(event.symbol or "")}"]'
+
+
+def rfc3339(ts_us: int) -> str:
+    """RFC 3339 UTC text of a µs timestamp, with 6 fractional digits."""
+    dt = datetime.fromtimestamp(ts_us // 1_000_000, UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ts_us % 1_000_000:06d}Z"
+
+
+def kraken2_trade(t: TapeTrade) -> str:
+    """One trade object of a Kraken v2 trade message."""
+    return (f'{{"symbol":"{t.symbol}","side":"{"buy" if t.buy else "sell"}","price":{_json_number(t.price)},'
+            f'"qty":{_json_number(t.qty)},"ord_type":"{"market" if t.market else "limit"}","trade_id":{t.seq},'
+            f'"timestamp":"{rfc3339(t.ts_us)}"}}')
+
+
+def _kraken2(event: Event) -> str:
+    return f'{{"channel":"trade","type":"update","data":[{",".join(kraken2_trade(t) for t in event.trades)}]}}'
+
+
+CHANNEL_ID = 337
+FORMATTERS = {"binance": _binance, "binance-raw": _binance_raw, "kraken1": _kraken1, "kraken2": _kraken2}
+
+
+class GeneratedTape:
+    """Deterministic trades for the symbols (Binance BTCUSDT / Kraken BTC/USD forms)."""
+
+    def __init__(self, exchange: str, symbols: tuple[str, ...], seed: int = 1, skip_ids_every: int = 0,
+                 start_id: int = 1_000_000) -> None:
+        self.exchange = exchange
+        self.symbols = symbols
+        self._rng = random.Random(seed)
+        self._skip_every = skip_ids_every
+        self._count = 0
+        self._next_id = {s: start_id + i * 10_000_000 for i, s in enumerate(symbols)}
+        self._price = {}
+        for s in symbols:
+            base = s.split("/")[0] if "/" in s else next((b for b in _BASE_PRICES if s.startswith(b)), "")
+            self._price[s] = _BASE_PRICES.get(base, 100) * 10**8
+        self._multi = exchange == "kraken"
+
+    def next_event(self, now_us: int) -> Event:
+        """The next frame's trades, stamped `now_us`."""
+        rng = self._rng
+        symbol = self.symbols[rng.randrange(len(self.symbols))] if len(self.symbols) > 1 else self.symbols[0]
+        n = rng.choice((1, 1, 2, 3)) if self._multi else 1
+        trades = []
+        for i in range(n):
+            self._count += 1
+            seq = self._next_id[symbol]
+            if self._skip_every and self._count % self._skip_every == 0:
+                seq += 1  # the exchange skips an id: a gap for sequence tracking
+            self._next_id[symbol] = seq + 1
+            price = max(TICK, self._price[symbol] + rng.randint(-3, 3) * TICK)
+            self._price[symbol] = price
+            if self._multi and i > 0 and rng.random() < 0.3:
+                prev = trades[-1]  # an identical trade in the same µs (Kraken v1 cannot tell them apart by id)
+                trades.append(TapeTrade(symbol, seq, prev.ts_us, prev.price, prev.qty, prev.buy, prev.market))
+                continue
+            trades.append(TapeTrade(symbol, seq, now_us + i, price, rng.randint(1, 5_000_000), rng.random() < 0.5,
+                                    rng.random() < 0.2))
+        return Event(symbol, trades)
+
+
+def read_tape_file(path: Path) -> Iterator[Event]:
+    """The frames of a recorded file, one raw frame per non-empty line (sent as they are)."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.rstrip("\n")
+            if line.strip():
+                yield Event(None, [], raw=line)
+
+
+def record_line(trade: TapeTrade) -> str:
+    """The JSONL line of a trade for `--record`."""
+    return json.dumps(trade.record(), separators=(",", ":"))
