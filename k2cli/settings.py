@@ -75,6 +75,9 @@ class Settings:
 
     thresholds: dict[str, float] = field(default_factory=dict)
     config_file: str = ""
+    stream_flush_timeout: float = 30.0  # seconds `k2 stream` waits for Kafka at shutdown
+    memory_sample_interval: float = 30.0  # seconds between RSS samples (leak score window: 120 samples)
+    debug_leak_mb_per_min: float = 0.0  # test-only fault: `k2 stream` retains this many MiB per minute
 
     @property
     def resolved_data_dir(self) -> Path:
@@ -248,6 +251,12 @@ def validate(s: Settings) -> None:
     for name in ("binance_metrics_port", "kraken_metrics_port", "consumer_metrics_port"):
         if not 0 <= getattr(s, name) <= 65535:
             raise ConfigError(f"{env_name(name)} must be a port 0..65535", setting=env_name(name))
+    for name in ("stream_flush_timeout", "memory_sample_interval"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"{env_name(name)} must be greater than 0, got {getattr(s, name)}",
+                              setting=env_name(name))
+    if s.debug_leak_mb_per_min < 0:
+        raise ConfigError("K2_DEBUG_LEAK_MB_PER_MIN must be 0 or more", setting="K2_DEBUG_LEAK_MB_PER_MIN")
 
 
 def ensure_writable_dir(path: Path, setting: str) -> Path:

@@ -1,0 +1,141 @@
+"""The Kafka producer of the stream: idempotent (acks=all), lz4, keyed by symbol, bounded local buffer.
+
+Back-pressure: librdkafka's queue holds at most `buffer_max_messages` records (and 32 MiB); when it is
+full `try_produce` returns False and the caller keeps the record and waits, so memory stays bounded
+while Kafka is down. Messages never time out in the queue (message.timeout.ms=0): they wait for the
+broker to return, and what is still queued at shutdown after the flush timeout is reported as
+undelivered. Delivery reports are requested for failures only; every failure is counted and handed to
+`on_failure` (the stream writes it to its dead-letter file). Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from k2cli.errors import ServiceUnavailable
+
+log = logging.getLogger("k2.kafka")
+_RDKAFKA_LOG = logging.getLogger("k2.kafka.librdkafka")
+_RDKAFKA_LOG.setLevel(logging.CRITICAL)  # librdkafka repeats connection failures; error_cb reports state changes
+DEFAULT_PARTITIONS = 6
+
+
+class TradeProducer:
+    """Produces framed Avro values to one topic and keeps exact delivery accounting."""
+
+    def __init__(self, bootstrap: str, topic: str, buffer_max_messages: int = 100_000, *, linger_ms: int = 20,
+                 config: dict[str, Any] | None = None,
+                 on_failure: Callable[[bytes | None, bytes | None, str, str], None] | None = None) -> None:
+        from confluent_kafka import Producer
+
+        self.topic = topic
+        self.enqueued = 0
+        self.failed = 0
+        self.failures: Counter[str] = Counter()
+        self.broker_down = False
+        self.last_error = ""
+        self._on_failure = on_failure
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "lz4",
+            "linger.ms": linger_ms,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": buffer_max_messages,
+            "queue.buffering.max.kbytes": 32 * 1024,
+            "message.timeout.ms": 0,  # never expire: wait for the broker; shutdown decides what is undelivered
+            "delivery.report.only.error": True,
+            "on_delivery": self._delivery,
+            "error_cb": self._error,
+            "client.id": "k2-stream",
+        }
+        conf.update(config or {})
+        self._producer = Producer(conf, logger=_RDKAFKA_LOG)
+        self._produce = self._producer.produce
+
+    def try_produce(self, key: bytes, value: bytes) -> bool:
+        """Queue one record; False when the local buffer is full (keep it and retry after poll())."""
+        try:
+            self._produce(self.topic, value, key)
+        except BufferError:
+            return False
+        self.enqueued += 1
+        return True
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery reports and errors."""
+        return self._producer.poll(timeout)
+
+    @property
+    def pending(self) -> int:
+        """Records queued or in flight (not yet acknowledged or failed)."""
+        return len(self._producer)
+
+    @property
+    def delivered(self) -> int:
+        """Records acknowledged by Kafka (all replicas)."""
+        return max(0, self.enqueued - self.failed - self.pending)
+
+    def flush(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for everything queued; returns how many are still not acknowledged."""
+        return self._producer.flush(timeout)
+
+    def _delivery(self, err: Any, msg: Any) -> None:
+        if err is None:
+            return
+        name = err.name() if hasattr(err, "name") else str(err)
+        self.failed += 1
+        self.failures[name] += 1
+        log.error("Kafka did not take a record for %s: %s", self.topic, err.str() if hasattr(err, "str") else err)
+        if self._on_failure is not None:
+            self._on_failure(msg.key(), msg.value(), name, err.str() if hasattr(err, "str") else str(err))
+
+    def _error(self, err: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        code = err.code()
+        if code == KafkaError._ALL_BROKERS_DOWN:
+            if not self.broker_down:
+                log.warning("Kafka unreachable (%s); holding trades in the bounded buffer", err.str())
+            self.broker_down = True
+        elif code == KafkaError._TRANSPORT and self.broker_down:
+            pass  # still down; already reported
+        else:
+            log.warning("Kafka: %s", err.str())
+        self.last_error = err.str()
+
+    def note_progress(self) -> None:
+        """Call when deliveries advance: clears the broker-down state (and says so once)."""
+        if self.broker_down:
+            log.warning("Kafka reachable again; delivering the buffered trades")
+            self.broker_down = False
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS, timeout: float = 10.0) -> str:
+    """Make sure the topic exists: "exists", "created", or raise ServiceUnavailable if Kafka cannot be reached."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=_RDKAFKA_LOG)
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise ServiceUnavailable(f"Kafka unreachable at {bootstrap}: {exc.args[0].str() if exc.args else exc}",
+                                 setting="K2_KAFKA_BOOTSTRAP_SERVERS") from None
+    if topic in metadata.topics and not metadata.topics[topic].error:
+        return "exists"
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+                                  operation_timeout=timeout)
+    try:
+        futures[topic].result(timeout)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if error is not None and getattr(error, "name", lambda: "")() == "TOPIC_ALREADY_EXISTS":
+            return "exists"
+        raise ServiceUnavailable(f"cannot create topic {topic}: {error.str() if error else exc}",
+                                 setting="K2_KAFKA_BOOTSTRAP_SERVERS") from None
+    return "created"
