@@ -46,7 +46,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, _dt.datetime):
         return iso(value) if value.tzinfo is not None else value.isoformat(timespec="microseconds")
     if isinstance(value, decimal.Decimal):
-        return str(value)
+        return format(value, "f") if value.is_finite() else str(value)  # never 1E-8
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

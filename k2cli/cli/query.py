@@ -148,9 +148,28 @@ def snapshots(
     """The table's snapshots, newest first: id, time, records and files added, the Kafka offsets carried."""
     rows = _lake(table).snapshots(limit=limit)
     columns = ["snapshot_id", "parent_id", "time", "operation", "added_records", "added_files", "total_records",
-               "total_files", "offsets", "current", "summary"]
-    emit(rows, columns, fmt, output, table_columns=[c for c in columns if c not in ("parent_id", "summary")],
-         title="snapshots (newest first)")
+               "total_files", "offsets", "batch", "consumer", "commit_id", "records", "dlq_records", "current",
+               "summary"]
+    if fmt in (OutFormat.table, OutFormat.rich):
+        rows = [{**r, "offsets": _positions(r["offsets"]), "batch": _positions(r["batch"])} for r in rows]
+    shown = ("snapshot_id", "time", "operation", "added_records", "added_files", "total_records", "offsets",
+             "batch", "current")
+    emit(rows, columns, fmt, output, table_columns=shown, title="snapshots (newest first)")
+
+
+def _positions(value: Any) -> Any:
+    """{topic: {partition: x}} as `topic[p]=x` lines for the table."""
+    if not isinstance(value, dict):
+        return value
+    parts = []
+    for topic, partitions in sorted(value.items()):
+        if isinstance(partitions, dict):
+            for partition, pos in sorted(partitions.items(), key=lambda kv: str(kv[0]).zfill(6)):
+                text = f"{pos[0]}..{pos[1]}" if isinstance(pos, list) and len(pos) == 2 else str(pos)
+                parts.append(f"{topic}[{partition}]={text}")
+        else:
+            parts.append(f"{topic}={partitions}")
+    return "\n".join(parts)
 
 
 @app.command()

@@ -398,24 +398,33 @@ class TradesLake:
                 "added_files": _int(summary.get("added-data-files")),
                 "total_records": _int(summary.get("total-records")),
                 "total_files": _int(summary.get("total-data-files")),
-                "offsets": kafka_offsets(summary),
+                **kafka_positions(summary),
                 "current": snap.snapshot_id == current_id,
                 "summary": summary,
             })
         return out
 
 
-def kafka_offsets(summary: dict[str, Any]) -> dict[str, Any]:
-    """The Kafka positions a snapshot summary carries (k2.* keys, JSON values decoded where they parse)."""
-    out: dict[str, Any] = {}
-    for key, value in summary.items():
-        if not key.startswith("k2."):
-            continue
+def kafka_positions(summary: dict[str, Any]) -> dict[str, Any]:
+    """What `k2 consume` records in a snapshot summary (keys documented in k2cli.lake.offsets)."""
+
+    def decoded(key: str) -> Any:
+        value = summary.get(key)
+        if not isinstance(value, str):
+            return value
         try:
-            out[key] = json.loads(value) if isinstance(value, str) else value
+            return json.loads(value)
         except ValueError:
-            out[key] = value
-    return out
+            return value
+
+    return {
+        "offsets": decoded("k2.offsets"),  # {topic: {partition: next offset}} after this commit
+        "batch": decoded("k2.batch"),  # {topic: {partition: [first, next]}} this commit covers
+        "consumer": summary.get("k2.consumer"),
+        "commit_id": summary.get("k2.commit-id"),
+        "records": _int(summary.get("k2.records")),
+        "dlq_records": _int(summary.get("k2.dlq-records")),
+    }
 
 
 def check_limit(limit: int) -> int:
