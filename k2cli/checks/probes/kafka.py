@@ -83,7 +83,8 @@ def group_state(settings: Settings, group: str, timeout: float = 10.0) -> tuple[
     """(state, member count) of a consumer group; ('UNKNOWN'/'DEAD', 0) for a group the broker does not know."""
     from confluent_kafka import KafkaException
 
-    futures = admin(settings).describe_consumer_groups([group], request_timeout=timeout)
+    client = admin(settings)  # keep the client alive until its futures resolve
+    futures = client.describe_consumer_groups([group], request_timeout=timeout)
     try:
         desc = futures[group].result()
     except KafkaException as exc:
@@ -97,14 +98,16 @@ def create_topic(settings: Settings, topic: str, partitions_count: int = 1, time
     """Create a topic and wait until it exists."""
     from confluent_kafka.admin import NewTopic
 
-    futures = admin(settings).create_topics([NewTopic(topic, partitions_count, 1)], request_timeout=timeout)
+    client = admin(settings)  # keep the client alive until its futures resolve
+    futures = client.create_topics([NewTopic(topic, partitions_count, 1)], request_timeout=timeout)
     futures[topic].result(timeout=timeout)
 
 
 def delete_topic(settings: Settings, topic: str, timeout: float = 15.0) -> None:
     """Delete a topic (best effort: errors are ignored, it is clean-up)."""
     with contextlib.suppress(Exception):  # clean-up must not mask the step's result
-        admin(settings).delete_topics([topic], request_timeout=timeout)[topic].result(timeout=timeout)
+        client = admin(settings)
+        client.delete_topics([topic], request_timeout=timeout)[topic].result(timeout=timeout)
 
 
 def produce(settings: Settings, topic: str, values: list[tuple[bytes | None, bytes]],

@@ -1,0 +1,188 @@
+"""Drive the real pipeline for a check: a `k2 simulate` exchange, `k2 stream` into a scratch topic, read it back.
+
+Everything a check creates (simulator processes, scratch topics and their subjects) is removed when the
+checklist ends (Context.on_close).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from k2cli.checks.context import Context
+from k2cli.checks.probes import kafka
+from k2cli.checks.probes.proc import Completed, Spawned, StepError, free_port, spawn_k2, wait_for
+
+# `k2 simulate` flags for the simulator's settings and faults (k2cli.exchanges.simulator.SimulatorConfig).
+SIM_FLAGS = {
+    "rate": "--rate", "symbols": "--symbols", "tls_cert": "--tls-cert", "tls_key": "--tls-key",
+    "ping_interval": "--ping-interval", "drop_every": "--drop-every", "no_pong": "--no-pong",
+    "stall_after": "--stall-after", "garbage_every": "--garbage-every", "skip_ids_every": "--skip-ids-every",
+    "shutdown_every": "--shutdown-every",
+}
+
+
+def scratch_name(ctx: Context, purpose: str) -> str:
+    """A unique name for a scratch topic, group or namespace of this run."""
+    return f"k2-validate.{ctx.checklist or 'check'}.{purpose}.{uuid.uuid4().hex[:8]}"
+
+
+def delete_subject(ctx: Context, subject: str) -> None:
+    """Remove a scratch subject from the registry (soft, then permanent); best effort."""
+    import httpx
+
+    base = ctx.settings.schema_registry_url.rstrip("/")
+    try:
+        httpx.delete(f"{base}/subjects/{subject}", timeout=5.0)
+        httpx.delete(f"{base}/subjects/{subject}", params={"permanent": "true"}, timeout=5.0)
+    except httpx.HTTPError:
+        pass
+
+
+def scratch_topic(ctx: Context, purpose: str, partitions: int = 1) -> str:
+    """Create a scratch topic; it and its value subject are deleted when the checklist ends."""
+    topic = scratch_name(ctx, purpose)
+    kafka.create_topic(ctx.settings, topic, partitions)
+    ctx.on_close(kafka.delete_topic, ctx.settings, topic)
+    ctx.on_close(delete_subject, ctx, f"{topic}-value")
+    return topic
+
+
+@dataclass
+class Simulator:
+    """A running `k2 simulate` server."""
+
+    url: str
+    process: Spawned
+    port: int
+
+
+def start_simulator(ctx: Context, exchange: str, *, path: str | None = None, **settings: Any) -> Simulator:
+    """Start `k2 simulate EXCHANGE` on a free port with the given settings/faults and wait until it listens."""
+    port = free_port()
+    args = ["simulate", exchange, "--host", "127.0.0.1", "--port", str(port)]
+    for name, value in settings.items():
+        if value is None or value is False:
+            continue
+        flag = SIM_FLAGS[name]
+        if value is True:
+            args.append(flag)
+        else:
+            args += [flag, ",".join(value) if isinstance(value, list | tuple) else str(value)]
+    sim = spawn_k2(args, str(ctx.workdir))
+    ctx.on_close(sim.stop)
+
+    def listening() -> bool:
+        import socket
+
+        if not sim.alive():
+            return True
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    wait_for(listening, timeout=20)
+    if not sim.alive():
+        done = sim.finish(5)  # raises NotBuiltYet for the placeholder
+        raise StepError(f"`{sim.command}` exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    scheme = "wss" if settings.get("tls_cert") else "ws"
+    default_path = "/stream" if exchange == "binance" else ""
+    return Simulator(f"{scheme}://127.0.0.1:{port}{default_path if path is None else path}", sim, port)
+
+
+def scrape(port: int, timeout: float = 2.0) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """A process's /metrics as {family sample name: [(labels, value)]}; {} when it does not answer."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        resp = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout)
+    except httpx.HTTPError:
+        return {}
+    if resp.status_code != 200:
+        return {}
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(resp.text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
+    return out
+
+
+def total(metrics: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float | None:
+    """The sum of a metric's samples matching labels (None when the metric is absent)."""
+    samples = metrics.get(name)
+    if samples is None:
+        return None
+    return sum(v for lbl, v in samples if all(lbl.get(k) == want for k, want in labels.items()))
+
+
+@dataclass
+class StreamRun:
+    """A finished `k2 stream` run into a scratch topic."""
+
+    topic: str
+    started_wall: float  # epoch seconds when the process was started
+    completed: Completed
+    metrics_port: int
+    scrapes: list[tuple[float, dict[str, list[tuple[dict[str, str], float]]]]] = field(default_factory=list)
+
+    @property
+    def last_scrape(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """The last non-empty /metrics scrape taken while it ran."""
+        for _, metrics in reversed(self.scrapes):
+            if metrics:
+                return metrics
+        return {}
+
+
+def stream_run(ctx: Context, exchange: str, url: str, *, duration: float, max_messages: int | None = None,
+               topic: str | None = None, extra: Sequence[str] = (), env: dict[str, str] | None = None,
+               scrape_every: float = 0.5, on_scrape: Callable[[dict], None] | None = None) -> StreamRun:
+    """Run `k2 stream` into a (scratch) topic with its metrics on a free port, scraping them as it runs."""
+    topic = topic or scratch_topic(ctx, f"{exchange}-stream")
+    port = free_port()
+    args = ["stream", exchange, "--url", url, "--topic", topic, "--duration", f"{duration:g}",
+            "--metrics-port", str(port), *extra]
+    if max_messages is not None:
+        args += ["--max-messages", str(max_messages)]
+    started_wall = time.time()
+    proc = spawn_k2(args, str(ctx.workdir), env=env)
+    ctx.on_close(proc.stop)
+    scrapes = []
+    deadline = time.monotonic() + duration + 60
+    while proc.alive() and time.monotonic() < deadline:
+        metrics = scrape(port, timeout=1.0)
+        scrapes.append((time.time(), metrics))
+        if on_scrape is not None and metrics:
+            on_scrape(metrics)
+        time.sleep(scrape_every)
+    done = proc.finish(timeout=max(1.0, deadline - time.monotonic()))
+    return StreamRun(topic, started_wall, done, port, scrapes)
+
+
+def read_records(ctx: Context, topic: str, timeout: float = 30.0) -> tuple[list[dict], list[str], list[Any]]:
+    """Every record of a topic decoded with the registry: (records, decode errors, raw messages)."""
+    from k2cli.kafka.registry import RegistryClient
+    from k2cli.kafka.serde import AvroDeserializer, DecodeError
+
+    marks = kafka.watermarks(ctx.settings, topic)
+    messages = kafka.read_range(ctx.settings, topic, {p: low for p, (low, _) in marks.items()},
+                                {p: high for p, (_, high) in marks.items()}, timeout=timeout)
+    registry = RegistryClient(ctx.settings.schema_registry_url)
+    decoder = AvroDeserializer(registry)
+    records, errors = [], []
+    try:
+        for msg in messages:
+            try:
+                records.append(decoder.decode(msg.value()))
+            except DecodeError as exc:
+                errors.append(f"partition {msg.partition()} offset {msg.offset()}: {exc.error_type}: {exc}")
+    finally:
+        registry.close()
+    return records, errors, messages
+
