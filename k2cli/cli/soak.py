@@ -265,7 +265,7 @@ def report(
                                  "with --prometheus: binance (default) or kraken)."),
     prometheus: str = typer.Option(None, "--prometheus", metavar="URL",
                                    help="Build the seeds' 7-day production validation report from this Prometheus."),
-    days: float = typer.Option(7.0, "--days", min=0.001, help="Look-back window for --prometheus (default 7)."),
+    days: float = typer.Option(7.0, "--days", min=0.0001, help="Look-back window for --prometheus (default 7)."),
     output: Path = typer.Option(None, "--output", metavar="FILE", help="Also write the report to FILE."),
     fmt: str = typer.Option("rich", "--format", "-f", help="rich (default), json, or markdown (--prometheus)."),
 ) -> None:

@@ -1,0 +1,299 @@
+"""The seeds' 7-day production validation report (seed 003, Step 09), built from Prometheus queries.
+
+Every figure is one PromQL query over the window ending now; the stream of an exchange is selected by
+joining on `instance` with `<exchange>_connection_status`, as the alert rules do. Per-day figures are
+divided by the days the data actually covers, and a window the data does not fully cover is a WARN.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import statistics
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from k2cli.errors import ServiceUnavailable
+from k2cli.soak.criteria import EXIT_CODES, Status, worst
+from k2cli.soak.profile import MB
+
+ICONS = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status.ERROR: "❔"}
+COVERAGE_MIN = 0.95  # share of the window the data must cover for a full report
+
+
+class PrometheusError(ServiceUnavailable):
+    """Prometheus cannot be queried."""
+
+
+class Prometheus:
+    """A minimal client of Prometheus' HTTP query API."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
+        full = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(full, timeout=self.timeout) as resp:  # noqa: S310 - operator's URL
+                body = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read()).get("error", exc.reason)
+            except (ValueError, OSError):
+                detail = exc.reason
+            raise PrometheusError(f"Prometheus at {self.url} rejected {params.get('query')!r}: {detail}") from None
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+            raise PrometheusError(f"Prometheus at {self.url} cannot be reached: "
+                                  f"{getattr(exc, 'reason', exc)}", setting="--prometheus") from None
+        if body.get("status") != "success":
+            raise PrometheusError(f"Prometheus query {params.get('query')!r} failed: {body.get('error')}")
+        return body["data"]
+
+    def instant(self, query: str, at: float) -> list[tuple[dict[str, str], float]]:
+        """(labels, value) of every series of an instant query."""
+        data = self._get("/api/v1/query", {"query": query, "time": f"{at:.3f}"})
+        return [(r["metric"], float(r["value"][1])) for r in data.get("result", [])]
+
+    def scalar(self, query: str, at: float) -> float | None:
+        """The value of a one-series instant query (None when it returns nothing)."""
+        rows = self.instant(query, at)
+        return rows[0][1] if rows else None
+
+    def series(self, query: str, start: float, end: float, step: float) -> list[tuple[float, float]]:
+        """(time, value) points of a one-series range query (the first series if several)."""
+        data = self._get("/api/v1/query_range", {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                                                 "step": f"{step:.3f}"})
+        result = data.get("result", [])
+        return [(float(t), float(v)) for t, v in result[0]["values"]] if result else []
+
+
+@dataclass
+class Line:
+    """One summary line of the report."""
+
+    key: str
+    status: Status
+    text: str
+
+    def to_dict(self) -> dict[str, str]:
+        """As plain JSON values."""
+        return {"key": self.key, "status": self.status.value, "text": self.text}
+
+
+@dataclass
+class Weekly:
+    """The 7-day report's content."""
+
+    exchange: str
+    prometheus: str
+    start: float
+    end: float
+    days: float
+    coverage_days: float
+    lines: list[Line] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Status:
+        """The most severe line."""
+        return worst(line.status for line in self.lines)
+
+    @property
+    def exit_code(self) -> int:
+        """0 pass, 1 warn, 2 fail, 3 could not run."""
+        return EXIT_CODES[self.verdict]
+
+    def to_dict(self) -> dict[str, Any]:
+        """As plain JSON values."""
+        data = asdict(self)
+        data["lines"] = [line.to_dict() for line in self.lines]
+        data["verdict"] = self.verdict.value
+        data["exit_code"] = self.exit_code
+        return data
+
+
+def _threshold(settings: Any, name: str) -> float:
+    from k2cli.checks import thresholds
+
+    return settings.threshold(name, thresholds.get(name).default)
+
+
+def _per_day(total: float, days: float) -> float:
+    return total / days if days > 0 else 0.0
+
+
+def _within(value: float, expected: float, tolerance_pct: float) -> bool:
+    return abs(value - expected) <= expected * tolerance_pct / 100
+
+
+def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float | None = None) -> Weekly:
+    """Query Prometheus for the last `days` days of one exchange's stream and judge the seed's checklist."""
+    prom = Prometheus(url)
+    end = time.time() if now is None else now
+    window = days * 86400
+    start = end - window
+    w = f"{max(1, int(window))}s"
+    ex = exchange
+    conn = f"{ex}_connection_status"
+    sel = f"and on (instance) max_over_time({conn}[{w}])"
+    step = max(1.0, window / 600)
+    report = Weekly(exchange=ex, prometheus=url, start=start, end=end, days=days, coverage_days=0.0)
+
+    status_points = prom.series(f"max({conn})", start, end, step)
+    if not status_points:
+        report.lines.append(Line("data", Status.ERROR, f"No data: Prometheus has no `{conn}` series in the window "
+                                 f"(is the {ex} stream scraped by {url}?)"))
+        report.issues.append(f"No {ex} stream data in Prometheus for the window.")
+        return report
+    coverage_s = min(window, status_points[-1][0] - status_points[0][0] + step)
+    report.coverage_days = coverage_s / 86400
+    cov_days = report.coverage_days
+    if cov_days < days * COVERAGE_MIN:
+        report.lines.append(Line("coverage", Status.WARN, f"Data coverage: {cov_days:.2f} of {days:g} days "
+                                 "(per-day figures use the covered time)"))
+
+    # memory
+    rss = prom.series(f"max(process_memory_rss_bytes and on (instance) {conn})", start, end, step)
+    peak = prom.scalar(f"max(max_over_time(process_memory_rss_bytes[{w}]) {sel})", end)
+    mem_max = _threshold(settings, "prod_memory_max_mb")
+    growth_max = _threshold(settings, "prod_memory_growth_max_mb")
+    if rss and peak is not None:
+        values = [v / MB for _, v in rss]
+        edge = max(1, min(len(values) // 4, int(3600 / step)))  # an hour at each end (a quarter of short windows)
+        growth = statistics.median(values[-edge:]) - statistics.median(values[:edge])
+        report.figures.update(rss_min_mb=min(values), rss_peak_mb=peak / MB, rss_median_mb=statistics.median(values),
+                              rss_growth_mb=growth)
+        ok = peak / MB <= mem_max and growth < growth_max
+        report.lines.append(Line("memory", Status.PASS if ok else Status.FAIL,
+                                 f"Memory stable: {min(values):.0f}-{peak / MB:.0f}MB (median "
+                                 f"{statistics.median(values):.0f}MB), {growth:+.1f}MB growth over {cov_days:.2f} days "
+                                 f"(limits: peak <= {mem_max:g}MB, growth < {growth_max:g}MB)"))
+    else:
+        report.lines.append(Line("memory", Status.ERROR, "Memory: no process_memory_rss_bytes from the stream"))
+
+    leak = prom.scalar(f"max(max_over_time(memory_leak_detection_score[{w}]) {sel})", end)
+    if leak is not None:
+        from k2cli.soak.criteria import thresholds_from
+
+        lmax = thresholds_from(settings.thresholds)["soak_leak_score_max"]
+        report.figures["leak_score_max"] = leak
+        report.lines.append(Line("leak", Status.PASS if leak < lmax else Status.FAIL,
+                                 f"Memory leak score: highest {leak:.2f} (< {lmax:g})"))
+
+    # rotations and heartbeat
+    tol = _threshold(settings, "prod_rate_tolerance_pct")
+    rotations = prom.scalar(f"sum(increase({ex}_connection_rotations_total[{w}]))", end) or 0.0
+    expected_rot = 86400 / settings.rotation_interval
+    rot_day = _per_day(rotations, cov_days)
+    report.figures.update(rotations=rotations, rotations_per_day=rot_day)
+    report.lines.append(Line("rotations", Status.PASS if _within(rot_day, expected_rot, tol) else Status.WARN,
+                             f"Connection rotations: {rotations:.0f} total ({rot_day:.1f} per day; expected "
+                             f"{expected_rot:g} per day, every {settings.rotation_interval / 3600:g} h, "
+                             f"±{tol:g}%)"))
+    pings = prom.scalar(f"sum(increase({ex}_pings_sent_total[{w}]))", end) or 0.0
+    timeouts = prom.scalar(f"sum(increase({ex}_pong_timeouts_total[{w}]))", end) or 0.0
+    expected_pings = 86400 / settings.ping_interval
+    ping_day = _per_day(pings, cov_days)
+    report.figures.update(pings=pings, pings_per_day=ping_day, pong_timeouts=timeouts)
+    ok = _within(ping_day, expected_pings, tol) and round(timeouts) == 0
+    report.lines.append(Line("heartbeat", Status.PASS if ok else Status.WARN,
+                             f"Ping-pong heartbeat: {pings:.0f} pings ({ping_day:.0f} per day; expected "
+                             f"{expected_pings:g}), {timeouts:.0f} pong timeouts"))
+
+    # uptime: share of scrapes that answered x share of those with a live connection
+    scraped = prom.scalar(f"min(avg_over_time(up[{w}]) {sel})", end)
+    connected = prom.scalar(f"min(avg_over_time({conn}[{w}]))", end)
+    up_min = _threshold(settings, "prod_uptime_min_pct")
+    if scraped is not None and connected is not None:
+        uptime = 100 * scraped * connected
+        report.figures["uptime_pct"] = uptime
+        report.lines.append(Line("uptime", Status.PASS if uptime >= up_min else Status.FAIL,
+                                 f"Uptime: {uptime:.2f}% (target >= {up_min:g}%; process answered "
+                                 f"{100 * scraped:.2f}% of scrapes, connected {100 * connected:.2f}% of them)"))
+
+    # unscheduled reconnects
+    rows = prom.instant(f"sum by (reason) (increase({ex}_reconnects_total[{w}]))", end)
+    by_reason = {r.get("reason", "?"): v for r, v in rows if round(v) > 0}
+    total = sum(by_reason.values())
+    rmax = _threshold(settings, "prod_unscheduled_reconnects_max")
+    report.figures["unscheduled_reconnects"] = by_reason
+    detail = ", ".join(f"{k} {v:.0f}" for k, v in sorted(by_reason.items())) or "none"
+    report.lines.append(Line("reconnects", Status.PASS if round(total) <= rmax else Status.FAIL,
+                             f"Unscheduled reconnections: {total:.0f} ({detail}; target <= {rmax:g})"))
+
+    # message rate
+    received = prom.scalar(f"sum(increase({ex}_messages_received_total[{w}]))", end)
+    rate_min = _threshold(settings, "prod_stream_rate_min_per_s")
+    if received is not None:
+        avg = received / coverage_s
+        rate_series = prom.series(f"sum(rate({ex}_messages_received_total[5m]))", start, end, step)
+        lowest = min((v for _, v in rate_series), default=None)
+        report.figures.update(messages=received, avg_rate_msg_s=avg, lowest_5m_rate_msg_s=lowest)
+        low = f"; lowest 5-minute rate {lowest:.1f}" if lowest is not None else ""
+        report.lines.append(Line("rate", Status.PASS if avg > rate_min else Status.FAIL,
+                                 f"Message rate: {avg:.1f} msg/sec average (>{rate_min:g} msg/sec target){low}"))
+    else:
+        report.lines.append(Line("rate", Status.ERROR, f"Message rate: no {ex}_messages_received_total"))
+
+    # alerts
+    fired = prom.instant(f'max by (alertname, severity) (max_over_time(ALERTS{{alertstate="firing"}}[{w}]))', end)
+    critical = sorted({r.get("alertname", "?") for r, _ in fired if r.get("severity") == "critical"})
+    amax = _threshold(settings, "prod_critical_alerts_max")
+    report.figures["alerts_fired"] = sorted(f"{r.get('alertname')} ({r.get('severity', '-')})" for r, _ in fired)
+    if critical:
+        text = f"Alerts: {len(critical)} critical alert(s) fired: {', '.join(critical)}"
+    else:
+        text = "Alerts: Zero critical alerts triggered"
+    report.lines.append(Line("alerts", Status.PASS if len(critical) <= amax else Status.FAIL, text))
+
+    for line in report.lines:
+        if line.status is not Status.PASS:
+            report.issues.append(f"{line.status.value}: {line.text}")
+    others = [a for a in report.figures["alerts_fired"] if "(critical)" not in a]
+    if others:
+        report.issues.append("Other alerts that fired: " + ", ".join(others))
+    return report
+
+
+def _day(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render_markdown(report: Weekly) -> str:
+    """The report in the seed's 7-Day Production Validation Report template."""
+    ex = report.exchange.capitalize()
+    out = [f"# {report.days:g}-Day Production Validation Report", "",
+           f"**Date Range**: {_day(report.start)} to {_day(report.end)}",
+           f"**Phase**: Phase 5 - {ex} Production Resilience",
+           f"**Exchange**: {report.exchange} · **Prometheus**: {report.prometheus} · **Data coverage**: "
+           f"{report.coverage_days:.2f} of {report.days:g} days", "", "## Summary"]
+    out += [f"- {ICONS[line.status]} {line.text}" for line in report.lines]
+    out += ["", "## Metrics",
+            "Grafana dashboard **k2 pipeline** (uid `k2-pipeline`, deploy/grafana/dashboards/k2.json) shows each of "
+            "these over the same range; attach screenshots (MANUAL: a person takes them):",
+            '- Memory usage trend: panel "Stream RSS" and "Memory leak score"',
+            '- Connection lifetime: panel "Connection age" (resets at each rotation)',
+            '- Message throughput graph: panel "Trades received/s"',
+            '- Ping-pong latency distribution: panels "Heartbeat: seconds since last pong" and '
+            '"Pings sent and pong timeouts per hour"',
+            "", "## Issues"]
+    out += [f"- {issue}" for issue in report.issues] or ["- None found in the metrics."]
+    out += ["", "## Recommendation"]
+    verdict = report.verdict
+    if verdict is Status.PASS:
+        out.append("✅ **APPROVED for long-term production use**")
+    elif verdict is Status.WARN:
+        out.append("⚠️ **APPROVAL NEEDS A PERSON**: every measured criterion holds, but see the warnings above")
+    elif verdict is Status.ERROR:
+        out.append("❔ **NOT JUDGED**: Prometheus lacks the data for some criteria")
+    else:
+        out.append("❌ **NOT APPROVED**: see the failed criteria above")
+    out += ["", f"_Generated by `k2 soak report --prometheus {report.prometheus} --days {report.days:g} --exchange "
+            f"{report.exchange}` (exit {report.exit_code})._", ""]
+    return "\n".join(out)
