@@ -73,8 +73,10 @@ def _console():  # noqa: ANN202 - rich Console
 
 @app.command()
 def up(fmt: str = FORMAT, timeout: float = TIMEOUT) -> None:
-    """Install what is missing (first run only), start every service that is not running, create the
-    contract topics and databases, and wait until all are healthy. Running it again changes nothing."""
+    """Start every service that is not running and wait until all are healthy.
+
+    On first use it installs what is missing (downloads are cached), initialises the data directories,
+    creates the contract topics and the catalog database. Running it again changes nothing."""
     import time
 
     fmt = _check_format(fmt)
@@ -91,8 +93,9 @@ def up(fmt: str = FORMAT, timeout: float = TIMEOUT) -> None:
 
 @app.command()
 def down(fmt: str = FORMAT) -> None:
-    """Stop the processes `k2 stack up` started (only those: tracked by pid files), newest first.
-    Data stays in $K2_HOME/stack for the next `up`."""
+    """Stop the processes `k2 stack up` started, and only those.
+
+    Processes are tracked by pid files with their start times; data stays in $K2_HOME/stack."""
     fmt = _check_format(fmt)
     states = _stack().down(progress=_progress(fmt))
     if fmt == "json":
@@ -103,7 +106,7 @@ def down(fmt: str = FORMAT) -> None:
 
 @app.command()
 def status(fmt: str = FORMAT) -> None:
-    """Show each service's process and health. Exits 1 when any service is not healthy."""
+    """Show each service's process and health; exit 1 when any is not healthy."""
     fmt = _check_format(fmt)
     states = _stack().status()
     healthy = all(s.healthy for s in states)
@@ -118,8 +121,10 @@ def status(fmt: str = FORMAT) -> None:
 
 @app.command("install")
 def install_cmd(fmt: str = FORMAT) -> None:
-    """Install everything the stack runs, without starting it: Debian packages (postgresql, prometheus,
-    nginx; as root), Kafka jars and Apicurio Registry from Maven Central into $K2_HOME/cache."""
+    """Install everything the stack runs, without starting it.
+
+    Debian packages (postgresql, prometheus, nginx, maven; as root), then Kafka's jars and Apicurio
+    Registry from Maven Central into the cache ($K2_CACHE_DIR, default $K2_HOME/cache)."""
     fmt = _check_format(fmt)
     done = _stack().install(progress=_progress(fmt))
     if fmt == "json":

@@ -190,6 +190,7 @@ class Postgres(Service):
                 self.dir.parent.mkdir(parents=True, exist_ok=True)
                 self.dir.symlink_to(root)
         if (self.data_dir / "PG_VERSION").is_file():
+            self._drop_stale_lock()
             return
         progress(f"initialising a PostgreSQL cluster in {self.data_dir}")
         cmd = [str(self._bin() / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8",
@@ -201,6 +202,18 @@ class Postgres(Service):
                                     cwd=str(root), **kwargs)
         if result.returncode != 0:
             raise StackError(f"postgres: initdb failed (exit {result.returncode}); see its log: {self.log_file}")
+
+    def _drop_stale_lock(self) -> None:
+        """After a crash, postmaster.pid may name a pid now used by another program, which makes the
+        server refuse to start: remove the file when no postgres process has that pid."""
+        lock = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(lock.read_text().split()[0])
+            comm = Path(f"/proc/{pid}/comm").read_text().strip() if proc.is_running(pid) else ""
+        except (OSError, ValueError, IndexError):
+            return
+        if comm not in ("postgres", "postmaster"):
+            lock.unlink(missing_ok=True)
 
     def command(self) -> list[str]:
         c = self.cfg
