@@ -572,8 +572,13 @@ class Prometheus(Service):
             "consumer_metrics_port": c.consumer_metrics_port,
             "prometheus_port": c.prometheus_port,
         }
-        return render((deploy / "prometheus" / "prometheus.yml.tmpl").read_text(), values,
+        text = render((deploy / "prometheus" / "prometheus.yml.tmpl").read_text(), values,
                       str(deploy / "prometheus" / "prometheus.yml.tmpl"))
+        # The rules' digest makes an edited rule file change the config, so `up` reloads Prometheus.
+        digest = hashlib.sha256()
+        for rule_file in sorted(rules.glob("*.yml")):
+            digest.update(rule_file.name.encode() + b"\0" + rule_file.read_bytes() + b"\0")
+        return f"{text.rstrip()}\n# rules digest: {digest.hexdigest()[:16]}\n"
 
     def _write_checked_config(self) -> bool:
         """Render and check the configuration (and its rules) with promtool; True when it changed."""
