@@ -1,15 +1,144 @@
-"""`k2 stream`: not built yet; says so and exits 3."""
+"""`k2 stream binance|kraken`: stream exchange trades into Kafka as Avro v2 records."""
 
 from __future__ import annotations
 
+import logging
+import sys
+from pathlib import Path
+
 import typer
 
-from k2cli.cli._common import not_built
+app = typer.Typer(help="Stream exchange trades into Kafka as Avro v2 records (Confluent wire format), with "
+                       "heartbeat, idle watchdog, make-before-break rotation, reconnects with backoff, and a "
+                       "dead-letter file for bad frames. Metrics on --metrics-port.",
+                  no_args_is_help=True, add_completion=False)
 
-app = typer.Typer(help="(not built yet)")
+
+def _make(exchange: str):  # noqa: ANN202 - returns a Typer command function
+    default_port = 9091 if exchange == "binance" else 9093
+
+    def command(
+        symbols: str = typer.Option(None, "--symbols", "-s", help=(
+            "Comma-separated symbols, e.g. BTCUSDT,ETHUSDT" if exchange == "binance" else
+            "Comma-separated pairs, e.g. BTC/USD,ETH/USD (XBT/XDG accepted)") + f" [K2_{exchange.upper()}_SYMBOLS]"),
+        url: str = typer.Option(None, "--url", help=f"Exchange WebSocket URL (ws:// for a local simulator"
+                                f"{'; a /v2 path speaks Kraken WS v2' if exchange == 'kraken' else ''}) "
+                                f"[K2_{exchange.upper()}_URL]. Giving it drops the default failover URLs."),
+        failover_urls: str = typer.Option(None, "--failover-urls", help="Comma-separated URLs to fail over to."),
+        topic: str = typer.Option(None, "--topic", "-t", help=f"Kafka topic [K2_{exchange.upper()}_TOPIC]."),
+        max_messages: int = typer.Option(0, "--max-messages", "-n", help="Stop after N trades produced "
+                                         "(0 = no limit)."),
+        duration: float = typer.Option(0.0, "--duration", "-d", help="Stop after S seconds (0 = no limit)."),
+        rotation_interval: float = typer.Option(None, "--rotation-interval", help="Seconds between planned "
+                                                "make-before-break rotations [K2_ROTATION_INTERVAL, 14400]."),
+        ping_interval: float = typer.Option(None, "--ping-interval", help="Seconds between our pings "
+                                            "[K2_PING_INTERVAL, 180]."),
+        pong_timeout: float = typer.Option(None, "--pong-timeout", help="Seconds to wait for a pong before "
+                                           "reconnecting [K2_PONG_TIMEOUT, 10]."),
+        idle_timeout: float = typer.Option(None, "--idle-timeout", help="Reconnect after S seconds without a "
+                                           "frame [K2_IDLE_TIMEOUT, 30]."),
+        metrics_port: int = typer.Option(None, "--metrics-port", help=f"Prometheus /metrics port, 0 = off "
+                                         f"[K2_{exchange.upper()}_METRICS_PORT, {default_port}]."),
+        insecure: bool = typer.Option(False, "--insecure", help="Do not verify the exchange's TLS certificate "
+                                      "(testing only; prints a warning)."),
+        ca_bundle: Path = typer.Option(None, "--ca-bundle", help="Also trust the CAs in this PEM file "
+                                       "[K2_CA_BUNDLE]."),
+        output_format: str = typer.Option("rich", "--format", "-f", help="rich (default) or json for the final "
+                                          "summary."),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log connections and rotations too."),
+        debug_leak: float = typer.Option(None, "--debug-leak-mb-per-min", hidden=True,
+                                         help="Test-only fault: retain this many MiB per minute."),
+    ) -> None:
+        from k2cli.settings import load_settings
+        from k2cli.stream.runner import StreamRunner, build_options
+
+        if output_format not in ("rich", "json"):
+            raise typer.BadParameter("must be rich or json", param_hint="--format")
+        settings = load_settings(
+            rotation_interval=rotation_interval, ping_interval=ping_interval, pong_timeout=pong_timeout,
+            idle_timeout=idle_timeout, ssl_verify=False if insecure else None,
+            ca_bundle=str(ca_bundle) if ca_bundle else None, debug_leak_mb_per_min=debug_leak,
+        )
+        options = build_options(
+            settings, exchange, symbols=tuple(s for s in symbols.split(",") if s.strip()) if symbols else None,
+            url=url, failover_urls=tuple(u.strip() for u in failover_urls.split(",") if u.strip())
+            if failover_urls is not None else None, topic=topic, max_messages=max_messages, duration=duration,
+            metrics_port=metrics_port,
+        )
+        live = sys.stdout.isatty() and output_format == "rich"
+        console = _setup_logging(verbose)
+        runner_run = (lambda: _run_live(StreamRunner, settings, options, console)) if live else \
+            StreamRunner(settings, options).run
+        summary = runner_run()
+        _report(summary, output_format, console)
+
+    command.__doc__ = (f"Stream {exchange.capitalize()} trades into Kafka until --max-messages, --duration, "
+                       "SIGTERM or SIGINT (then flush and exit).")
+    return command
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def placeholder(ctx: typer.Context) -> None:
-    """(not built yet)"""
-    not_built("stream")
+def _setup_logging(verbose: bool):  # noqa: ANN202 - rich Console
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    console = Console(stderr=True)
+    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("k2")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+    return console
+
+
+def _panel(summary):  # noqa: ANN001, ANN202 - rich renderable
+    from rich.table import Table
+
+    table = Table(title=f"k2 stream {summary.exchange} → {summary.topic}", show_header=False, expand=False)
+    state = "[green]connected[/]" if summary.connected else "[red]reconnecting[/]"
+    kafka = "[red]down (buffering)[/]" if summary.kafka_down else "[green]up[/]"
+    table.add_row("exchange", f"{state}  {summary.url}")
+    table.add_row("kafka", kafka)
+    table.add_row("trades", f"received {summary.trades_received:,}  produced {summary.produced:,}  "
+                            f"buffered {summary.buffered:,}  duplicates {summary.duplicates_dropped:,}")
+    table.add_row("rate", f"{summary.trades_per_second:,.0f} trades/s over {summary.duration_seconds:,.0f}s")
+    table.add_row("bad frames", _counts(summary.frame_errors))
+    table.add_row("reconnects", _counts(summary.reconnects))
+    table.add_row("rotations", _counts(summary.rotations))
+    table.add_row("heartbeat", f"pings {summary.pings_sent}  pong timeouts {summary.pong_timeouts}")
+    table.add_row("memory", f"RSS {summary.rss_bytes / 2**20:,.0f} MiB  leak score {summary.leak_score:.2f}")
+    return table
+
+
+def _counts(counts: dict) -> str:
+    return "  ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "0"
+
+
+def _run_live(runner_cls, settings, options, console):  # noqa: ANN001, ANN202
+    from rich.live import Live
+
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        runner = runner_cls(settings, options, on_tick=lambda s: live.update(_panel(s)))
+        return runner.run()
+
+
+def _report(summary, output_format: str, console) -> None:  # noqa: ANN001
+    from k2cli.cli._common import print_json
+    from k2cli.errors import K2Error
+
+    if output_format == "json":
+        print_json(summary.as_dict())
+    else:
+        from rich.console import Console
+
+        Console().print(_panel(summary))
+        if summary.dlq_entries:
+            Console().print(f"{summary.dlq_entries} entries written to the dead-letter directory {summary.dlq_dir}")
+    if summary.undelivered or summary.produce_errors:
+        lost = summary.undelivered + sum(summary.produce_errors.values())
+        raise K2Error(f"{lost} trades were not delivered to Kafka (see the dead-letter directory "
+                      f"{summary.dlq_dir} and K2_KAFKA_BOOTSTRAP_SERVERS)", setting="K2_KAFKA_BOOTSTRAP_SERVERS")
+
+
+app.command("binance")(_make("binance"))
+app.command("kraken")(_make("kraken"))

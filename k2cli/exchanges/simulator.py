@@ -1,10 +1,10 @@
 """A local exchange: Binance's combined trade streams or Kraken's WS v1/v2, served over ws:// or wss://
 from a tape, with faults to inject.
 
-All connections see one market: the tape advances at `rate` trades/s whether or not anyone listens
-(rate 0: as fast as the fastest client reads), and every connection receives the events from the moment
-it subscribed (Kraken: plus a snapshot of the pair's last trades). A client that falls more than
-`buffer_events` behind is closed as a slow consumer, as a real exchange would do.
+All connections see one market: from the first subscription on, the tape advances at `rate` trades/s
+whether or not anyone listens (rate 0: as fast as the fastest client reads), and every connection
+receives the events from the moment it subscribed (Kraken: plus a snapshot of the pair's last trades).
+A client that falls more than `buffer_events` behind is closed as a slow consumer, as a real exchange would.
 
 Faults (per connection, timed from when it opened): drop_every (abrupt close, no close frame), no_pong
 (WebSocket pings are not answered), stall_after (send nothing more, connection kept open),
@@ -133,7 +133,7 @@ class Market:
         self.base = 0  # global index of events[0]
         self.changed = asyncio.Event()
         self._generated_trades = 0
-        self._t0 = time.monotonic()
+        self._t0: float | None = None  # the clock starts with the first subscriber (a file tape plays from its start)
         self._file: Iterator[Event] | None = iter(read_tape_file(cfg.tape_file)) if cfg.tape_file else None
         self._tape = None if cfg.tape_file else GeneratedTape(cfg.exchange, cfg.symbols, cfg.seed,
                                                              cfg.skip_ids_every)
@@ -176,8 +176,15 @@ class Market:
             self.changed = asyncio.Event()
         return added
 
+    def open(self) -> None:
+        """A client subscribed: start the market clock if it is not running yet."""
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+
     def due(self) -> int:
         """How many trades the clock allows beyond those generated (rate mode)."""
+        if self._t0 is None:
+            return 0
         return int((time.monotonic() - self._t0) * self.cfg.rate) - self._generated_trades
 
     def demand(self, n: int) -> None:
@@ -411,6 +418,7 @@ class _Client:
 
     def _start(self) -> None:
         assert self.sim.market is not None
+        self.sim.market.open()
         if self.cursor is None:
             self.cursor = self.sim.market.head
         self.started.set()
@@ -485,6 +493,7 @@ class _Client:
                     snapshots.append(self._snapshot_frame(normal, trades))
         self.cursor = cursor
         await self.send(replies + snapshots)
+        market.open()
         self.started.set()
 
     def _snapshot_frame(self, symbol: str, trades: list[Any]) -> str:

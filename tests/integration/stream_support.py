@@ -1,0 +1,187 @@
+"""Helpers for the `k2 stream` integration tests: run the simulator and the stream as real processes,
+read a topic back through the real broker and registry, make a self-signed certificate."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+BOOTSTRAP = "localhost:9092"
+REGISTRY = "http://localhost:8081"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def simulator(exchange: str, args: list[str], env: dict[str, str], tmp: Path) -> Iterator[str]:
+    """Run `k2 simulate EXCHANGE ARGS` and yield its URL; stop it with SIGTERM afterwards."""
+    url_file = tmp / f"sim-{time.monotonic_ns()}.url"
+    log = open(tmp / f"sim-{exchange}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "k2cli", "simulate", exchange, "--port", "0",
+                             "--url-file", str(url_file), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not url_file.exists() or not url_file.read_text().strip():
+            if proc.poll() is not None:
+                log.flush()
+                raise AssertionError(f"k2 simulate exited {proc.returncode}: {Path(log.name).read_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError("k2 simulate did not start within 20s")
+            time.sleep(0.05)
+        yield url_file.read_text().strip()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        log.close()
+
+
+def stream_cmd(exchange: str, args: list[str]) -> list[str]:
+    """The command line of `k2 stream EXCHANGE ARGS --format json --metrics-port 0` (unless given)."""
+    extra = [] if "--metrics-port" in args else ["--metrics-port", "0"]
+    return [sys.executable, "-m", "k2cli", "stream", exchange, *args, *extra, "--format", "json"]
+
+
+def run_stream(exchange: str, args: list[str], env: dict[str, str], timeout: float = 120) -> tuple[int, dict, str]:
+    """Run a bounded stream to the end: (exit code, JSON summary or {}, stderr)."""
+    proc = subprocess.run(stream_cmd(exchange, args), env=env, capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, parse_summary(proc.stdout), proc.stderr
+
+
+def parse_summary(stdout: str) -> dict:
+    """The JSON summary printed by `k2 stream --format json` (empty dict if none)."""
+    text = stdout.strip()
+    if not text:
+        return {}
+    try:
+        return json.loads(text[text.index("{"):])
+    except ValueError:
+        return {}
+
+
+def stream_env(base: dict[str, str], **settings: Any) -> dict[str, str]:
+    """A k2 environment plus K2_* settings."""
+    env = dict(base)
+    for key, value in settings.items():
+        env[f"K2_{key.upper()}"] = str(value)
+    return env
+
+
+def create_topic(topic: str, partitions: int = 3, bootstrap: str = BOOTSTRAP) -> None:
+    """Create a test topic (idempotent)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+    with contextlib.suppress(Exception):
+        future.result(30)
+
+
+def read_topic(topic: str, bootstrap: str = BOOTSTRAP, timeout: float = 60) -> list[tuple[str, dict]]:
+    """Every record of a topic (from the start to the current end), decoded through the registry."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from k2cli.kafka.registry import RegistryClient
+    from k2cli.kafka.serde import AvroDeserializer
+
+    decoder = AvroDeserializer(RegistryClient(REGISTRY))
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{os.getpid()}-{time.monotonic_ns()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=30)
+        partitions = sorted(metadata.topics[topic].partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        positions = {p: 0 for p in partitions}
+        out: list[tuple[str, dict]] = []
+        deadline = time.monotonic() + timeout
+        while any(positions[p] < ends[p] for p in partitions):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"reading {topic}: only reached {positions} of {ends}")
+            for msg in consumer.consume(1000, timeout=1.0):
+                if msg.error():
+                    continue
+                positions[msg.partition()] = msg.offset() + 1
+                out.append((msg.key().decode(), decoder.decode(msg.value())))
+        return out
+    finally:
+        consumer.close()
+
+
+def micros(value: Any) -> int:
+    """µs since the epoch of a decoded timestamp-micros value."""
+    return (value - EPOCH) // dt.timedelta(microseconds=1) if isinstance(value, dt.datetime) else int(value)
+
+
+def scrape(port: int) -> str:
+    """The text of a /metrics endpoint."""
+    import httpx
+
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float | None:
+    """The value of one sample (`name{labels}`) in Prometheus text, or None."""
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1/localhost: (cert.pem, key.pem)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    try:
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+        return cert, key
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return cert, key
+
+
+def read_record_file(path: Path) -> list[dict]:
+    """The trades a simulator wrote with --record."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
