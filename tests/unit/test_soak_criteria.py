@@ -154,3 +154,13 @@ def test_worst_orders_fail_over_error_over_warn():
     assert criteria.worst([Status.WARN, Status.ERROR, Status.PASS]) is Status.ERROR
     assert criteria.worst([Status.ERROR, Status.FAIL]) is Status.FAIL
     assert criteria.worst([]) is Status.PASS
+
+
+def test_short_run_allocator_steps_are_not_a_leak_but_real_growth_is():
+    short = record(planned=180, interval=5)
+    tiny = evaluate(short, samples(n=36, interval=5, rss_mb=lambda t: 60 + 0.8 * t / 180))  # 16 MB/h, 0.7 MB
+    c = by_name(tiny, "stream leak score")
+    assert tiny.figures["stream_leak_score"] >= 0.5 and c.status is Status.PASS and "too small" in c.detail
+    leak = evaluate(short, samples(n=36, interval=5, rss_mb=lambda t: 60 + 20 * t / 180))  # 400 MB/h, 18 MB
+    c = by_name(leak, "stream leak score")
+    assert c.status is Status.FAIL and "slope" in c.measured and leak.exit_code == 2
