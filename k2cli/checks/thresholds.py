@@ -60,6 +60,11 @@ _ALL = (
     Threshold("e2e_memory_max_mb", 500, "<", "MB", f"{S000}: Step 5, memory usage <500 MB for single consumer"),
     Threshold("e2e_query_limit", 100, "", "rows", f"{S000}: Step 4, query_trades(limit=100)"),
     Threshold("e2e_run_max_s", 600, "", "s", "run parameter: longest the consumer run may take"),
+    Threshold("e2e_stream_rate", 500, "", "trades/s",
+              "run parameter: simulator rate when e2e streams its own test data (keeps the run longer than two "
+              "Prometheus scrapes)"),
+    Threshold("e2e_gap_every", 1000, "", "trades",
+              "run parameter: the simulator skips a trade id every N trades, so the gap count is not trivially 0"),
     # ---- alert rules expected in Prometheus
     Threshold("alert_lag_messages", 10000, "==", "messages", f"{S000}: Pre-Deployment, alert on lag >10,000"),
     Threshold("alert_memory_high_mb", 400, "==", "MB", f"{S003}: Step 04, BinanceMemoryHigh (>400MB)"),

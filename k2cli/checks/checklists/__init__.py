@@ -29,6 +29,8 @@ class ChecklistSpec:
 CHECKLISTS: dict[str, ChecklistSpec] = {spec.name: spec for spec in (
     ChecklistSpec("prereqs", "Every service healthy: broker, topics, registry, catalog, warehouse, Prometheus.",
                   "k2cli.checks.checklists.prereqs"),
+    ChecklistSpec("e2e", "Consumer E2E steps 1-6: baseline, consumer run, snapshots, query, metrics, DLQ.",
+                  "k2cli.checks.checklists.e2e"),
     ChecklistSpec("streaming", "Connect, first trade, 10 valid v2 trades, rate and latency for one exchange.",
                   "k2cli.checks.checklists.streaming"),
 )}

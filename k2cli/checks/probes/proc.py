@@ -41,6 +41,13 @@ def child_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def built(command: str) -> bool:
+    """Whether `k2 COMMAND` is more than a not-built-yet placeholder (judged from its --help)."""
+    done = subprocess.run(k2_argv([command, "--help"]), capture_output=True, text=True, timeout=60,
+                          env=child_env())
+    return done.returncode == 0 and "not built yet" not in done.stdout
+
+
 def error_line(stderr: str) -> str:
     """The most telling line of a command's stderr: its `k2: error:` line, else the last line."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
@@ -87,7 +94,8 @@ class Completed:
         return self
 
 
-def _rss_tree(pid: int) -> int:
+def rss_tree(pid: int) -> int:
+    """Resident memory of a process and its children, in bytes (0 when it is gone)."""
     import psutil
 
     try:
@@ -126,7 +134,7 @@ def run_k2(args: Sequence[str], *, timeout: float, env: Mapping[str, str] | None
                     pass
                 elapsed = time.monotonic() - started
                 if sample_rss:
-                    peak = max(peak, _rss_tree(proc.pid))
+                    peak = max(peak, rss_tree(proc.pid))
                 if on_tick is not None:
                     on_tick(elapsed)
                 if elapsed > timeout:

@@ -1,0 +1,30 @@
+"""Prometheus names the checklists query: the seeds' names, which k2's exporters use (k2cli/observe)."""
+
+from __future__ import annotations
+
+# consumer (seed 000, Step 5)
+CONSUMED = "k2_messages_consumed_total"
+WRITE_DURATION = "k2_iceberg_write_duration_seconds"  # histogram
+CONSUMER_LAG = "k2_consumer_lag_messages"  # gauge per topic/partition
+CONSUMER_ERRORS = "k2_consumer_errors_total"
+
+# scrape jobs of deploy/prometheus/prometheus.yml.tmpl
+CONSUMER_JOB = "k2-consumer"
+
+
+def stream_job(exchange: str) -> str:
+    """The scrape job of an exchange's stream."""
+    return f"k2-stream-{exchange}"
+
+
+def stream(exchange: str, family: str) -> str:
+    """A stream metric family of an exchange, e.g. binance_connection_rotations_total (k2cli/observe/metrics.py)."""
+    return f"{exchange}_{family}"
+
+
+# process-wide families every k2 stream exports (seed 003, Steps 03 and 04)
+CACHE_SIZE = "serializer_cache_size"
+CACHE_EVICTIONS = "serializer_cache_evictions_total"
+RSS = "process_memory_rss_bytes"
+VMS = "process_memory_vms_bytes"
+LEAK_SCORE = "memory_leak_detection_score"
