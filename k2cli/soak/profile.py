@@ -52,7 +52,7 @@ class ConsumerSample:
     rate_msg_s: float | None = None
     lag: float | None = None
     dlq_entries: float | None = None
-    breaker_open: float | None = None
+    breaker_state: float | None = None
     scrape_error: str | None = None
 
 

@@ -100,7 +100,8 @@ def render_text(record: RunRecord, samples: list[Sample], ev: Evaluation) -> str
         if cs:
             c = cs[-1]
             lines.append(f"  Consumed {_num(c.consumed, 0)}, written {_num(c.written, 0)}, lag {_num(c.lag, 0)}, "
-                         f"dead-lettered {_num(c.dlq_entries, 0)}, breaker open {_num(c.breaker_open, 0)}")
+                         f"dead-lettered {_num(c.dlq_entries, 0)}, breaker state {_num(c.breaker_state, 0)} "
+                         "(0 closed, 1 half-open, 2 open)")
     if record.log_tail:
         lines += ["", "Last log lines of the process that ended the run", "-" * 48]
         lines += [f"  {line}" for line in record.log_tail]

@@ -340,7 +340,7 @@ class SoakRunner:
             c.scrape_error = str(exc)
             return c
         c.consumed = self._delta(r.consumed, "consumer_consumed")
-        c.written, c.lag, c.dlq_entries, c.breaker_open = r.written, r.lag, r.dlq_entries, r.breaker_open
+        c.written, c.lag, c.dlq_entries, c.breaker_state = r.written, r.lag, r.dlq_entries, r.breaker_state
         pc = prev.consumer if prev is not None else None
         before = pc.consumed if pc is not None and pc.consumed is not None else 0.0
         dt = elapsed - (prev.elapsed_s if prev is not None else 0.0)

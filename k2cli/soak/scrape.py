@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,14 +33,6 @@ class Metrics:
         if name not in self.samples:
             return 0.0 if name in self.declared else None
         return sum(v for lbl, v in self.samples[name] if all(lbl.get(k) == val for k, val in labels.items()))
-
-    def first(self, names: Iterable[str], **labels: str) -> float | None:
-        """The total of the first of several names that is present."""
-        for name in names:
-            value = self.total(name, **labels)
-            if value is not None:
-                return value
-        return None
 
     def by_label(self, name: str, label: str) -> dict[str, float]:
         """A sample's values summed per value of one label."""
@@ -108,12 +99,12 @@ def stream_reading(m: Metrics, exchange: str) -> StreamReading:
     )
 
 
-# `k2 consume` names; alternatives are listed until the consumer's final names are known
-CONSUMED = ("k2_messages_consumed_total",)
-WRITTEN = ("k2_messages_written_total",)
-LAG = ("k2_consumer_lag_messages", "k2_kafka_consumer_lag_messages", "k2_consumer_lag")
-DLQ = ("k2_dlq_entries_total",)
-BREAKER = ("k2_circuit_breaker_state",)
+# `k2 consume` names (k2cli/observe/consumer_metrics.py)
+CONSUMED = "k2_messages_consumed_total"
+WRITTEN = "k2_messages_written_total"
+LAG = "k2_consumer_total_lag_messages"
+DLQ = "k2_dlq_entries_total"
+BREAKER = "k2_circuit_breaker_state"  # 0 closed, 1 half-open, 2 open
 
 
 @dataclass(frozen=True)
@@ -124,11 +115,11 @@ class ConsumerReading:
     written: float | None
     lag: float | None
     dlq_entries: float | None
-    breaker_open: float | None
+    breaker_state: float | None  # the worst breaker: 0 closed, 1 half-open, 2 open
 
 
 def consumer_reading(m: Metrics) -> ConsumerReading:
     """Pick the consumer's counters out of a scrape."""
-    breaker = m.first(BREAKER)
-    return ConsumerReading(consumed=m.first(CONSUMED), written=m.first(WRITTEN), lag=m.first(LAG),
-                           dlq_entries=m.first(DLQ), breaker_open=breaker)
+    breakers = [v for _, v in m.samples.get(BREAKER, [])]
+    return ConsumerReading(consumed=m.total(CONSUMED), written=m.total(WRITTEN), lag=m.total(LAG),
+                           dlq_entries=m.total(DLQ), breaker_state=max(breakers) if breakers else None)
