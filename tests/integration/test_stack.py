@@ -263,6 +263,21 @@ def _pids_alive(pids: list[int]) -> list[int]:
     return alive
 
 
+def _session_members(sessions: set[int]) -> list[int]:
+    """Pids of live processes in the given sessions (each service runs in its own session)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[3]) in sessions:
+            members.append(int(entry.name))
+    return members
+
+
 def test_zz_isolated_stack_down_stops_ours_and_up_restarts_with_data(tmp_path):
     """Last in this module: a throwaway stack on other ports (the shared one is never touched)."""
     import httpx
@@ -281,6 +296,7 @@ def test_zz_isolated_stack_down_stops_ours_and_up_restarts_with_data(tmp_path):
         first = json.loads(up.stdout)
         pids = [s["pid"] for s in first["services"]]
         assert all(s["action"] == "started" for s in first["services"])
+        assert len(_session_members(set(pids))) > len(pids), "expected helper processes (workers, backends)"
 
         resp = httpx.post(f"{registry}/subjects/{subject}/versions", json={"schema": _schema(("a", "string"))},
                           headers={"Content-Type": AVRO}, timeout=10)
@@ -291,6 +307,8 @@ def test_zz_isolated_stack_down_stops_ours_and_up_restarts_with_data(tmp_path):
         assert down.returncode == 0, f"k2 stack down failed:\n{down.stdout}\n{down.stderr}"
         assert {s["action"] for s in json.loads(down.stdout)["services"]} <= {"stopped", "killed"}
         assert _pids_alive(pids) == [], "processes of the stopped stack are still running"
+        # Nor any helper they forked (nginx workers, PostgreSQL backends): each service is a session.
+        assert _session_members(set(pids)) == [], "child processes of the stopped stack are still running"
         assert not list((home / "run").glob("*.pid"))
         for name, port in ports.items():
             with socket.socket() as s:
