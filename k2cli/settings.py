@@ -78,6 +78,12 @@ class Settings:
     stream_flush_timeout: float = 30.0  # seconds `k2 stream` waits for Kafka at shutdown
     memory_sample_interval: float = 30.0  # seconds between RSS samples (leak score window: 120 samples)
     debug_leak_mb_per_min: float = 0.0  # test-only fault: `k2 stream` retains this many MiB per minute
+    consumer_instance_id: str = ""  # static group member id; empty: <group>-<host>-<free slot>
+    consumer_session_timeout: float = 10.0  # seconds before a dead consumer's partitions move to another member
+    snapshot_expire_step: int = 20  # a consumer expires snapshots once per this many of its commits
+    sequence_reset_quiet_seconds: float = 60.0  # a sequence far below the last one after this quiet is a RESET
+    breaker_failure_threshold: int = 3  # consecutive failed Iceberg writes that open the breaker
+    breaker_reset_timeout: float = 2.0  # seconds the breaker stays open before a trial write (doubles, max 30)
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -1,15 +1,162 @@
-"""`k2 consume`: not built yet; says so and exits 3."""
+"""`k2 consume`: write Kafka trades into Iceberg exactly once, then print the statistics block."""
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import typer
 
-from k2cli.cli._common import not_built
-
-app = typer.Typer(help="(not built yet)")
+app = typer.Typer(help="Write Kafka trades into Iceberg exactly once.", add_completion=False)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def placeholder(ctx: typer.Context) -> None:
-    """(not built yet)"""
-    not_built("consume")
+@app.command()
+def consume(
+    topics: str = typer.Option(None, "--topics", "-t", help="Comma-separated topics [K2_CONSUMER_TOPICS; default "
+                                                            "both exchange topics]."),
+    max_messages: int = typer.Option(None, "--max-messages", "-n", min=1,
+                                     help="Stop after exactly N records (written + dead-lettered); default: run "
+                                          "until SIGTERM/SIGINT."),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", min=1,
+                                   help="Records per Iceberg commit [K2_BATCH_SIZE, default 500]."),
+    flush_interval: float = typer.Option(None, "--flush-interval",
+                                         help="Write a partial batch once its first record is S seconds old "
+                                              "[K2_FLUSH_INTERVAL, default 5]."),
+    group: str = typer.Option(None, "--group", "-g", help="Consumer group [K2_CONSUMER_GROUP, default "
+                                                          "k2-iceberg-writer-crypto-v2]."),
+    table: str = typer.Option(None, "--table", help="Iceberg table namespace.name [K2_TABLE, default "
+                                                    "market_data.trades_v2]."),
+    metrics_port: int = typer.Option(None, "--metrics-port", min=0, max=65535,
+                                     help="Prometheus /metrics port, 0 = off [K2_CONSUMER_METRICS_PORT, "
+                                          "default 9094]."),
+    instance_id: str = typer.Option(None, "--instance-id",
+                                    help="Static group member id [K2_CONSUMER_INSTANCE_ID; default "
+                                         "<group>-<host>-<free slot>, stable across restarts]."),
+    output_format: str = typer.Option("rich", "--format", "-f", help="rich (default) or json for the statistics."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log assignments and commits too."),
+) -> None:
+    """Consume trades from Kafka and commit them to Iceberg in batches, exactly once.
+
+    Each batch is one Iceberg snapshot carrying the Kafka offsets of every partition; on start and on every
+    rebalance the consumer resumes from those offsets, so a crash never loses or duplicates a record.
+    Undecodable records and invalid values go to the dead-letter queue (K2_DLQ_DIR). SIGTERM/SIGINT write
+    the current batch, commit, print the statistics and exit.
+    """
+    from k2cli.consume.engine import ConsumeEngine, ConsumeOptions, stop_on_signals
+    from k2cli.errors import K2Error
+    from k2cli.observe.consumer_metrics import ConsumerMetrics
+    from k2cli.settings import load_settings
+
+    if output_format not in ("rich", "json"):
+        raise typer.BadParameter("must be rich or json", param_hint="--format")
+    topic_list = [t.strip() for t in topics.split(",") if t.strip()] if topics is not None else None
+    if topics is not None and not topic_list:
+        raise typer.BadParameter("needs at least one topic name", param_hint="--topics")
+    settings = load_settings(consumer_topics=topic_list, batch_size=batch_size, flush_interval=flush_interval,
+                             consumer_group=group, table=table, consumer_metrics_port=metrics_port,
+                             consumer_instance_id=instance_id)
+    options = ConsumeOptions(topics=tuple(settings.consumer_topics), group=settings.consumer_group,
+                             table=settings.table, batch_size=settings.batch_size,
+                             flush_interval=settings.flush_interval, max_messages=max_messages,
+                             instance_id=settings.consumer_instance_id)
+    console = _setup_logging(verbose)
+    metrics = ConsumerMetrics()
+    engine = ConsumeEngine(settings, options, metrics=metrics)
+    server = _serve_metrics(metrics, settings.consumer_metrics_port)
+    failure: K2Error | None = None
+    try:
+        with stop_on_signals(engine):
+            if sys.stdout.isatty() and output_format == "rich":
+                _run_live(engine, console)
+            else:
+                engine.run()
+    except K2Error as exc:
+        failure = exc
+    finally:
+        if server is not None:
+            server.shutdown()
+    if engine.stats.started:
+        _report(engine, output_format, failure)
+    if failure is not None:
+        raise failure
+
+
+def _serve_metrics(metrics, port: int):  # noqa: ANN001, ANN202
+    from k2cli.errors import ConfigError
+
+    try:
+        return metrics.serve(port)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on port {port}: {exc.strerror}",
+                          setting="K2_CONSUMER_METRICS_PORT") from None
+
+
+def _setup_logging(verbose: bool):  # noqa: ANN202 - rich Console
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    console = Console(stderr=True)
+    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("k2.consume", "k2.lake"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO if verbose else logging.WARNING)
+        logger.propagate = False
+    return console
+
+
+def _panel(engine):  # noqa: ANN001, ANN202 - rich renderable
+    from rich.table import Table
+
+    s = engine.stats
+    o = engine.options
+    table = Table(title=f"k2 consume {', '.join(o.topics)} → {o.table}", show_header=False, expand=False)
+    table.add_row("group", f"{o.group} as {s.instance_id}")
+    table.add_row("records", f"consumed {s.consumed:,}  written {s.written:,}  dead-lettered {s.dlq_entries:,}")
+    table.add_row("rate", f"{s.throughput:,.0f} msg/s over {s.duration:,.1f}s")
+    table.add_row("iceberg", f"snapshots {s.snapshots:,}  breaker {engine.breaker.state.value}"
+                             + (f"  last commit {s.commit_seconds[-1] * 1000:,.0f} ms" if s.commit_seconds else ""))
+    table.add_row("sequence gaps", f"{s.sequence_gaps:,}")
+    table.add_row("errors", "  ".join(f"{k} {v}" for k, v in sorted(s.errors.items())) or "0")
+    return table
+
+
+class _LivePanel:
+    def __init__(self, engine) -> None:  # noqa: ANN001
+        self._engine = engine
+
+    def __rich__(self):  # noqa: ANN204
+        return _panel(self._engine)
+
+
+def _run_live(engine, console) -> None:  # noqa: ANN001
+    from rich.live import Live
+
+    with Live(_LivePanel(engine), console=console, refresh_per_second=2, transient=True):
+        engine.run()
+
+
+def _report(engine, output_format: str, failure) -> None:  # noqa: ANN001
+    from k2cli.cli._common import print_json
+
+    data = engine.stats.to_dict()
+    data.update({"topics": list(engine.options.topics), "group": engine.options.group,
+                 "table": engine.options.table, "ok": failure is None})
+    if output_format == "json":
+        print_json(data)
+        return
+    from rich.console import Console
+
+    out = Console(highlight=False)
+    out.print("[red]✗ Consumption stopped early[/]" if failure is not None else "[green]✓ Consumption complete![/]")
+    out.print()
+    out.print("Statistics:")
+    out.print(f"  Messages consumed: {data['messages_consumed']}")
+    out.print(f"  Messages written: {data['messages_written']}")
+    out.print(f"  Errors: {data['errors']}")
+    out.print(f"  Sequence gaps: {data['sequence_gaps']}")
+    out.print(f"  Duration: {data['duration_seconds']:.2f} seconds")
+    out.print(f"  Throughput: {data['throughput_msg_per_sec']:.2f} msg/sec")
+    out.print(f"  DLQ entries: {data['dlq_entries']}")
+    out.print(f"  Snapshots committed: {data['snapshots_committed']}")

@@ -1,0 +1,1 @@
+"""`k2 consume`: Kafka -> Iceberg exactly once (decode, batch, engine)."""
