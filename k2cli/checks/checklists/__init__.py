@@ -31,6 +31,8 @@ CHECKLISTS: dict[str, ChecklistSpec] = {spec.name: spec for spec in (
                   "k2cli.checks.checklists.prereqs"),
     ChecklistSpec("e2e", "Consumer E2E steps 1-6: baseline, consumer run, snapshots, query, metrics, DLQ.",
                   "k2cli.checks.checklists.e2e"),
+    ChecklistSpec("resilience", "Phase 5 P0/P1: TLS, rotation, heartbeat, bounded cache, memory metrics, alerts.",
+                  "k2cli.checks.checklists.resilience"),
     ChecklistSpec("streaming", "Connect, first trade, 10 valid v2 trades, rate and latency for one exchange.",
                   "k2cli.checks.checklists.streaming"),
 )}

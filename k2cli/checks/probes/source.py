@@ -1,0 +1,68 @@
+"""The k2 source tree (tests, README, deploy files), when k2 runs from a checkout rather than an installed wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import k2cli
+
+
+def source_root() -> Path | None:
+    """The checkout k2cli was imported from (a directory with pyproject.toml and tests/), or None."""
+    root = Path(k2cli.__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() and (root / "tests").is_dir() else None
+
+
+@dataclass(frozen=True)
+class PytestCase:
+    """One test of a pytest run."""
+
+    classname: str
+    name: str
+    outcome: str  # passed | failed | error | skipped
+
+    @property
+    def text(self) -> str:
+        """Module, class and test name, for keyword matching."""
+        return f"{self.classname}.{self.name}".lower()
+
+
+@dataclass(frozen=True)
+class PytestRun:
+    """A pytest run's cases, exit code and (when pytest-cov is installed) line coverage."""
+
+    cases: tuple[PytestCase, ...]
+    returncode: int
+    coverage_pct: float | None
+    command: str
+    tail: str
+
+
+def run_pytest(root: Path, target: str, workdir: Path, timeout: float, coverage: bool = False) -> PytestRun:
+    """Run pytest on one directory of the checkout and read its JUnit XML."""
+    import importlib.util
+    import json
+
+    report = workdir / f"pytest-{target.replace('/', '_')}.xml"
+    args = [sys.executable, "-m", "pytest", target, "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
+    cov_file = workdir / "coverage.json"
+    with_cov = coverage and importlib.util.find_spec("pytest_cov") is not None
+    if with_cov:
+        args += ["--cov=k2cli", f"--cov-report=json:{cov_file}"]
+    done = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=timeout)
+    cases = []
+    if report.is_file():
+        for case in ET.parse(report).getroot().iter("testcase"):
+            outcome = "passed"
+            for tag in ("failure", "error", "skipped"):
+                if case.find(tag) is not None:
+                    outcome = {"failure": "failed"}.get(tag, tag)
+            cases.append(PytestCase(case.get("classname", ""), case.get("name", ""), outcome))
+    pct = None
+    if with_cov and cov_file.is_file():
+        pct = float(json.loads(cov_file.read_text())["totals"]["percent_covered"])
+    return PytestRun(tuple(cases), done.returncode, pct, " ".join(args[2:]), (done.stdout + done.stderr)[-600:])
