@@ -56,7 +56,7 @@ def _footer(result: Any) -> str:
     plan = result.plan
     files = f"read {result.files_read} of {plan.total_files} data files" if plan is not None else ""
     notes = "".join(f"\n{n}" for n in result.notes)
-    return f"{result.table.num_rows} rows · {files} · {result.elapsed_ms:.0f} ms{notes}"
+    return f"{result.num_rows} rows · {files} · {result.elapsed_ms:.0f} ms{notes}"
 
 
 def _notes_to_stderr(result: Any, fmt: str) -> None:
@@ -83,11 +83,7 @@ def trades(
 
     flt = _filter(symbol, exchange, since, until)
     result = _lake(table).trades(flt, limit=limit, order=order.value)
-    arrow = None
-    if fmt == "parquet":
-        from k2cli.trade import arrow_schema
-
-        arrow = result.table.cast(arrow_schema())
+    arrow = result.to_arrow() if fmt == OutFormat.parquet else None
     emit(result.rows(), FIELD_NAMES, fmt, output, arrow=arrow, table_columns=TRADE_TABLE_COLUMNS,
          title=f"trades {flt.symbol or 'all symbols'}", footer=_footer(result))
 
@@ -114,7 +110,7 @@ def ohlcv(
     interval_micros(interval)  # validate before touching the catalog
     flt = _filter(symbol, exchange, since, until)
     result = _lake(table).ohlcv(flt, interval)
-    emit(result.rows(), COLUMNS, fmt, output, arrow=result.table,
+    emit(result.rows(), COLUMNS, fmt, output, arrow=result.to_arrow() if fmt == OutFormat.parquet else None,
          table_columns=[c for c in COLUMNS if c not in ("interval_end", "notional")],
          title=f"OHLCV {flt.symbol} {interval}", footer=_footer(result))
 
@@ -133,9 +129,9 @@ def sql(
     loading disabled, so the query can read the trades and nothing else.
     """
     result = _lake(table).sql(statement, max_rows=max_rows or None)
-    columns = list(result.table.column_names)
     _notes_to_stderr(result, fmt)
-    emit(result.rows(), columns, fmt, output, arrow=result.table, footer=_footer(result))
+    emit(result.rows(), result.columns, fmt, output, arrow=result.to_arrow() if fmt == OutFormat.parquet else None,
+         footer=_footer(result))
 
 
 @app.command()
@@ -185,7 +181,6 @@ def freshness(
     """Newest trade and ingestion time per exchange and symbol, and how far each lags behind now."""
     flt = _filter(symbol, exchange, since, None)
     result = _lake(table).freshness(flt)
-    rows = result.rows()
-    columns = list(result.table.column_names)
     _notes_to_stderr(result, fmt)
-    emit(rows, columns, fmt, output, arrow=result.table, title="freshness", footer=_footer(result))
+    emit(result.rows(), result.columns, fmt, output,
+         arrow=result.to_arrow() if fmt == OutFormat.parquet else None, title="freshness", footer=_footer(result))

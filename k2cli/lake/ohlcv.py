@@ -21,7 +21,7 @@ COLUMNS = ("interval_start", "interval_end", "exchange", "symbol", "open", "high
 
 def interval_micros(interval: str) -> int:
     """The width of an interval name in microseconds."""
-    from k2cli.lake.query import BadQuery
+    from k2cli.lake.plan import BadQuery
 
     if interval not in INTERVALS:
         raise BadQuery(f"--interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
@@ -71,12 +71,3 @@ def arrow_schema() -> Any:  # -> pyarrow.Schema
         ("close", price), ("volume", pa.decimal128(38, 8)), ("vwap", price), ("notional", pa.decimal128(38, 16)),
         ("trade_count", pa.int64()),
     ])
-
-
-def bars_from_rows(rows: list[tuple], width_us: int) -> Any:  # -> pyarrow.Table
-    """Turn the aggregation's rows into an Arrow table of bars."""
-    import pyarrow as pa
-
-    bars = [bar(ex, sym, bucket, width_us, o, h, lo, c, vol, notional, n)
-            for ex, sym, bucket, o, h, lo, c, vol, notional, n in rows]
-    return pa.Table.from_pylist(bars, schema=arrow_schema())

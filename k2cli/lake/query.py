@@ -15,22 +15,19 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from k2cli.errors import K2Error
+from k2cli.lake.plan import BadQuery, DataFile, ScanPlan, SnapshotInfo, TradeFilter
 from k2cli.settings import Settings
-from k2cli.timespec import from_micros, iso, to_micros
+from k2cli.timespec import iso, to_micros
 from k2cli.trade import FIELD_NAMES
+
+__all__ = ["BadQuery", "DataFile", "QueryResult", "ScanPlan", "TableNotFound", "TradeFilter", "TradesLake"]
 
 MAX_LIMIT = 1_000_000
 ORDERS = {"asc": "ASC", "desc": "DESC"}
+PLANNERS = ("auto", "metadata", "pyiceberg")
 _COLUMNS = ", ".join(f'"{name}"' for name in FIELD_NAMES)
-
-
-class BadQuery(K2Error):
-    """A query flag has a value k2 cannot use."""
-
-    exit_code = 2
 
 
 class TableNotFound(K2Error):
@@ -39,112 +36,54 @@ class TableNotFound(K2Error):
     exit_code = 1
 
 
-@dataclass(frozen=True)
-class TradeFilter:
-    """Which trades to read: symbol/exchange equality, since inclusive, until exclusive (UTC µs)."""
-
-    symbol: str | None = None
-    exchange: str | None = None
-    since_us: int | None = None
-    until_us: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.since_us is not None and self.until_us is not None and self.since_us >= self.until_us:
-            raise BadQuery(f"--since ({iso(from_micros(self.since_us))}) must be before "
-                           f"--until ({iso(from_micros(self.until_us))})")
-
-    def iceberg_expression(self) -> Any:
-        """The pyiceberg row filter used for file pruning."""
-        from pyiceberg.expressions import AlwaysTrue, And, EqualTo, GreaterThanOrEqual, LessThan
-
-        expr: Any = AlwaysTrue()
-        if self.symbol is not None:
-            expr = And(expr, EqualTo("symbol", self.symbol))
-        if self.exchange is not None:
-            expr = And(expr, EqualTo("exchange", self.exchange))
-        if self.since_us is not None:
-            expr = And(expr, GreaterThanOrEqual("timestamp", self.since_us))
-        if self.until_us is not None:
-            expr = And(expr, LessThan("timestamp", self.until_us))
-        return expr
-
-    def sql_where(self) -> tuple[str, list[Any]]:
-        """The same filter as a WHERE clause with bound parameters."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.symbol is not None:
-            clauses.append('"symbol" = ?')
-            params.append(self.symbol)
-        if self.exchange is not None:
-            clauses.append('"exchange" = ?')
-            params.append(self.exchange)
-        if self.since_us is not None:
-            clauses.append('"timestamp" >= CAST(? AS TIMESTAMPTZ)')
-            params.append(iso(from_micros(self.since_us)))
-        if self.until_us is not None:
-            clauses.append('"timestamp" < CAST(? AS TIMESTAMPTZ)')
-            params.append(iso(from_micros(self.until_us)))
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-@dataclass(frozen=True)
-class DataFile:
-    """One planned Parquet file with the timestamp bounds from its Iceberg column statistics."""
-
-    path: str
-    record_count: int
-    size_bytes: int
-    lower_ts: int | None
-    upper_ts: int | None
-
-
-@dataclass
-class ScanPlan:
-    """The files a filter needs, out of the current snapshot's files."""
-
-    snapshot_id: int | None
-    files: list[DataFile]
-    total_files: int
-    plan_ms: float = 0.0
-
-    @property
-    def paths(self) -> list[str]:
-        """Local paths of the planned files."""
-        return [f.path for f in self.files]
-
-
 @dataclass
 class QueryResult:
-    """Rows as an Arrow table plus how they were obtained."""
+    """Rows as Python values (Decimal, aware UTC datetime, list, dict) plus how they were obtained."""
 
-    table: Any  # pyarrow.Table
+    columns: list[str]
+    rows_: list[dict[str, Any]]
     plan: ScanPlan | None = None
     files_read: int = 0
     elapsed_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
+    arrow_schema: Any = None  # pyarrow.Schema for to_arrow(), or None to infer
+    arrow_table: Any = None  # set when the rows came from Arrow already
+
+    @property
+    def num_rows(self) -> int:
+        """How many rows."""
+        return len(self.rows_)
 
     def rows(self) -> list[dict[str, Any]]:
-        """The rows as Python values (Decimal, aware UTC datetime, list, dict for maps)."""
-        return [_pythonize(row) for row in self.table.to_pylist()]
+        """The rows."""
+        return self.rows_
+
+    def to_arrow(self) -> Any:  # -> pyarrow.Table
+        """The rows as an Arrow table (pyarrow is imported only here)."""
+        if self.arrow_table is not None:
+            return self.arrow_table
+        import pyarrow as pa
+
+        schema = self.arrow_schema
+        if isinstance(schema, _lazy):
+            schema = schema.factory()
+        if schema is not None:
+            return pa.Table.from_pylist(self.rows_, schema=schema)
+        return pa.Table.from_pylist(self.rows_)
 
 
-def _pythonize(row: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, list) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
-            value = dict(value)  # Arrow maps come back as lists of (key, value) pairs
-        elif isinstance(value, _dt.datetime) and value.tzinfo is not None:
-            value = value.astimezone(_dt.UTC)
-        out[key] = value
-    return out
+def _pythonize(value: Any) -> Any:
+    if isinstance(value, _dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(_dt.UTC)
+    if isinstance(value, list) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        return dict(value)  # Arrow maps come back as lists of (key, value) pairs
+    return value
 
 
-def _local_path(location: str) -> str:
-    parsed = urlparse(location)
-    if parsed.scheme in ("", "file"):
-        return unquote(parsed.path) if parsed.scheme else location
-    raise K2Error(f"data file {location} is on {parsed.scheme}://, which k2 query cannot read "
-                  "(only a local warehouse is supported)", setting="K2_ICEBERG_WAREHOUSE")
+def _fetch(relation: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """All rows of a DuckDB relation as dicts of Python values, without going through Arrow."""
+    columns = list(relation.columns)
+    return columns, [{c: _pythonize(v) for c, v in zip(columns, row, strict=True)} for row in relation.fetchall()]
 
 
 def _sql_string(value: str) -> str:
@@ -157,54 +96,103 @@ def _decode_ts(raw: bytes | None) -> int | None:
     return struct.unpack("<q", raw)[0]
 
 
-class TradesLake:
-    """The trades table opened for reading."""
+class PyIcebergSource:
+    """Planning and snapshots through pyiceberg (the reference; used when the metadata reader declines)."""
 
-    def __init__(self, table: Any, threads: int | None = None) -> None:
+    planner = "pyiceberg"
+
+    def __init__(self, table: Any) -> None:
         self.table = table
-        self.threads = threads
         self._ts_field_id = table.schema().find_field("timestamp").field_id
 
+    def name(self) -> str:
+        """namespace.table."""
+        return ".".join(self.table.name())
+
+    def _info(self, snap: Any) -> SnapshotInfo:
+        summary = snap.summary.model_dump() if snap.summary is not None else {}
+        return SnapshotInfo(snap.snapshot_id, snap.parent_snapshot_id, snap.timestamp_ms,
+                            snap.sequence_number or 0, {str(k): str(v) for k, v in summary.items()})
+
+    def current_snapshot(self) -> SnapshotInfo | None:
+        """The snapshot readers see."""
+        snap = self.table.current_snapshot()
+        return self._info(snap) if snap is not None else None
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Every retained snapshot."""
+        return [self._info(s) for s in self.table.snapshots()]
+
+    def plan(self, flt: TradeFilter) -> ScanPlan:
+        """Plan with pyiceberg's partition and metrics evaluators."""
+        from k2cli.lake.metadata import local_path
+
+        started = time.perf_counter()
+        snapshot = self.table.current_snapshot()
+        if snapshot is None:
+            return ScanPlan(None, [], 0, (time.perf_counter() - started) * 1000, self.planner)
+        files = []
+        for task in self.table.scan(row_filter=flt.iceberg_expression()).plan_files():
+            if task.delete_files:
+                raise K2Error(f"table {self.name()} has delete files; k2 query reads append-only tables "
+                              "(compact the table first)")
+            data_file = task.file
+            try:
+                path = local_path(data_file.file_path)
+            except Exception:
+                raise K2Error(f"data file {data_file.file_path} is not on the local filesystem; k2 query reads "
+                              "a local warehouse only", setting="K2_ICEBERG_WAREHOUSE") from None
+            files.append(DataFile(
+                path=path, record_count=data_file.record_count, size_bytes=data_file.file_size_in_bytes,
+                lower_ts=_decode_ts((data_file.lower_bounds or {}).get(self._ts_field_id)),
+                upper_ts=_decode_ts((data_file.upper_bounds or {}).get(self._ts_field_id)),
+            ))
+        total = int(snapshot.summary.get("total-data-files") or 0) if snapshot.summary else 0
+        return ScanPlan(snapshot.snapshot_id, files, max(total, len(files)), (time.perf_counter() - started) * 1000,
+                        self.planner)
+
+
+class TradesLake:
+    """The trades table opened for reading, through a planning source (metadata reader or pyiceberg)."""
+
+    def __init__(self, source: Any, threads: int | None = None) -> None:
+        self.source = source
+        self.threads = threads
+
     @classmethod
-    def open(cls, settings: Settings, table_name: str | None = None) -> TradesLake:
-        """Load the table named by the settings (never creates it)."""
-        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+    def open(cls, settings: Settings, table_name: str | None = None, planner: str = "auto") -> TradesLake:
+        """Open the table named by the settings (never creates it).
 
-        from k2cli.lake.catalog import open_catalog
+        planner: auto (the metadata reader, else pyiceberg), metadata (only the reader) or pyiceberg.
+        """
+        from k2cli.lake import metadata
 
+        if planner not in PLANNERS:
+            raise BadQuery(f"planner must be one of {', '.join(PLANNERS)}, got {planner!r}")
         name = table_name or settings.table
-        catalog = open_catalog(settings)
-        try:
-            return cls(catalog.load_table(name))
-        except (NoSuchTableError, NoSuchNamespaceError):
-            raise TableNotFound(f"table {name} does not exist in the catalog at {settings.catalog_uri} "
+        missing = TableNotFound(f"table {name} does not exist in the catalog at {settings.catalog_uri} "
                                 "(run `k2 consume` first, or check K2_ICEBERG_CATALOG_URI)",
-                                setting="K2_ICEBERG_CATALOG_URI") from None
+                                setting="K2_ICEBERG_CATALOG_URI")
+        if planner in ("auto", "metadata"):
+            try:
+                return cls(metadata.MetadataTable(metadata.metadata_location(settings.catalog_uri, name), name))
+            except metadata.NoSuchTable:
+                raise missing from None
+            except (metadata.Unsupported, OSError, ValueError, KeyError) as exc:
+                if planner == "metadata":
+                    raise K2Error(f"the metadata reader cannot read {name}: {exc}") from None
+        return cls(PyIcebergSource(_load_pyiceberg(settings, name, missing)))
+
+    @classmethod
+    def from_table(cls, table: Any) -> TradesLake:
+        """Read a pyiceberg Table already loaded."""
+        return cls(PyIcebergSource(table))
 
     # ------------------------------------------------------------ planning
 
     def plan(self, flt: TradeFilter | None = None) -> ScanPlan:
         """Plan the data files the filter can match, pruned by partition and column statistics."""
-        started = time.perf_counter()
-        flt = flt or TradeFilter()
-        snapshot = self.table.current_snapshot()
-        if snapshot is None:
-            return ScanPlan(None, [], 0, (time.perf_counter() - started) * 1000)
-        files = []
-        for task in self.table.scan(row_filter=flt.iceberg_expression()).plan_files():
-            if task.delete_files:
-                raise K2Error(f"table {self.table.name()} has delete files; k2 query reads append-only tables "
-                              "(compact the table first)")
-            data_file = task.file
-            files.append(DataFile(
-                path=_local_path(data_file.file_path),
-                record_count=data_file.record_count,
-                size_bytes=data_file.file_size_in_bytes,
-                lower_ts=_decode_ts((data_file.lower_bounds or {}).get(self._ts_field_id)),
-                upper_ts=_decode_ts((data_file.upper_bounds or {}).get(self._ts_field_id)),
-            ))
-        total = int(snapshot.summary.get("total-data-files") or 0) if snapshot.summary else 0
-        return ScanPlan(snapshot.snapshot_id, files, max(total, len(files)), (time.perf_counter() - started) * 1000)
+        return self.source.plan(flt or TradeFilter())
 
     # ------------------------------------------------------------ DuckDB
 
@@ -223,28 +211,23 @@ class TradesLake:
                         "hive_partitioning = false)")
             con.execute(f"SET allowed_paths = {file_list}")
         else:
-            from k2cli.trade import arrow_schema
-
-            con.register("_empty_trades", arrow_schema().empty_table())
-            con.execute(f"CREATE VIEW trades AS SELECT {_COLUMNS} FROM _empty_trades")
+            con.execute(f"CREATE VIEW trades AS SELECT {_EMPTY_SELECT} WHERE false")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return con
 
-    def _read(self, con: Any, files: list[DataFile], sql_tail: str, params: list[Any]) -> Any:
-        """Run `SELECT … FROM <files> <tail>` and return an Arrow table."""
+    @staticmethod
+    def _source(files: list[DataFile]) -> tuple[str, list[Any]]:
         if not files:
-            source = "trades"  # the empty view
-            args: list[Any] = []
-        else:
-            source = "read_parquet(?, hive_partitioning = false)"
-            args = [[f.path for f in files]]
-        return con.sql(f"SELECT {_COLUMNS} FROM {source}{sql_tail}", params=args + params).to_arrow_table()
+            return "trades", []
+        return "read_parquet(?, hive_partitioning = false)", [[f.path for f in files]]
 
     # ------------------------------------------------------------ queries
 
     def trades(self, flt: TradeFilter, limit: int = 100, order: str = "desc") -> QueryResult:
         """The newest (desc) or oldest (asc) `limit` trades matching the filter, all v2 fields."""
+        from k2cli.trade import arrow_schema
+
         started = time.perf_counter()
         limit = check_limit(limit)
         if order not in ORDERS:
@@ -255,20 +238,26 @@ class TradesLake:
         tail = f'{where} ORDER BY "timestamp" {direction}, "trade_id" {direction} LIMIT ?'
         con = self.connect(plan)
         try:
-            table, read = self._top_n(con, plan.files, tail, params + [limit], limit, order)
+            rows, read = self._top_n(con, plan.files, tail, params + [limit], limit, order)
         finally:
             con.close()
-        return QueryResult(table, plan, read, (time.perf_counter() - started) * 1000)
+        return QueryResult(list(FIELD_NAMES), rows, plan, read, (time.perf_counter() - started) * 1000,
+                           arrow_schema=_lazy(arrow_schema))
 
     def _top_n(self, con: Any, files: list[DataFile], tail: str, params: list[Any], limit: int,
-               order: str) -> tuple[Any, int]:
+               order: str) -> tuple[list[dict[str, Any]], int]:
         """Read the fewest files that provably hold the top `limit` rows, using the files' timestamp bounds.
 
         Start from the files with the newest (desc) / oldest (asc) timestamps; once `limit` rows are found,
         any other file whose bounds reach the limit-th row's timestamp is added and the query re-run.
         """
+
+        def read(chosen: list[DataFile]) -> list[dict[str, Any]]:
+            source, args = self._source(chosen)
+            return _fetch(con.sql(f"SELECT {_COLUMNS} FROM {source}{tail}", params=args + params))[1]
+
         if not files:
-            return self._read(con, [], tail, params), 0
+            return read([]), 0
         desc = order == "desc"
         big = 2**63
 
@@ -280,36 +269,37 @@ class TradesLake:
         ranked = sorted(files, key=edge, reverse=True)
         chosen = _first_band(ranked, limit)
         while True:
-            table = self._read(con, chosen, tail, params)
+            rows = read(chosen)
             if len(chosen) == len(ranked):
-                return table, len(chosen)
-            if table.num_rows < limit:
+                return rows, len(chosen)
+            if len(rows) < limit:
                 chosen = ranked[: min(len(ranked), max(len(chosen) * 2, len(chosen) + 1))]
                 continue
-            cutoff = to_micros(table.column("timestamp")[table.num_rows - 1].as_py())
+            cutoff = to_micros(rows[-1]["timestamp"])
             chosen_set = {id(f) for f in chosen}
             extra = [f for f in ranked if id(f) not in chosen_set and _may_reach(f, cutoff, desc)]
             if not extra:
-                return table, len(chosen)
+                return rows, len(chosen)
             chosen = chosen + extra
 
     def ohlcv(self, flt: TradeFilter, interval: str) -> QueryResult:
         """OHLCV bars per exchange and symbol for the trades matching the filter."""
-        from k2cli.lake.ohlcv import bars_from_rows, bars_sql, interval_micros
+        from k2cli.lake import ohlcv
 
         started = time.perf_counter()
-        width = interval_micros(interval)
+        width = ohlcv.interval_micros(interval)
         plan = self.plan(flt)
         where, params = flt.sql_where()
         con = self.connect(plan)
         try:
-            source = "read_parquet(?, hive_partitioning = false)" if plan.files else "trades"
-            args: list[Any] = [plan.paths] if plan.files else []
-            rows = con.sql(bars_sql(source, where), params=[width, width] + args + params).fetchall()
+            source, args = self._source(plan.files)
+            rows = con.sql(ohlcv.bars_sql(source, where), params=[width, width] + args + params).fetchall()
         finally:
             con.close()
-        table = bars_from_rows(rows, width)
-        return QueryResult(table, plan, len(plan.files), (time.perf_counter() - started) * 1000)
+        bars = [ohlcv.bar(ex, sym, bucket, width, o, h, lo, c, vol, notional, n)
+                for ex, sym, bucket, o, h, lo, c, vol, notional, n in rows]
+        return QueryResult(list(ohlcv.COLUMNS), bars, plan, len(plan.files), (time.perf_counter() - started) * 1000,
+                           arrow_schema=_lazy(ohlcv.arrow_schema))
 
     def sql(self, text: str, max_rows: int | None = None) -> QueryResult:
         """Run one read-only SELECT over the `trades` view of the whole current snapshot."""
@@ -335,12 +325,12 @@ class TradesLake:
         if max_rows is not None and table.num_rows > max_rows:
             table = table.slice(0, max_rows)
             notes.append(f"output truncated to {max_rows} rows (raise --max-rows, 0 for all)")
-        return QueryResult(table, plan, len(plan.files), (time.perf_counter() - started) * 1000, notes)
+        rows = [{k: _pythonize(v) for k, v in row.items()} for row in table.to_pylist()]
+        return QueryResult(list(table.column_names), rows, plan, len(plan.files),
+                           (time.perf_counter() - started) * 1000, notes, arrow_table=table)
 
     def freshness(self, flt: TradeFilter | None = None, now: _dt.datetime | None = None) -> QueryResult:
         """Newest trade and ingestion time per exchange and symbol, and how far they lag behind now."""
-        import pyarrow as pa
-
         started = time.perf_counter()
         now = now or _dt.datetime.now(_dt.UTC)
         flt = flt or TradeFilter()
@@ -348,8 +338,7 @@ class TradesLake:
         where, params = flt.sql_where()
         con = self.connect(plan)
         try:
-            source = "read_parquet(?, hive_partitioning = false)" if plan.files else "trades"
-            args: list[Any] = [plan.paths] if plan.files else []
+            source, args = self._source(plan.files)
             rows = con.sql(
                 'SELECT "exchange", "symbol", max("timestamp"), max("ingestion_timestamp"), count(*) '
                 f"FROM {source}{where} GROUP BY ALL ORDER BY 1, 2", params=args + params).fetchall()
@@ -357,41 +346,35 @@ class TradesLake:
             con.close()
         out = []
         for exchange, symbol, newest, ingested, count in rows:
-            newest = newest.astimezone(_dt.UTC)
-            ingested = ingested.astimezone(_dt.UTC)
+            newest, ingested = _pythonize(newest), _pythonize(ingested)
             out.append({
                 "exchange": exchange, "symbol": symbol, "newest_trade": newest, "newest_ingestion": ingested,
                 "lag_seconds": round((now - newest).total_seconds(), 3),
                 "ingest_lag_seconds": round((now - ingested).total_seconds(), 3), "trades": count,
             })
-        schema = pa.schema([
-            ("exchange", pa.string()), ("symbol", pa.string()), ("newest_trade", pa.timestamp("us", tz="UTC")),
-            ("newest_ingestion", pa.timestamp("us", tz="UTC")), ("lag_seconds", pa.float64()),
-            ("ingest_lag_seconds", pa.float64()), ("trades", pa.int64()),
-        ])
         notes = []
-        snapshot = self.table.current_snapshot()
+        snapshot = self.source.current_snapshot()
         if snapshot is not None:
             committed = _dt.datetime.fromtimestamp(snapshot.timestamp_ms / 1000, _dt.UTC)
             notes.append(f"last commit {iso(committed)} ({(now - committed).total_seconds():.1f} s ago), "
                          f"snapshot {snapshot.snapshot_id}")
-        return QueryResult(pa.Table.from_pylist(out, schema=schema), plan, len(plan.files),
-                           (time.perf_counter() - started) * 1000, notes)
+        columns = ["exchange", "symbol", "newest_trade", "newest_ingestion", "lag_seconds", "ingest_lag_seconds",
+                   "trades"]
+        return QueryResult(columns, out, plan, len(plan.files), (time.perf_counter() - started) * 1000, notes)
 
     def snapshots(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The table's snapshots, newest first, with their summaries and the Kafka offsets they carry."""
-        current = self.table.current_snapshot()
+        current = self.source.current_snapshot()
         current_id = current.snapshot_id if current is not None else None
-        snaps = sorted(self.table.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number or 0),
-                       reverse=True)
+        snaps = sorted(self.source.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number), reverse=True)
         if limit is not None:
             snaps = snaps[: check_limit(limit)]
         out = []
         for snap in snaps:
-            summary = snap.summary.model_dump() if snap.summary is not None else {}
+            summary = dict(snap.summary)
             out.append({
                 "snapshot_id": snap.snapshot_id,
-                "parent_id": snap.parent_snapshot_id,
+                "parent_id": snap.parent_id,
                 "time": _dt.datetime.fromtimestamp(snap.timestamp_ms / 1000, _dt.UTC),
                 "operation": summary.pop("operation", None),
                 "added_records": _int(summary.get("added-records")),
@@ -403,6 +386,33 @@ class TradesLake:
                 "summary": summary,
             })
         return out
+
+
+_EMPTY_SELECT = ", ".join(
+    f'CAST(NULL AS {t}) AS "{n}"' for n, t in (
+        ("message_id", "VARCHAR"), ("trade_id", "VARCHAR"), ("symbol", "VARCHAR"), ("exchange", "VARCHAR"),
+        ("asset_class", "VARCHAR"), ("timestamp", "TIMESTAMPTZ"), ("price", "DECIMAL(18,8)"),
+        ("quantity", "DECIMAL(18,8)"), ("currency", "VARCHAR"), ("side", "VARCHAR"),
+        ("trade_conditions", "VARCHAR[]"), ("source_sequence", "BIGINT"), ("ingestion_timestamp", "TIMESTAMPTZ"),
+        ("platform_sequence", "BIGINT"), ("vendor_data", "MAP(VARCHAR, VARCHAR)")))
+
+
+def _load_pyiceberg(settings: Settings, name: str, missing: K2Error) -> Any:
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    from k2cli.lake.catalog import open_catalog
+
+    try:
+        return open_catalog(settings).load_table(name)
+    except (NoSuchTableError, NoSuchNamespaceError):
+        raise missing from None
+
+
+class _lazy:  # noqa: N801 - used like a value
+    """An Arrow schema built only when asked for (keeps pyarrow out of the JSON/table paths)."""
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
 
 
 def kafka_positions(summary: dict[str, Any]) -> dict[str, Any]:

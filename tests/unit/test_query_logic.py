@@ -93,3 +93,22 @@ def test_output_values_stay_exact() -> None:
     assert cell({"b": "1"}) == '{"b":"1"}'
     assert cell(None) == ""
     assert cell(Decimal("1.10000000")) == "1.10000000"
+
+
+def test_metadata_reader_prunes_conservatively() -> None:
+    from k2cli.lake.metadata import _contains, _overlaps
+
+    assert _overlaps(5, 5, 5, 5) and _overlaps(None, None, 1, 2) and _overlaps(1, 9, None, None)
+    assert not _overlaps(1, 4, 5, None) and not _overlaps(6, 9, None, 5)
+    assert _contains(b"ADAUSDT", b"XRPUSDT", b"BTCUSDT")
+    assert not _contains(b"BTCUSDT", b"BTCUSDT", b"ETHUSDT")
+    # a 16-character truncated upper bound is incremented, so it still covers longer values
+    assert _contains(b"AAAA", b"ZZZZZZZZZZZZZZZ[", b"ZZZZZZZZZZZZZZZZZZ")
+    assert _contains(None, None, b"anything")
+
+
+def test_filter_day_range() -> None:
+    day = 86_400_000_000
+    assert TradeFilter(since_us=day, until_us=2 * day).day_range() == (1, 1)
+    assert TradeFilter(since_us=day - 1, until_us=2 * day + 1).day_range() == (0, 2)
+    assert TradeFilter().day_range() == (None, None)
