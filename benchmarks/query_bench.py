@@ -6,7 +6,8 @@ symbols interleaved in time over --days days, in a SQLite catalog under --workdi
 - engine: the in-process call (`TradesLake.trades` / `.ohlcv`, table loaded once; planning, DuckDB, fetch),
 - engine+open: the same with the catalog opened and the table loaded on every call,
 - cli: the whole command, `python -m k2cli query ... --format json`, as a subprocess (interpreter start-up
-  and imports included); `k2 --help` is measured too, as the floor any k2 command pays.
+  and imports included); `k2 --help` and `k2 query trades --help` are measured too: the floors any k2
+  command / any k2 subcommand pays before doing anything.
 
     python benchmarks/query_bench.py --rows 200000,2000000
     python benchmarks/query_bench.py --rows 200000 --batch 500      # the many-small-files case
@@ -150,6 +151,7 @@ def bench_cli(env: dict[str, str], runs: int) -> dict[str, list[float]]:
     full = {**{k: v for k, v in os.environ.items() if not k.startswith("K2_")}, **env}
     commands = {
         "k2 --help (floor)": ["--help"],
+        "k2 query trades --help": ["query", "trades", "--help"],
         "cli trades": ["query", "trades", "--symbol", "ETHUSDT", "--limit", "100", "--format", "json"],
         "cli ohlcv": ["query", "ohlcv", "--symbol", "ETHUSDT", "--interval", "1m", "--since",
                       (DAY0 + dt.timedelta(days=1)).date().isoformat(), "--until",
@@ -179,6 +181,7 @@ def main() -> None:
 
     warnings.simplefilter("ignore")
     workdir = Path(args.workdir)
+    print(f"load average before: {os.getloadavg()}, {os.cpu_count()} CPUs")
     for rows in (int(r) for r in args.rows.split(",")):
         print(f"\n== {rows:,} trades, {len(SYMBOLS)} symbols, {args.days} days, {args.batch:,}-row appends")
         t = time.perf_counter()
@@ -188,7 +191,8 @@ def main() -> None:
         if args.cli_runs:
             results.update(bench_cli(env, args.cli_runs))
         for name, samples in results.items():
-            print(f"  {name:<20} {_quantiles(samples)}")
+            print(f"  {name:<24} {_quantiles(samples)}")
+        print(f"  load average: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -155,9 +155,13 @@ def replay(
 ) -> None:
     """Re-produce dead-lettered records to Kafka, at most once per entry (recorded in a ledger).
 
-    consume entries: the original value bytes, unchanged, to the source topic. stream entries with a parsed
-    record: that record, Avro-encoded, to the exchange topic. stream entries holding only a raw frame are
-    not replayable (they never became a record) and are reported as skipped. Exits 1 if any replay failed.
+    consume entries: the original value bytes, unchanged, to the source topic.
+
+    stream entries with a parsed record: that record, Avro-encoded, to the exchange topic.
+
+    stream entries holding only a raw frame are not replayable (they never became a record): skipped.
+
+    Exits 1 if any replay failed.
     """
     from k2cli.reliability import dlq_ops
 

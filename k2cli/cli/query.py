@@ -101,9 +101,11 @@ def ohlcv(
 ) -> None:
     """OHLCV bars computed from trades: open, high, low, close, volume, vwap, notional, trade count.
 
-    Bars are UTC, aligned to the epoch, one per exchange and interval with trades. Open/close are the
-    first/last trade by (timestamp, source_sequence, trade_id); vwap is notional / volume rounded
-    half-even to 8 places; everything else is exact.
+    Bars are UTC, aligned to the epoch, one per exchange and interval with trades.
+
+    Open/close are the first/last trade by (timestamp, source_sequence, trade_id).
+
+    vwap is notional / volume rounded half-even to 8 places; everything else is exact.
     """
     from k2cli.lake.ohlcv import COLUMNS, interval_micros
 
@@ -125,8 +127,7 @@ def sql(
 ) -> None:
     """Run a read-only SQL query over the `trades` view (the table's current snapshot).
 
-    Anything other than a single SELECT is refused, and DuckDB runs with file access and extension
-    loading disabled, so the query can read the trades and nothing else.
+    Anything but a single SELECT is refused; DuckDB runs with file access and extension loading disabled.
     """
     result = _lake(table).sql(statement, max_rows=max_rows or None)
     _notes_to_stderr(result, fmt)

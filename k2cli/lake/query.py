@@ -158,6 +158,30 @@ class TradesLake:
     def __init__(self, source: Any, threads: int | None = None) -> None:
         self.source = source
         self.threads = threads
+        self._engine_con: Any = None
+
+    def close(self) -> None:
+        """Close the DuckDB connection the engine's own queries reuse."""
+        if self._engine_con is not None:
+            self._engine_con.close()
+            self._engine_con = None
+
+    def _engine(self) -> Any:  # -> duckdb.DuckDBPyConnection
+        """One reused connection for k2's own statements (fixed SQL text, every value a bound parameter).
+
+        Operator SQL never runs here: `sql()` gets a fresh connection locked down to the planned files.
+        Opening a DuckDB connection costs tens of milliseconds, so trades/ohlcv/freshness share this one.
+        """
+        if self._engine_con is None:
+            import duckdb
+
+            config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+            if self.threads:
+                config["threads"] = self.threads
+            self._engine_con = duckdb.connect(":memory:", config=config)
+            self._engine_con.execute("SET TimeZone = 'UTC'")
+            self._engine_con.execute(f"CREATE VIEW trades AS SELECT {_EMPTY_SELECT} WHERE false")
+        return self._engine_con
 
     @classmethod
     def open(cls, settings: Settings, table_name: str | None = None, planner: str = "auto") -> TradesLake:
@@ -197,7 +221,7 @@ class TradesLake:
     # ------------------------------------------------------------ DuckDB
 
     def connect(self, plan: ScanPlan) -> Any:  # -> duckdb.DuckDBPyConnection
-        """An in-memory DuckDB with a `trades` view over the planned files, then locked down."""
+        """A fresh in-memory DuckDB with a `trades` view over the planned files, then locked down (for `sql`)."""
         import duckdb
 
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
@@ -236,11 +260,7 @@ class TradesLake:
         direction = ORDERS[order]
         where, params = flt.sql_where()
         tail = f'{where} ORDER BY "timestamp" {direction}, "trade_id" {direction} LIMIT ?'
-        con = self.connect(plan)
-        try:
-            rows, read = self._top_n(con, plan.files, tail, params + [limit], limit, order)
-        finally:
-            con.close()
+        rows, read = self._top_n(self._engine(), plan.files, tail, params + [limit], limit, order)
         return QueryResult(list(FIELD_NAMES), rows, plan, read, (time.perf_counter() - started) * 1000,
                            arrow_schema=_lazy(arrow_schema))
 
@@ -290,12 +310,8 @@ class TradesLake:
         width = ohlcv.interval_micros(interval)
         plan = self.plan(flt)
         where, params = flt.sql_where()
-        con = self.connect(plan)
-        try:
-            source, args = self._source(plan.files)
-            rows = con.sql(ohlcv.bars_sql(source, where), params=[width, width] + args + params).fetchall()
-        finally:
-            con.close()
+        source, args = self._source(plan.files)
+        rows = self._engine().sql(ohlcv.bars_sql(source, where), params=[width, width] + args + params).fetchall()
         bars = [ohlcv.bar(ex, sym, bucket, width, o, h, lo, c, vol, notional, n)
                 for ex, sym, bucket, o, h, lo, c, vol, notional, n in rows]
         return QueryResult(list(ohlcv.COLUMNS), bars, plan, len(plan.files), (time.perf_counter() - started) * 1000,
@@ -336,14 +352,10 @@ class TradesLake:
         flt = flt or TradeFilter()
         plan = self.plan(flt)
         where, params = flt.sql_where()
-        con = self.connect(plan)
-        try:
-            source, args = self._source(plan.files)
-            rows = con.sql(
-                'SELECT "exchange", "symbol", max("timestamp"), max("ingestion_timestamp"), count(*) '
-                f"FROM {source}{where} GROUP BY ALL ORDER BY 1, 2", params=args + params).fetchall()
-        finally:
-            con.close()
+        source, args = self._source(plan.files)
+        rows = self._engine().sql(
+            'SELECT "exchange", "symbol", max("timestamp"), max("ingestion_timestamp"), count(*) '
+            f"FROM {source}{where} GROUP BY ALL ORDER BY 1, 2", params=args + params).fetchall()
         out = []
         for exchange, symbol, newest, ingested, count in rows:
             newest, ingested = _pythonize(newest), _pythonize(ingested)
