@@ -49,6 +49,8 @@ def _make(exchange: str):  # noqa: ANN202 - returns a Typer command function
                                              "S seconds after a connection opened, close it --shutdown-grace later."),
         shutdown_grace: float = typer.Option(5.0, "--shutdown-grace", help="Seconds between serverShutdown and "
                                              "the close."),
+        lag_ms: float = typer.Option(0.0, "--lag-ms", help="Fault: each connection delivers with its own fixed "
+                                     "delay, drawn from 0..N ms (connections drift apart)."),
         buffer_events: int = typer.Option(200_000, "--buffer", help="Events kept for slow clients; a client "
                                           "further behind is closed as a slow consumer."),
         url_file: Path = typer.Option(None, "--url-file", help="Write the URL to this file once listening."),
@@ -66,7 +68,7 @@ def _make(exchange: str):  # noqa: ANN202 - returns a Typer command function
             record_file=record, kraken_version=kraken_version, tls_cert=tls_cert, tls_key=tls_key,
             ping_interval=ping_interval, ping_timeout=ping_timeout, drop_every=drop_every, no_pong=no_pong,
             stall_after=stall_after, garbage_every=garbage_every, skip_ids_every=skip_ids_every,
-            shutdown_every=shutdown_every, shutdown_grace=shutdown_grace, buffer_events=buffer_events,
+            shutdown_every=shutdown_every, shutdown_grace=shutdown_grace, buffer_events=buffer_events, lag_ms=lag_ms,
         )
         stats = run_simulator(cfg, lambda url, sim: _announce(url, sim, url_file, output_format))
         if output_format == "json":
@@ -88,7 +90,7 @@ def _announce(url: str, sim, url_file: Path | None, output_format: str) -> None:
                                      "symbols": list(cfg.symbols), "rate": cfg.rate}) + "\n")
     else:
         faults = [f"{k}={getattr(cfg, k)}" for k in ("drop_every", "no_pong", "stall_after", "garbage_every",
-                                                    "skip_ids_every", "shutdown_every") if getattr(cfg, k)]
+                                                    "skip_ids_every", "shutdown_every", "lag_ms") if getattr(cfg, k)]
         sys.stdout.write(f"k2 simulate: serving {cfg.exchange} on {url} symbols={','.join(cfg.symbols)} "
                          f"rate={cfg.rate:g}/s{' faults: ' + ' '.join(faults) if faults else ''}\n")
     sys.stdout.flush()

@@ -10,7 +10,8 @@ Faults (per connection, timed from when it opened): drop_every (abrupt close, no
 (WebSocket pings are not answered), stall_after (send nothing more, connection kept open),
 garbage_every (after every N data frames, one bad frame: invalid JSON, missing field, unknown event,
 zero price, in turn), skip_ids_every (tape-wide id gaps), shutdown_every (Binance serverShutdown, then
-close after shutdown_grace).
+close after shutdown_grace), lag_ms (each connection delivers with its own delay, so two connections are
+never in step, as with real exchange front ends).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import ssl
 import time
 from collections import deque
@@ -64,6 +66,7 @@ class SimulatorConfig:
     skip_ids_every: int = 0
     shutdown_every: float = 0.0
     shutdown_grace: float = 5.0
+    lag_ms: float = 0.0  # each connection gets a fixed delivery delay drawn from 0..lag_ms (connections drift apart)
 
 
 @dataclass
@@ -159,6 +162,7 @@ class Market:
                     break
             else:
                 event = self._tape.next_event(now_us)  # type: ignore[union-attr]
+            event.at = time.monotonic()
             self.events.append(event)
             added += 1
             self._generated_trades += max(1, len(event.trades))
@@ -382,6 +386,7 @@ class _Client:
         self.garbage_n = 0
         self.shutdown_at: float | None = None
         self.started = asyncio.Event()
+        self.lag = random.uniform(0, sim.cfg.lag_ms / 1000.0) if sim.cfg.lag_ms else 0.0
 
     async def send(self, texts: list[str]) -> None:
         """Send frames in one write when the library allows it (much cheaper than one send() per frame)."""
@@ -547,6 +552,15 @@ class _Client:
                                      else '{"channel":"heartbeat"}'])
                 continue
             events = market.since(self.cursor, _SEND_BATCH)
+            if self.lag:
+                due_before = time.monotonic() - self.lag
+                due = 0
+                while due < len(events) and events[due].at <= due_before:
+                    due += 1
+                if not due:
+                    await asyncio.sleep(events[0].at - due_before)
+                    continue
+                events = events[:due]
             self.cursor += len(events)
             texts = []
             for event in events:

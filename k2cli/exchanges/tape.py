@@ -45,12 +45,13 @@ class TapeTrade:
 class Event:
     """What one frame carries: trades of one symbol, or a raw frame from a recorded file (symbol None)."""
 
-    __slots__ = ("symbol", "trades", "raw", "_text")
+    __slots__ = ("symbol", "trades", "raw", "at", "_text")
 
     def __init__(self, symbol: str | None, trades: list[TapeTrade], raw: str | None = None) -> None:
         self.symbol = symbol
         self.trades = trades
         self.raw = raw
+        self.at = 0.0  # monotonic time the market published it
         self._text: dict[str, str] = {}
 
     def text(self, protocol: str) -> str:
