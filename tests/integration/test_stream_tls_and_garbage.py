@@ -1,0 +1,82 @@
+"""TLS verification against a local wss:// simulator, bad frames kept in the dead-letter file, operator errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from tests.conftest import require
+from tests.integration.stream_support import create_topic, read_topic, run_stream, self_signed_cert, simulator
+
+pytestmark = pytest.mark.integration
+
+
+def test_self_signed_certificate_is_refused_with_one_clear_line(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    cert, key = self_signed_cert(tmp_path)
+    topic = f"test.stream.tls.{unique}"
+    with simulator("binance", ["--tls-cert", str(cert), "--tls-key", str(key), "--symbols", "BTCUSDT"], k2_env,
+                   tmp_path) as url:
+        assert url.startswith("wss://")
+        code, summary, err = run_stream("binance", ["--url", url, "--symbols", "BTCUSDT", "--topic", topic,
+                                                    "--max-messages", "5"], k2_env, timeout=60)
+        assert code == 3 and summary == {}
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert lines[-1].startswith("k2: error: TLS certificate of wss://127.0.0.1:")
+        assert "self-signed certificate" in lines[-1] or "self signed certificate" in lines[-1]
+        assert "--ca-bundle" in lines[-1] and "Traceback" not in err
+
+        # trusting the certificate's CA makes the same endpoint work, verified
+        code, summary, err = run_stream("binance", ["--url", url, "--symbols", "BTCUSDT", "--topic", topic,
+                                                    "--max-messages", "5", "--ca-bundle", str(cert)], k2_env)
+        assert code == 0, err
+        assert summary["produced"] == 5
+
+        # --insecure works too, and says loudly that nothing is verified
+        code, summary, err = run_stream("binance", ["--url", url, "--symbols", "BTCUSDT", "--topic", topic,
+                                                    "--max-messages", "5", "--insecure"], k2_env)
+        assert code == 0, err
+        assert "verification is OFF" in err and summary["produced"] == 5
+
+
+def test_garbage_frames_are_counted_and_kept_while_the_stream_goes_on(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    topic = f"test.stream.garbage.{unique}"
+    create_topic(topic)
+    with simulator("binance", ["--garbage-every", "10", "--rate", "200", "--symbols", "BTCUSDT"], k2_env,
+                   tmp_path) as url:
+        code, summary, err = run_stream("binance", ["--url", url, "--symbols", "BTCUSDT", "--topic", topic,
+                                                    "--max-messages", "400"], k2_env)
+    assert code == 0, err
+    errors = summary["frame_errors"]
+    assert set(errors) == {"invalid_json", "missing_field", "unknown_event", "invalid_value"}, errors
+    assert all(n >= 8 for n in errors.values()) and sum(errors.values()) >= 39
+    assert summary["produced"] == 400 and summary["reconnects"] == {}
+
+    dlq_files = sorted((tmp_path / "dlq").glob("dlq-stream-*.jsonl"))
+    assert dlq_files, "no dead-letter file written"
+    entries = [json.loads(line) for f in dlq_files for line in f.read_text().splitlines()]
+    assert len(entries) == summary["dlq_entries"] == sum(errors.values())
+    for entry in entries:
+        assert entry["origin"] == "stream" and entry["error_type"] in errors and entry["error"]
+        assert entry["raw_frame"] and entry["source"]["exchange"] == "binance"
+        assert dt.datetime.fromisoformat(entry["timestamp"]).utcoffset() == dt.timedelta(0)
+    zero_price = [e for e in entries if e["error_type"] == "invalid_value"]
+    assert '"p":"0.00000000"' in zero_price[0]["raw_frame"] and "not positive" in zero_price[0]["error"]
+
+    recs = read_topic(topic)
+    seqs = sorted(r["source_sequence"] for _, r in recs)
+    assert len(seqs) == 400 and seqs == list(range(seqs[0], seqs[0] + 400))  # nothing lost around bad frames
+
+
+def test_kraken_subscription_refused_is_a_clear_config_error(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    with simulator("kraken", ["--symbols", "BTC/USD"], k2_env, tmp_path) as url:
+        code, summary, err = run_stream("kraken", ["--url", url, "--symbols", "BTC/USD,ETH/USD", "--topic",
+                                                   f"test.stream.refused.{unique}", "--duration", "20"], k2_env)
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("k2: error: the exchange refused the subscription") and "ETH/USD" in last
+    assert "Traceback" not in err
