@@ -123,7 +123,8 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
             data = fh.read().decode("utf-8", "replace")
     except OSError:
         return []
-    return [line.rstrip() for line in deque(data.splitlines(), maxlen=lines)]
+    out = [line.rstrip() for line in deque(data.splitlines(), maxlen=lines)]
+    return out or [f"(nothing in {path.name})"]
 
 
 class _Child:
@@ -208,7 +209,9 @@ class SoakRunner:
 
     def _stream_argv(self, port: int) -> list[str]:
         p = self.plan
-        argv = [sys.executable, "-m", "k2cli", "stream", p.exchange, "--url", p.url, "--metrics-port", str(port)]
+        # --verbose: connections, reconnects and rotations go to the log the report quotes after a crash
+        argv = [sys.executable, "-m", "k2cli", "stream", p.exchange, "--url", p.url, "--metrics-port", str(port),
+                "--verbose"]
         if p.topic:
             argv += ["--topic", p.topic]
         if p.symbols:
