@@ -32,8 +32,20 @@ def test_unknown_names_are_missing():
     assert r.messages is None and r.integrity_errors is None
 
 
-def test_consumer_reading():
-    text = ("# TYPE k2_messages_consumed_total counter\nk2_messages_consumed_total{topic=\"t\"} 12\n"
-            "# TYPE k2_dlq_entries_total counter\nk2_dlq_entries_total 1\n")
-    r = consumer_reading(parse(text))
-    assert r.consumed == 12 and r.dlq_entries == 1 and r.written is None
+def test_consumer_reading_from_the_real_families():
+    from k2cli.observe.consumer_metrics import ConsumerMetrics
+
+    m = ConsumerMetrics()
+    m.consumed.labels("t1").inc(10)
+    m.consumed.labels("t2").inc(2)
+    m.written.labels("t1").inc(9)
+    m.total_lag.set(40)
+    m.dlq_entries.labels("decode").inc()
+    m.breaker_state.labels("iceberg").set(2)
+    r = consumer_reading(parse(generate_latest(m.registry).decode()))
+    assert (r.consumed, r.written, r.lag, r.dlq_entries, r.breaker_state) == (12, 9, 40, 1, 2)
+
+
+def test_consumer_reading_of_a_stranger_is_all_missing():
+    r = consumer_reading(parse("# TYPE x gauge\nx 1\n"))
+    assert (r.consumed, r.written, r.lag, r.dlq_entries, r.breaker_state) == (None, None, None, None, None)
