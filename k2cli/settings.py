@@ -84,6 +84,7 @@ class Settings:
     sequence_reset_quiet_seconds: float = 60.0  # a sequence far below the last one after this quiet is a RESET
     breaker_failure_threshold: int = 3  # consecutive failed Iceberg writes that open the breaker
     breaker_reset_timeout: float = 2.0  # seconds the breaker stays open before a trial write (doubles, max 30)
+    consumer_decode_workers: int = -1  # decode processes; -1: 2 for batches of 5,000+ on 2+ cores, else 0
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -58,7 +58,8 @@ def consume(
     options = ConsumeOptions(topics=tuple(settings.consumer_topics), group=settings.consumer_group,
                              table=settings.table, batch_size=settings.batch_size,
                              flush_interval=settings.flush_interval, max_messages=max_messages,
-                             instance_id=settings.consumer_instance_id)
+                             instance_id=settings.consumer_instance_id,
+                             decode_workers=settings.consumer_decode_workers)
     console = _setup_logging(verbose)
     metrics = ConsumerMetrics()
     engine = ConsumeEngine(settings, options, metrics=metrics)

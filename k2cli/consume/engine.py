@@ -15,15 +15,18 @@ An unwritable dead-letter queue stops the consumer (DLQWriteError) before any of
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import os
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from k2cli.consume.batch import Batch, Built, Poison
+from k2cli.consume.batch import Batch, Built, ChunkResult, Poison, Reserved, decode_chunk
 from k2cli.consume.decode import ValueDecoder
 from k2cli.errors import ConfigError, K2Error, ServiceUnavailable
 from k2cli.lake.offsets import TopicPartition
@@ -60,6 +63,14 @@ class ConsumeOptions:
     max_messages: int | None = None
     instance_id: str = ""
     startup_timeout: float = 30.0
+    decode_workers: int = -1  # -1: 2 worker processes for batches of 5,000+ records on 2+ cores, else inline
+
+    @property
+    def workers(self) -> int:
+        """How many decode worker processes to run (0: decode in the consumer process)."""
+        if self.decode_workers >= 0:
+            return self.decode_workers
+        return 2 if self.batch_size >= 5000 and (os.cpu_count() or 1) >= 2 else 0
 
     def check(self) -> None:
         """Reject options that cannot work, naming the flag."""
@@ -96,6 +107,8 @@ class ConsumeStats:
     stopped_by: str = ""
     instance_id: str = ""
     commit_seconds: list[float] = field(default_factory=list)
+    commit_retries: int = 0
+    first_record: float = 0.0
     unwritten: int = 0
 
     @property
@@ -134,12 +147,14 @@ class ConsumeStats:
             "snapshots_committed": self.snapshots,
             "snapshots_expired": self.snapshots_expired,
             "commit_conflicts": self.conflicts,
+            "commit_retries": self.commit_retries,
             "breaker_opened": self.breaker_opened,
             "commit_latency_ms": {
                 "median": round(statistics.median(lat) * 1000, 1) if lat else None,
                 "max": round(max(lat) * 1000, 1) if lat else None,
             },
             "startup_seconds": round(self.startup_seconds, 3),
+            "first_record_seconds": round(self.first_record - self.started, 3) if self.first_record else None,
             "stopped_by": self.stopped_by,
             "instance_id": self.instance_id,
             "unwritten_records": self.unwritten,
@@ -195,6 +210,8 @@ class ConsumeEngine:
         self._expected: dict[TopicPartition, int | None] = {}
         self._batch: Batch | None = None
         self._pending: list[Any] = []
+        self._pool: Any = None
+        self._inflight: deque[tuple[Batch, Reserved, Any]] = deque()
         self._paused = False
         self._rebalanced = False
         self._failed = False
@@ -205,7 +222,6 @@ class ConsumeEngine:
         self._last_gc = 0.0
         self._dlq = DeadLetterQueue(settings.dlq_path, origin="consume")
         self._dlq_index = _DlqIndex(self._dlq)
-        self._dlq_done: set[int] = set()  # ids of batches whose poison is already durable
         self._tracker = SequenceTracker(gap_large_threshold=settings.gap_large_threshold,
                                         reset_quiet_seconds=settings.sequence_reset_quiet_seconds)
         self.breaker = CircuitBreaker("iceberg", failure_threshold=settings.breaker_failure_threshold,
@@ -349,6 +365,7 @@ class ConsumeEngine:
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         self._rebalanced = True
         revoked = {(p.topic, p.partition) for p in partitions}
+        self._drain()
         self._put_back_pending()
         batch = self._batch
         if batch is not None and len(batch) and set(batch.ranges) & revoked and not self._flush(force=True):
@@ -364,6 +381,7 @@ class ConsumeEngine:
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         self._rebalanced = True
         lost = {(p.topic, p.partition) for p in partitions}
+        self._drain()
         self._pending = [m for m in self._pending if (m.topic(), m.partition()) not in lost]
         if self._batch is not None:
             self._uncount(self._batch.drop(lost))
@@ -389,10 +407,16 @@ class ConsumeEngine:
         gc_was_enabled = gc.isenabled()
         try:
             self._writer = self._until_ready("Iceberg catalog unavailable", self._open_table)
-            self._decoder = ValueDecoder(registry)
+            if self.options.workers:
+                from k2cli.consume.workers import DecodePool
+
+                self._pool = DecodePool(self.options.workers, self.settings.schema_registry_url)
+                self._pool.warm_up()
+            else:
+                self._decoder = ValueDecoder(registry)
             self._consumer = Consumer(self._kafka_config())
             self._until_ready("Kafka unavailable", lambda: self._check_topics(self._consumer))
-            self._batch = Batch(self._decoder, self._positions, clock=self._clock)
+            self._batch = Batch(self._positions, clock=self._clock)
             # Decoded records are acyclic: the cyclic collector only slows the hot loop down (see perf notes).
             gc.collect()
             gc.freeze()
@@ -436,13 +460,15 @@ class ConsumeEngine:
                 self._flush(force=True)
                 self.stats.stopped_by = self._stop_reason or "signal"
                 return
+            if self._inflight:
+                self._collect(block=len(self._inflight) >= 2 * max(1, self.options.workers))
             if self._pending:
                 self._retry_pending()
             full = len(batch) >= batch_size or (remaining == 0 and len(batch) > 0)
             if len(batch) and (full or batch.age() >= self.options.flush_interval):
                 self._flush()
                 batch = self._batch
-            if remaining == 0 and not len(batch) and not self._pending:
+            if remaining == 0 and not len(batch) and not self._pending and not self._inflight:
                 self.stats.stopped_by = "max_messages"
                 return
             room = batch_size - len(batch) - len(self._pending)
@@ -481,16 +507,58 @@ class ConsumeEngine:
                     self.stats.add_error("kafka")
                     self.metrics.errors.labels("kafka").inc()
                     log.warning("Kafka: %s", err.str())
+        self._decode(good)
+
+    def _decode(self, messages: list[Any]) -> None:
+        """Reserve messages in the batch and decode them (inline, or in a worker: collected later)."""
         batch = self._batch
         assert batch is not None
-        before = len(batch)
-        taken = batch.add(good)
-        if taken < len(good):
-            self._pending = good[taken:]
+        reserved = batch.reserve(messages)
+        if not reserved.messages:
+            return
+        self._count(len(reserved.messages))
+        if self._pool is not None:
+            self._inflight.append((batch, reserved, self._pool.submit(reserved.values)))
+        else:
+            assert self._decoder is not None
+            self._apply(batch, reserved, decode_chunk(self._decoder, reserved.values))
+
+    def _apply(self, batch: Batch, reserved: Reserved, result: ChunkResult) -> None:
+        rest = batch.apply(reserved, result)
+        if rest:
+            self._uncount(len(rest))
+            later: list[Any] = []
+            while self._inflight:  # chunks behind the stalled one are read again after it, in order
+                b, r, future = self._inflight.popleft()
+                future.cancel()
+                with contextlib.suppress(Exception):
+                    future.result()
+                b.unreserve(r.messages)
+                self._uncount(len(r.messages))
+                later.extend(r.messages)
+            self._pending = rest + later
             self._registry_stalled()
-        self._count(len(batch) - before)
+
+    def _collect(self, block: bool) -> None:
+        """Apply finished worker chunks in order (wait for the oldest when block)."""
+        from k2cli.consume.workers import unpack
+
+        while self._inflight:
+            batch, reserved, future = self._inflight[0]
+            if not block and not future.done():
+                return
+            self._inflight.popleft()
+            self._apply(batch, reserved, unpack(future.result()))
+            block = False
+
+    def _drain(self) -> None:
+        """Wait for every chunk in decoding."""
+        while self._inflight:
+            self._collect(block=True)
 
     def _count(self, n: int) -> None:
+        if n and not self.stats.first_record:
+            self.stats.first_record = self._clock()
         self.stats.consumed += n
 
     def _uncount(self, n: int) -> None:
@@ -505,18 +573,13 @@ class ConsumeEngine:
         log.warning("Schema Registry unreachable; %d records wait, retrying in %.1fs", len(self._pending), wait)
 
     def _retry_pending(self) -> None:
-        if self._clock() < self._next_attempt:
+        if self._clock() < self._next_attempt or self._inflight:
             return
-        batch = self._batch
-        assert batch is not None
         pending, self._pending = self._pending, []
-        before = len(batch)
-        taken = batch.add(pending)
-        self._count(len(batch) - before)
-        if taken < len(pending):
-            self._pending = pending[taken:]
-            self._registry_stalled()
-        else:
+        self._decode(pending)
+        if self._pool is not None:
+            self._drain()
+        if not self._pending:
             self._write_failures = 0
 
     def _seek_back(self, messages: list[Any]) -> None:
@@ -565,6 +628,7 @@ class ConsumeEngine:
 
     def _flush(self, force: bool = False) -> bool:
         """Write the batch; True when it is done (written, or dropped after a conflict)."""
+        self._drain()
         batch = self._batch
         assert batch is not None and self._writer is not None
         if not len(batch):
@@ -572,9 +636,9 @@ class ConsumeEngine:
         if not self.breaker.allow() or (not force and self._clock() < self._next_attempt):
             return False
         built = batch.build()
-        if built.poison and id(batch) not in self._dlq_done:
+        if built.poison and not batch.dlq_written:
             self._dead_letter(built.poison)  # DLQWriteError stops the consumer: nothing committed past it
-            self._dlq_done.add(id(batch))
+            batch.dlq_written = True
         expected = {tp: self._expected.get(tp) for tp in built.ranges}
         started = time.perf_counter()
         try:
@@ -655,6 +719,7 @@ class ConsumeEngine:
         self.stats.snapshots += 0 if result.already_committed else 1
         self.stats.snapshots_expired += result.expired
         self.stats.commit_seconds.append(result.seconds)
+        self.stats.commit_retries += result.attempts - 1
         if len(self.stats.commit_seconds) > 100_000:
             del self.stats.commit_seconds[:50_000]
         self.metrics.snapshots.inc()
@@ -682,7 +747,7 @@ class ConsumeEngine:
             self._last_gc = now
 
     def _track_sequences(self, built: Built) -> None:
-        events = self._tracker.check_many(built.exchanges, built.symbols, built.sequences, built.timestamps)
+        events = self._tracker.check_many(*built.sequence_columns())
         stats = self._tracker.stats
         self.stats.sequence_gaps = stats.gaps
         self.stats.sequence_events = {k: v for k, v in stats.events.items() if v}
@@ -694,11 +759,7 @@ class ConsumeEngine:
             log.warning("sequence %s", ev.describe())
 
     def _new_batch(self) -> None:
-        old = self._batch
-        if old is not None:
-            self._dlq_done.discard(id(old))
-        assert self._decoder is not None
-        self._batch = Batch(self._decoder, self._positions, clock=self._clock)
+        self._batch = Batch(self._positions, clock=self._clock)
 
     # ------------------------------------------------------------ housekeeping and shutdown
 
@@ -738,6 +799,8 @@ class ConsumeEngine:
                 consumer.close()
             except Exception as exc:
                 log.debug("consumer close: %s", exc)
+        if self._pool is not None:
+            self._pool.close()
         if self.stats.unwritten and not self._failed:
             raise ConsumeFailed(f"stopped with {self.stats.unwritten} records not written to Iceberg "
                                 f"({self.last_error or 'write failed'}); nothing was committed for them, "

@@ -1,0 +1,204 @@
+"""`k2 consume` throughput and commit latency on this machine, against the real broker and registry.
+
+Throughput: pre-produces --records framed v2 trades (10 symbols, sequences, vendor data) over --partitions
+partitions of a fresh topic, reads them once with a bare confluent-kafka consumer (the raw Kafka read rate of
+the same run), then runs `python -m k2cli consume --max-messages N` as a subprocess per configuration, each
+time into a fresh SQLite catalog with a fresh group, and reports:
+
+- sustained msg/s: records / (time from the first record to the end of the run), from the run's statistics,
+- end-to-end msg/s: records / (subscribe to end), group join and first fetch included,
+- peak RSS of the consumer process (wait4 ru_maxrss), and its commit latency median.
+
+Commit latency: `TableWriter.commit` of --commit-rows rows, --commits times into one table with the default
+snapshot retention, reporting the median around commit 10 and around the last commit.
+
+    python benchmarks/consume_bench.py                       # 500k records, batch 50,000 and 500, 3 runs each
+    python benchmarks/consume_bench.py --records 100000 --runs 1 --commits 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "AVAXUSDT", "DOTUSDT",
+           "LINKUSDT"]
+T0 = 1_767_225_600_000_000
+
+
+def produce(topic: str, records: int, partitions: int) -> float:
+    """Create the topic and fill it; returns seconds spent producing."""
+    import fastavro
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from k2cli import trade
+    from k2cli.kafka.registry import RegistryClient
+    from k2cli.kafka.serde import frame, strip_logical_types
+
+    admin = AdminClient({"bootstrap.servers": "localhost:9092"})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(30)
+    schema_id = RegistryClient("http://localhost:8081").register(f"{topic}-value", trade.avro_schema())
+    parsed = fastavro.parse_schema(strip_logical_types(trade.avro_schema()))
+    producer = Producer({"bootstrap.servers": "localhost:9092", "linger.ms": 50, "batch.num.messages": 10000,
+                         "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 1_048_576,
+                         "compression.type": "lz4"})
+    started = time.perf_counter()
+    seqs = [0] * len(SYMBOLS)
+    for i in range(records):
+        s = i % len(SYMBOLS)
+        seqs[s] += 1
+        rec = {
+            "message_id": str(uuid.UUID(int=i + 1, version=4)), "trade_id": f"BINANCE-{i}",
+            "symbol": SYMBOLS[s], "exchange": "BINANCE", "asset_class": "crypto", "timestamp": T0 + i * 1000,
+            "price": (4_321_012_345_678 + i).to_bytes(8, "big", signed=True),
+            "quantity": (120_000 + i % 1000).to_bytes(8, "big", signed=True), "currency": "USDT",
+            "side": "BUY" if i % 2 else "SELL", "trade_conditions": [], "source_sequence": seqs[s],
+            "ingestion_timestamp": T0 + i * 1000 + 250, "platform_sequence": None,
+            "vendor_data": {"is_buyer_maker": "true" if i % 2 else "false", "event_type": "trade"},
+        }
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed, rec)
+        while True:
+            try:
+                producer.produce(topic, key=SYMBOLS[s].encode(), value=frame(schema_id, buf.getvalue()),
+                                 partition=s % partitions)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(120) == 0
+    return time.perf_counter() - started
+
+
+def raw_read_rate(topic: str, records: int, partitions: int) -> float:
+    """msg/s of a bare consumer reading every record (consume(1000), value touched), from its first record."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": "localhost:9092", "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    n, first = 0, None
+    while n < records:
+        msgs = c.consume(num_messages=1000, timeout=1.0)
+        for m in msgs:
+            if m.error() is None:
+                m.value()
+                n += 1
+        if msgs and first is None:
+            first = time.perf_counter()
+    elapsed = time.perf_counter() - (first or time.perf_counter())
+    c.close()
+    return n / elapsed if elapsed > 0 else 0.0
+
+
+def consume_run(topic: str, records: int, batch: int) -> dict:
+    """One `k2 consume` subprocess over the whole topic into a fresh lake; its statistics plus peak RSS."""
+    work = Path(tempfile.mkdtemp(prefix="k2-consume-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
+    env.update({"K2_HOME": str(work / "home"), "K2_DATA_DIR": str(work / "data"), "K2_DLQ_DIR": str(work / "dlq")})
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, "-m", "k2cli", "consume", "--topics", topic, "--max-messages",
+                             str(records), "--batch-size", str(batch), "--flush-interval", "30", "--group", group,
+                             "--metrics-port", "0", "--format", "json"], env=env, cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"k2 consume failed ({proc.returncode}): {err.decode()[-2000:]}")
+    stats = json.loads(out)
+    active = stats["duration_seconds"] - (stats["first_record_seconds"] or 0)
+    return {
+        "sustained": stats["messages_consumed"] / active,
+        "end_to_end": stats["throughput_msg_per_sec"],
+        "rss_mb": usage.ru_maxrss / 1024,
+        "commit_ms": stats["commit_latency_ms"]["median"],
+        "snapshots": stats["snapshots_committed"],
+        "written": stats["messages_written"],
+    }
+
+
+def commit_latency(commits: int, rows: int) -> tuple[float, float, int]:
+    """Median commit latency (ms) around commit 10 and around the last commit; snapshots at the end."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    from k2cli import trade
+    from k2cli.lake.catalog import open_catalog
+    from k2cli.lake.writer import TableWriter
+    from k2cli.settings import Settings
+
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="k2-commit-bench-")))
+    writer = TableWriter(open_catalog(settings), "market_data.trades_v2",
+                         snapshots_to_keep=settings.snapshots_to_keep, expire_step=settings.snapshot_expire_step)
+    recs = [trade.new_trade(trade_id=f"B-{i}", symbol=SYMBOLS[i % 10], exchange="BINANCE",
+                            timestamp_us=T0 + i * 1000, price=Decimal("43210.12345678"),
+                            quantity=Decimal("0.0012"), currency="USDT", side="BUY",
+                            ingestion_timestamp_us=T0 + i * 1000 + 5, source_sequence=i) for i in range(rows)]
+    table = pa.Table.from_pylist(recs, schema=trade.arrow_schema())
+    lat = []
+    for i in range(commits):
+        result = writer.commit(table, {("bench", 0): (i * rows, (i + 1) * rows)},
+                               {("bench", 0): i * rows if i else None}, records=rows)
+        lat.append(result.seconds * 1000)
+    early = statistics.median(lat[5:15])
+    late = statistics.median(lat[-10:])
+    return early, late, writer.snapshot_count()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--records", type=int, default=500_000)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--batches", default="50000,500", help="comma-separated batch sizes")
+    ap.add_argument("--small-batch-records", type=int, default=100_000,
+                    help="records consumed in runs with batches under 5,000 (they commit far more often)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--commits", type=int, default=2000)
+    ap.add_argument("--commit-rows", type=int, default=500)
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args()
+
+    if not args.skip_throughput:
+        topic = f"bench.consume.{uuid.uuid4().hex[:8]}"
+        secs = produce(topic, args.records, args.partitions)
+        print(f"produced {args.records:,} records to {topic} ({args.partitions} partitions) in {secs:.1f}s")
+        for batch in (int(b) for b in args.batches.split(",")):
+            n = args.records if batch >= 5000 else min(args.records, args.small_batch_records)
+            results = []
+            for run in range(args.runs):
+                raw = raw_read_rate(topic, n, args.partitions)
+                r = consume_run(topic, n, batch)
+                r["raw"] = raw
+                results.append(r)
+                print(f"  batch {batch:>6,} run {run + 1}: sustained {r['sustained']:>8,.0f} msg/s  "
+                      f"end-to-end {r['end_to_end']:>8,.0f} msg/s  raw Kafka read {raw:>9,.0f} msg/s  "
+                      f"peak RSS {r['rss_mb']:.0f} MB  commit median {r['commit_ms']} ms  "
+                      f"snapshots {r['snapshots']}  written {r['written']:,}", flush=True)
+            med = {k: statistics.median(r[k] for r in results) for k in ("sustained", "end_to_end", "raw", "rss_mb")}
+            print(f"batch {batch:,} over {n:,} records, median of {len(results)}: sustained {med['sustained']:,.0f} "
+                  f"msg/s, end-to-end {med['end_to_end']:,.0f} msg/s, raw Kafka read {med['raw']:,.0f} msg/s, "
+                  f"peak RSS {med['rss_mb']:.0f} MB", flush=True)
+    if args.commits:
+        early, late, snaps = commit_latency(args.commits, args.commit_rows)
+        print(f"commit latency ({args.commit_rows} rows): median {early:.1f} ms around commit 10, "
+              f"{late:.1f} ms around commit {args.commits:,} ({snaps} snapshots retained)")
+
+
+if __name__ == "__main__":
+    main()
