@@ -110,8 +110,11 @@ class Step:
 
     @property
     def kind(self) -> str:
-        """'auto' when the step measures something, 'manual' when it only describes a person's check."""
-        return "manual" if self.run is None else "auto"
+        """'auto' measures; 'manual' only describes a person's check; 'check+manual' measures what it can first
+        (failing on what it finds) and can end MANUAL for what a person must still judge."""
+        if self.run is None:
+            return "manual"
+        return "auto" if self.manual is None else "check+manual"
 
     def __post_init__(self) -> None:
         if self.run is None and self.manual is None:

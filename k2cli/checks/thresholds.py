@@ -76,7 +76,7 @@ _ALL = (
     Threshold("post_freshness_max_s", 300, "<", "s", f"{S000}: Post-Deployment, fresh data (<5 min lag)"),
     Threshold("post_snapshot_max_age_s", 300, "<", "s",
               f"{S000}: Post-Deployment, snapshots increasing (newest snapshot younger than 5 min)"),
-    Threshold("prod_window_h", 24, "", "h", f"{S003}: Step 09, daily checks (Prometheus look-back window)"),
+    Threshold("prod_window_days", 7, "", "days", f"{S003}: Step 09, 7-day production validation (look-back window)"),
     Threshold("prod_memory_max_mb", 250, "<=", "MB", f"{S003}: memory stable at 200-250MB"),
     Threshold("prod_memory_growth_max_mb", 50, "<", "MB", f"{S003}: memory growth <50MB over 24h"),
     Threshold("prod_rotations_per_day", 6, "==", "/day", f"{S003}: connection rotations 6 per day (every 4h)"),
@@ -104,6 +104,8 @@ _ALL = (
     Threshold("resilience_run_max_s", 30, "", "s", "run parameter: longest one fault run may take"),
     # ---- deployment / tech debt
     Threshold("unit_coverage_min_pct", 80, ">=", "%", f"{S000}: Pre-Deployment, unit tests 80%+ coverage"),
+    Threshold("deploy_e2e_min_messages", 5000, ">=", "messages",
+              f"{S000}: Pre-Deployment, E2E validation completed successfully (5,000+ messages)"),
 )
 
 THRESHOLDS: dict[str, Threshold] = {t.name: t for t in _ALL}

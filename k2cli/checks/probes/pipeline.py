@@ -186,3 +186,63 @@ def read_records(ctx: Context, topic: str, timeout: float = 30.0) -> tuple[list[
         registry.close()
     return records, errors, messages
 
+
+
+@dataclass(frozen=True)
+class ScratchLake:
+    """An Iceberg table, consumer group and DLQ directory of one check, and the env that points k2 at them."""
+
+    table: str
+    group: str
+    dlq_dir: str
+    env: dict[str, str]
+
+
+def _drop_table(ctx: Context, name: str) -> None:
+    import contextlib
+
+    from k2cli.lake.catalog import open_catalog
+
+    with contextlib.suppress(Exception):  # clean-up is best effort
+        catalog = open_catalog(ctx.settings)
+        catalog.purge_table(name)
+        catalog.drop_namespace(name.rsplit(".", 1)[0])
+
+
+def scratch_lake(ctx: Context, purpose: str) -> ScratchLake:
+    """A scratch table (dropped at the end), consumer group and DLQ directory for a consumer run of a check."""
+    suffix = uuid.uuid4().hex[:8]
+    table = f"k2_validate_{purpose.replace('-', '_')}_{suffix}.trades"
+    group = f"k2-validate-{purpose}-{suffix}"
+    dlq_dir = str(ctx.workdir / f"dlq-{purpose}-{suffix}")
+    ctx.on_close(_drop_table, ctx, table)
+    return ScratchLake(table, group, dlq_dir, {"K2_TABLE": table, "K2_CONSUMER_GROUP": group, "K2_DLQ_DIR": dlq_dir,
+                                               "K2_CONSUMER_METRICS_PORT": "0"})
+
+
+def make_trades(symbol: str, sequences: Sequence[int], exchange: str = "BINANCE") -> list[dict]:
+    """v2 trades of one symbol with the given source sequences (one ms apart, ending now)."""
+    from k2cli.trade import new_trade
+
+    now = int(time.time() * 1_000_000)
+    quote = "USDT" if symbol.endswith("USDT") else symbol[-3:]
+    return [new_trade(trade_id=f"{exchange}-{seq}", symbol=symbol, exchange=exchange,
+                      timestamp_us=now - (len(sequences) - i) * 1000, price="65000.12", quantity="0.001",
+                      currency=quote, side="BUY" if seq % 2 else "SELL", ingestion_timestamp_us=now,
+                      source_sequence=seq, vendor_data={"base_asset": symbol[: -len(quote)], "quote_asset": quote})
+            for i, seq in enumerate(sequences)]
+
+
+def produce_trades(ctx: Context, topic: str, records: Sequence[dict]) -> list[tuple[int, int]]:
+    """Serialize v2 records with the real registry (subject <topic>-value) and produce them keyed by symbol."""
+    from k2cli.kafka.registry import RegistryClient
+    from k2cli.kafka.serde import AvroSerializer
+    from k2cli.trade import avro_schema
+
+    registry = RegistryClient(ctx.settings.schema_registry_url)
+    try:
+        serializer = AvroSerializer(registry, f"{topic}-value", avro_schema())
+        values = [(r["symbol"].encode(), serializer.serialize(r)) for r in records]
+    finally:
+        registry.close()
+    return kafka.produce(ctx.settings, topic, values)

@@ -10,6 +10,7 @@ import httpx
 from k2cli.errors import ServiceUnavailable
 
 SETTING = "K2_PROMETHEUS_URL"
+Points = list[tuple[float, float]]
 
 
 class PrometheusError(ServiceUnavailable):
@@ -64,6 +65,14 @@ class Prometheus:
         if kind != "vector":
             raise PrometheusError(f"query {expr!r} returned a {kind}, expected an instant vector", setting=SETTING)
         return [(series.get("metric", {}), float(series["value"][1])) for series in result]
+
+    def samples(self, selector: str, window_s: int, at: float) -> list[tuple[dict[str, str], Points]]:
+        """The raw samples of a selector over the window ending at `at`: (labels, [(time, value)]) per series."""
+        data = self._get("/api/v1/query", query=f"{selector}[{int(window_s)}s]", time=f"{at:.3f}")
+        if data.get("resultType") != "matrix":
+            raise PrometheusError(f"{selector} did not return a range of samples", setting=SETTING)
+        return [(series.get("metric", {}), [(float(t), float(v)) for t, v in series.get("values", [])])
+                for series in data.get("result", [])]
 
     def value(self, expr: str, at: float | None = None) -> float | None:
         """The single value of a query that should return at most one series (None when empty or NaN)."""
