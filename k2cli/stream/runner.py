@@ -353,16 +353,17 @@ class StreamRunner(SessionHandler):
 
     async def wait_unblocked(self) -> None:
         """Back-pressure: the producer buffer is full (Kafka slow or down); wait, never drop."""
-        started = time.monotonic()
         assert self._stop is not None
+        last = time.monotonic()
         while self._pending and not self._stop.is_set():
             self._producer.poll(0)
             self._push_pending()
             if self._pending:
                 await asyncio.sleep(0.02)
-        waited = time.monotonic() - started
-        self.metrics.backpressure.inc(waited)
-        self.summary.backpressure_seconds += waited
+            now = time.monotonic()
+            self.metrics.backpressure.inc(now - last)  # counted while it lasts, so a scrape sees it grow
+            self.summary.backpressure_seconds += now - last
+            last = now
 
     def _bad_frame(self, conn: Connection, raw: str | bytes, error_type: str, reason: str) -> None:
         from k2cli.reliability.dlq import DLQEntry
