@@ -142,6 +142,22 @@ class Checklist:
                                      "which is not an earlier step")
             seen.add(step.id)
 
+    def subset(self, step_ids: list[str] | tuple[str, ...]) -> Checklist:
+        """The same checklist with only these steps and everything they depend on, in order."""
+        known = {s.id: s for s in self.steps}
+        unknown = [i for i in step_ids if i not in known]
+        if unknown:
+            raise KeyError(f"{self.name} has no step {unknown[0]!r}")
+        wanted: set[str] = set()
+        todo = list(step_ids)
+        while todo:
+            sid = todo.pop()
+            if sid not in wanted:
+                wanted.add(sid)
+                todo.extend(known[sid].depends_on)
+        return Checklist(self.name, self.title, self.description, tuple(s for s in self.steps if s.id in wanted),
+                         self.source)
+
     def step(self, step_id: str) -> Step:
         """The step with this id."""
         for step in self.steps:

@@ -60,6 +60,8 @@ RETRY_INTERVAL = typer.Option(2.0, "--retry-interval", metavar="S", min=0.1,
                               help="Seconds between retry rounds (with --retry-timeout).")
 EXCHANGE = typer.Option(Exchange.binance, "--exchange", "-e", case_sensitive=False,
                         help="Exchange to validate.")
+STEPS = typer.Option(None, "--step", metavar="ID",
+                     help="Run only this step (and the steps it depends on); repeatable or comma-separated.")
 URL = typer.Option(None, "--url", metavar="URL",
                    help="WebSocket URL to stream from instead of the exchange's (e.g. a `k2 simulate` server).")
 
@@ -205,7 +207,7 @@ def _write(path: str, text: str) -> None:
 
 
 def run(name: str, fmt: ReportFormat, output: str | None, retry_timeout: float, retry_interval: float,
-        **option_values: Any) -> None:
+        steps: list[str] | None = None, **option_values: Any) -> None:
     """Build a checklist, run it with a live view, report in the chosen format, exit with its code."""
     from k2cli.checks import checklists, thresholds
     from k2cli.checks.context import Context, Options
@@ -218,8 +220,13 @@ def run(name: str, fmt: ReportFormat, output: str | None, retry_timeout: float, 
         thresholds.check_overrides(settings.thresholds)
         options = Options(**option_values)
         checklist = checklists.build(name, options)
+        if steps:
+            checklist = checklist.subset([s.strip() for item in steps for s in item.split(",") if s.strip()])
     except K2Error as exc:  # the checklist could not even start
         typer.echo(f"k2: error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    except KeyError as exc:
+        typer.echo(f"k2: error: --step: {exc.args[0]} (`k2 validate list` shows the step ids)", err=True)
         raise typer.Exit(3) from None
 
     to_stdout = fmt is not ReportFormat.rich and output is None
@@ -247,56 +254,60 @@ def run(name: str, fmt: ReportFormat, output: str | None, retry_timeout: float, 
 
 @app.command("prereqs")
 def prereqs(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
-            retry_interval: float = RETRY_INTERVAL) -> None:
+            retry_interval: float = RETRY_INTERVAL, step: list[str] = STEPS) -> None:
     """Every service healthy: broker and topics, registry and subjects, catalog and table, warehouse, Prometheus."""
-    run("prereqs", fmt, output, retry_timeout, retry_interval)
+    run("prereqs", fmt, output, retry_timeout, retry_interval, step)
 
 
 @app.command("e2e")
 def e2e(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
-        retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE, url: str = URL) -> None:
+        retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE, url: str = URL,
+        step: list[str] = STEPS) -> None:
     """Consumer E2E steps 1-6: baseline, a consumer run over a known number of messages, snapshot and record
     deltas, the query check, Prometheus performance, and the DLQ check with an injected poison record.
 
     When the topic has too few pending messages, they are streamed from a local simulator (or --url)."""
-    run("e2e", fmt, output, retry_timeout, retry_interval, exchange=exchange.value, url=url)
+    run("e2e", fmt, output, retry_timeout, retry_interval, step, exchange=exchange.value, url=url)
 
 
 @app.command("streaming")
 def streaming(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
-              retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE, url: str = URL) -> None:
+              retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE, url: str = URL,
+              step: list[str] = STEPS) -> None:
     """Connection time, time to first trade, 10 valid trades, 100% v2 compliance, message rate and latency,
     against the public exchange or --url (a simulator)."""
-    run("streaming", fmt, output, retry_timeout, retry_interval, exchange=exchange.value, url=url)
+    run("streaming", fmt, output, retry_timeout, retry_interval, step, exchange=exchange.value, url=url)
 
 
 @app.command("resilience")
 def resilience(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
-               retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE) -> None:
+               retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE,
+               step: list[str] = STEPS) -> None:
     """Phase 5 P0/P1: TLS, rotation without loss, heartbeat and pong-timeout reconnect, bounded serializer
     cache, memory metrics, alert rules, idle-timeout reconnect (using the simulator's faults)."""
-    run("resilience", fmt, output, retry_timeout, retry_interval, exchange=exchange.value)
+    run("resilience", fmt, output, retry_timeout, retry_interval, step, exchange=exchange.value)
 
 
 @app.command("deploy")
 def deploy(pre: bool = typer.Option(False, "--pre", help="The pre-deployment checklist."),
            post: bool = typer.Option(False, "--post", help="The post-deployment checklist."),
            fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
-           retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE) -> None:
+           retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE,
+           step: list[str] = STEPS) -> None:
     """Pre-deployment (--pre) or post-deployment (--post) checklist: automatable items measured, the rest
     MANUAL with the reason and what a person must check."""
     if pre == post:
         typer.echo("k2: error: choose exactly one of --pre or --post", err=True)
         raise typer.Exit(3)
-    run("deploy", fmt, output, retry_timeout, retry_interval, phase="pre" if pre else "post",
+    run("deploy", fmt, output, retry_timeout, retry_interval, step, phase="pre" if pre else "post",
         exchange=exchange.value)
 
 
 @app.command("tech-debt")
 def tech_debt(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
-              retry_interval: float = RETRY_INTERVAL) -> None:
+              retry_interval: float = RETRY_INTERVAL, step: list[str] = STEPS) -> None:
     """Technical debt resolution checklist: automatable items measured, the rest MANUAL."""
-    run("tech-debt", fmt, output, retry_timeout, retry_interval)
+    run("tech-debt", fmt, output, retry_timeout, retry_interval, step)
 
 
 # ---------------------------------------------------------------- list and coverage

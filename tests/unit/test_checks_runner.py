@@ -194,3 +194,15 @@ def test_checklist_rejects_bad_dependencies_and_duplicates():
         Checklist("t", "T", "d", (Step("t.a", "a", "o", ok), Step("t.a", "a", "o", ok)))
     with pytest.raises(ValueError, match="neither"):
         Step("t.z", "z", "o")
+
+
+def test_subset_keeps_dependencies_in_order():
+    ok = const(Result.passed("ok"))
+    checklist = Checklist("t", "T", "d", (
+        Step("t.a", "a", "o", ok), Step("t.b", "b", "o", ok, depends_on=("t.a",)), Step("t.c", "c", "o", ok),
+        Step("t.d", "d", "o", ok, depends_on=("t.b",)),
+    ))
+    assert [s.id for s in checklist.subset(["t.d"]).steps] == ["t.a", "t.b", "t.d"]
+    assert [s.id for s in checklist.subset(["t.c", "t.a"]).steps] == ["t.a", "t.c"]
+    with pytest.raises(KeyError, match="no step 't.x'"):
+        checklist.subset(["t.x"])
