@@ -121,7 +121,9 @@ def get(name: str) -> Threshold:
 
 def check_overrides(overrides: dict[str, float]) -> None:
     """Reject k2.toml [thresholds] keys that name no threshold (a typo would silently do nothing)."""
-    unknown = sorted(set(overrides) - set(THRESHOLDS))
+    from k2cli.soak.criteria import THRESHOLDS as SOAK_THRESHOLDS  # `k2 soak`'s soak_* limits share the table
+
+    unknown = sorted(set(overrides) - set(THRESHOLDS) - set(SOAK_THRESHOLDS))
     if unknown:
         raise ConfigError(f"k2.toml [thresholds]: unknown threshold {unknown[0]!r} "
                           "(`k2 validate list` shows every threshold)", setting="thresholds")

@@ -88,7 +88,10 @@ def soak(
     from k2cli.soak.criteria import thresholds_from
     from k2cli.soak.runner import SoakPlan, SoakRunner
 
+    from k2cli.checks.thresholds import check_overrides
+
     settings = load_settings()
+    check_overrides(settings.thresholds)  # a typo in k2.toml [thresholds] would silently do nothing
     url = url or settings.exchange_url(exchange)
     if not url.startswith(("ws://", "wss://")):
         raise _err(f"--url {url!r} is not a ws:// or wss:// URL")
