@@ -84,11 +84,10 @@ def soak(
     if sample_interval > seconds:
         raise _err(f"--sample-interval {sample_interval:g} s is longer than the run ({seconds:g} s)")
 
+    from k2cli.checks.thresholds import check_overrides
     from k2cli.settings import ensure_writable_dir, load_settings
     from k2cli.soak.criteria import thresholds_from
     from k2cli.soak.runner import SoakPlan, SoakRunner
-
-    from k2cli.checks.thresholds import check_overrides
 
     settings = load_settings()
     check_overrides(settings.thresholds)  # a typo in k2.toml [thresholds] would silently do nothing
