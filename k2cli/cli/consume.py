@@ -97,8 +97,13 @@ def _setup_logging(verbose: bool):  # noqa: ANN202 - rich Console
     from rich.logging import RichHandler
 
     console = Console(stderr=True)
-    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False,
+                                               rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:  # one unwrapped line per event for log files and pipes
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     for name in ("k2.consume", "k2.lake"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]

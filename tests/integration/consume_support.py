@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -42,10 +43,8 @@ def delete_topic(name: str) -> None:
     """Best-effort topic deletion."""
     from confluent_kafka.admin import AdminClient
 
-    try:
+    with contextlib.suppress(Exception):
         AdminClient({"bootstrap.servers": BOOTSTRAP}).delete_topics([name])[name].result(30)
-    except Exception:
-        pass
 
 
 def make_trade(i: int, symbol: str = "BTCUSDT", exchange: str = "BINANCE", seq: int | None = None,
@@ -143,10 +142,40 @@ def raw_value(record: dict[str, Any], schema_id: int, **overrides: Any) -> bytes
 # ------------------------------------------------------------------ reading results
 
 
-def table_rows(env: dict[str, str], table: str = "market_data.trades_v2") -> list[dict[str, Any]]:
-    """Every row of the table (catalog from the env), as Python values."""
-    tbl = load_table(env, table)
+def table_rows(env: dict[str, str], table: str = "market_data.trades_v2", missing_ok: bool = False,
+               ) -> list[dict[str, Any]]:
+    """Every row of the table (catalog from the env), as Python values ([] if missing and missing_ok)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        tbl = load_table(env, table)
+    except NoSuchTableError:
+        if missing_ok:
+            return []
+        raise
     return tbl.scan().to_arrow().to_pylist()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.2) -> None:  # noqa: ANN001
+    """Poll until condition() is true, or fail naming what did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:
+            pass
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def load_table(env: dict[str, str], table: str = "market_data.trades_v2") -> Any:
