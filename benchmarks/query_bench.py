@@ -6,8 +6,8 @@ symbols interleaved in time over --days days, in a SQLite catalog under --workdi
 - engine: the in-process call (`TradesLake.trades` / `.ohlcv`, table loaded once; planning, DuckDB, fetch),
 - engine+open: the same with the catalog opened and the table loaded on every call,
 - cli: the whole command, `python -m k2cli query ... --format json`, as a subprocess (interpreter start-up
-  and imports included); `k2 --help` and `k2 query trades --help` are measured too: the floors any k2
-  command / any k2 subcommand pays before doing anything.
+  and imports included); `k2 --help`, `k2 query trades --help` and `k2 dlq stats` on an empty DLQ are
+  measured too: what any k2 command / any k2 subcommand pays before a query does anything.
 
     python benchmarks/query_bench.py --rows 200000,2000000
     python benchmarks/query_bench.py --rows 200000 --batch 500      # the many-small-files case
@@ -148,10 +148,12 @@ def bench_engine(env: dict[str, str], runs: int) -> dict[str, list[float]]:
 
 def bench_cli(env: dict[str, str], runs: int) -> dict[str, list[float]]:
     """Whole commands as subprocesses."""
-    full = {**{k: v for k, v in os.environ.items() if not k.startswith("K2_")}, **env}
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("K2_")}, **env,
+            "K2_DLQ_DIR": str(Path(env["K2_DATA_DIR"]) / "empty-dlq")}
     commands = {
         "k2 --help (floor)": ["--help"],
         "k2 query trades --help": ["query", "trades", "--help"],
+        "k2 dlq stats (no-op floor)": ["dlq", "stats", "--format", "json"],
         "cli trades": ["query", "trades", "--symbol", "ETHUSDT", "--limit", "100", "--format", "json"],
         "cli ohlcv": ["query", "ohlcv", "--symbol", "ETHUSDT", "--interval", "1m", "--since",
                       (DAY0 + dt.timedelta(days=1)).date().isoformat(), "--until",
@@ -191,7 +193,7 @@ def main() -> None:
         if args.cli_runs:
             results.update(bench_cli(env, args.cli_runs))
         for name, samples in results.items():
-            print(f"  {name:<24} {_quantiles(samples)}")
+            print(f"  {name:<28} {_quantiles(samples)}")
         print(f"  load average: {os.getloadavg()}")
 
 
