@@ -435,3 +435,37 @@ def test_missing_table_is_one_clear_line(lake: dict[str, Any]) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("k2: error: table nowhere.trades_v2 does not exist")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_postgres_catalog_is_read_the_same_way(tmp_path: Path) -> None:
+    """The PostgreSQL catalog: the metadata reader finds the table through psycopg2 and returns what was written."""
+    from tests.conftest import require
+
+    require("postgres")
+    from k2cli.lake.catalog import ensure_trades_table, open_catalog
+    from k2cli.lake.query import TradeFilter, TradesLake
+    from k2cli.settings import load_settings
+
+    uri = "postgresql+psycopg2://k2:k2@localhost:5432/k2_catalog"
+    settings = load_settings(iceberg_catalog_uri=uri, iceberg_warehouse=f"file://{tmp_path / 'wh'}",
+                             data_dir=tmp_path / "data")
+    name = f"k2test_pg_{uuid.uuid4().hex[:8]}.trades_v2"
+    catalog = open_catalog(settings)
+    table = ensure_trades_table(catalog, name)
+    try:
+        records = _trades(90)
+        _append(table, records[:50], {"t": {"0": 50}})
+        _append(table, records[50:], {"t": {"0": 90}})
+        mine = TradesLake.open(settings, name, planner="auto")
+        assert mine.plan().planner == "metadata"
+        reference = TradesLake.open(settings, name, planner="pyiceberg")
+        for flt in (TradeFilter(), TradeFilter(symbol="BTCUSD"), TradeFilter(since_us=DAY0 + 86_400_000_000)):
+            assert sorted(mine.plan(flt).paths) == sorted(reference.plan(flt).paths)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
+        env.update({"K2_HOME": str(tmp_path / "home"), "K2_ICEBERG_CATALOG_URI": uri,
+                    "K2_ICEBERG_WAREHOUSE": f"file://{tmp_path / 'wh'}", "K2_TABLE": name})
+        proc = run_k2(["query", "trades", "--symbol", "ETHUSDT", "--limit", "1000", "-f", "json"], env=env, check=True)
+        assert json.loads(proc.stdout) == [_as_json(r) for r in _expected(records, symbol="ETHUSDT")]
+    finally:
+        catalog.drop_table(name)
+        catalog.drop_namespace(name.split(".")[0])
