@@ -51,7 +51,10 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
-    return to_jsonable(value)
+    try:
+        return to_jsonable(value)
+    except TypeError:  # e.g. an INTERVAL from `query sql` (timedelta): its text, never a traceback
+        return str(value)
 
 
 def cell(value: Any) -> str:

@@ -93,6 +93,9 @@ def test_output_values_stay_exact() -> None:
     assert cell({"b": "1"}) == '{"b":"1"}'
     assert cell(None) == ""
     assert cell(Decimal("1.10000000")) == "1.10000000"
+    assert plain(dt.timedelta(hours=1)) == "1:00:00"
+    assert plain(dt.date(2024, 1, 2)) == "2024-01-02"
+    assert plain(b"\x00\x01") == "AAE="
 
 
 def test_metadata_reader_prunes_conservatively() -> None:
