@@ -336,6 +336,9 @@ def replay(directory: Path, flt: EntryFilter, settings: Any, *, to_topic: str | 
            retry_failed: bool = False, producer: Producer | None = None,
            encode: Callable[[str, dict], bytes] | None = None) -> list[Outcome]:
     """Re-produce the selected entries that were never replayed; record each in the ledger first."""
+    if not Path(directory).is_dir():
+        select([], flt)  # an --id names an entry that cannot exist: say so
+        return []
     ledger = ReplayLedger(directory)
     with ledger.locked():
         chosen = select(scan(directory).entries, flt)
