@@ -60,10 +60,10 @@ class Simulator:
     port: int
 
 
-def start_simulator(ctx: Context, exchange: str, *, path: str | None = None, **settings: Any) -> Simulator:
-    """Start `k2 simulate EXCHANGE` on a free port with the given settings/faults and wait until it listens."""
-    port = free_port()
-    args = ["simulate", exchange, "--host", "127.0.0.1", "--port", str(port)]
+def start_simulator(ctx: Context, exchange: str, **settings: Any) -> Simulator:
+    """Start `k2 simulate EXCHANGE` on a free port with the given settings/faults and wait for its URL."""
+    url_file = ctx.workdir / f"sim-{uuid.uuid4().hex[:8]}.url"
+    args = ["simulate", exchange, "--host", "127.0.0.1", "--port", "0", "--url-file", str(url_file)]
     for name, value in settings.items():
         if value is None or value is False:
             continue
@@ -74,25 +74,14 @@ def start_simulator(ctx: Context, exchange: str, *, path: str | None = None, **s
             args += [flag, ",".join(value) if isinstance(value, list | tuple) else str(value)]
     sim = spawn_k2(args, str(ctx.workdir))
     ctx.on_close(sim.stop)
-
-    def listening() -> bool:
-        import socket
-
-        if not sim.alive():
-            return True
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    wait_for(listening, timeout=20)
+    wait_for(lambda: not sim.alive() or (url_file.is_file() and url_file.read_text().strip()), timeout=30)
     if not sim.alive():
         done = sim.finish(5)  # raises NotBuiltYet for the placeholder
         raise StepError(f"`{sim.command}` exited {done.returncode}: {done.stderr.strip()[-300:]}")
-    scheme = "wss" if settings.get("tls_cert") else "ws"
-    default_path = "/stream" if exchange == "binance" else ""
-    return Simulator(f"{scheme}://127.0.0.1:{port}{default_path if path is None else path}", sim, port)
+    if not url_file.is_file():
+        raise StepError(f"`{sim.command}` did not report its URL within 30 s")
+    url = url_file.read_text().strip()
+    return Simulator(url, sim, int(url.rsplit(":", 1)[1].split("/")[0]))
 
 
 def scrape(port: int, timeout: float = 2.0) -> dict[str, list[tuple[dict[str, str], float]]]:
