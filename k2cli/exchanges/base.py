@@ -69,8 +69,17 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+_LIMIT = Decimal(10) ** 10
+
+
 def exact_decimal(field: str, value: object) -> Decimal:
     """A positive decimal(18,8) from an exchange string or Decimal, or a FrameError (never a float)."""
+    if type(value) is str and 0 < len(value) <= 20 and value.isascii():
+        whole, dot, frac = value.partition(".")
+        if whole.isdigit() and (not dot or (frac.isdigit() and len(frac) <= 8)):
+            d = Decimal(value)  # plain digits, at most 8 decimals: exact, finite, not negative
+            if 0 < d < _LIMIT:
+                return d
     try:
         return to_decimal(field, value)
     except InvalidTrade as exc:

@@ -34,20 +34,32 @@ _CACHE_MAX = 4096
 _CACHED_LEN = 12  # cache the encoding of short strings (symbols, assets, flags); long ones are mostly unique
 
 
+_ONE = [bytes((x,)) for x in range(0x80)]
+# 7-bit groups, two at a time: _PAIR[x] for x < 2**14 with the continuation bit on both bytes,
+# _LAST[x] for 0x80 <= x < 2**14 with it on the first byte only (the end of the varint).
+_PAIR = [bytes(((x & 0x7F) | 0x80, ((x >> 7) & 0x7F) | 0x80)) for x in range(1 << 14)]
+_LAST = [bytes(((x & 0x7F) | 0x80, x >> 7)) for x in range(1 << 14)]
+
+
 def _long(n: int) -> bytes:
-    """Avro long: zigzag then base-128 varint."""
-    if 0 <= n < 64:
-        return _SMALL[n]
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    """Avro long: zigzag then base-128 varint (table driven: a µs timestamp is 4 lookups)."""
+    z = (n << 1) ^ (n >> 63)
+    if z < 0x80:
+        return _ONE[z]
+    if z < 0x4000:
+        return _LAST[z]
+    out = _PAIR[z & 0x3FFF]
+    z >>= 14
+    while z >= 0x4000:
+        out += _PAIR[z & 0x3FFF]
+        z >>= 14
+    return out + (_ONE[z] if z < 0x80 else _LAST[z])
 
 
 _strings: dict[str, bytes] = {}
+_keys: dict[str, bytes] = {}  # vendor_data keys: a small fixed set in practice
+_heads: dict[tuple[str, str, str], bytes] = {}  # symbol + exchange + asset_class
+_tails: dict[tuple[str, str], bytes] = {}  # currency + side
 
 
 def _string(s: str) -> bytes:
@@ -61,19 +73,37 @@ def _string(s: str) -> bytes:
     return b
 
 
+def _cached(cache: dict, key: Any, make: Callable[[], bytes]) -> bytes:
+    b = cache.get(key)
+    if b is None:
+        b = make()
+        if len(cache) < _CACHE_MAX:
+            cache[key] = b
+    return b
+
+
 def _decimal(d: Decimal) -> bytes:
     """Avro decimal(18,8) as bytes: the unscaled value, big-endian two's complement, minimal length."""
     v = int(d.scaleb(8))
     raw = v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
-    return _SMALL[len(raw)] + raw
+    return _ONE[len(raw) << 1] + raw
 
 
 def encode_v2(r: dict[str, Any]) -> bytes:
     """The Avro binary body of a v2 record (no Confluent header)."""
+    mid = r["message_id"]
+    symbol, exchange, asset = r["symbol"], r["exchange"], r["asset_class"]
+    head = _heads.get((symbol, exchange, asset))
+    if head is None:
+        head = _cached(_heads, (symbol, exchange, asset),
+                       lambda: _string(symbol) + _string(exchange) + _ASSET[asset])
+    currency, side = r["currency"], r["side"]
+    tail = _tails.get((currency, side))
+    if tail is None:
+        tail = _cached(_tails, (currency, side), lambda: _string(currency) + _SIDE[side])
     parts = [
-        _string(r["message_id"]), _string(r["trade_id"]), _string(r["symbol"]), _string(r["exchange"]),
-        _ASSET[r["asset_class"]], _long(r["timestamp"]), _decimal(r["price"]), _decimal(r["quantity"]),
-        _string(r["currency"]), _SIDE[r["side"]],
+        b"H" + mid.encode() if len(mid) == 36 else _string(mid),  # "H" = length 36 as an Avro long
+        _string(r["trade_id"]), head, _long(r["timestamp"]), _decimal(r["price"]), _decimal(r["quantity"]), tail,
     ]
     conditions = r["trade_conditions"]
     if conditions:
@@ -91,9 +121,13 @@ def encode_v2(r: dict[str, Any]) -> bytes:
     else:
         parts.append(b"\x02")
         if vendor:
-            parts.append(_long(len(vendor)))
+            parts.append(_SMALL[len(vendor)] if len(vendor) < 64 else _long(len(vendor)))
+            keys = _keys
             for key, value in vendor.items():
-                parts.append(_string(key))
+                kb = keys.get(key)
+                if kb is None:
+                    kb = _cached(keys, key, lambda key=key: _string(key))
+                parts.append(kb)
                 parts.append(_string(value))
         parts.append(b"\x00")
     return b"".join(parts)

@@ -34,7 +34,8 @@ class StreamMetrics:
         self.reconnects = Counter(f"{p}_reconnects_total", "Unplanned reconnects by reason", ["reason"], registry=r)
         self.connection_errors = Counter(f"{p}_connection_errors_total", "Failed connection attempts",
                                          ["error_type"], registry=r)
-        self.latency = Histogram(f"{p}_message_latency_seconds", "Receive time minus exchange trade time",
+        self.latency = Histogram(f"{p}_message_latency_seconds",
+                                 "Receive time minus exchange trade time (sampled, <= 100/s)",
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.last_message = Gauge(f"{p}_last_message_timestamp_seconds", "Unix time of the last frame", registry=r)
         self.serializer_cache_size = Gauge("serializer_cache_size", "Avro serializers cached", registry=r)

@@ -41,6 +41,15 @@ def test_record_passes_the_v2_validator_and_buyer_taker_is_buy():
     assert checked["price"] == Decimal("16500.12345678") and str(checked["quantity"]) == "1E-8"
 
 
+@pytest.mark.parametrize(("text", "value"), [
+    ("0.00000001", "1E-8"), ("9999999999.99999999", "9999999999.99999999"), ("1", "1"), ("12.5", "12.5"),
+    ("1e3", "1E+3"), ("0.10000000", "0.10000000"),
+])
+def test_price_strings_are_exact(text, value):
+    rec = BinanceParser().parse(frame(p=text), 1).trades[0]
+    assert rec["price"] == Decimal(value) and str(rec["price"]) == str(Decimal(text))
+
+
 def test_raw_stream_frame_without_wrapper_is_accepted_and_message_ids_are_unique():
     parser = BinanceParser()
     ids = {parser.parse(json.dumps(TRADE), 1).trades[0]["message_id"] for _ in range(2000)}
@@ -66,6 +75,8 @@ def test_server_shutdown_and_control_frames():
     (frame(q="abc"), "invalid_value"),
     (frame(p=1.5), "invalid_value"),
     (frame(p="0.000000001"), "invalid_value"),
+    (frame(p="10000000000"), "invalid_value"),
+    (frame(p="1e-9"), "invalid_value"),
     (frame(t="12"), "invalid_value"),
     (frame(m="true"), "invalid_value"),
     (frame(s="FOOBAR"), "unknown_symbol"),

@@ -46,3 +46,23 @@ def test_fast_encoding_round_trips_through_fastavro_reader():
         assert back["price"] == rec["price"] and back["quantity"] == rec["quantity"]
         assert (back["timestamp"] - EPOCH) // timedelta(microseconds=1) == rec["timestamp"]
         assert back["vendor_data"] == rec["vendor_data"] and back["source_sequence"] == rec["source_sequence"]
+
+
+def test_long_varint_edges_match_the_reference():
+    from k2cli.kafka.v2encode import _long
+
+    def reference(n):
+        z = (n << 1) ^ (n >> 63)
+        out = bytearray()
+        while z >= 0x80:
+            out.append((z & 0x7F) | 0x80)
+            z >>= 7
+        out.append(z)
+        return bytes(out)
+
+    edges = [0, 1, -1, 63, 64, -64, -65, 8191, 8192, -8193, 2**20, 2**27, 2**28, 1_795_457_511_949_123,
+             2**48, 2**49, 2**55, 2**62, 2**63 - 1, -(2**63)]
+    for base in edges:
+        for n in (base - 1, base, base + 1):
+            if -(2**63) <= n < 2**63:
+                assert _long(n) == reference(n), n
