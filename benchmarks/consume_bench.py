@@ -172,7 +172,9 @@ def main() -> None:
     ap.add_argument("--commits", type=int, default=2000)
     ap.add_argument("--commit-rows", type=int, default=500)
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results to this file as JSON")
     args = ap.parse_args()
+    report: dict = {"throughput": {}, "commit_latency": None}
 
     if not args.skip_throughput:
         topic = f"bench.consume.{uuid.uuid4().hex[:8]}"
@@ -194,10 +196,15 @@ def main() -> None:
             print(f"batch {batch:,} over {n:,} records, median of {len(results)}: sustained {med['sustained']:,.0f} "
                   f"msg/s, end-to-end {med['end_to_end']:,.0f} msg/s, raw Kafka read {med['raw']:,.0f} msg/s, "
                   f"peak RSS {med['rss_mb']:.0f} MB", flush=True)
+            report["throughput"][str(batch)] = {"records": n, "median": med, "runs": results}
     if args.commits:
         early, late, snaps = commit_latency(args.commits, args.commit_rows)
         print(f"commit latency ({args.commit_rows} rows): median {early:.1f} ms around commit 10, "
               f"{late:.1f} ms around commit {args.commits:,} ({snaps} snapshots retained)")
+        report["commit_latency"] = {"rows": args.commit_rows, "commits": args.commits, "early_ms": early,
+                                    "late_ms": late, "snapshots": snaps}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -107,6 +107,12 @@ def _quantiles(samples: list[float]) -> str:
            f"max {s[-1] * 1000:7.1f}  (n={len(s)})"
 
 
+def _summary(samples: list[float]) -> dict[str, float]:
+    s = sorted(samples)
+    q = statistics.quantiles(s, n=100, method="inclusive") if len(s) > 1 else s * 99
+    return {"p50": statistics.median(s), "p90": q[89], "p99": q[98], "max": s[-1], "n": len(s)}
+
+
 def bench_engine(env: dict[str, str], runs: int) -> dict[str, list[float]]:
     """In-process engine calls."""
     from k2cli.lake.query import TradeFilter, TradesLake
@@ -178,7 +184,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100, help="in-process runs per query")
     parser.add_argument("--cli-runs", type=int, default=20, help="subprocess runs per command")
     parser.add_argument("--workdir", default="/tmp/k2-query-bench")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results (seconds) to this file")
     args = parser.parse_args()
+    report: dict[str, Any] = {}
     import warnings
 
     warnings.simplefilter("ignore")
@@ -194,7 +202,12 @@ def main() -> None:
             results.update(bench_cli(env, args.cli_runs))
         for name, samples in results.items():
             print(f"  {name:<28} {_quantiles(samples)}")
+        report[str(rows)] = {name: _summary(samples) for name, samples in results.items()}
         print(f"  load average: {os.getloadavg()}")
+    if args.json:
+        import json
+
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

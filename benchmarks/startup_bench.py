@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
 import time
 
 
-def main(runs: int = 21) -> None:
+def main(runs: int = 21, json_path: str | None = None) -> None:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -17,7 +18,18 @@ def main(runs: int = 21) -> None:
     times.sort()
     print(f"k2 --help over {runs} runs: median {statistics.median(times) * 1000:.0f} ms, "
           f"p90 {times[int(0.9 * (runs - 1))] * 1000:.0f} ms, min {times[0] * 1000:.0f} ms")
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump({"runs": runs, "median_s": statistics.median(times), "p90_s": times[int(0.9 * (runs - 1))],
+                       "min_s": times[0]}, fh)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 21)
+    # usage: startup_bench.py [RUNS] [--json FILE]
+    argv = sys.argv[1:]
+    out = None
+    if "--json" in argv:
+        i = argv.index("--json")
+        out = argv[i + 1]
+        del argv[i:i + 2]
+    main(int(argv[0]) if argv else 21, out)
