@@ -21,6 +21,8 @@ import gzip
 import json
 import struct
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -118,6 +120,46 @@ def _avro_records(location: str) -> list[dict[str, Any]]:
 
     with open(local_path(location), "rb") as fh:
         return list(fastavro.reader(fh))
+
+
+_MANIFESTS: OrderedDict[str, list[_Entry]] = OrderedDict()  # immutable files: safe to keep while the process runs
+_MANIFEST_CACHE_MAX = 2048
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What planning needs of one live data-file entry of a manifest."""
+
+    path: str
+    partition: dict[str, Any]
+    record_count: int
+    size: int
+    lower: dict[int, bytes]
+    upper: dict[int, bytes]
+
+
+def _manifest_entries(location: str) -> list[_Entry]:
+    """The live data files of a manifest (cached: manifests are never rewritten in place)."""
+    cached = _MANIFESTS.get(location)
+    if cached is not None:
+        _MANIFESTS.move_to_end(location)
+        return cached
+    entries = []
+    for entry in _avro_records(location):
+        if entry.get("status") == 2:  # DELETED
+            continue
+        data = entry["data_file"]
+        if data.get("content", 0) != 0:
+            raise Unsupported("delete files")
+        if str(data.get("file_format", "PARQUET")).upper() != "PARQUET":
+            raise Unsupported(f"{data.get('file_format')} data files")
+        entries.append(_Entry(local_path(data["file_path"]), data.get("partition") or {}, int(data["record_count"]),
+                              int(data["file_size_in_bytes"]), _bounds(data.get("lower_bounds")),
+                              _bounds(data.get("upper_bounds"))))
+    _MANIFESTS[location] = entries
+    while len(_MANIFESTS) > _MANIFEST_CACHE_MAX:
+        _MANIFESTS.popitem(last=False)
+    return entries
 
 
 def _days(value: Any) -> int | None:
@@ -218,19 +260,12 @@ class MetadataTable:
                     hi = struct.unpack("<i", s["upper_bound"])[0] if s.get("upper_bound") else None
                     if not _overlaps(lo, hi, first_day, last_day):
                         continue
-            for entry in _avro_records(manifest["manifest_path"]):
-                if entry.get("status") == 2:  # DELETED
-                    continue
-                data = entry["data_file"]
-                if data.get("content", 0) != 0:
-                    raise Unsupported("delete files")
-                if str(data.get("file_format", "PARQUET")).upper() != "PARQUET":
-                    raise Unsupported(f"{data.get('file_format')} data files")
+            for entry in _manifest_entries(manifest["manifest_path"]):
                 if day_field is not None and (first_day is not None or last_day is not None):
-                    day = _days((data.get("partition") or {}).get(day_field[1]))
+                    day = _days(entry.partition.get(day_field[1]))
                     if not _overlaps(day, day, first_day, last_day):
                         continue
-                lower, upper = _bounds(data.get("lower_bounds")), _bounds(data.get("upper_bounds"))
+                lower, upper = entry.lower, entry.upper
                 if any(not _contains(lower.get(fid), upper.get(fid), value) for fid, value in wanted.items()):
                     continue
                 lo_ts, hi_ts = _ts(lower.get(ts_id)), _ts(upper.get(ts_id))
@@ -238,8 +273,7 @@ class MetadataTable:
                     continue
                 if flt.until_us is not None and lo_ts is not None and lo_ts >= flt.until_us:
                     continue
-                files.append(DataFile(local_path(data["file_path"]), int(data["record_count"]),
-                                      int(data["file_size_in_bytes"]), lo_ts, hi_ts))
+                files.append(DataFile(entry.path, entry.record_count, entry.size, lo_ts, hi_ts))
         total = int((raw.get("summary") or {}).get("total-data-files") or 0)
         return ScanPlan(int(current), files, max(total, len(files)), (time.perf_counter() - started) * 1000,
                         self.planner)
