@@ -95,12 +95,17 @@ def _panel(summary):  # noqa: ANN001, ANN202 - rich renderable
     from rich.table import Table
 
     table = Table(title=f"k2 stream {summary.exchange} → {summary.topic}", show_header=False, expand=False)
-    state = "[green]connected[/]" if summary.connected else "[red]reconnecting[/]"
+    if summary.status != "running":
+        colour = "green" if summary.status == "completed" else "yellow" if summary.status == "interrupted" else "red"
+        state = f"[{colour}]{summary.status}[/] ({summary.stopped_by})"
+    else:
+        state = "[green]connected[/]" if summary.connected else "[red]reconnecting[/]"
     kafka = "[red]down (buffering)[/]" if summary.kafka_down else "[green]up[/]"
     table.add_row("exchange", f"{state}  {summary.url}")
     table.add_row("kafka", kafka)
     table.add_row("trades", f"received {summary.trades_received:,}  produced {summary.produced:,}  "
-                            f"buffered {summary.buffered:,}  duplicates {summary.duplicates_dropped:,}")
+                            f"buffered {summary.buffered:,}  duplicates {summary.duplicates_dropped:,}"
+                            + (f"  [red]undelivered {summary.undelivered:,}[/]" if summary.undelivered else ""))
     table.add_row("rate", f"{summary.trades_per_second:,.0f} trades/s over {summary.duration_seconds:,.0f}s")
     table.add_row("bad frames", _counts(summary.frame_errors))
     table.add_row("reconnects", _counts(summary.reconnects))
@@ -117,7 +122,7 @@ def _counts(counts: dict) -> str:
 def _run_live(runner_cls, settings, options, console):  # noqa: ANN001, ANN202
     from rich.live import Live
 
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
         runner = runner_cls(settings, options, on_tick=lambda s: live.update(_panel(s)))
         return runner.run()
 
