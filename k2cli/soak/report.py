@@ -96,7 +96,8 @@ def render_text(record: RunRecord, samples: list[Sample], ev: Evaluation) -> str
         lines += ["", "Consumer process", "----------------"]
         lines.append(f"  RSS MB:            {_stats([c.rss_bytes / MB for c in cs])}")
         lines.append(f"  Growth after warm-up: {_num(f.get('consumer_growth_mb'))} MB; leak score "
-                     f"{_num(f.get('consumer_leak_score'), 2)}")
+                     f"{_num(f.get('consumer_leak_score'), 2)} (its steady state taken from "
+                     f"{_num(f.get('consumer_warmup_s'), 0)} s: 30 s after its first commit, or the warm-up)")
         if cs:
             c = cs[-1]
             lines.append(f"  Consumed {_num(c.consumed, 0)}, written {_num(c.written, 0)}, lag {_num(c.lag, 0)}, "

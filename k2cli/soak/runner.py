@@ -43,6 +43,7 @@ from k2cli.soak.scrape import ScrapeError, consumer_reading, fetch, stream_readi
 
 LOG_TAIL_LINES = 25
 POLL_S = 0.25  # how often the waits look at the children and the stop flag
+CONSUMER_RATE_WINDOW_S = 30.0
 
 
 @dataclass
@@ -220,7 +221,7 @@ class SoakRunner:
 
     def _consumer_argv(self, port: int) -> list[str]:
         p = self.plan
-        argv = [sys.executable, "-m", "k2cli", "consume", "--metrics-port", str(port)]
+        argv = [sys.executable, "-m", "k2cli", "consume", "--metrics-port", str(port), "--verbose"]
         if p.topic:
             argv += ["--topics", p.topic]
         if p.consumer_group:
@@ -327,13 +328,13 @@ class SoakRunner:
             if s.messages is not None and dt > 0:
                 s.rate_msg_s = round((s.messages - before) / dt, 3)
         if self.consumer is not None:
-            s.consumer = self._sample_consumer(elapsed, prev)
+            s.consumer = self._sample_consumer(elapsed)
         steady = [x for x in [*self.samples, s] if x.elapsed_s >= self.record.warmup_s]
         if len(steady) >= criteria.MIN_TREND_SAMPLES:
             s.leak_score = round(criteria.leak_score_of(steady), 4)
         return s
 
-    def _sample_consumer(self, elapsed: float, prev: Sample | None) -> ConsumerSample:
+    def _sample_consumer(self, elapsed: float) -> ConsumerSample:
         crss, cvms = self.consumer.memory()
         c = ConsumerSample(rss_bytes=crss, vms_bytes=cvms, rss_mb=round(crss / MB, 3))
         try:
@@ -344,11 +345,16 @@ class SoakRunner:
             return c
         c.consumed = self._delta(r.consumed, "consumer_consumed")
         c.written, c.lag, c.dlq_entries, c.breaker_state = r.written, r.lag, r.dlq_entries, r.breaker_state
-        pc = prev.consumer if prev is not None else None
-        before = pc.consumed if pc is not None and pc.consumed is not None else 0.0
-        dt = elapsed - (prev.elapsed_s if prev is not None else 0.0)
-        if c.consumed is not None and dt > 0:
-            c.rate_msg_s = round((c.consumed - before) / dt, 3)
+        # The consumer counts per committed batch (every few seconds), so its rate is taken over a trailing
+        # window of at least CONSUMER_RATE_WINDOW_S rather than one short interval (which reads 0, 130, 0 ...).
+        since, before = 0.0, 0.0
+        for old in reversed(self.samples):
+            if old.consumer is not None and old.consumer.consumed is not None and \
+                    elapsed - old.elapsed_s >= CONSUMER_RATE_WINDOW_S:
+                since, before = old.elapsed_s, old.consumer.consumed
+                break
+        if c.consumed is not None and elapsed > since:
+            c.rate_msg_s = round((c.consumed - before) / (elapsed - since), 3)
         return c
 
     def _crashed_child(self) -> _Child | None:

@@ -44,9 +44,20 @@ def test_drops_limit_is_a_daily_rate_never_below_one():
     assert criteria.drops_limit(0.05, T) == 1
 
 
-def test_warmup_is_a_tenth_of_the_run_at_most_five_minutes():
-    assert criteria.warmup_seconds(180, T) == pytest.approx(18)
-    assert criteria.warmup_seconds(86400, T) == 300
+@pytest.mark.parametrize(("planned", "warmup"), [(20, 10), (180, 30), (1000, 100), (86400, 300)])
+def test_warmup_is_a_tenth_of_the_run_between_30_s_and_5_minutes(planned, warmup):
+    assert criteria.warmup_seconds(planned, T) == pytest.approx(warmup)
+
+
+def test_consumer_steady_state_starts_30_s_after_its_first_commit():
+    from k2cli.soak.profile import ConsumerSample
+
+    s = samples(n=20, interval=5.0, consumer=lambda t: ConsumerSample(
+        rss_bytes=int(MB * (100 if t < 25 else 180)), vms_bytes=0, rss_mb=0, written=0 if t < 20 else t))
+    assert criteria.consumer_warmup(s, 10.0) == 50.0
+    assert criteria.consumer_warmup(s, 90.0) == 90.0
+    ev = evaluate(record(planned=100, interval=5, warmup=10, consumer=True), s)
+    assert by_name(ev, "consumer memory growth").status is Status.PASS  # the 100 -> 180 MB load step is warm-up
 
 
 def test_thresholds_from_settings_override_only_soak_names():
