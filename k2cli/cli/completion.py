@@ -28,7 +28,7 @@ def command_tree() -> Tree:
                 continue
             if param.param_type_name == "option":
                 options.extend(o for o in param.opts + param.secondary_opts if o not in _SKIP)
-            elif hasattr(param.type, "choices"):
+            elif hasattr(getattr(param, "type", None), "choices"):  # TyperArgument may have no .type
                 choices.extend(str(c) for c in param.type.choices)
         options.append("--help")
         tree[path] = {"commands": sorted(subs), "options": sorted(set(options)), "choices": choices}
