@@ -92,3 +92,13 @@ def test_checklist_catalogue():
     with pytest.raises(ConfigError, match="--pre or --post"):
         CHECKLISTS["deploy"].build(Options())
     assert Status.MANUAL.value == "MANUAL"
+
+
+def test_every_threshold_is_used_by_a_step():
+    from k2cli.checks import thresholds
+    from k2cli.checks.checklists import streaming
+
+    checklists = [*every_checklist(), streaming.build(Options(exchange="kraken"))]
+    listed = {name for c in checklists for s in c.steps for name in s.thresholds}
+    assert listed <= set(thresholds.THRESHOLDS), "a step lists an unknown threshold"
+    assert set(thresholds.THRESHOLDS) - listed == set(), "thresholds no step uses"

@@ -224,7 +224,7 @@ def run_probe(ctx: Context) -> Result:
     ex = ctx.options.exchange
     interval = ctx.threshold("rotation_test_interval_s")
     ping = ctx.threshold("heartbeat_test_interval_s")
-    duration = interval * (ctx.threshold("rotation_test_min_rotations") + 1) + 2
+    duration = ctx.threshold("resilience_probe_s")
     sim = pipeline.start_simulator(ctx, ex, symbols=_symbols(ctx), rate=50)
     ctx.progress(f"k2 stream {ex} for {duration:g} s: rotation every {interval:g} s, ping every {ping:g} s")
     run = pipeline.stream_run(ctx, ex, sim.url, duration=duration,
@@ -619,7 +619,7 @@ def build(options: Options) -> Checklist:
             Step("resilience.stream-probe", "Stream with short rotation and ping intervals",
                  "k2 stream runs against the simulator with rotation every 2 s and pings every 1 s, /metrics "
                  "scraped.", run_probe, depends_on=("resilience.broker", "resilience.registry"),
-                 thresholds=("rotation_test_interval_s", "heartbeat_test_interval_s")),
+                 thresholds=("rotation_test_interval_s", "heartbeat_test_interval_s", "resilience_probe_s")),
             Step("resilience.baseline", "Baseline metrics captured",
                  "Stream RSS, ssl_verify and the leak-detection score are recorded.", measure_baseline,
                  depends_on=probe),
