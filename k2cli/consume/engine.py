@@ -36,7 +36,7 @@ from k2cli.reliability.breaker import BreakerState, CircuitBreaker
 from k2cli.reliability.dlq import DeadLetterQueue, DLQEntry, iter_entries
 from k2cli.reliability.retry import Backoff
 from k2cli.reliability.sequence import GAP_EVENTS, SequenceTracker
-from k2cli.settings import Settings
+from k2cli.settings import Settings, ensure_writable_dir
 
 log = logging.getLogger("k2.consume")
 
@@ -400,6 +400,7 @@ class ConsumeEngine:
         from k2cli.kafka.registry import RegistryClient
 
         t0 = self._clock()
+        ensure_writable_dir(self.settings.dlq_path, "K2_DLQ_DIR")
         claim = claim_instance_id(self.options.group, self.settings.kafka_bootstrap_servers,
                                   self.options.instance_id or self.settings.consumer_instance_id)
         self.stats.instance_id = claim.instance_id

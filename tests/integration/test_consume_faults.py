@@ -343,3 +343,55 @@ def test_commit_latency_stays_flat_and_expiry_keeps_every_partitions_offsets(tmp
     assert len(files) < 2 * (100 + 20) + 40, f"{len(files)} metadata files: expired snapshots' files not removed"
     scanned = load_table({"K2_DATA_DIR": str(tmp_path)}).scan().to_arrow()
     assert scanned.num_rows == 300 * 500 + 10
+
+
+def test_unwritable_dlq_stops_the_consumer_before_the_poison_offset_is_committed(topic, unique, k2_env):
+    p = Producer(topic)
+    p.send_trades([make_trade(i) for i in range(40)], partition_of=lambda i: 0)
+    p.flush()
+    port = free_port()
+    proc = start_consume(k2_env, "--topics", topic, "--batch-size", "20", "--flush-interval", "0.2",
+                         "--group", f"g-{unique}", metrics_port=port)
+    try:
+        wait_for(lambda: _recorded(k2_env) == 40, timeout=60, what="the valid records written")
+        dlq = Path(k2_env["K2_DLQ_DIR"])
+        dlq.rmdir()
+        dlq.write_text("the DLQ directory is now a file")  # unwritable, even for root
+        p.send(b"\x09poison", partition=0)
+        p.send_trades([make_trade(100 + i) for i in range(5)], partition_of=lambda i: 0)
+        p.flush()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3
+    lines = [line for line in err.splitlines() if line.startswith("k2: error:")]
+    assert len(lines) == 1 and "dead-letter queue" in lines[0] and "K2_DLQ_DIR" in lines[0]
+    assert "Traceback" not in err
+    assert _recorded(k2_env) == 40  # the poison's offset (40) and everything after it stay uncommitted
+    assert len(table_rows(k2_env)) == 40
+
+
+def test_writers_fence_stale_batches_and_retry_concurrent_commits(tmp_path):
+    """Two writers on one table: a commit racing another is retried on fresh metadata with all offsets carried;
+    a batch whose offsets another writer already committed is refused (CommitConflict)."""
+    import pyarrow as pa
+
+    from k2cli import trade
+    from k2cli.lake.catalog import open_catalog
+    from k2cli.lake.writer import CommitConflict, TableWriter
+    from k2cli.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    w1 = TableWriter(open_catalog(settings), "market_data.trades_v2")
+    w2 = TableWriter(open_catalog(settings), "market_data.trades_v2")  # loads the table now: soon stale
+    rows = pa.Table.from_pylist([make_trade(i) for i in range(10)], schema=trade.arrow_schema())
+    w1.commit(rows, {("t", 0): (0, 10)}, {("t", 0): None}, records=10)
+    result = w2.commit(rows.slice(0, 5), {("t", 1): (0, 5)}, {("t", 1): None}, records=5)
+    assert result.attempts >= 2  # the first attempt hit the concurrent commit (CommitFailedException)
+    assert result.offsets == {("t", 0): 10, ("t", 1): 5}
+    with pytest.raises(CommitConflict, match=r"t\[0\] expected None found 10"):
+        w2.commit(rows, {("t", 0): (0, 10)}, {("t", 0): None}, records=10)
+    w1.commit(rows, {("t", 0): (10, 20)}, {("t", 0): 10}, records=10)
+    assert w2.offsets() == {("t", 0): 20, ("t", 1): 5}
+    assert load_table({"K2_DATA_DIR": str(tmp_path)}).scan().to_arrow().num_rows == 25
