@@ -115,6 +115,28 @@ def test_report_rerenders_from_the_files(three_minute_soak):
     assert (out / "binance_soak_chart.svg").exists()
 
 
+def test_leaking_child_fails_on_the_leak_criterion(tmp_path, k2_env, unique):
+    """The stream's test-only fault K2_DEBUG_LEAK_MB_PER_MIN makes the child retain memory at a steady rate."""
+    require("kafka", "schema-registry")
+    topic = f"test.soak.leak.{unique}"
+    out = tmp_path / "out"
+    env = dict(k2_env, K2_DEBUG_LEAK_MB_PER_MIN="20")  # inherited by the stream child
+    with simulator("binance", ["--rate", str(RATE), "--symbols", "BTCUSDT"], env, tmp_path) as url:
+        proc = subprocess.run(soak_cmd(url, out, topic, "--minutes", "1.5", "--sample-interval", "2", "--symbols",
+                                       "BTCUSDT"), env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    summary = json.loads(proc.stdout)
+    by_name = {c["name"]: c for c in summary["criteria"]}
+    assert by_name["stream leak score"]["status"] == "FAIL", by_name["stream leak score"]
+    assert summary["figures"]["stream_leak_score"] > 0.9  # ~1,200 MiB/h scores about 0.99
+    assert summary["figures"]["stream_slope_mb_per_h"] > 600
+    assert by_name["stream RSS below hard limit"]["status"] == "PASS"  # judged as a leak, not stopped by the limit
+    assert by_name["message rate"]["status"] == "PASS" and summary["status"] == "completed"
+    samples = profile(out)
+    assert len(samples) == 45 and samples[-1]["rss_mb"] - samples[0]["rss_mb"] > 15
+    assert "FAIL   stream leak score" in (out / "binance_soak_test_report.txt").read_text()
+
+
 def test_killed_child_fails_with_the_signal_and_its_last_log_lines(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.soak.kill.{unique}"
