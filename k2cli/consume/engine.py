@@ -228,6 +228,7 @@ class ConsumeEngine:
                                       reset_timeout=settings.breaker_reset_timeout,
                                       on_change=self._breaker_changed, clock=clock)
         self.last_error = ""
+        self._kafka_warned: dict[str, float] = {}
 
     # ------------------------------------------------------------ control
 
@@ -306,7 +307,14 @@ class ConsumeEngine:
             log.error("%s", self.last_error)
             self.request_stop("kafka_fatal")
         else:
-            log.warning("Kafka: %s", err.str())
+            self._warn_kafka(err.str())
+
+    def _warn_kafka(self, text: str) -> None:
+        """Log a Kafka error, each distinct one at most every 30 s (the client repeats them while they last)."""
+        now = self._clock()
+        if now - self._kafka_warned.get(text, -1e9) >= 30:
+            self._kafka_warned[text] = now
+            log.warning("Kafka: %s", text)
 
     def _on_commit(self, err: Any, partitions: Any) -> None:
         if err is not None:
@@ -428,6 +436,8 @@ class ConsumeEngine:
             self.stats.started = self._clock()
             self.stats.startup_seconds = self.stats.started - t0
             self._loop()
+            if self._stop_reason == "kafka_fatal":
+                raise ConsumeFailed(self.last_error, setting="K2_KAFKA_BOOTSTRAP_SERVERS")
         except BaseException:
             self._failed = True
             raise
@@ -507,7 +517,7 @@ class ConsumeEngine:
                 else:
                     self.stats.add_error("kafka")
                     self.metrics.errors.labels("kafka").inc()
-                    log.warning("Kafka: %s", err.str())
+                    self._warn_kafka(err.str())
         self._decode(good)
 
     def _decode(self, messages: list[Any]) -> None:
@@ -663,12 +673,16 @@ class ConsumeEngine:
                                 value=p.value, record=p.record) for p in fresh]
             self._dlq.write(entries)
             self._dlq_index.add(fresh)
+        for p in fresh:
+            log.warning("dead-lettered %s[%d]@%d: %s: %s", p.topic, p.partition, p.offset, p.error_type, p.error)
+
+    def _count_dead_lettered(self, poison: list[Poison]) -> None:
+        """Statistics and metrics of a committed batch's poison records."""
         self.stats.dlq_entries += len(poison)
         for p in poison:
             self.stats.add_error(p.error_type)
             self.metrics.dlq_entries.labels(p.error_type).inc()
             self.metrics.errors.labels(p.error_type).inc()
-            log.warning("dead-lettered %s[%d]@%d: %s: %s", p.topic, p.partition, p.offset, p.error_type, p.error)
 
     def _write_failed(self, exc: WriteUnavailable) -> None:
         self.last_error = str(exc)
@@ -717,6 +731,7 @@ class ConsumeEngine:
                 self._expected[tp] = nxt
         written = built.table.num_rows
         self.stats.written += written
+        self._count_dead_lettered(built.poison)
         self.stats.snapshots += 0 if result.already_committed else 1
         self.stats.snapshots_expired += result.expired
         self.stats.commit_seconds.append(result.seconds)
@@ -735,6 +750,9 @@ class ConsumeEngine:
         for topic, n in consumed.items():
             self.metrics.consumed.labels(topic).inc(n)
         self._track_sequences(built)
+        log.info("committed snapshot %s: %d rows, %d dead-lettered, %s in %.0f ms%s", result.snapshot_id, written,
+                 len(built.poison), ", ".join(f"{t}[{p}] {a}..{b}" for (t, p), (a, b) in sorted(built.ranges.items())),
+                 result.seconds * 1000, f", {result.expired} snapshots expired" if result.expired else "")
         try:
             self._consumer.commit(offsets=[KTP(t, p, nxt) for (t, p), (_, nxt) in built.ranges.items()],
                                   asynchronous=True)
