@@ -137,6 +137,35 @@ def test_leaking_child_fails_on_the_leak_criterion(tmp_path, k2_env, unique):
     assert "FAIL   stream leak score" in (out / "binance_soak_test_report.txt").read_text()
 
 
+def test_consumer_soak_samples_and_judges_the_consumer_too(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    topic = f"test.soak.consumer.{unique}"
+    create_topic(topic)
+    out = tmp_path / "out"
+    with simulator("binance", ["--rate", str(RATE), "--symbols", "BTCUSDT"], k2_env, tmp_path) as url:
+        proc = subprocess.run(soak_cmd(url, out, topic, "--minutes", "1.5", "--sample-interval", "3", "--symbols",
+                                       "BTCUSDT", "--consumer", "--group", f"test-soak-{unique}"),
+                              env=k2_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1, 2), proc.stdout + proc.stderr
+    summary = json.loads(proc.stdout)
+    by_name = {c["name"]: c for c in summary["criteria"]}
+    assert summary["status"] == "completed"
+    for name in ("consumer RSS below hard limit", "data integrity errors", "ran the planned duration"):
+        assert by_name[name]["status"] == "PASS", by_name[name]
+    assert by_name["consumer memory growth"]["status"] in ("PASS", "FAIL")  # measured, whatever it shows
+    assert by_name["consumer leak score"]["status"] in ("PASS", "FAIL")
+    assert "consumer dead-lettered 0" in by_name["data integrity errors"]["measured"]
+    samples = profile(out)
+    assert len(samples) == 30 and all(s["consumer"]["rss_mb"] > 10 for s in samples)
+    last = samples[-1]["consumer"]
+    assert last["written"] > 0.5 * RATE * 60 and last["dlq_entries"] == 0 and last["breaker_state"] == 0
+    assert 0.5 * RATE < last["rate_msg_s"] < 1.5 * RATE  # per 30 s window, not per batch
+    record = run_record(out)
+    assert record["consumer_exit"] == 0 and record["stream_exit"] == 0  # both stopped gracefully
+    assert "consumer RSS" in (out / "binance_soak_chart.svg").read_text()
+    assert "Consumer process" in (out / "binance_soak_test_report.txt").read_text()
+
+
 def test_killed_child_fails_with_the_signal_and_its_last_log_lines(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.soak.kill.{unique}"
