@@ -170,10 +170,10 @@ class StreamRunner(SessionHandler):
         self._header = b""
         self._session: Session | None = None
         self._started = 0.0
-        self._last_frame_wall = 0.0
         self._reported = {"produced": 0, "duplicates": 0}
         self._leak: list[bytearray] = []
         self._latency_at = 0
+        self._last_ingest = 0
 
     # ------------------------------------------------------------------ set-up
 
@@ -235,13 +235,13 @@ class StreamRunner(SessionHandler):
         self._session = Session(self.session_config, self)
         if self.settings.ssl_verify is False:
             log.warning("TLS certificate verification is OFF (--insecure): the exchange's identity is not checked")
-        tasks = [asyncio.create_task(self._ticker(), name="ticker"),
-                 asyncio.create_task(self._memory(), name="memory"),
-                 asyncio.create_task(self._dlq_flusher(), name="dlq")]
+        tasks = [asyncio.create_task(self._guard(self._ticker(), "the ticker")),
+                 asyncio.create_task(self._guard(self._memory(), "the memory sampler")),
+                 asyncio.create_task(self._guard(self._dlq_flusher(), "the dead-letter writer"))]
         if self.settings.debug_leak_mb_per_min > 0:
             log.warning("debug fault on: retaining %.1f MiB per minute (K2_DEBUG_LEAK_MB_PER_MIN)",
                         self.settings.debug_leak_mb_per_min)
-            tasks.append(asyncio.create_task(self._debug_leak(), name="debug-leak"))
+            tasks.append(asyncio.create_task(self._guard(self._debug_leak(), "the debug leak")))
         error: BaseException | None = None
         try:
             await self._session.run(stop)
@@ -260,6 +260,19 @@ class StreamRunner(SessionHandler):
         await self._shutdown(error)
         if error is not None:
             raise error
+
+    async def _guard(self, coro: Any, what: str) -> None:
+        """Run a background task; if it fails, stop the stream loudly instead of carrying on without it."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("%s failed; stopping", what)
+            if self.fatal is None:
+                self.fatal = exc if isinstance(exc, K2Error) else K2Error(f"{what} failed: {exc}")
+            assert self._stop is not None
+            self._stop.set()
 
     def _on_signal(self) -> None:
         if not self.summary.stopped_by:
@@ -303,7 +316,7 @@ class StreamRunner(SessionHandler):
     def on_frame(self, conn: Connection, raw: str | bytes) -> int:
         """One frame: parse, drop duplicates, encode and queue for Kafka."""
         self.summary.frames += 1
-        ingest = time.time_ns() // 1000
+        self._last_ingest = ingest = time.time_ns() // 1000
         try:
             parsed = self._parser.parse(raw, ingest)
         except FrameError as exc:
@@ -467,6 +480,8 @@ class StreamRunner(SessionHandler):
         summ.buffered = (producer.pending if producer else 0) + len(self._pending)
         m.queue.set(summ.buffered)
         summ.kafka_down = bool(producer and producer.broker_down)
+        if self._last_ingest:
+            m.last_message.set(self._last_ingest / 1e6)
         elapsed = time.monotonic() - self._started if self._started else 0.0
         summ.duration_seconds = round(elapsed, 3)
         summ.trades_per_second = round(delivered / elapsed, 1) if elapsed > 0 else 0.0
