@@ -1,27 +1,26 @@
-# NOTE (issue-8 engineer, 2026-11-23 18:31): this file accidentally replaced an uncommitted stream_bench.py
-# that another engineer was writing (flags --runs/--seconds, per-run trades/s median/min, RSS median/max, stream
-# and simulator CPU %, load average). That version could not be recovered. If it was yours, restore or rewrite
-# it; benchmarks/run_all.py only needs `--runs N --duration S --json FILE` writing {"median": {"trades_per_sec",
-# "peak_rss_mb", ...}}.
-"""`k2 stream` throughput and memory on this machine: the simulator at full speed into the real broker.
+"""Benchmark `k2 stream`: the simulator at full speed (--rate 0, its own process) into the real broker.
 
-Each run starts `k2 simulate binance --rate 0` (trades as fast as the client reads) and `k2 stream binance
---duration S` into a fresh topic, both as subprocesses, and reports the stream's own summary (trades produced
-and acknowledged per second over the run, connection set-up included) and its peak RSS (wait4 ru_maxrss).
-The simulator is Python too and shares the 2 cores with the stream and the broker, so this is the rate of
-the whole local loop, not of the stream alone.
+Measures, after a warm-up, the per-second rate of trades acknowledged by Kafka (from the stream's
+k2_stream_messages_produced_total, scraped every second) and the stream process's RSS, and prints medians
+per run and over runs, with the CPU used by the stream and by the simulator.
 
-    python benchmarks/stream_bench.py                     # 3 runs of 20 s, BTCUSDT,ETHUSDT
-    python benchmarks/stream_bench.py --runs 5 --duration 30 --json /tmp/stream.json
+    python benchmarks/stream_bench.py                       # binance, 3 runs of 30 s
+    python benchmarks/stream_bench.py --exchange kraken --kraken-version 2 --runs 5 --seconds 20
+    python benchmarks/stream_bench.py --runs 3 --duration 20 --json FILE   # as benchmarks/run_all.py calls it
+
+Needs the local stack (Kafka localhost:9092, registry localhost:8081). Each run uses its own topic, deleted
+afterwards. Not a test: the figures depend on the machine and on what else runs on it; the load average at
+the start of each run is printed next to its figures. The simulator is Python too and shares the cores with
+the stream and the broker.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -30,82 +29,158 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import httpx
+import psutil
+
+SYMBOLS = {"binance": "BTCUSDT,ETHUSDT,SOLUSDT,BNBUSDT", "kraken": "BTC/USD,ETH/USD,SOL/USD,DOGE/USD"}
 
 
-def _env(work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
-    env.update({"K2_HOME": str(work / "home"), "K2_DATA_DIR": str(work / "data"), "K2_DLQ_DIR": str(work / "dlq")})
-    return env
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-def one_run(duration: float, symbols: str) -> dict:
-    """One simulator + stream run; the stream's summary figures and peak RSS."""
-    work = Path(tempfile.mkdtemp(prefix="k2-stream-bench-"))
-    env = _env(work)
-    url_file = work / "url"
-    sim = subprocess.Popen([sys.executable, "-m", "k2cli", "simulate", "binance", "--port", "0", "--rate", "0",
-                            "--symbols", symbols, "--url-file", str(url_file), "--format", "json"],
-                           env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    topic = f"bench.stream.{uuid.uuid4().hex[:8]}"
+def _produced(port: int) -> float | None:
     try:
-        deadline = time.monotonic() + 30
-        while not (url_file.exists() and url_file.read_text().strip()):
-            if sim.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("k2 simulate did not start")
-            time.sleep(0.05)
-        url = url_file.read_text().strip()
-        proc = subprocess.Popen([sys.executable, "-m", "k2cli", "stream", "binance", "--url", url, "--symbols",
-                                 symbols, "--topic", topic, "--duration", str(duration), "--metrics-port", "0",
-                                 "--format", "json"], env=env, cwd=str(ROOT), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-        out, err = proc.stdout.read(), proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            raise SystemExit(f"k2 stream failed ({proc.returncode}): {err.decode()[-2000:]}")
-        text = out.decode()
-        summary = json.loads(text[text.index("{"):])
-    finally:
-        if sim.poll() is None:
-            sim.send_signal(signal.SIGTERM)
-            try:
-                sim.wait(10)
-            except subprocess.TimeoutExpired:
-                sim.kill()
-        _delete_topic(topic)
-    return {"trades_per_sec": summary["trades_per_second"], "produced": summary["produced"],
-            "peak_rss_mb": usage.ru_maxrss / 1024, "final_rss_mb": summary["rss_bytes"] / 2**20,
-            "duration_s": summary["duration_seconds"]}
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("k2_stream_messages_produced_total{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
-def _delete_topic(topic: str) -> None:
+def _delete_topic(topic: str, bootstrap: str) -> None:
     from confluent_kafka.admin import AdminClient
 
-    with contextlib.suppress(Exception):
-        AdminClient({"bootstrap.servers": os.environ.get("K2_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")}) \
-            .delete_topics([topic])[topic].result(30)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        admin.delete_topics([topic], operation_timeout=30)[topic].result(30)
+    except Exception as exc:  # noqa: BLE001 - cleanup only
+        print(f"  (could not delete {topic}: {exc})", file=sys.stderr)
+
+
+def run_once(args: argparse.Namespace, tmp: Path) -> dict:
+    """One run: simulator + stream; per-second rates and RSS after the warm-up."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
+    env.update(K2_HOME=str(tmp / "home"), K2_DLQ_DIR=str(tmp / "dlq"), K2_MEMORY_SAMPLE_INTERVAL="1",
+               K2_KAFKA_BOOTSTRAP_SERVERS=args.bootstrap, K2_SCHEMA_REGISTRY_URL=args.registry)
+    url_file = tmp / f"sim-{uuid.uuid4().hex[:6]}.url"
+    sim = subprocess.Popen([sys.executable, "-m", "k2cli", "simulate", args.exchange, "--rate", "0", "--port", "0",
+                            "--symbols", args.symbols, "--ping-interval", "0", "--url-file", str(url_file)],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    topic = f"bench.stream.{args.exchange}.{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    stream = None
+    try:
+        deadline = time.monotonic() + 30
+        while not url_file.exists() or not url_file.read_text().strip():
+            if sim.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("k2 simulate failed to start")
+            time.sleep(0.05)
+        url = url_file.read_text().strip() + ("/v2" if args.exchange == "kraken" and args.kraken_version == 2 else "")
+        load = os.getloadavg()[0]
+        stream = subprocess.Popen([sys.executable, "-m", "k2cli", "stream", args.exchange, "--url", url,
+                                   "--symbols", args.symbols, "--topic", topic, "--metrics-port", str(port),
+                                   "--duration", str(args.warmup + args.seconds + 2), "--format", "json"],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc, sim_proc = psutil.Process(stream.pid), psutil.Process(sim.pid)
+        while _produced(port) is None:
+            if stream.poll() is not None:
+                raise SystemExit(f"k2 stream failed: {stream.stderr.read()[-2000:]}")
+            time.sleep(0.1)
+        started = time.monotonic()
+        samples = []  # (t, produced, rss)
+        peak_rss = proc.memory_info().rss
+        cpu_stream, cpu_sim = proc.cpu_times(), sim_proc.cpu_times()
+        while time.monotonic() - started < args.warmup + args.seconds:
+            time.sleep(1.0)
+            produced = _produced(port)
+            if produced is None:
+                break
+            samples.append((time.monotonic() - started, produced, proc.memory_info().rss))
+            peak_rss = max(peak_rss, samples[-1][2])
+        cpu_stream_end, cpu_sim_end = proc.cpu_times(), sim_proc.cpu_times()
+        out, _err = stream.communicate(timeout=120)
+        summary = json.loads(out[out.index("{"):]) if "{" in out else {}
+    finally:
+        if stream is not None and stream.poll() is None:
+            stream.send_signal(signal.SIGTERM)
+            stream.wait(60)
+        sim.send_signal(signal.SIGTERM)
+        sim.wait(30)
+        _delete_topic(topic, args.bootstrap)
+    window = [s for s in samples if s[0] > args.warmup]
+    rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(window, window[1:], strict=False)]
+    rss = [s[2] for s in window]
+    span = samples[-1][0] - samples[0][0] if len(samples) > 1 else 1.0
+
+    def cpu(a, b):  # noqa: ANN001, ANN202
+        return round(100 * ((b.user - a.user) + (b.system - a.system)) / span, 1)
+
+    return {
+        "trades_per_s_median": round(statistics.median(rates), 1) if rates else 0.0,
+        "trades_per_s_min": round(min(rates), 1) if rates else 0.0,
+        "rss_mib_median": round(statistics.median(rss) / 2**20, 1) if rss else 0.0,
+        "rss_mib_max": round(peak_rss / 2**20, 1),
+        "stream_cpu_percent": cpu(cpu_stream, cpu_stream_end),
+        "simulator_cpu_percent": cpu(cpu_sim, cpu_sim_end),
+        "load_average_at_start": round(load, 2),
+        "produced_total": summary.get("produced"),
+        "undelivered": summary.get("undelivered"),
+        "status": summary.get("status"),
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=20.0, help="seconds per stream run")
-    ap.add_argument("--symbols", default="BTCUSDT,ETHUSDT")
-    ap.add_argument("--json", type=Path, default=None, help="also write the results to this file as JSON")
-    args = ap.parse_args()
-    runs = []
-    for i in range(args.runs):
-        r = one_run(args.duration, args.symbols)
-        runs.append(r)
-        print(f"  run {i + 1}: {r['trades_per_sec']:>8,.0f} trades/s  produced {r['produced']:,}  "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB  final RSS {r['final_rss_mb']:.0f} MB", flush=True)
-    med = {k: statistics.median(r[k] for r in runs) for k in ("trades_per_sec", "peak_rss_mb", "final_rss_mb")}
-    print(f"k2 stream, median of {len(runs)} runs of {args.duration:g} s: {med['trades_per_sec']:,.0f} trades/s, "
-          f"peak RSS {med['peak_rss_mb']:.0f} MB")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exchange", choices=("binance", "kraken"), default="binance")
+    parser.add_argument("--kraken-version", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--symbols", default=None)
+    parser.add_argument("--seconds", "--duration", dest="seconds", type=float, default=30.0,
+                        help="measured seconds per run (after the warm-up)")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--bootstrap", default="localhost:9092")
+    parser.add_argument("--registry", default="http://localhost:8081")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this file "
+                        '(with "median": {"trades_per_sec", "peak_rss_mb", "steady_rss_mb"} for run_all.py)')
+    args = parser.parse_args()
+    args.symbols = args.symbols or SYMBOLS[args.exchange]
+    label = args.exchange + (f" v{args.kraken_version}" if args.exchange == "kraken" else "")
+    print(f"k2 stream benchmark: {label}, symbols {args.symbols}, {args.runs} runs x {args.seconds:g}s "
+          f"(+{args.warmup:g}s warm-up), simulator at full speed, {psutil.cpu_count()} CPUs", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="k2-stream-bench-") as tmp:
+        for i in range(args.runs):
+            r = run_once(args, Path(tmp))
+            results.append(r)
+            print(f"  run {i + 1}: {r['trades_per_s_median']:>9,.0f} trades/s (min {r['trades_per_s_min']:,.0f})"
+                  f"  RSS median {r['rss_mib_median']:.1f} MiB (max {r['rss_mib_max']:.1f})"
+                  f"  CPU stream {r['stream_cpu_percent']}% simulator {r['simulator_cpu_percent']}%"
+                  f"  load {r['load_average_at_start']}  [{r['status']}, undelivered {r['undelivered']}]", flush=True)
+    overall = {
+        "exchange": label,
+        "runs": len(results),
+        "trades_per_s_median": statistics.median(r["trades_per_s_median"] for r in results),
+        "rss_mib_median": statistics.median(r["rss_mib_median"] for r in results),
+        "rss_mib_max": max(r["rss_mib_max"] for r in results),
+        "per_run": results,
+    }
+    print(f"median over runs: {overall['trades_per_s_median']:,.0f} trades/s, steady RSS median "
+          f"{overall['rss_mib_median']:.1f} MiB (max {overall['rss_mib_max']:.1f} MiB)")
+    print(json.dumps(overall))
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "median": med, "duration_s": args.duration,
-                                         "symbols": args.symbols}, indent=2))
+        runs = [{"trades_per_sec": r["trades_per_s_median"], "peak_rss_mb": r["rss_mib_max"],
+                 "steady_rss_mb": r["rss_mib_median"], **r} for r in results]
+        args.json.write_text(json.dumps({
+            "runs": runs, "duration_s": args.seconds, "symbols": args.symbols, "exchange": label,
+            "median": {"trades_per_sec": overall["trades_per_s_median"],
+                       "peak_rss_mb": statistics.median(r["rss_mib_max"] for r in results),
+                       "steady_rss_mb": overall["rss_mib_median"]},
+        }, indent=2))
 
 
 if __name__ == "__main__":
