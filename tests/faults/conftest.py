@@ -52,7 +52,10 @@ def render(rows: list[dict]) -> list[str]:
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
-    lines.append("recovery: " + "; ".join(sorted({f"{r['scenario']}: {r['recovery_means']}" for r in rows})))
+    means: dict[str, list[str]] = {}
+    for r in rows:
+        means.setdefault(r["recovery_means"], []).append(r["scenario"])
+    lines.append("recovery s = " + "; ".join(f"{m} ({', '.join(names)})" for m, names in means.items()))
     notes = [f"{r['scenario']}: {r['notes']}" for r in rows if r.get("notes")]
     if notes:
         lines.append("notes: " + " | ".join(notes))
