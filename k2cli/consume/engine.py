@@ -23,6 +23,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +162,17 @@ class ConsumeStats:
         }
 
 
+@dataclass
+class _Commit:
+    """A batch handed to the committer thread (future None: its last attempt failed, to be retried)."""
+
+    batch: Batch
+    built: Built
+    expected: dict[TopicPartition, int | None]
+    future: Future | None = None
+    started: float = 0.0
+
+
 class _DlqIndex:
     """(topic, partition, offset) of records already dead-lettered, so a re-read never writes a second entry."""
 
@@ -211,6 +223,8 @@ class ConsumeEngine:
         self._batch: Batch | None = None
         self._pending: list[Any] = []
         self._pool: Any = None
+        self._commit: _Commit | None = None
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-commit")
         self._inflight: deque[tuple[Batch, Reserved, Any]] = deque()
         self._paused = False
         self._rebalanced = False
@@ -340,6 +354,7 @@ class ConsumeEngine:
         from confluent_kafka import OFFSET_BEGINNING
 
         self._rebalanced = True
+        self._settle(block=True)  # the writer is the committer thread's until its commit is done
         offsets = self._table_offsets()
         for p in partitions:
             tp = (p.topic, p.partition)
@@ -375,12 +390,13 @@ class ConsumeEngine:
         revoked = {(p.topic, p.partition) for p in partitions}
         self._drain()
         self._put_back_pending()
+        self._settle(block=True, force=True)
         batch = self._batch
-        if batch is not None and len(batch) and set(batch.ranges) & revoked and not self._flush(force=True):
-            dropped = batch.drop(revoked)
-            self._uncount(dropped)
-            log.warning("rebalance: %d unwritten records of revoked partitions dropped (the new owner reads "
-                        "them from the table offsets)", dropped)
+        if batch is not None and len(batch) and set(batch.ranges) & revoked and self._flush(force=True):
+            self._settle(block=True, force=True)
+        if self._commit is not None or (self._batch is not None and set(self._batch.ranges) & revoked):
+            # Not writable now: forget what is unwritten; the new owners read it again from the table offsets.
+            self._reset_to_table(exclude=revoked, reason="rebalance with unwritten records")
         for tp in revoked:
             self._positions.pop(tp, None)
             self._expected.pop(tp, None)
@@ -390,9 +406,10 @@ class ConsumeEngine:
         self._rebalanced = True
         lost = {(p.topic, p.partition) for p in partitions}
         self._drain()
-        self._pending = [m for m in self._pending if (m.topic(), m.partition()) not in lost]
-        if self._batch is not None:
-            self._uncount(self._batch.drop(lost))
+        self._put_back_pending()
+        self._settle(block=True)
+        if self._commit is not None or (self._batch is not None and set(self._batch.ranges) & lost):
+            self._reset_to_table(exclude=lost, reason="partitions lost")
         for tp in lost:
             self._positions.pop(tp, None)
             self._expected.pop(tp, None)
@@ -468,9 +485,14 @@ class ConsumeEngine:
             assert batch is not None
             remaining = self._remaining()
             if self.stopping:
-                self._flush(force=True)
+                self._drain()
+                self._settle(block=True, force=True)
+                if self._flush(force=True):
+                    self._settle(block=True, force=True)
                 self.stats.stopped_by = self._stop_reason or "signal"
                 return
+            if self._commit is not None:
+                self._settle(block=False)
             if self._inflight:
                 self._collect(block=len(self._inflight) >= 2 * max(1, self.options.workers))
             if self._pending:
@@ -480,12 +502,16 @@ class ConsumeEngine:
                 self._flush()
                 batch = self._batch
             if remaining == 0 and not len(batch) and not self._pending and not self._inflight:
-                self.stats.stopped_by = "max_messages"
-                return
+                self._settle(block=True)
+                if self._commit is None:
+                    self.stats.stopped_by = "max_messages"
+                    return
+                continue  # the last batch's commit failed: retried (consumption stays paused)
             room = batch_size - len(batch) - len(self._pending)
             if remaining is not None:
                 room = min(room, remaining - len(self._pending))
-            accepting = room > 0 and not self._pending and self.breaker.allow() and self._next_attempt <= now
+            failing = self._commit is not None and self._commit.future is None
+            accepting = room > 0 and not self._pending and not failing and self._next_attempt <= now
             if not accepting:
                 self._set_paused(True)
                 self._rebalanced = False
@@ -638,32 +664,65 @@ class ConsumeEngine:
     # ------------------------------------------------------------ flushing
 
     def _flush(self, force: bool = False) -> bool:
-        """Write the batch; True when it is done (written, or dropped after a conflict)."""
+        """Hand the batch to the committer thread; False while an earlier batch still cannot be written."""
         self._drain()
         batch = self._batch
         assert batch is not None and self._writer is not None
         if not len(batch):
             return True
-        if not self.breaker.allow() or (not force and self._clock() < self._next_attempt):
-            return False
+        if self._commit is not None:
+            self._settle(block=True, force=force)
+            if self._commit is not None:
+                return False
+            batch = self._batch  # a conflict may have replaced it
+            if not len(batch):
+                return True
         built = batch.build()
         if built.poison and not batch.dlq_written:
             self._dead_letter(built.poison)  # DLQWriteError stops the consumer: nothing committed past it
             batch.dlq_written = True
         expected = {tp: self._expected.get(tp) for tp in built.ranges}
-        started = time.perf_counter()
-        try:
-            result = self._writer.commit(built.table, built.ranges, expected, records=built.records,
-                                         dlq_records=len(built.poison))
-        except CommitConflict as exc:
-            self._conflict(exc)
-            return True
-        except WriteUnavailable as exc:
-            self._write_failed(exc)
-            return False
-        self.metrics.write_duration.observe(time.perf_counter() - started)
-        self._committed(built, result)
+        for tp, (_, nxt) in built.ranges.items():  # the next batch continues from here if this commit lands
+            if tp in self._expected:
+                self._expected[tp] = nxt
+        self._commit = _Commit(batch, built, expected)
+        self._submit()
+        self._new_batch()
         return True
+
+    def _submit(self) -> None:
+        c = self._commit
+        assert c is not None and self._writer is not None
+        c.started = time.perf_counter()
+        c.future = self._committer.submit(self._writer.commit, c.built.table, c.built.ranges, c.expected,
+                                          records=c.built.records, dlq_records=len(c.built.poison))
+
+    def _settle(self, block: bool, force: bool = False) -> None:
+        """Take the outcome of the batch being committed; retry a failed one when the backoff and breaker allow."""
+        c = self._commit
+        if c is None:
+            return
+        if c.future is None:
+            if not self.breaker.allow() or (not force and self._clock() < self._next_attempt):
+                return
+            self._submit()
+        assert c.future is not None
+        if not block and not c.future.done():
+            return
+        try:
+            result = c.future.result()
+        except CommitConflict as exc:
+            self.stats.conflicts += 1
+            self.metrics.conflicts.inc()
+            self._reset_to_table(reason=str(exc))  # drops this batch and the one being filled
+            return
+        except WriteUnavailable as exc:
+            c.future = None
+            self._write_failed(exc)
+            return
+        self._commit = None
+        self.metrics.write_duration.observe(time.perf_counter() - c.started)
+        self._committed(c.built, result)
 
     def _dead_letter(self, poison: list[Poison]) -> None:
         fresh = self._dlq_index.fresh(poison)
@@ -696,29 +755,32 @@ class ConsumeEngine:
         log.warning("Iceberg write failed (attempt %d, breaker %s; retrying in %.1fs): %s",
                     self._write_failures, self.breaker.state, wait, exc)
 
-    def _conflict(self, exc: CommitConflict) -> None:
-        """Another writer committed these offsets: drop the batch and re-read from the table's offsets."""
-        batch = self._batch
-        assert batch is not None
-        self.stats.conflicts += 1
-        self.metrics.conflicts.inc()
-        self._uncount(len(batch))
-        self._put_back_pending()
-        log.warning("%s; batch of %d records dropped", exc, len(batch))
-        offsets = self._table_offsets() or {}
+    def _reset_to_table(self, exclude: set[TopicPartition] | None = None, reason: str = "") -> None:
+        """Forget everything not yet committed and re-read every owned partition from the table's offsets."""
         from confluent_kafka import OFFSET_BEGINNING
         from confluent_kafka import TopicPartition as KTP
 
-        for tp in list(batch.ranges):
-            if tp in self._positions:
-                recorded = offsets.get(tp)
-                self._expected[tp] = recorded
-                self._positions[tp] = recorded
-                try:
-                    self._consumer.seek(KTP(tp[0], tp[1], recorded if recorded is not None else OFFSET_BEGINNING))
-                except Exception as err:
-                    log.debug("seek after conflict failed: %s", err)
+        self._drain()
+        self._put_back_pending()
+        dropped = len(self._batch) if self._batch is not None else 0
+        if self._commit is not None:
+            dropped += self._commit.built.records
+            self._commit = None
+        self._uncount(dropped)
+        if dropped:
+            log.warning("%s; %d unwritten records dropped, read again from the table offsets", reason, dropped)
         self._new_batch()
+        offsets = self._table_offsets() or {}
+        for tp in list(self._positions):
+            recorded = offsets.get(tp)
+            self._expected[tp] = recorded
+            self._positions[tp] = recorded
+            if exclude and tp in exclude:
+                continue
+            try:
+                self._consumer.seek(KTP(tp[0], tp[1], recorded if recorded is not None else OFFSET_BEGINNING))
+            except Exception as err:
+                log.debug("seek %s failed: %s", tp, err)
 
     def _committed(self, built: Built, result: Any) -> None:
         from confluent_kafka import TopicPartition as KTP
@@ -726,9 +788,6 @@ class ConsumeEngine:
         self._write_failures = 0
         self._next_attempt = 0.0
         self.breaker.record_success()
-        for tp, (_, nxt) in built.ranges.items():
-            if tp in self._expected:
-                self._expected[tp] = nxt
         written = built.table.num_rows
         self.stats.written += written
         self._count_dead_lettered(built.poison)
@@ -759,7 +818,6 @@ class ConsumeEngine:
         except Exception as exc:  # lag monitoring only; the table holds the truth
             log.debug("Kafka offset commit failed: %s", exc)
         self._set_paused(False)
-        self._new_batch()
         now = self._clock()
         if now - self._last_gc >= 1.0:
             gc.collect(1)
@@ -811,8 +869,12 @@ class ConsumeEngine:
     def _shutdown(self) -> None:
         batch = self._batch
         consumer = self._consumer
-        if batch is not None and len(batch):
-            self.stats.unwritten = len(batch)
+        if self._commit is not None and self._commit.future is not None:
+            with contextlib.suppress(Exception):
+                self._commit.future.result(timeout=30)
+        self._committer.shutdown(wait=True)
+        self.stats.unwritten = (len(batch) if batch is not None else 0) + (
+            self._commit.built.records if self._commit is not None else 0)
         if consumer is not None:
             try:
                 consumer.close()

@@ -254,7 +254,10 @@ def test_two_consumers_split_partitions_and_keep_exactly_once_across_rebalances(
         feeder.join(120)
         rc_a, stats_a, err_a = stop(a)  # static member: its partitions move to B after the session timeout
         assert rc_a == 0, err_a
-        total = first + produced["n"]
+        p = Producer(topic)  # records for every partition, A's included: only B can write them
+        p.send_trades([make_trade(90_000 + i) for i in range(400)], partition_of=lambda i: i % 4)
+        p.flush()
+        total = first + produced["n"] + 400
         wait_for(lambda: _recorded(env) == total, timeout=90, what="B taking over A's partitions")
         assert _metric(port_b, "k2_consumer_assigned_partitions") == 4
     finally:
