@@ -1,12 +1,12 @@
 """Operating the dead-letter queue: select, inspect, count, replay (at most once per entry) and purge.
 
-Replay means, per origin:
+Replay means, per entry:
 
-- ``consume`` entries: the ORIGINAL Kafka value bytes are produced again, unchanged, with the original key,
-  to the source topic (or ``to_topic``), with a ``k2-dlq-entry`` header naming the entry.
-- ``stream`` entries that carry a parsed v2 ``record`` (the exchange frame parsed, but producing it failed):
-  the record is validated, Avro-encoded through the Schema Registry and produced to the exchange's topic
-  (or ``to_topic``), keeping its message_id.
+- entries that hold Kafka value bytes (every ``consume`` entry; ``stream`` entries whose Kafka delivery
+  failed): the ORIGINAL value bytes are produced again, unchanged, with the original key, to the source
+  topic (or ``to_topic``), with a ``k2-dlq-entry`` header naming the entry.
+- ``stream`` entries that carry a parsed v2 ``record`` but no bytes: the record is validated, Avro-encoded
+  through the Schema Registry and produced to the exchange's topic (or ``to_topic``), keeping its message_id.
 - ``stream`` entries with only a raw exchange frame are NOT replayable: the frame never became a record, and
   re-parsing it could duplicate trades the stream already produced from the same frame. They stay listed
   (and purgeable); the way to recover them is to fix the parser and re-stream.
@@ -201,12 +201,12 @@ def stats(directory: Path) -> dict[str, Any]:
 
 def replayable(entry: DLQEntry) -> tuple[bool, str]:
     """Whether replay can re-produce an entry, and what it would produce (or why not)."""
-    if entry.origin == "consume":
-        if entry.value is None:
-            return False, "the record had no value (tombstone): nothing to re-produce"
+    if entry.value is not None:
         if not (entry.source or {}).get("topic"):
             return True, "original value bytes (needs --to-topic: the entry names no source topic)"
         return True, "original value bytes to the source topic"
+    if entry.origin == "consume":
+        return False, "the record had no value (tombstone): nothing to re-produce"
     if entry.record is not None:
         return True, "the parsed v2 record, Avro-encoded, to the exchange topic"
     return False, "raw exchange frame only: it never became a record; fix the parser and re-stream"
@@ -309,7 +309,7 @@ def target_topic(entry: DLQEntry, to_topic: str | None, settings: Any) -> str:
     if to_topic:
         return to_topic
     source = entry.source or {}
-    if entry.origin == "consume":
+    if entry.value is not None:
         if not source.get("topic"):
             raise DLQOpError("the entry names no source topic; pass --to-topic")
         return str(source["topic"])
@@ -324,8 +324,8 @@ def build_message(entry: DLQEntry, topic: str, encode: Callable[[str, dict], byt
     can, why = replayable(entry)
     if not can:
         raise DLQOpError(why)
-    if entry.origin == "consume":
-        return Message(entry, topic, _key_bytes(entry.source or {}), bytes(entry.value or b""))
+    if entry.value is not None:
+        return Message(entry, topic, _key_bytes(entry.source or {}), bytes(entry.value))
     from k2cli.trade import validate_trade
 
     record = validate_trade(dict(entry.record or {}))

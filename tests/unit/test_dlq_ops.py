@@ -209,3 +209,22 @@ def _no_encode(topic: str, record: dict) -> bytes:
 
 def _never(messages: list[dlq_ops.Message]) -> list[tuple[int | None, int | None, str | None]]:
     raise AssertionError("dry run must not produce")
+
+
+def test_stream_delivery_failures_replay_their_original_bytes(tmp_path: Path) -> None:
+    """k2 stream dead-letters a trade Kafka did not acknowledge with its encoded value and topic."""
+    entry = DLQEntry(error="Kafka delivery failed: Local: Message timed out", error_type="delivery_failed",
+                     origin="stream", transient=True, value=b"\x00\x00\x00\x00\x05avro",
+                     source={"exchange": "binance", "topic": "market.crypto.trades.binance", "key": "BTCUSDT"})
+    DeadLetterQueue(tmp_path, "stream").write([entry])
+    assert dlq_ops.replayable(entry) == (True, "original value bytes to the source topic")
+    sent: list[dlq_ops.Message] = []
+
+    def producer(messages: list[dlq_ops.Message]) -> list[tuple[int | None, int | None, str | None]]:
+        sent.extend(messages)
+        return [(0, 3, None)] * len(messages)
+
+    out = dlq_ops.replay(tmp_path, dlq_ops.EntryFilter(origin="stream"), _Settings(), producer=producer,
+                         encode=_no_encode)
+    assert [o.status for o in out] == ["replayed"]
+    assert (sent[0].topic, sent[0].key, sent[0].value) == ("market.crypto.trades.binance", b"BTCUSDT", entry.value)
