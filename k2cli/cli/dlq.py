@@ -155,9 +155,10 @@ def replay(
 ) -> None:
     """Re-produce dead-lettered records to Kafka, at most once per entry (recorded in a ledger).
 
-    consume entries: the original value bytes, unchanged, to the source topic.
+    Entries holding Kafka value bytes (consume entries, stream delivery failures): the original bytes, unchanged,
+    to the source topic.
 
-    stream entries with a parsed record: that record, Avro-encoded, to the exchange topic.
+    stream entries with a parsed record and no bytes: that record, Avro-encoded, to the exchange topic.
 
     stream entries holding only a raw frame are not replayable (they never became a record): skipped.
 
