@@ -506,7 +506,7 @@ class ConsumeEngine:
                 if self._commit is None:
                     self.stats.stopped_by = "max_messages"
                     return
-                continue  # the last batch's commit failed: retried (consumption stays paused)
+                # the last batch's commit failed: it is retried below while consumption stays paused
             room = batch_size - len(batch) - len(self._pending)
             if remaining is not None:
                 room = min(room, remaining - len(self._pending))
