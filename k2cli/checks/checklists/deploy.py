@@ -485,7 +485,7 @@ def weekly(ctx: Context) -> dict[str, Any]:
         days = ctx.threshold("prod_window_days")
         done = run_k2(["soak", "report", "--prometheus", ctx.settings.prometheus_url, "--days", f"{days:g}",
                        "--exchange", ctx.options.exchange, "--format", "json"], timeout=300)
-        if done.returncode == 3 or not done.stdout.strip().startswith("{"):
+        if not done.stdout.strip().startswith("{"):  # exit 3 with a report means "no data", still a report
             from k2cli.checks.probes.proc import StepError
 
             raise StepError(f"`{done.command}` exited {done.returncode}: {done.stderr.strip()[-200:]}")
@@ -499,6 +499,9 @@ def measure_weekly_report(ctx: Context) -> Result:
     data = report["data"]
     evidence = [report["command"], f"verdict {data.get('verdict')}, covering {data.get('coverage_days', 0):.2f} of "
                 f"{data.get('days')} days", *[f"{line['status']}: {line['text']}" for line in data.get("lines", [])]]
+    no_data = [line["text"] for line in data.get("lines", []) if line.get("key") == "data"]
+    if no_data:
+        return Result.errored(f"no report: {no_data[0]}", evidence=evidence)
     return Result.passed(f"7-day report generated (verdict {data.get('verdict')})", evidence=evidence,
                          data={"weekly": data})
 
