@@ -59,7 +59,8 @@ def consume(
                              table=settings.table, batch_size=settings.batch_size,
                              flush_interval=settings.flush_interval, max_messages=max_messages,
                              instance_id=settings.consumer_instance_id,
-                             decode_workers=settings.consumer_decode_workers)
+                             decode_workers=settings.consumer_decode_workers,
+                             startup_timeout=settings.consumer_startup_timeout)
     console = _setup_logging(verbose)
     metrics = ConsumerMetrics()
     engine = ConsumeEngine(settings, options, metrics=metrics)

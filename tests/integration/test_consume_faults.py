@@ -398,3 +398,37 @@ def test_writers_fence_stale_batches_and_retry_concurrent_commits(tmp_path):
     w1.commit(rows, {("t", 0): (10, 20)}, {("t", 0): 10}, records=10)
     assert w2.offsets() == {("t", 0): 20, ("t", 1): 5}
     assert load_table({"K2_DATA_DIR": str(tmp_path)}).scan().to_arrow().num_rows == 25
+
+
+def test_unreachable_registry_is_retried_never_dead_lettered(topic, unique, k2_env):
+    p = Producer(topic)
+    p.send_trades([make_trade(i) for i in range(50)], partition_of=lambda i: i % 4)
+    p.flush()
+    port = free_port()
+    down = dict(k2_env, K2_SCHEMA_REGISTRY_URL=f"http://127.0.0.1:{free_port()}")
+    proc = start_consume(down, "--topics", topic, "--batch-size", "10", "--flush-interval", "0.2",
+                         "--group", f"g-{unique}", metrics_port=port)
+    try:
+        wait_for(lambda: (_metric(port, "k2_consumer_errors_total", {"error_type": "registry_unavailable"}) or 0)
+                 >= 2, timeout=60, what="registry retries")
+        assert _metric(port, "k2_dlq_entries_total") is None
+        assert _recorded(k2_env) == 0
+    finally:
+        rc, stats, err = stop(proc)
+    assert rc == 0, err
+    assert stats["messages_written"] == 0 and stats["dlq_entries"] == 0
+    assert dlq_entries(k2_env) == []
+    rc, stats, err = run_consume(k2_env, "--topics", topic, "--max-messages", "50", "--group", f"g-{unique}")
+    assert rc == 0, err
+    assert stats["messages_written"] == 50 and len(table_rows(k2_env)) == 50
+
+
+def test_unreachable_catalog_at_start_fails_with_one_line(unique, k2_env):
+    require("kafka")
+    env = dict(k2_env, K2_ICEBERG_CATALOG_URI=f"postgresql+psycopg2://k2:k2@127.0.0.1:{free_port()}/nope",
+               K2_CONSUMER_STARTUP_TIMEOUT="3")
+    rc, stats, err = run_consume(env, "--topics", f"test.none.{unique}", "--max-messages", "1")
+    assert rc == 3, err
+    lines = [line for line in err.splitlines() if line.startswith("k2: error:")]
+    assert len(lines) == 1 and "catalog" in lines[0].lower() and "K2_ICEBERG_CATALOG_URI" in lines[0]
+    assert "Traceback" not in err and stats == {}
