@@ -169,15 +169,18 @@ def _redacted(uri: str) -> str:
 
 def measure_catalog(ctx: Context) -> Result:
     """Open the SQL catalog and list namespaces."""
-    started = time.monotonic()
     ctx.state.pop("catalog", None)
-    catalog = open_catalog(ctx)
+    opened = time.monotonic()
+    catalog = open_catalog(ctx)  # imports pyiceberg and creates the catalog tables if needed: not service time
+    open_ms = ms_since(opened)
+    started = time.monotonic()
     namespaces = [".".join(ns) for ns in catalog.list_namespaces()]
     elapsed = ms_since(started)
     return ctx.check("service_latency_max_ms", elapsed,
                      f"catalog answered in {elapsed} ms with {len(namespaces)} namespace(s)",
                      evidence=[f"uri: {_redacted(ctx.settings.catalog_uri)}", f"warehouse: {ctx.settings.warehouse}",
-                               f"namespaces: {', '.join(namespaces) or '(none)'}"])
+                               f"namespaces: {', '.join(namespaces) or '(none)'}",
+                               f"opening the catalog (imports, schema set-up) took {open_ms} ms"])
 
 
 def catalog_step(step_id: str) -> Step:
