@@ -14,7 +14,7 @@ from k2cli.checks.context import Context
 from k2cli.checks.probes import kafka, pipeline
 from k2cli.settings import Settings
 from tests.conftest import require
-from tests.integration.validate_support import explain, statuses, step, thresholds, validate
+from tests.integration.validate_support import delete_subject, explain, statuses, step, thresholds, validate
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +28,7 @@ def isolated(k2_env, unique):
            "K2_TABLE": f"validate_deploy_{unique}.trades", "K2_CONSUMER_GROUP": f"test-validate-deploy-{unique}"}
     yield env
     kafka.delete_topic(Settings(), topic)
+    delete_subject(f"{topic}-value")
 
 
 def test_deploy_pre_measured_steps(k2_env):

@@ -9,7 +9,7 @@ from k2cli.checks.context import Context
 from k2cli.checks.probes import kafka, pipeline
 from k2cli.settings import Settings
 from tests.conftest import require
-from tests.integration.validate_support import dead_port, explain, statuses, step, thresholds, validate
+from tests.integration.validate_support import dead_port, delete_subject, explain, statuses, step, thresholds, validate
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +24,7 @@ def e2e_env(k2_env, unique):
            "K2_CONSUMER_GROUP": f"test-validate-e2e-{unique}"}
     yield env
     kafka.delete_topic(settings, topic)
+    delete_subject(f"{topic}-value")
 
 
 def test_e2e_green_streams_test_data_and_checks_every_step(e2e_env, tmp_path):

@@ -45,6 +45,14 @@ def thresholds(tmp: Path, **values: float) -> Path:
     return path
 
 
+def delete_subject(subject: str, registry: str = "http://localhost:8081") -> None:
+    """Remove a test's subject from the registry (soft, then permanent)."""
+    import httpx
+
+    for params in ({}, {"permanent": "true"}):
+        httpx.delete(f"{registry}/subjects/{subject}", params=params, timeout=5)
+
+
 def dead_port() -> int:
     """A port nothing listens on."""
     with socket.socket() as sock:

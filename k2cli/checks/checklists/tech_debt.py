@@ -192,8 +192,10 @@ def measure_error_classes(ctx: Context) -> Result:
 def measure_backoff(ctx: Context) -> Result:
     """`k2 stream` against a refusing endpoint retries with capped exponential backoff (jitter in [d/2, d])."""
     initial, cap = 0.2, 1.6
+    topic = pipeline.scratch_name(ctx, "backoff")
+    ctx.on_close(pipeline.kafka.delete_topic, ctx.settings, topic)  # the producer may create it on start-up
     run = run_k2(["stream", ctx.options.exchange, "--url", f"ws://127.0.0.1:{free_port()}/stream",
-                  "--topic", pipeline.scratch_name(ctx, "backoff"), "--duration", "7", "--metrics-port", "0",
+                  "--topic", topic, "--duration", "7", "--metrics-port", "0",
                   "--format", "json"], timeout=60, env={"K2_BACKOFF_INITIAL": str(initial),
                                                          "K2_BACKOFF_MAX": str(cap)})
     text = " ".join(run.stderr.split())
