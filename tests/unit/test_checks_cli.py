@@ -34,7 +34,7 @@ def test_list_json_has_every_checklist_step_and_threshold(clean_env):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     names = [c["name"] for c in data["checklists"]]
-    assert names == ["prereqs", "e2e", "resilience", "deploy-pre", "deploy-post", "tech-debt", "streaming"]
+    assert names == ["prereqs", "e2e", "streaming", "resilience", "deploy-pre", "deploy-post", "tech-debt"]
     steps = {s["id"]: s for c in data["checklists"] for s in c["steps"]}
     assert steps["deploy-post.grafana"]["kind"] == "manual" and steps["deploy-post.grafana"]["manual"]["reason"]
     assert steps["streaming.connect"]["thresholds"] == {"streaming_connect_max_s": "< 5 s"}

@@ -31,13 +31,13 @@ CHECKLISTS: dict[str, ChecklistSpec] = {spec.name: spec for spec in (
                   "k2cli.checks.checklists.prereqs"),
     ChecklistSpec("e2e", "Consumer E2E steps 1-6: baseline, consumer run, snapshots, query, metrics, DLQ.",
                   "k2cli.checks.checklists.e2e"),
+    ChecklistSpec("streaming", "Connect, first trade, 10 valid v2 trades, rate and latency for one exchange.",
+                  "k2cli.checks.checklists.streaming"),
     ChecklistSpec("resilience", "Phase 5 P0/P1: TLS, rotation, heartbeat, bounded cache, memory metrics, alerts.",
                   "k2cli.checks.checklists.resilience"),
     ChecklistSpec("deploy", "Pre-deployment (--pre) or post-deployment (--post) checklist.",
                   "k2cli.checks.checklists.deploy", (Options(phase="pre"), Options(phase="post"))),
     ChecklistSpec("tech-debt", "Technical debt resolution checklist.", "k2cli.checks.checklists.tech_debt"),
-    ChecklistSpec("streaming", "Connect, first trade, 10 valid v2 trades, rate and latency for one exchange.",
-                  "k2cli.checks.checklists.streaming"),
 )}
 
 
