@@ -68,15 +68,17 @@ class FullDisk:
                 and _run("mount", "-o", "loop", str(image), str(self.path))):
             return False
         filler = self.path / "filler"
-        with open(filler, "wb") as fh, contextlib.suppress(OSError):
-            while True:
-                fh.write(b"\0" * 1024)
-                fh.flush()
-                os.fsync(fh.fileno())
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\0" * 1024):
+                pass
+        os.close(fd)
         size = filler.stat().st_size
         filler.unlink()
-        with open(filler, "wb") as fh:
-            fh.write(b"\0" * max(0, size - 12288))
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        os.write(fd, b"\0" * max(0, size - 12288))
+        os.fsync(fd)
+        os.close(fd)
         return True
 
     def give_space_back(self) -> None:
