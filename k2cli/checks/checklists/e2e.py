@@ -235,7 +235,7 @@ def _assigned(ctx: Context) -> float:
     from k2cli.checks.probes import pipeline
 
     metrics = pipeline.scrape(ctx.settings.consumer_metrics_port, timeout=0.5)
-    return pipeline.total(metrics, "k2_consumer_assigned_partitions") or 0
+    return metrics.total("k2_consumer_assigned_partitions") or 0
 
 
 def _new_snapshots(ctx: Context) -> tuple[Any, list[Any]]:

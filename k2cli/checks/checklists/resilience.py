@@ -237,7 +237,7 @@ def run_probe(ctx: Context) -> Result:
     if run.completed.returncode != 0:
         return Result.failed(f"`k2 stream` exited {run.completed.returncode}",
                              evidence=evidence + run.completed.stderr.strip().splitlines()[-3:])
-    if not run.last_scrape:
+    if not run.last_scrape.samples:
         return Result.failed("k2 stream's /metrics never answered", evidence=evidence)
     return Result.passed(f"k2 stream ran {duration:g} s against the simulator: {len(records)} trades",
                          measured=len(records), unit="trades", evidence=evidence)
@@ -245,9 +245,9 @@ def run_probe(ctx: Context) -> Result:
 
 def _metrics_visible(ctx: Context, families: list[str]) -> Result:
     metrics = ctx.state["probe"]["run"].last_scrape
-    present = [f for f in families if pipeline.total(metrics, f) is not None]
+    present = [f for f in families if metrics.total(f) is not None]
     missing = [f for f in families if f not in present]
-    evidence = [f"{f} = {pipeline.total(metrics, f)}" for f in present]
+    evidence = [f"{f} = {metrics.total(f)}" for f in present]
     if missing:
         return Result.failed(f"not exported: {', '.join(missing)}", measured=len(present),
                              threshold=f"== {len(families)}", unit="metrics", evidence=evidence)
@@ -259,8 +259,8 @@ def measure_baseline(ctx: Context) -> Result:
     """Capture the baseline: stream RSS, TLS setting, leak-detection metric (seed 003, pre-implementation)."""
     probe = ctx.state["probe"]
     metrics = probe["run"].last_scrape
-    rss = pipeline.total(metrics, mn.RSS)
-    score = pipeline.total(metrics, mn.LEAK_SCORE)
+    rss = metrics.total(mn.RSS)
+    score = metrics.total(mn.LEAK_SCORE)
     evidence = [f"stream RSS: {rss / 2**20:.1f} MB" if rss else "stream RSS: not exported",
                 f"ssl_verify: {ctx.settings.ssl_verify}", f"leak detection score: {score}",
                 f"rate: {len(probe['records'])} trades in {probe['run'].completed.duration:.1f} s"]
@@ -273,7 +273,7 @@ def measure_baseline(ctx: Context) -> Result:
 def measure_rotation(ctx: Context) -> Result:
     """Rotations happened at the short interval."""
     metrics = ctx.state["probe"]["run"].last_scrape
-    rotations = pipeline.total(metrics, _family(ctx, "connection_rotations_total")) or 0
+    rotations = metrics.total(_family(ctx, "connection_rotations_total")) or 0
     return ctx.check("rotation_test_min_rotations", rotations,
                      f"{rotations:g} rotations at a {ctx.threshold('rotation_test_interval_s'):g} s interval")
 
@@ -320,11 +320,11 @@ def measure_rotation_continuity(ctx: Context) -> Result:
 def measure_heartbeat(ctx: Context) -> Result:
     """Pings went out at the short interval and every one got its pong in time."""
     run = ctx.state["probe"]["run"]
-    scraped_at = next((t for t, m in reversed(run.scrapes) if m), time.time())
+    scraped_at = next((t for t, m in reversed(run.scrapes) if m.samples), time.time())
     metrics = run.last_scrape
-    pings = pipeline.total(metrics, _family(ctx, "pings_sent_total")) or 0
-    timeouts = pipeline.total(metrics, _family(ctx, "pong_timeouts_total")) or 0
-    last_pong = pipeline.total(metrics, _family(ctx, "last_pong_timestamp_seconds")) or 0
+    pings = metrics.total(_family(ctx, "pings_sent_total")) or 0
+    timeouts = metrics.total(_family(ctx, "pong_timeouts_total")) or 0
+    last_pong = metrics.total(_family(ctx, "last_pong_timestamp_seconds")) or 0
     age = scraped_at - last_pong if last_pong else None
     evidence = [f"pings sent {pings:g}, pong timeouts {timeouts:g}",
                 f"last pong {age:.1f} s before the last scrape" if age is not None else "no pong recorded"]
@@ -368,8 +368,8 @@ def measure_pong_timeout(ctx: Context) -> Result:
     run = _fault_run(ctx, {"no_pong": True}, ["--ping-interval", f"{ping:g}", "--pong-timeout", f"{ping:g}"],
                      duration=ping * 4 + 2)
     metrics = run.last_scrape
-    timeouts = pipeline.total(metrics, _family(ctx, "pong_timeouts_total")) or 0
-    reconnects = pipeline.total(metrics, _family(ctx, "reconnects_total"), reason="pong_timeout") or 0
+    timeouts = metrics.total(_family(ctx, "pong_timeouts_total")) or 0
+    reconnects = metrics.total(_family(ctx, "reconnects_total"), reason="pong_timeout") or 0
     evidence = [f"pong timeouts {timeouts:g}, reconnects for pong_timeout {reconnects:g}", run.completed.command]
     if timeouts < 1 or reconnects < 1:
         return Result.failed("the stream did not reconnect after unanswered pings", measured=reconnects,
@@ -382,7 +382,7 @@ def measure_idle_reconnect(ctx: Context) -> Result:
     """A simulator that goes silent makes the stream reconnect after the idle timeout."""
     idle = ctx.threshold("idle_test_timeout_s")
     run = _fault_run(ctx, {"stall_after": 1}, ["--idle-timeout", f"{idle:g}"], duration=idle * 2 + 3)
-    reconnects = pipeline.total(run.last_scrape, _family(ctx, "reconnects_total"), reason="idle_timeout") or 0
+    reconnects = run.last_scrape.total(_family(ctx, "reconnects_total"), reason="idle_timeout") or 0
     lines = [line for line in run.completed.stderr.splitlines() if "idle" in line.lower()][:3]
     evidence = [run.completed.command, *lines]
     if reconnects < 1:
@@ -423,7 +423,7 @@ def measure_tls_bad_cert(ctx: Context) -> Result:
     run = pipeline.stream_run(ctx, ctx.options.exchange, url, duration=4,
                               env={"K2_SSL_VERIFY": "true", "K2_CA_BUNDLE": ""})
     records, _, _ = pipeline.read_records(ctx, run.topic)
-    tls_errors = pipeline.total(run.last_scrape, _family(ctx, "connection_errors_total"), error_type="tls") or 0
+    tls_errors = run.last_scrape.total(_family(ctx, "connection_errors_total"), error_type="tls") or 0
     lines = [line for line in run.completed.stderr.splitlines() if "certif" in line.lower() or "tls" in line.lower()]
     evidence = [run.completed.command, f"tls connection errors: {tls_errors:g}", *lines[:3]]
     if records:

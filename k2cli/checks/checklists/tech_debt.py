@@ -266,7 +266,7 @@ def measure_metric_labels(ctx: Context) -> Result:
     sim = pipeline.start_simulator(ctx, ex, symbols=list(ctx.settings.binance_symbols if ex == "binance"
                                                          else ctx.settings.kraken_symbols), rate=50)
     run = pipeline.stream_run(ctx, ex, sim.url, duration=4)
-    scraped = run.last_scrape
+    scraped = run.last_scrape.samples
     if not scraped:
         return Result.failed("the stream's /metrics never answered", evidence=[run.completed.command])
     declared = {}  # family name (counters without _total) -> label names, from the definitions

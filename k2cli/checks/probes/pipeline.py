@@ -15,6 +15,7 @@ from typing import Any
 from k2cli.checks.context import Context
 from k2cli.checks.probes import kafka
 from k2cli.checks.probes.proc import Completed, Spawned, StepError, free_port, spawn_k2, wait_for
+from k2cli.soak.scrape import Metrics, ScrapeError, fetch
 
 # `k2 simulate` flags for the simulator's settings and faults (k2cli.exchanges.simulator.SimulatorConfig).
 SIM_FLAGS = {
@@ -84,30 +85,12 @@ def start_simulator(ctx: Context, exchange: str, **settings: Any) -> Simulator:
     return Simulator(url, sim, int(url.rsplit(":", 1)[1].split("/")[0]))
 
 
-def scrape(port: int, timeout: float = 2.0) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """A process's /metrics as {family sample name: [(labels, value)]}; {} when it does not answer."""
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-
+def scrape(port: int, timeout: float = 2.0) -> Metrics:
+    """A local process's /metrics (empty when it does not answer)."""
     try:
-        resp = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout)
-    except httpx.HTTPError:
-        return {}
-    if resp.status_code != 200:
-        return {}
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(resp.text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
-    return out
-
-
-def total(metrics: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float | None:
-    """The sum of a metric's samples matching labels (None when the metric is absent)."""
-    samples = metrics.get(name)
-    if samples is None:
-        return None
-    return sum(v for lbl, v in samples if all(lbl.get(k) == want for k, want in labels.items()))
+        return fetch(f"http://127.0.0.1:{port}/metrics", timeout=timeout)
+    except ScrapeError:
+        return Metrics()
 
 
 @dataclass
@@ -118,20 +101,20 @@ class StreamRun:
     started_wall: float  # epoch seconds when the process was started
     completed: Completed
     metrics_port: int
-    scrapes: list[tuple[float, dict[str, list[tuple[dict[str, str], float]]]]] = field(default_factory=list)
+    scrapes: list[tuple[float, Metrics]] = field(default_factory=list)
 
     @property
-    def last_scrape(self) -> dict[str, list[tuple[dict[str, str], float]]]:
-        """The last non-empty /metrics scrape taken while it ran."""
+    def last_scrape(self) -> Metrics:
+        """The last non-empty /metrics scrape taken while it ran (empty when none answered)."""
         for _, metrics in reversed(self.scrapes):
-            if metrics:
+            if metrics.samples:
                 return metrics
-        return {}
+        return Metrics()
 
 
 def stream_run(ctx: Context, exchange: str, url: str, *, duration: float, max_messages: int | None = None,
                topic: str | None = None, extra: Sequence[str] = (), env: dict[str, str] | None = None,
-               scrape_every: float = 0.5, on_scrape: Callable[[dict], None] | None = None) -> StreamRun:
+               scrape_every: float = 0.5, on_scrape: Callable[[Metrics], None] | None = None) -> StreamRun:
     """Run `k2 stream` into a (scratch) topic with its metrics on a free port, scraping them as it runs."""
     topic = topic or scratch_topic(ctx, f"{exchange}-stream")
     port = free_port()
@@ -147,7 +130,7 @@ def stream_run(ctx: Context, exchange: str, url: str, *, duration: float, max_me
     while proc.alive() and time.monotonic() < deadline:
         metrics = scrape(port, timeout=1.0)
         scrapes.append((time.time(), metrics))
-        if on_scrape is not None and metrics:
+        if on_scrape is not None and metrics.samples:
             on_scrape(metrics)
         time.sleep(scrape_every)
     done = proc.finish(timeout=max(1.0, deadline - time.monotonic()))
