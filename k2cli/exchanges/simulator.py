@@ -33,7 +33,16 @@ from urllib.parse import parse_qs, urlsplit
 
 from k2cli.errors import ConfigError
 from k2cli.exchanges.symbols import UnknownSymbol, split_binance_symbol, split_kraken_pair
-from k2cli.exchanges.tape import CHANNEL_ID, Event, GeneratedTape, kraken2_trade, read_tape_file, record_line, rfc3339
+from k2cli.exchanges.tape import (
+    CHANNEL_ID,
+    Event,
+    GeneratedTape,
+    kraken2_trade,
+    read_tape_file,
+    record_line,
+    rfc3339,
+    ws_text_frame,
+)
 
 log = logging.getLogger("k2.simulate")
 SNAPSHOT_TRADES = 50
@@ -403,6 +412,21 @@ class _Client:
         self.sim.stats.frames_sent += len(texts)
         self.last_sent = time.monotonic()
 
+    async def send_frames(self, frames: list[bytes]) -> None:
+        """Send ready-made text frames (Event.frame) in one write, with the library's state checks and
+        flow control (send_context); compression is off on this server, so a plain frame is what it would
+        have written itself."""
+        if not frames:
+            return
+        ws = self.ws
+        if hasattr(ws, "send_context") and hasattr(ws, "transport"):
+            async with ws.send_context():
+                ws.transport.write(b"".join(frames))
+        else:  # pragma: no cover
+            raise RuntimeError("this websockets version has no send_context")
+        self.sim.stats.frames_sent += len(frames)
+        self.last_sent = time.monotonic()
+
     async def run(self) -> None:
         from websockets.exceptions import ConnectionClosed
 
@@ -562,16 +586,18 @@ class _Client:
                     continue
                 events = events[:due]
             self.cursor += len(events)
-            texts = []
+            frames = []
+            protocol, subscribed = self.protocol, self.subscribed
             for event in events:
-                if event.symbol is None or event.symbol in self.subscribed:
-                    texts.append(event.text(self.protocol))
+                if event.symbol is None or event.symbol in subscribed:
+                    frames.append(event.frame(protocol))
                     self.data_frames += 1
                     if cfg.garbage_every and self.data_frames % cfg.garbage_every == 0:
-                        texts.append(_garbage(self.protocol, self.garbage_n))
+                        frames.append(ws_text_frame(_garbage(protocol, self.garbage_n)))
                         self.garbage_n += 1
                         self.sim.stats.garbage_sent += 1
-            await self.send(texts)
+                        self.sim.stats.frames_sent -= 1  # counted as garbage, not as a data frame
+            await self.send_frames(frames)
             if cfg.rate == 0:
                 await asyncio.sleep(0)  # let other clients and the server breathe
 

@@ -45,7 +45,7 @@ class TapeTrade:
 class Event:
     """What one frame carries: trades of one symbol, or a raw frame from a recorded file (symbol None)."""
 
-    __slots__ = ("symbol", "trades", "raw", "at", "_text")
+    __slots__ = ("symbol", "trades", "raw", "at", "_text", "_frame")
 
     def __init__(self, symbol: str | None, trades: list[TapeTrade], raw: str | None = None) -> None:
         self.symbol = symbol
@@ -53,6 +53,7 @@ class Event:
         self.raw = raw
         self.at = 0.0  # monotonic time the market published it
         self._text: dict[str, str] = {}
+        self._frame: dict[str, bytes] = {}
 
     def text(self, protocol: str) -> str:
         """The frame in a protocol ("binance", "binance-raw", "kraken1", "kraken2"), formatted once."""
@@ -62,6 +63,25 @@ class Event:
         if cached is None:
             cached = self._text[protocol] = FORMATTERS[protocol](self)
         return cached
+
+
+    def frame(self, protocol: str) -> bytes:
+        """The complete WebSocket text frame (server to client: unmasked, FIN) of `text(protocol)`."""
+        cached = self._frame.get(protocol)
+        if cached is None:
+            cached = self._frame[protocol] = ws_text_frame(self.text(protocol))
+        return cached
+
+
+def ws_text_frame(text: str) -> bytes:
+    """An unmasked, unfragmented RFC 6455 text frame (what a server sends)."""
+    payload = text.encode()
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
 
 
 def units(value: int, places: int) -> str:
@@ -140,8 +160,10 @@ class GeneratedTape:
     def next_event(self, now_us: int) -> Event:
         """The next frame's trades, stamped `now_us`."""
         rng = self._rng
-        symbol = self.symbols[rng.randrange(len(self.symbols))] if len(self.symbols) > 1 else self.symbols[0]
-        n = rng.choice((1, 1, 2, 3)) if self._multi else 1
+        bits = rng.getrandbits(64)  # one draw per event: symbol, size, then 16 bits per trade
+        symbol = self.symbols[bits % len(self.symbols)]
+        n = (1, 1, 2, 3)[(bits >> 8) & 3] if self._multi else 1
+        bits >>= 10
         trades = []
         for i in range(n):
             self._count += 1
@@ -149,14 +171,15 @@ class GeneratedTape:
             if self._skip_every and self._count % self._skip_every == 0:
                 seq += 1  # the exchange skips an id: a gap for sequence tracking
             self._next_id[symbol] = seq + 1
-            price = max(TICK, self._price[symbol] + rng.randint(-3, 3) * TICK)
+            price = max(TICK, self._price[symbol] + ((bits & 7) % 7 - 3) * TICK)
             self._price[symbol] = price
-            if self._multi and i > 0 and rng.random() < 0.3:
+            if i > 0 and (bits >> 3) % 10 < 3:
                 prev = trades[-1]  # an identical trade in the same µs (Kraken v1 cannot tell them apart by id)
                 trades.append(TapeTrade(symbol, seq, prev.ts_us, prev.price, prev.qty, prev.buy, prev.market))
-                continue
-            trades.append(TapeTrade(symbol, seq, now_us + i, price, rng.randint(1, 5_000_000), rng.random() < 0.5,
-                                    rng.random() < 0.2))
+            else:
+                qty = rng.getrandbits(22) % 5_000_000 + 1
+                trades.append(TapeTrade(symbol, seq, now_us + i, price, qty, bool(bits & 0x80), (bits >> 8) % 5 == 0))
+            bits >>= 16
         return Event(symbol, trades)
 
 
