@@ -151,11 +151,33 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _profile_text(lines: list[str]) -> str:
+    """A JSON array with one sample per line: compact, yet `grep`/`tail` friendly."""
+    return "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
+
+
 def write_profile(directory: Path, exchange: str, samples: list[Sample]) -> Path:
     """Write the profile (atomically, so a reader never sees half a file)."""
     path = path_for(directory, exchange, PROFILE_SUFFIX)
-    _write_atomic(path, json.dumps([s.to_dict() for s in samples], indent=1) + "\n")
+    _write_atomic(path, _profile_text([json.dumps(s.to_dict()) for s in samples]))
     return path
+
+
+class ProfileWriter:
+    """Appends samples to the profile, serialising each one once (the file is rewritten whole, atomically)."""
+
+    def __init__(self, directory: Path, exchange: str) -> None:
+        self.path = path_for(directory, exchange, PROFILE_SUFFIX)
+        self._lines: list[str] = []
+
+    def append(self, sample: Sample) -> None:
+        """Add one sample and rewrite the file."""
+        self._lines.append(json.dumps(sample.to_dict()))
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the file as it stands."""
+        _write_atomic(self.path, _profile_text(self._lines))
 
 
 def write_run(directory: Path, record: RunRecord) -> Path:

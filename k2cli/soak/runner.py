@@ -33,10 +33,10 @@ from k2cli.soak.profile import (
     RUNNING,
     STREAM_LOG_SUFFIX,
     ConsumerSample,
+    ProfileWriter,
     RunRecord,
     Sample,
     path_for,
-    write_profile,
     write_run,
 )
 from k2cli.soak.scrape import ScrapeError, consumer_reading, fetch, stream_reading
@@ -182,6 +182,7 @@ class SoakRunner:
         self.samples: list[Sample] = []
         self.stream: _Child | None = None
         self.consumer: _Child | None = None
+        self._profile = ProfileWriter(plan.output_dir, plan.exchange)
         from k2cli import __version__
 
         self.record = RunRecord(
@@ -403,7 +404,7 @@ class SoakRunner:
                     continue  # the next wait reports the crash with its exit status
                 raise exc
             self.samples.append(sample)
-            write_profile(self.plan.output_dir, self.plan.exchange, self.samples)
+            self._profile.append(sample)
             self._emit("sample", sample)
             over = self._over_hard_limit(sample)
             if over:
@@ -423,7 +424,7 @@ class SoakRunner:
                 self.record.started_at = time.time()
                 self.record.status = RUNNING
                 write_run(out, self.record)
-                write_profile(out, self.plan.exchange, self.samples)
+                self._profile.flush()
                 self._emit("ready", message=f"stream metrics at {self.stream.metrics_url}")
                 self._loop(time.monotonic())
         except (OSError, ValueError) as exc:  # e.g. a child could not be started, a file not written
@@ -435,7 +436,7 @@ class SoakRunner:
         if not self.record.started_at:
             self.record.started_at = self.record.ended_at
         write_run(out, self.record)
-        write_profile(out, self.plan.exchange, self.samples)
+        self._profile.flush()
         evaluation, text = write_outputs(out, self.record, self.samples)
         self._emit("finished", message=self.record.end_reason)
         return SoakResult(self.record, self.samples, evaluation, text)
