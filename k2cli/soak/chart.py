@@ -22,6 +22,7 @@ COLORS = {
 STREAM, CONSUMER, RATE, CRATE = "#1f6feb", "#8250df", "#1a7f37", "#bf8700"
 LIMIT, DROP, ROTATION, GRID = "#c62828", "#c62828", "#8c959f", "#e6e8eb"
 FONT = "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\""
+HALO = ' stroke="#ffffff" stroke-width="3" paint-order="stroke"'  # keeps labels legible over dense lines
 
 
 def nice_step(span: float, target: int = 5) -> float:
@@ -92,6 +93,8 @@ class _Panel:
         self.t_max = t_max if t_max > 0 else 1.0
         self.y_lo, self.y_hi = y_lo, (y_hi if y_hi > y_lo else y_lo + 1.0)
         self.parts: list[str] = []
+        self.overlay: list[str] = []  # labels, drawn after the data lines so no line covers them
+        self._label_end: dict[str, float] = {}  # per marker colour: right edge of the last marker label
 
     def x(self, t: float) -> float:
         return LEFT + PLOT_W * (t / self.t_max)
@@ -139,8 +142,8 @@ class _Panel:
         yy = self.y(v)
         self.parts.append(f'<line x1="{LEFT}" y1="{yy:.1f}" x2="{LEFT + PLOT_W}" y2="{yy:.1f}" stroke="{color}" '
                           f'stroke-width="1.5" stroke-dasharray="{dash}"/>')
-        self.parts.append(f'<text x="{LEFT + PLOT_W - 4}" y="{yy - 5:.1f}" text-anchor="end" font-size="12" '
-                          f'fill="{color}">{_esc(label)}</text>')
+        self.overlay.append(f'<text x="{LEFT + PLOT_W - 4}" y="{yy - 5:.1f}" text-anchor="end" font-size="12" '
+                            f'fill="{color}"{HALO}>{_esc(label)}</text>')
 
     def line(self, points: Sequence[tuple[float, float | None]], color: str, width: float = 2.0) -> None:
         """A polyline that breaks where a value is missing; single isolated points become dots."""
@@ -155,6 +158,8 @@ class _Panel:
             if len(seg) == 1:
                 self.parts.append(f'<circle cx="{seg[0][0]:.1f}" cy="{seg[0][1]:.1f}" r="2.5" fill="{color}"/>')
             elif seg:
+                if len(seg) > PLOT_W:  # more points than pixels: a thinner line keeps the band readable
+                    width = min(width, 1.0)
                 d = " ".join(f"{x:.1f},{y:.1f}" for x, y in seg)
                 self.parts.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="{width}" '
                                   'stroke-linejoin="round"/>')
@@ -164,11 +169,15 @@ class _Panel:
         xx = self.x(t)
         self.parts.append(f'<line x1="{xx:.1f}" y1="{self.top}" x2="{xx:.1f}" y2="{self.top + self.height}" '
                           f'stroke="{color}" stroke-width="1.2" stroke-dasharray="2 3"/>')
-        near_right = xx > LEFT + PLOT_W - 70
-        anchor, tx = ("end", xx - 3) if near_right else ("start", xx + 3)
+        width = 6.5 * len(label)  # about 11 px sans-serif
+        near_right = xx > LEFT + PLOT_W - width - 4
+        anchor, tx, left = ("end", xx - 3, xx - 3 - width) if near_right else ("start", xx + 3, xx + 3)
+        if left < self._label_end.get(color, -1e9) + 6:  # would touch the previous label: line only
+            return
+        self._label_end[color] = left + width
         ty = self.top + 26 if at_top else self.top + self.height - 6
-        self.parts.append(f'<text x="{tx:.1f}" y="{ty}" font-size="11" text-anchor="{anchor}" '
-                          f'fill="{color}">{_esc(label)}</text>')
+        self.overlay.append(f'<text x="{tx:.1f}" y="{ty}" font-size="11" text-anchor="{anchor}" '
+                            f'fill="{color}"{HALO}>{_esc(label)}</text>')
 
 
 def _legend(parts: list[str], top: float, items: list[tuple[str, str, bool]]) -> None:
@@ -251,8 +260,8 @@ def render_svg(record: RunRecord, samples: Sequence[Sample], evaluation: Evaluat
             else f"growth {growth:+.1f} MiB" if growth is not None else "too few samples to measure growth")
     if not show_hard:
         note += f" · hard limit {hard:g} MiB off scale"
-    parts += mem.parts
-    parts.append(f'<text x="{LEFT + 8}" y="{mem.top + mem.height - 8}" font-size="12" fill="#24292f">'
+    parts += mem.parts + mem.overlay
+    parts.append(f'<text x="{LEFT + 8}" y="{mem.top + mem.height - 8}" font-size="12" fill="#24292f"{HALO}>'
                  f'{_esc(note)}</text>')
     legend = [(STREAM, "stream RSS", False)] + ([(CONSUMER, "consumer RSS", False)] if has_consumer else [])
     if growth_line is not None:
@@ -277,7 +286,7 @@ def render_svg(record: RunRecord, samples: Sequence[Sample], evaluation: Evaluat
         rate.marker(t, ROTATION, "rotation" if n == 1 else f"{n:g} rotations")
     for t, n in _events(samples, lambda s: s.drops):
         rate.marker(t, DROP, "drop" if n == 1 else f"{n:g} drops", at_top=True)
-    parts += rate.parts
+    parts += rate.parts + rate.overlay
     legend = [(RATE, "stream msg/s", False)] + ([(CRATE, "consumed msg/s", False)] if has_consumer else [])
     legend += [(LIMIT, "minimum rate", True), (ROTATION, "rotation", True), (DROP, "drop", True)]
     _legend(parts, rate.top, legend)
