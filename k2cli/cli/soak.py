@@ -138,13 +138,20 @@ class _LiveView:
     def __init__(self, plan) -> None:  # noqa: ANN001 - SoakPlan
         self.plan = plan
         self.event = None
+        self.sample = None  # the latest sample (kept when the finished event carries none)
+        self.taken = 0
         self.ready_at: float | None = None
+        self.ended_at: float | None = None
         self.started = time.monotonic()
 
     def update(self, event) -> None:  # noqa: ANN001 - SoakEvent
         self.event = event
+        if event.sample is not None:
+            self.sample, self.taken = event.sample, event.samples_taken
         if event.kind == "ready":
             self.ready_at = time.monotonic()
+        if event.kind == "finished":
+            self.ended_at = time.monotonic()
 
     def __rich__(self):  # noqa: ANN204
         from rich.markup import escape
@@ -165,7 +172,7 @@ class _LiveView:
                          f"({time.monotonic() - self.started:.0f} s)")
             elapsed = 0.0
         else:
-            elapsed = min(time.monotonic() - self.ready_at, total)
+            elapsed = min((self.ended_at or time.monotonic()) - self.ready_at, total)
             grid.add_row("status", "finished" if ev and ev.kind == "finished" else "running")
         bar = ProgressBar(total=total, completed=elapsed, width=50)
         eta = fmt_elapsed(max(0.0, total - elapsed))
@@ -173,9 +180,9 @@ class _LiveView:
         progress.add_row(bar, f"{100 * elapsed / total:5.1f}%", f"{fmt_elapsed(elapsed)} of {fmt_elapsed(total)}",
                          f"ETA {eta}")
         grid.add_row("progress", progress)
-        s = ev.sample if ev else None
+        s = self.sample
         if s is not None:
-            samples = f"{ev.samples_taken} of {plan.sample_count}"
+            samples = f"{self.taken} of {plan.sample_count}"
             grid.add_row("samples", samples)
             grid.add_row("stream RSS", f"{s.rss_mb:,.1f} MB (VMS {s.vms_mb:,.0f} MB)")
             rate = "n/a" if s.rate_msg_s is None else f"{s.rate_msg_s:,.1f} msg/s"
