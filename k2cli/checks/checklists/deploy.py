@@ -20,7 +20,7 @@ from k2cli.checks.context import Context, Options
 from k2cli.checks.evaluate import worst
 from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.probes import kafka, pipeline
-from k2cli.checks.probes.proc import built, run_k2, spawn_k2, wait_for
+from k2cli.checks.probes.proc import require_built, run_k2, spawn_k2, wait_for
 from k2cli.checks.probes.source import source_root
 
 # ---------------------------------------------------------------- the nested E2E run
@@ -133,10 +133,7 @@ def _consume_scratch(ctx: Context, purpose: str, records: list[dict], args: list
 
 def measure_gap_detection(ctx: Context) -> Result:
     """Records with known sequence gaps (3 holes over 2 symbols) make the consumer report exactly 3 gaps."""
-    if not built("consume"):
-        from k2cli.errors import NotBuiltYet
-
-        raise NotBuiltYet("`k2 consume` is not built yet")
+    require_built("consume")
     records = (pipeline.make_trades("BTCUSDT", [*range(1, 51), *range(60, 101)])
                + pipeline.make_trades("ETHUSDT", [*range(1, 21), *range(25, 41), *range(50, 61)]))
     proc, _, topic = _consume_scratch(ctx, "gaps", records, ["--max-messages", str(len(records))])
@@ -157,10 +154,7 @@ def measure_consumer_sigterm(ctx: Context) -> Result:
     from k2cli.lake.catalog import open_catalog
     from k2cli.lake.offsets import offsets_from_summaries
 
-    if not built("consume"):
-        from k2cli.errors import NotBuiltYet
-
-        raise NotBuiltYet("`k2 consume` is not built yet")
+    require_built("consume")
     records = pipeline.make_trades("BTCUSDT", range(1, 3001))
     proc, lake, topic = _consume_scratch(ctx, "sigterm", records, ["--batch-size", "200"])
     catalog = open_catalog(ctx.settings)
@@ -258,7 +252,7 @@ def measure_lag_alert(ctx: Context) -> Result:
     for rule in rules:
         expr = rule.get("query", "")
         for metric in re.findall(r"k2_consumer_[a-z_]*lag[a-z_]*", expr):
-            limit = resilience._rule_limit(expr, metric)
+            limit = resilience.rule_limit(expr, metric)
             if limit is not None and limit == want:
                 return Result.passed(f"{rule['name']} fires on {metric} > {want:g}", measured=limit,
                                      threshold=ctx.describe("alert_lag_messages"),
@@ -383,7 +377,7 @@ def measure_post_throughput(ctx: Context) -> Result:
 
 def measure_post_dlq(ctx: Context) -> Result:
     """No DLQ entries, or only poison records injected by validation runs (WARN for anything else)."""
-    rows = e2e._dlq_rows(ctx)
+    rows = e2e.dlq_rows(ctx)
     if not rows:
         return Result.passed("the DLQ is empty", measured=0, unit="entries")
     unexpected = []
@@ -418,7 +412,7 @@ def measure_freshness(ctx: Context) -> Result:
     if done.returncode != 0:
         return Result.failed(f"`{done.command}` exited {done.returncode}: {done.stderr.strip()[-200:]}")
     rows = done.json()
-    newest = e2e._micros(rows[0].get("newest")) if rows else None
+    newest = e2e.micros(rows[0].get("newest")) if rows else None
     if newest is None:
         return Result.failed("the query engine returned no trades", evidence=[done.command])
     lag = round(time.time() - newest / 1e6, 1)

@@ -26,8 +26,7 @@ from k2cli.checks.checklists import common, v2check
 from k2cli.checks.context import Context, Options
 from k2cli.checks.model import Checklist, Result, Status, Step
 from k2cli.checks.probes import kafka
-from k2cli.checks.probes.proc import StepError, built, rss_tree, run_k2, spawn_k2, wait_for
-from k2cli.errors import NotBuiltYet
+from k2cli.checks.probes.proc import StepError, require_built, rss_tree, run_k2, spawn_k2, wait_for
 
 POISON_PREFIX = b"k2-validate poison "
 POISON_KEY = b"k2-validate-poison"
@@ -67,7 +66,8 @@ def _summary(snapshot: Any) -> dict[str, str]:
     return dict(snapshot.summary.additional_properties) if snapshot is not None and snapshot.summary else {}
 
 
-def _dlq_rows(ctx: Context) -> list[dict[str, Any]]:
+def dlq_rows(ctx: Context) -> list[dict[str, Any]]:
+    """`k2 dlq list --format json`: every entry of the DLQ directory in force."""
     done = run_k2(["dlq", "list", "--format", "json"], timeout=60)
     if done.returncode != 0:
         raise StepError(f"`{done.command}` exited {done.returncode}: {done.stderr.strip()[-200:]}")
@@ -112,7 +112,7 @@ def measure_baseline(ctx: Context) -> Result:
         else:
             start[p], source[p] = low, "earliest"
     pending = sum(max(0, marks[p][1] - start[p]) for p in marks)
-    dlq_ids = {row["id"] for row in _dlq_rows(ctx)}
+    dlq_ids = {row["id"] for row in dlq_rows(ctx)}
     ctx.state["baseline"] = {"snapshots": snapshots, "records": records, "start": start, "pending": pending,
                              "dlq_ids": dlq_ids, "current": current.snapshot_id if current else None}
     evidence = [f"table {ctx.settings.table}: {len(snapshots)} snapshots, {records} records"
@@ -135,9 +135,7 @@ def measure_test_data(ctx: Context) -> Result:
         return ctx.check("e2e_max_backlog", base["pending"] + 1,
                          f"{base['pending']} messages are pending; consume the backlog (or reset the group) before "
                          "a validation run")
-    for command in ("consume", "dlq") + (("stream",) if need else ()):
-        if not built(command):  # before injecting anything
-            raise NotBuiltYet(f"`k2 {command}` is not built yet (needed by the e2e run)")
+    require_built("consume", "dlq", *(("stream",) if need else ()))  # before injecting anything
     url, evidence = None, []
     if need:
         exchange = ctx.options.exchange
@@ -265,6 +263,27 @@ def consumed_messages(ctx: Context) -> list[Any]:
     return messages
 
 
+def consumed_records(ctx: Context) -> list[tuple[Any, dict[str, Any] | None]]:
+    """Each consumed message with its record decoded through the registry (None for undecodable ones), once."""
+    if "consumed_records" not in ctx.state:
+        from k2cli.kafka.registry import RegistryClient
+        from k2cli.kafka.serde import AvroDeserializer, DecodeError
+
+        registry = RegistryClient(ctx.settings.schema_registry_url)
+        decoder = AvroDeserializer(registry)
+        out: list[tuple[Any, dict[str, Any] | None]] = []
+        try:
+            for msg in consumed_messages(ctx):
+                try:
+                    out.append((msg, decoder.decode(msg.value())))
+                except DecodeError:
+                    out.append((msg, None))
+        finally:
+            registry.close()
+        ctx.state["consumed_records"] = out
+    return ctx.state["consumed_records"]
+
+
 def measure_no_loss(ctx: Context) -> Result:
     """consumed == planned, and consumed == written + dead-lettered (every message accounted for)."""
     stats = ctx.state["consume"]["stats"]
@@ -296,25 +315,14 @@ def measure_errors(ctx: Context) -> Result:
 
 def measure_gaps(ctx: Context) -> Result:
     """The consumer's gap count equals the gaps in the consumed records' source sequences."""
-    from k2cli.kafka.registry import RegistryClient
-    from k2cli.kafka.serde import AvroDeserializer, DecodeError
-
     reported = int(stat(ctx.state["consume"]["stats"], "gaps"))
-    registry = RegistryClient(ctx.settings.schema_registry_url)
-    decoder = AvroDeserializer(registry)
     runs: dict[tuple[int, str, str], list[int]] = {}
     undecodable = 0
-    try:
-        for msg in consumed_messages(ctx):
-            try:
-                rec = decoder.decode(msg.value())
-            except DecodeError:
-                undecodable += 1
-                continue
-            if rec.get("source_sequence") is not None:
-                runs.setdefault((msg.partition(), rec["exchange"], rec["symbol"]), []).append(rec["source_sequence"])
-    finally:
-        registry.close()
+    for msg, rec in consumed_records(ctx):
+        if rec is None:
+            undecodable += 1
+        elif rec.get("source_sequence") is not None:
+            runs.setdefault((msg.partition(), rec["exchange"], rec["symbol"]), []).append(rec["source_sequence"])
     expected = sum(_gaps_in_order(seqs) for seqs in runs.values())
     evidence = [f"{p}/{ex}/{sym}: {len(seqs)} records, {_gaps_in_order(seqs)} gaps"
                 for (p, ex, sym), seqs in sorted(runs.items())][:10]
@@ -372,8 +380,11 @@ def measure_snapshots(ctx: Context) -> Result:
                              measured=len(new), threshold=threshold, unit="snapshots", evidence=problems + evidence)
     summary = f"{len(new)} new snapshots for {written} records at batch size {batch}"
     if len(new) > expected:
-        return Result.warned(summary + " (time-based flushes made smaller commits)", measured=len(new),
-                             threshold=threshold, unit="snapshots", evidence=evidence)
+        if ctx.state["plan"]["need"]:  # streamed while consuming: a batch may age out before it fills
+            summary += f" ({len(new) - expected} partial batches flushed by age while the test data trickled in)"
+        else:  # a backlog fills every batch: extra commits mean the consumer flushes early
+            return Result.warned(summary + " (time-based flushes made smaller commits from a full backlog)",
+                                 measured=len(new), threshold=threshold, unit="snapshots", evidence=evidence)
     return Result.passed(summary, measured=len(new), threshold=threshold, unit="snapshots", evidence=evidence)
 
 
@@ -392,23 +403,13 @@ def measure_records(ctx: Context) -> Result:
     for path in paths:
         with table.io.new_input(path).open() as fh:
             in_table.update(pq.read_table(fh, columns=["message_id"]).column("message_id").to_pylist())
-    from k2cli.kafka.registry import RegistryClient
-    from k2cli.kafka.serde import AvroDeserializer, DecodeError
-
-    registry = RegistryClient(ctx.settings.schema_registry_url)
-    decoder = AvroDeserializer(registry, raw=True)
     missing, decoded = [], 0
-    try:
-        for msg in consumed_messages(ctx):
-            try:
-                mid = decoder.decode(msg.value())["message_id"]
-            except DecodeError:
-                continue
-            decoded += 1
-            if mid not in in_table:
-                missing.append(f"partition {msg.partition()} offset {msg.offset()} message_id {mid}")
-    finally:
-        registry.close()
+    for msg, rec in consumed_records(ctx):
+        if rec is None:
+            continue
+        decoded += 1
+        if rec["message_id"] not in in_table:
+            missing.append(f"partition {msg.partition()} offset {msg.offset()} message_id {rec['message_id']}")
     evidence = [f"total-records {ctx.state['baseline']['records']} -> {total}", f"{len(paths)} new data files, "
                 f"{len(in_table)} message_ids", f"{decoded} decodable messages consumed"] + missing[:10]
     if delta != written:
@@ -428,21 +429,10 @@ def run_query(ctx: Context) -> Result:
     """`k2 query trades --symbol S --limit L --order desc --format json` for a symbol this run wrote."""
     from pyiceberg.expressions import EqualTo
 
-    from k2cli.kafka.registry import RegistryClient
-    from k2cli.kafka.serde import AvroDeserializer, DecodeError
-
-    registry = RegistryClient(ctx.settings.schema_registry_url)
-    decoder = AvroDeserializer(registry, raw=True)
     counts: dict[str, int] = {}
-    try:
-        for msg in consumed_messages(ctx):
-            try:
-                sym = decoder.decode(msg.value())["symbol"]
-            except DecodeError:
-                continue
-            counts[sym] = counts.get(sym, 0) + 1
-    finally:
-        registry.close()
+    for _, rec in consumed_records(ctx):
+        if rec is not None:
+            counts[rec["symbol"]] = counts.get(rec["symbol"], 0) + 1
     if not counts:
         return Result.failed("the run wrote no trades to query")
     symbol = max(counts, key=counts.get)
@@ -469,7 +459,8 @@ def measure_query_count(ctx: Context) -> Result:
                        measured=got, threshold=f"== {expected}", unit="rows")
 
 
-def _micros(value: Any) -> int | None:
+def micros(value: Any) -> int | None:
+    """A query value as integer microseconds: ints as they are, ISO 8601 strings parsed (None otherwise)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -483,7 +474,7 @@ def _micros(value: Any) -> int | None:
 def measure_query_order(ctx: Context) -> Result:
     """Timestamps are in descending order."""
     rows = ctx.state["query"]["rows"]
-    stamps = [_micros(r.get("timestamp")) for r in rows]
+    stamps = [micros(r.get("timestamp")) for r in rows]
     if any(s is None for s in stamps):
         return Result.failed("some rows have no readable timestamp", evidence=[str(rows[0].get("timestamp"))])
     wrong = [i for i in range(1, len(stamps)) if stamps[i] > stamps[i - 1]]
@@ -520,7 +511,7 @@ def row_problems(row: dict[str, Any]) -> list[str]:
              if isinstance(row.get(name), float)]
     rec = {name: row.get(name) for name in FIELD_NAMES}
     for name in TIMESTAMP_FIELDS:
-        rec[name] = _micros(row.get(name))
+        rec[name] = micros(row.get(name))
     for name in DECIMAL_FIELDS:
         try:
             rec[name] = Decimal(str(row.get(name)))
@@ -631,7 +622,7 @@ def measure_poison(ctx: Context) -> Result:
     """The injected poison record is in the DLQ with its original bytes and a descriptive error."""
     poison = ctx.state["plan"]["poison"]
     topic = topic_of(ctx)
-    rows = [r for r in _dlq_rows(ctx) if r.get("topic") == topic and r.get("partition") == poison["partition"]
+    rows = [r for r in dlq_rows(ctx) if r.get("topic") == topic and r.get("partition") == poison["partition"]
             and r.get("offset") == poison["offset"]]
     where = f"{topic} partition {poison['partition']} offset {poison['offset']}"
     if not rows:
@@ -656,7 +647,7 @@ def measure_dlq_clean(ctx: Context) -> Result:
     """Nothing but the poison was dead-lettered during the run."""
     before = ctx.state["baseline"]["dlq_ids"]
     poison = ctx.state["plan"]["poison"]
-    new = [r for r in _dlq_rows(ctx) if r["id"] not in before]
+    new = [r for r in dlq_rows(ctx) if r["id"] not in before]
     others = [r for r in new if not (r.get("partition") == poison["partition"] and r.get("offset") == poison["offset"]
                                      and r.get("topic") == topic_of(ctx))]
     earlier = [r for r in others[:20] if _is_validation_poison(r["id"])]  # left in the topic by an earlier run

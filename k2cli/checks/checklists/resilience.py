@@ -520,7 +520,7 @@ def measure_cache_memory(ctx: Context) -> Result:
 # ---------------------------------------------------------------- Prometheus alert rules
 
 
-def _rule_limit(expr: str, metric: str) -> float | None:
+def rule_limit(expr: str, metric: str) -> float | None:
     """The number a rule compares a metric against (`metric > 400 * 1024 * 1024 and ...` gives 419430400)."""
     match = re.search(re.escape(metric) + r"\s*>\s*([0-9.e+*/ ()]+?)(?:\s+(?:and|or|unless)\b|$)", expr)
     if not match:
@@ -544,10 +544,10 @@ def measure_alert_memory(ctx: Context) -> Result:
         expr = rule.get("query", "")
         if ex not in expr and ex not in str(rule.get("labels", {})):
             continue
-        rss = _rule_limit(expr, mn.RSS)
+        rss = rule_limit(expr, mn.RSS)
         if rss is not None and min(abs(rss / 2**20 - want_mb), abs(rss / 1e6 - want_mb)) < 0.01 * want_mb:
             found["memory_high"] = rule
-        score = _rule_limit(expr, mn.LEAK_SCORE)
+        score = rule_limit(expr, mn.LEAK_SCORE)
         if score is not None and abs(score - want_score) < 1e-9:
             found["leak"] = rule
     evidence = [f"{k}: {r['name']} ({r.get('health')}): {r.get('query')}" for k, r in found.items()]

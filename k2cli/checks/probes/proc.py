@@ -48,6 +48,13 @@ def built(command: str) -> bool:
     return done.returncode == 0 and "not built yet" not in done.stdout
 
 
+def require_built(*commands: str) -> None:
+    """Raise NotBuiltYet (the step reports ERROR) for the first command that is still a placeholder."""
+    for command in commands:
+        if not built(command):
+            raise NotBuiltYet(f"`k2 {command}` is not built yet (needed by this step)")
+
+
 def error_line(stderr: str) -> str:
     """The most telling line of a command's stderr: its `k2: error:` line, else the last line."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
