@@ -65,3 +65,10 @@ def test_operator_mistakes_exit_3_with_one_line(clean_env):
     assert "Traceback" not in proc.stderr
     proc = k2("validate", "prereqs", "--format", "yaml", env=clean_env)
     assert proc.returncode == 2 and "yaml" in proc.stderr  # a usage error, like every command's
+
+
+def test_soak_thresholds_in_the_same_table_are_not_rejected(clean_env, tmp_path):
+    config = tmp_path / "k2.toml"
+    config.write_text("[thresholds]\nsoak_memory_growth_1h_max_mb = 12\nstreaming_connect_max_s = 3\n")
+    proc = k2("--config", str(config), "validate", "prereqs", "--step", "prereqs.dependencies", env=clean_env)
+    assert proc.returncode == 0, proc.stderr
