@@ -39,15 +39,23 @@ def test_pong_timeout_reconnects_and_is_counted_in_metrics(tmp_path, k2_env, uni
     port = free_port()
     with simulator("binance", ["--no-pong", "--rate", str(RATE), "--symbols", "BTCUSDT"], k2_env, tmp_path) as url:
         proc = subprocess.Popen(stream_cmd("binance", [
-            "--url", url, "--symbols", "BTCUSDT", "--topic", topic, "--duration", "9", "--ping-interval", "1",
+            "--url", url, "--symbols", "BTCUSDT", "--topic", topic, "--duration", "12", "--ping-interval", "1",
             "--pong-timeout", "1", "--metrics-port", str(port)]), env=k2_env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
-        time.sleep(6)
-        metrics = scrape(port)
+        metrics = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            try:
+                metrics = scrape(port)
+            except Exception:  # noqa: BLE001 - the endpoint comes up once the stream is set up
+                continue
+            if (metric_value(metrics, "binance_reconnects_total", 'reason="pong_timeout"') or 0) >= 1:
+                break
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     summary = parse_summary(out)
-    assert summary["pong_timeouts"] >= 2 and summary["reconnects"].get("pong_timeout", 0) >= 2
+    assert summary["pong_timeouts"] >= 2 and summary["reconnects"].get("pong_timeout", 0) >= 2, (summary, err)
     assert "no pong within" in err
     assert metric_value(metrics, "binance_pong_timeouts_total") >= 1
     assert metric_value(metrics, "binance_reconnects_total", 'reason="pong_timeout"') >= 1
