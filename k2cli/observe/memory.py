@@ -46,14 +46,18 @@ def rss_trend(samples: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return slope * 3600.0, r2
 
 
+def score_of(slope_mib_per_hour: float, r2: float) -> float:
+    """The leak score of an RSS trend: r2 * slope / (slope + 10) for slope > 0 MiB/h, else 0 (in [0, 1))."""
+    if slope_mib_per_hour <= 0 or r2 <= 0:
+        return 0.0
+    return min(1.0, r2) * slope_mib_per_hour / (slope_mib_per_hour + HALF_SCORE_MIB_PER_HOUR)
+
+
 def leak_score(samples: Sequence[tuple[float, float]]) -> float:
-    """The memory-leak score in [0, 1): r2 * slope / (slope + 10) with slope in MiB/h (see the module doc)."""
+    """The memory-leak score of (seconds, RSS bytes) samples: score_of(rss_trend(samples)); 0 below 10 samples."""
     if len(samples) < MIN_SAMPLES:
         return 0.0
-    slope, r2 = rss_trend(samples)
-    if slope <= 0:
-        return 0.0
-    return r2 * slope / (slope + HALF_SCORE_MIB_PER_HOUR)
+    return score_of(*rss_trend(samples))
 
 
 @dataclass(frozen=True)

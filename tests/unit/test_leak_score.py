@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from k2cli.observe.memory import MIB, MemorySampler, leak_score, rss_trend
+from k2cli.observe.memory import MIB, MemorySampler, leak_score, rss_trend, score_of
 
 
 def steady(mib_per_hour, n=120, step=30.0, base=200 * MIB):
@@ -50,3 +50,10 @@ def test_sampler_reads_this_process():
         reading = sampler.sample(float(i))
     assert reading.rss > 10 * MIB and reading.vms >= reading.rss
     assert len(sampler.samples) == 3 and reading.score == 0.0
+
+
+def test_score_of_is_the_pure_formula():
+    assert score_of(10, 1.0) == 0.5
+    assert score_of(10, 0.5) == 0.25
+    assert score_of(30, 1.0) == pytest.approx(0.75)
+    assert score_of(0, 1.0) == 0.0 and score_of(-5, 1.0) == 0.0 and score_of(50, 0.0) == 0.0
