@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from k2cli.consume.batch import Batch, Built, ChunkResult, Poison, Reserved, decode_chunk
+from k2cli.consume.batch import Batch, Built, ChunkResult, Poison, Reserved, decode_chunk, use_system_allocator
 from k2cli.consume.decode import ValueDecoder
 from k2cli.errors import ConfigError, K2Error, ServiceUnavailable
 from k2cli.lake.offsets import TopicPartition
@@ -307,7 +307,8 @@ class ConsumeEngine:
             "session.timeout.ms": int(self.settings.consumer_session_timeout * 1000),
             "heartbeat.interval.ms": max(500, int(self.settings.consumer_session_timeout * 1000 / 5)),
             "max.poll.interval.ms": 300_000,
-            "queued.max.messages.kbytes": 32768,
+            "queued.max.messages.kbytes": 16384,  # the prefetch queue: enough to keep up, bounded memory
+            "queued.min.messages": 20000,
             "enable.partition.eof": False,
             "error_cb": self._on_kafka_error,
             "on_commit": self._on_commit,
@@ -443,6 +444,7 @@ class ConsumeEngine:
             self._consumer = Consumer(self._kafka_config())
             self._until_ready("Kafka unavailable", lambda: self._check_topics(self._consumer))
             self._batch = Batch(self._positions, clock=self._clock)
+            use_system_allocator()
             # Decoded records are acyclic: the cyclic collector only slows the hot loop down (see perf notes).
             gc.collect()
             gc.freeze()
@@ -820,7 +822,7 @@ class ConsumeEngine:
         self._set_paused(False)
         now = self._clock()
         if now - self._last_gc >= 1.0:
-            gc.collect(1)
+            gc.collect()
             self._last_gc = now
 
     def _track_sequences(self, built: Built) -> None:

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
-from k2cli.consume.batch import ChunkResult, decode_chunk
+from k2cli.consume.batch import ChunkResult, decode_chunk, use_system_allocator
 
 _decoder: Any = None
 
@@ -37,6 +37,7 @@ def _init(registry_url: str, parent: int) -> None:
     from k2cli.kafka.registry import RegistryClient
 
     _decoder = ValueDecoder(RegistryClient(registry_url))
+    use_system_allocator()
     gc.collect()
     gc.freeze()
     gc.disable()  # decoded records are acyclic; collected explicitly below
