@@ -201,6 +201,9 @@ class Session:
                     primary = await self._establish(first=False)
                     continue
                 reason = "server_shutdown" if primary.shutdown.is_set() else "scheduled"
+                if reason == "scheduled" and self.paused:  # Kafka is holding us up: a new connection cannot help
+                    await self._sleep(0.5, primary.done, primary.shutdown)
+                    continue
                 primary = await self._rotate(primary, reason)
             self._raise_if_failed()
         finally:
