@@ -7,8 +7,8 @@ time into a fresh SQLite catalog with a fresh group, and reports:
 
 - sustained msg/s: records / (time from the first record to the end of the run), from the run's statistics,
 - end-to-end msg/s: records / (subscribe to end), group join and first fetch included,
-- peak RSS of the consumer process (wait4 ru_maxrss) and of it with its decode workers (sampled every
-  0.2 s), and its commit latency median.
+- peak RSS of the consumer process (wait4 ru_maxrss); with its decode workers, the peak of the summed RSS
+  and of the summed PSS (shared library pages counted once), sampled every 0.2 s; its commit latency median.
 
 Commit latency: `TableWriter.commit` of --commit-rows rows, --commits times into one table with the default
 snapshot retention, reporting the median around commit 10 and around the last commit.
@@ -118,7 +118,7 @@ def consume_run(topic: str, records: int, batch: int) -> dict:
                              str(records), "--batch-size", str(batch), "--flush-interval", "30", "--group", group,
                              "--metrics-port", "0", "--format", "json"], env=env, cwd=str(ROOT),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    tree_peak = [0]
+    tree_peak = [0, 0]  # RSS summed over the processes, PSS summed (shared library pages counted once)
     done = threading.Event()
 
     def sample_tree() -> None:  # the consumer process plus its decode workers, every 0.2 s
@@ -127,11 +127,15 @@ def consume_run(topic: str, records: int, batch: int) -> dict:
         try:
             root = psutil.Process(proc.pid)
             while not done.is_set():
-                total = root.memory_info().rss
-                for child in root.children(recursive=True):
+                procs = [root, *root.children(recursive=True)]
+                rss = pss = 0
+                for p in procs:
                     with contextlib.suppress(psutil.Error):
-                        total += child.memory_info().rss
-                tree_peak[0] = max(tree_peak[0], total)
+                        info = p.memory_full_info()
+                        rss += info.rss
+                        pss += info.pss
+                tree_peak[0] = max(tree_peak[0], rss)
+                tree_peak[1] = max(tree_peak[1], pss)
                 time.sleep(0.2)
         except psutil.Error:
             pass
@@ -156,6 +160,7 @@ def consume_run(topic: str, records: int, batch: int) -> dict:
         "end_to_end": stats["throughput_msg_per_sec"],
         "rss_mb": usage.ru_maxrss / 1024,
         "tree_rss_mb": tree_peak[0] / 2**20,
+        "tree_pss_mb": tree_peak[1] / 2**20,
         "commit_ms": stats["commit_latency_ms"]["median"],
         "snapshots": stats["snapshots_committed"],
         "written": stats["messages_written"],
@@ -220,14 +225,16 @@ def main() -> None:
                 results.append(r)
                 print(f"  batch {batch:>6,} run {run + 1}: sustained {r['sustained']:>8,.0f} msg/s  "
                       f"end-to-end {r['end_to_end']:>8,.0f} msg/s  raw Kafka read {raw:>9,.0f} msg/s  "
-                      f"peak RSS {r['rss_mb']:.0f} MB (with decode workers {r['tree_rss_mb']:.0f} MB)  "
+                      f"peak RSS {r['rss_mb']:.0f} MB (with decode workers: RSS {r['tree_rss_mb']:.0f} MB, "
+                      f"PSS {r['tree_pss_mb']:.0f} MB)  "
                       f"commit median {r['commit_ms']} ms  "
                       f"snapshots {r['snapshots']}  written {r['written']:,}", flush=True)
             med = {k: statistics.median(r[k] for r in results)
-                   for k in ("sustained", "end_to_end", "raw", "rss_mb", "tree_rss_mb")}
+                   for k in ("sustained", "end_to_end", "raw", "rss_mb", "tree_rss_mb", "tree_pss_mb")}
             print(f"batch {batch:,} over {n:,} records, median of {len(results)}: sustained {med['sustained']:,.0f} "
                   f"msg/s, end-to-end {med['end_to_end']:,.0f} msg/s, raw Kafka read {med['raw']:,.0f} msg/s, "
-                  f"peak RSS {med['rss_mb']:.0f} MB (with decode workers {med['tree_rss_mb']:.0f} MB)", flush=True)
+                  f"peak RSS {med['rss_mb']:.0f} MB (with decode workers: RSS {med['tree_rss_mb']:.0f} MB, "
+                  f"PSS {med['tree_pss_mb']:.0f} MB)", flush=True)
             report["throughput"][str(batch)] = {"records": n, "median": med, "runs": results}
     if args.commits:
         early, late, snaps = commit_latency(args.commits, args.commit_rows)
