@@ -57,6 +57,7 @@ class SessionConfig:
     overlap_timeout: float = 30.0  # longest make-before-break overlap before the old connection is closed anyway
     quiet_grace: float = 2.0  # new connection streaming this long => symbols silent on both are settled
     max_frame_bytes: int = 4 * 2**20
+    url_setting: str = "K2_BINANCE_URL"  # named in errors about the URL
 
 
 def build_ssl_context(verify: bool = True, ca_bundle: str = "") -> ssl.SSLContext:
@@ -162,7 +163,7 @@ class Session:
 
     def __init__(self, config: SessionConfig, handler: SessionHandler) -> None:
         if not config.urls:
-            raise ConfigError("no exchange URL configured", setting="K2_BINANCE_URL")
+            raise ConfigError("no exchange URL configured", setting=config.url_setting)
         self.cfg = config
         self.handler = handler
         self.paused = False
@@ -285,10 +286,10 @@ class Session:
             status = exc.response.status_code
             if not self._ever_connected and 400 <= status < 500 and status not in (408, 429):
                 raise ConfigError(f"{url} refused the WebSocket upgrade with HTTP {status} (check --url and "
-                                  "--symbols)", setting="K2_BINANCE_URL") from None
+                                  "--symbols)", setting=self.cfg.url_setting) from None
             raise
         except InvalidURI as exc:
-            raise ConfigError(f"{url} is not a WebSocket URL: {exc}", setting="K2_BINANCE_URL") from None
+            raise ConfigError(f"{url} is not a WebSocket URL: {exc}", setting=self.cfg.url_setting) from None
         loop = asyncio.get_running_loop()
         conn = Connection(next(self._ids), url, ws, loop.time())
         try:

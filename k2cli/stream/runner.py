@@ -153,7 +153,7 @@ class StreamRunner(SessionHandler):
             urls=session_urls, subscribe=subscribe, ping_interval=s.ping_interval, pong_timeout=s.pong_timeout,
             idle_timeout=s.idle_timeout, rotation_interval=s.rotation_interval, backoff_initial=s.backoff_initial,
             backoff_max=s.backoff_max, max_reconnects=s.max_reconnects, ssl_verify=s.ssl_verify,
-            ca_bundle=s.ca_bundle,
+            ca_bundle=s.ca_bundle, url_setting=f"K2_{ex.upper()}_URL",
         )
         self.summary = StreamSummary(exchange=ex, topic=options.topic, url=options.urls[0],
                                      symbols=list(options.symbols), dlq_dir=str(s.dlq_path))
