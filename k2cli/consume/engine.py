@@ -356,6 +356,8 @@ class ConsumeEngine:
 
         self._rebalanced = True
         self._settle(block=True)  # the writer is the committer thread's until its commit is done
+        if self._commit is not None:  # unwritable: everything restarts from the table offsets read below
+            self._reset_to_table(reason="assignment with unwritten records")
         offsets = self._table_offsets()
         for p in partitions:
             tp = (p.topic, p.partition)
