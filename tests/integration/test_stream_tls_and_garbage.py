@@ -80,3 +80,13 @@ def test_kraken_subscription_refused_is_a_clear_config_error(tmp_path, k2_env, u
     last = err.strip().splitlines()[-1]
     assert last.startswith("k2: error: the exchange refused the subscription") and "ETH/USD" in last
     assert "Traceback" not in err
+
+
+def test_binance_stream_the_exchange_does_not_serve_is_refused_at_start(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    with simulator("binance", ["--symbols", "BTCUSDT"], k2_env, tmp_path) as url:
+        code, summary, err = run_stream("binance", ["--url", url, "--symbols", "ETHUSDT", "--topic",
+                                                    f"test.stream.http400.{unique}", "--duration", "20"], k2_env)
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert "refused the WebSocket upgrade with HTTP 400" in last and "K2_BINANCE_URL" in last
