@@ -20,7 +20,7 @@ from k2cli.checks.context import Context, Options
 from k2cli.checks.evaluate import worst
 from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.probes import kafka, pipeline
-from k2cli.checks.probes.proc import require_built, run_k2, spawn_k2, wait_for
+from k2cli.checks.probes.proc import StepError, require_built, run_k2, spawn_k2, wait_for
 from k2cli.checks.probes.source import source_root
 
 # ---------------------------------------------------------------- the nested E2E run
@@ -171,7 +171,7 @@ def measure_consumer_sigterm(ctx: Context) -> Result:
     proc.proc.send_signal(signal.SIGTERM)
     try:
         done = proc.finish(timeout=30)
-    except Exception:
+    except StepError:
         return Result.failed("the consumer did not exit within 30 s of SIGTERM", evidence=[proc.command])
     took = time.monotonic() - sent
     evidence = [f"SIGTERM after the first commit; exit {done.returncode} {took:.1f} s later"]
@@ -206,7 +206,7 @@ def measure_stream_sigterm(ctx: Context) -> Result:
     proc.proc.send_signal(signal.SIGTERM)
     try:
         done = proc.finish(timeout=30)
-    except Exception:
+    except StepError:
         return Result.failed("`k2 stream` did not exit within 30 s of SIGTERM", evidence=[proc.command])
     marks = kafka.watermarks(ctx.settings, topic)
     in_topic = sum(high - low for low, high in marks.values())
@@ -480,8 +480,6 @@ def weekly(ctx: Context) -> dict[str, Any]:
         done = run_k2(["soak", "report", "--prometheus", ctx.settings.prometheus_url, "--days", f"{days:g}",
                        "--exchange", ctx.options.exchange, "--format", "json"], timeout=300)
         if not done.stdout.strip().startswith("{"):  # exit 3 with a report means "no data", still a report
-            from k2cli.checks.probes.proc import StepError
-
             raise StepError(f"`{done.command}` exited {done.returncode}: {done.stderr.strip()[-200:]}")
         ctx.state["weekly"] = {"data": done.json(), "command": done.command}
     return ctx.state["weekly"]

@@ -505,6 +505,7 @@ def measure_query_fields(ctx: Context) -> Result:
 
 def row_problems(row: dict[str, Any]) -> list[str]:
     """Type problems of one query row (JSON form): exact decimal strings, ISO or µs times, v2 value rules."""
+    from k2cli.errors import InvalidTrade
     from k2cli.trade import DECIMAL_FIELDS, FIELD_NAMES, TIMESTAMP_FIELDS, validate_trade
 
     found = [f"{name}: {row[name]!r} is a float, not an exact decimal string" for name in DECIMAL_FIELDS
@@ -519,7 +520,7 @@ def row_problems(row: dict[str, Any]) -> list[str]:
             found.append(f"{name}: {row.get(name)!r} is not a decimal")
     try:
         validate_trade(rec)
-    except Exception as exc:  # InvalidTrade names the field
+    except InvalidTrade as exc:  # names the field
         found.append(str(exc))
     return found
 
