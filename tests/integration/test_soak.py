@@ -122,7 +122,7 @@ def test_leaking_child_fails_on_the_leak_criterion(tmp_path, k2_env, unique):
     out = tmp_path / "out"
     env = dict(k2_env, K2_DEBUG_LEAK_MB_PER_MIN="20")  # inherited by the stream child
     with simulator("binance", ["--rate", str(RATE), "--symbols", "BTCUSDT"], env, tmp_path) as url:
-        proc = subprocess.run(soak_cmd(url, out, topic, "--minutes", "1.5", "--sample-interval", "2", "--symbols",
+        proc = subprocess.run(soak_cmd(url, out, topic, "--minutes", "1", "--sample-interval", "2", "--symbols",
                                        "BTCUSDT"), env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     summary = json.loads(proc.stdout)
@@ -133,7 +133,7 @@ def test_leaking_child_fails_on_the_leak_criterion(tmp_path, k2_env, unique):
     assert by_name["stream RSS below hard limit"]["status"] == "PASS"  # judged as a leak, not stopped by the limit
     assert by_name["message rate"]["status"] == "PASS" and summary["status"] == "completed"
     samples = profile(out)
-    assert len(samples) == 45 and samples[-1]["rss_mb"] - samples[0]["rss_mb"] > 15
+    assert len(samples) == 30 and samples[-1]["rss_mb"] - samples[0]["rss_mb"] > 10
     assert "FAIL   stream leak score" in (out / "binance_soak_test_report.txt").read_text()
 
 
