@@ -90,6 +90,15 @@ class Result:
         """A MANUAL result carrying the reason and the check a person must do."""
         return cls.make(Status.MANUAL, summary or manual.check, manual=manual, **kwargs)
 
+    @classmethod
+    def counted(cls, problems: list[str], passed: str, *, unit: str, evidence: Any = (),
+                failed: str | None = None) -> Result:
+        """FAIL on the first problem (or `failed`) with their count against '== 0' and them as evidence, else PASS."""
+        if problems:
+            return cls.make(Status.FAIL, failed or problems[0], measured=len(problems), threshold="== 0", unit=unit,
+                            evidence=[*problems[:10], *evidence])
+        return cls.make(Status.PASS, passed, measured=0, threshold="== 0", unit=unit, evidence=evidence)
+
     def with_timing(self, duration: float, attempts: int) -> Result:
         """The same result with the runner's timing."""
         return replace(self, duration=duration, attempts=attempts)

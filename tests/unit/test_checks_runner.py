@@ -206,3 +206,12 @@ def test_subset_keeps_dependencies_in_order():
     assert [s.id for s in checklist.subset(["t.c", "t.a"]).steps] == ["t.a", "t.c"]
     with pytest.raises(KeyError, match="no step 't.x'"):
         checklist.subset(["t.x"])
+
+
+def test_counted_result():
+    bad = Result.counted(["a broke", "b broke"], "all fine", unit="problems", evidence=["ctx"])
+    assert bad.status is Status.FAIL and bad.summary == "a broke" and bad.measured == 2
+    assert bad.threshold == "== 0" and bad.evidence == ("a broke", "b broke", "ctx")
+    good = Result.counted([], "all fine", unit="problems", failed="never")
+    assert good.status is Status.PASS and good.summary == "all fine" and good.measured == 0
+    assert Result.counted(["x"], "ok", unit="u", failed="1 problem").summary == "1 problem"

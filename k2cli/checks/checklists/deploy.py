@@ -85,12 +85,9 @@ def measure_logs(ctx: Context) -> Result:
         for line in text.splitlines():
             if "Traceback" in line or re.search(r"\b(ERROR|CRITICAL)\b", line):
                 bad.append(f"{name}: {line.strip()}")
-    if bad:
-        return Result.failed(f"{len(bad)} error lines in the logs", measured=len(bad), threshold="== 0",
-                             unit="lines", evidence=bad[:10])
     lines = len(consume["stderr"].splitlines()) + len(consume["stream_stderr"].splitlines())
-    return Result.passed(f"no errors in {lines} log lines of the E2E run", measured=0, threshold="== 0",
-                         unit="lines")
+    return Result.counted(bad, f"no errors in {lines} log lines of the E2E run", unit="lines",
+                          failed=f"{len(bad)} error lines in the logs")
 
 
 # ---------------------------------------------------------------- tests the E2E run does not cover
@@ -438,10 +435,7 @@ def measure_firing(ctx: Context) -> Result:
     alerts = [a for a in common.prometheus(ctx).alerts() if a.get("state") == "firing"]
     evidence = [f"{a['labels'].get('alertname')} ({a['labels'].get('severity')}): "
                 f"{a.get('annotations', {}).get('summary', '')}" for a in alerts]
-    if alerts:
-        return Result.failed(f"{len(alerts)} alerts firing", measured=len(alerts), threshold="== 0", unit="alerts",
-                             evidence=evidence)
-    return Result.passed("no alerts firing", measured=0, threshold="== 0", unit="alerts")
+    return Result.counted(evidence, "no alerts firing", unit="alerts", failed=f"{len(alerts)} alerts firing")
 
 
 LOGS = Manual("k2 logs to the stderr of wherever it runs (systemd, containers); k2 validate cannot read those logs",

@@ -131,11 +131,8 @@ def measure_serialization(ctx: Context) -> Result:
     evidence = [f"{len(records)} records through {topic} (Avro via the registry) and back",
                 "types: decimal(18,8) at 1e-8 and 9999999999.99999999, timestamps 1 µs and 2099-12-31, UUIDs, "
                 "2^62 sequences, unicode, null and empty maps", "JSON: datetime -> ISO, Decimal -> exact string, UUID"]
-    if problems:
-        return Result.failed(problems[0], measured=len(problems), threshold="== 0", unit="mismatches",
-                             evidence=problems[:10] + evidence)
-    return Result.passed("datetime, Decimal, UUID and friends round-trip exactly (Avro, Kafka, JSON)", measured=0,
-                         threshold="== 0", unit="mismatches", evidence=evidence)
+    return Result.counted(problems, "datetime, Decimal, UUID and friends round-trip exactly (Avro, Kafka, JSON)",
+                          unit="mismatches", evidence=evidence)
 
 
 def measure_error_classes(ctx: Context) -> Result:
@@ -182,11 +179,8 @@ def measure_error_classes(ctx: Context) -> Result:
                         "dead-lettered for an outage")
     finally:
         dead.close()
-    if problems:
-        return Result.failed(problems[0], measured=len(problems), threshold="== 0", unit="misclassified",
-                             evidence=problems + evidence)
-    return Result.passed(f"{len(cases)} permanent and 1 transient failure classified correctly", measured=0,
-                         threshold="== 0", unit="misclassified", evidence=evidence)
+    return Result.counted(problems, f"{len(cases)} permanent and 1 transient failure classified correctly",
+                          unit="misclassified", evidence=evidence)
 
 
 def measure_backoff(ctx: Context) -> Result:
@@ -210,11 +204,8 @@ def measure_backoff(ctx: Context) -> Result:
         ceiling = min(cap, initial * 2 ** (n - 1))
         if not ceiling / 2 - 0.051 <= delay <= ceiling + 0.051:  # logged with one decimal
             problems.append(f"retry {n}: {delay:g} s outside [{ceiling / 2:g}, {ceiling:g}]")
-    if problems:
-        return Result.failed(problems[0], measured=len(problems), threshold="== 0", unit="bad delays",
-                             evidence=problems + evidence)
-    return Result.passed(f"{len(delays)} retries, delays doubling from {initial:g} s to the {cap:g} s cap with jitter",
-                         measured=0, threshold="== 0", unit="bad delays", evidence=evidence)
+    return Result.counted(problems, f"{len(delays)} retries, delays doubling from {initial:g} s to the {cap:g} s cap "
+                          "with jitter", unit="bad delays", evidence=evidence)
 
 
 def measure_dlq_context(ctx: Context) -> Result:
@@ -286,11 +277,8 @@ def measure_metric_labels(ctx: Context) -> Result:
     unseen = [n for n, labels in declared.items() if not labels and not any(s == n or s.startswith(n + "_")
                                                                             for s in scraped)]
     problems += [f"{n}: defined but not exported" for n in unseen]
-    if problems:
-        return Result.failed(problems[0], measured=len(problems), threshold="== 0", unit="inconsistencies",
-                             evidence=problems[:10] + evidence[:10])
-    return Result.passed(f"{len(evidence)} exported series match their definitions", measured=0, threshold="== 0",
-                         unit="inconsistencies", evidence=evidence[:15])
+    return Result.counted(problems, f"{len(evidence)} exported series match their definitions",
+                          unit="inconsistencies", evidence=evidence[:15])
 
 
 def measure_e2e(ctx: Context) -> Result:
