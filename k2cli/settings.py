@@ -214,7 +214,9 @@ def load_settings(config_file: str | None = None, **overrides: object) -> Settin
             continue
         if name not in _FIELDS:
             raise ConfigError(f"unknown setting {name!r}", setting=name)
-        values[name] = _coerce(name, value, "flags") if not isinstance(value, str | int | float) else value
+        hint = typing.get_type_hints(Settings)[name]
+        already = isinstance(value, hint) if isinstance(hint, type) else False
+        values[name] = value if already else _coerce(name, value, "flags")
     settings = Settings(**values)  # type: ignore[arg-type]
     validate(settings)
     return settings
