@@ -25,7 +25,7 @@ def _scalar(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, decimal.Decimal):
-        return str(value)
+        return format(value, "f") if value.is_finite() else str(value)  # exact, never "1E-8"
     if isinstance(value, _dt.datetime | _dt.date | _dt.time):
         return value.isoformat()
     if isinstance(value, uuid.UUID | PurePath):

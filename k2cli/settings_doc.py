@@ -1,0 +1,97 @@
+"""The reference of every setting, rendered into docs/settings.md (a test keeps the two in step)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from k2cli.settings import Settings, env_name
+
+HELP: dict[str, str] = {
+    "home": "k2's own directory: stack state, cache, logs (default `~/.k2`).",
+    "kafka_bootstrap_servers": "Kafka brokers, `host:port[,host:port]`.",
+    "schema_registry_url": "Schema Registry speaking the Confluent REST API.",
+    "iceberg_catalog_uri": "SQL catalog: `sqlite:///…` or `postgresql+psycopg2://…`; empty: SQLite in the data dir.",
+    "iceberg_warehouse": "Warehouse location: `file://…` or `s3://…`; empty: `warehouse/` in the data dir.",
+    "data_dir": "Where the embedded catalog, warehouse and DLQ live; empty: `$K2_HOME/data`.",
+    "dlq_dir": "Dead-letter queue directory (JSONL files, rotated at 100 MB); empty: `<data dir>/dlq`.",
+    "prometheus_url": "Prometheus used by `k2 validate` and `k2 soak report --prometheus`.",
+    "postgres_uri": "The stack's PostgreSQL catalog URI (for `K2_ICEBERG_CATALOG_URI` when you want it).",
+    "s3_endpoint": "S3 endpoint for an `s3://` warehouse (e.g. MinIO `http://minio:9000`).",
+    "s3_access_key": "S3 access key.",
+    "s3_secret_key": "S3 secret key.",
+    "s3_region": "S3 region.",
+    "binance_url": "Binance combined-stream WebSocket URL (`ws://` allowed for local simulators).",
+    "binance_failover_urls": "Comma-separated URLs tried in turn after the primary fails.",
+    "binance_symbols": "Comma-separated Binance symbols; an unknown quote asset is refused at start-up.",
+    "binance_topic": "Kafka topic of Binance trades.",
+    "binance_metrics_port": "Metrics port of `k2 stream binance` (0 = off).",
+    "kraken_url": "Kraken WebSocket URL (v1 `wss://ws.kraken.com`, v2 `…/v2`).",
+    "kraken_failover_urls": "Comma-separated Kraken failover URLs.",
+    "kraken_symbols": "Comma-separated Kraken pairs, e.g. `BTC/USD`.",
+    "kraken_topic": "Kafka topic of Kraken trades.",
+    "kraken_metrics_port": "Metrics port of `k2 stream kraken` (0 = off).",
+    "ping_interval": "Seconds between our WebSocket pings (heartbeat).",
+    "pong_timeout": "Seconds a pong may take before the connection is replaced.",
+    "idle_timeout": "Seconds without any frame before the connection is replaced (idle watchdog).",
+    "rotation_interval": "Seconds between planned make-before-break connection rotations (4 h).",
+    "ssl_verify": "Verify TLS certificates (certifi plus `K2_CA_BUNDLE`); false prints a warning.",
+    "ca_bundle": "Extra CA bundle (PEM) trusted besides certifi's.",
+    "backoff_initial": "First reconnect delay in seconds (doubles, with jitter).",
+    "backoff_max": "Cap of the reconnect delay in seconds.",
+    "max_reconnects": "Consecutive failed reconnects before giving up; 0 = never give up.",
+    "serializer_cache_max_size": "Bound of the LRU cache of Avro serializers (one per subject).",
+    "producer_buffer_max_messages": "Messages the producer buffers while Kafka is slow or down (back-pressure).",
+    "consumer_group": "Consumer group of `k2 consume`.",
+    "consumer_topics": "Comma-separated topics `k2 consume` reads by default.",
+    "consumer_metrics_port": "Metrics port of `k2 consume` (0 = off).",
+    "batch_size": "Records per Iceberg commit.",
+    "flush_interval": "Seconds after which a partial batch is written.",
+    "table": "Iceberg table, `namespace.table`.",
+    "snapshots_to_keep": "Snapshots kept by expiry (the newest always carries every partition's offsets).",
+    "gap_large_threshold": "Missing sequence numbers above which a gap is LARGE_GAP.",
+    "thresholds": "Validation and soak thresholds (`[thresholds]` table in k2.toml; `k2 validate list` shows them).",
+    "config_file": "The k2.toml in force (set with `--config` or `K2_CONFIG`).",
+    "stream_flush_timeout": "Seconds `k2 stream` waits for Kafka to take buffered records at shutdown.",
+    "memory_sample_interval": "Seconds between RSS samples of the leak score (window: 120 samples).",
+    "debug_leak_mb_per_min": "Test-only fault: `k2 stream` retains this many MiB per minute (for soak tests).",
+    "consumer_instance_id": "Static group member id; empty: `<group>-<host>-<free slot>`.",
+    "consumer_session_timeout": "Seconds before a dead consumer's partitions move to another member.",
+    "snapshot_expire_step": "A consumer expires old snapshots once per this many of its commits.",
+    "sequence_reset_quiet_seconds": "A sequence far below the last one after this much quiet is a RESET.",
+    "breaker_failure_threshold": "Consecutive failed Iceberg writes that open the circuit breaker.",
+    "breaker_reset_timeout": "Seconds the breaker stays open before a trial write (doubles, max 30).",
+    "consumer_decode_workers": "Decode processes; -1: 2 for batches of 5,000+ on 2+ cores, else 0.",
+    "consumer_startup_timeout": "Seconds `k2 consume` retries an unreachable broker or catalog at start.",
+}
+
+
+def _default(field: dataclasses.Field) -> str:
+    if field.name == "home":
+        return "~/.k2"
+    if field.default is dataclasses.MISSING:
+        return "(none)"
+    value = field.default
+    if isinstance(value, tuple):
+        return ",".join(value) or "(none)"
+    text = str(value)
+    return text if text not in ("", ".") else "(derived)"
+
+
+def render() -> str:
+    """docs/settings.md: every setting with its variable, default and meaning."""
+    lines = [
+        "# Settings",
+        "",
+        "Generated from `k2cli/settings_doc.py` by `python scripts/gen_settings_doc.py`; a test fails when it drifts.",
+        "",
+        "Precedence: defaults < `k2.toml` (or `--config FILE` / `K2_CONFIG`) < `K2_*` environment < flags.",
+        "In k2.toml write `name = value`, or `[section] key = value` for `section_key` (e.g. `[kafka]",
+        "bootstrap_servers = …`). Every error about a bad value names the variable.",
+        "",
+        "| variable | k2.toml key | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for field in dataclasses.fields(Settings):
+        variable = "K2_CONFIG" if field.name == "config_file" else env_name(field.name)
+        lines.append(f"| `{variable}` | `{field.name}` | `{_default(field)}` | {HELP[field.name]} |")
+    return "\n".join(lines) + "\n"
