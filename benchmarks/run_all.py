@@ -138,6 +138,8 @@ def rows_of(results: dict[str, Any]) -> list[tuple[str, str, float | None, str]]
             rows.append(("consume", f"{label}: msg/s end to end", med["end_to_end"], "msg/s"))
             rows.append(("consume", f"{label}: raw Kafka read, same runs", med["raw"], "msg/s"))
             rows.append(("consume", f"{label}: peak RSS", med["rss_mb"], "MB"))
+            if "tree_pss_mb" in med:
+                rows.append(("consume", f"{label}: peak PSS with decode workers", med["tree_pss_mb"], "MB"))
         cl = cb.get("commit_latency")
         if cl:
             rows.append(("consume", f"commit latency at commit 10 ({cl['rows']} rows, median of commits 6-15)",
