@@ -113,6 +113,7 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict:
         sim.wait(30)
         _delete_topic(topic, args.bootstrap)
     window = [s for s in samples if s[0] > args.warmup]
+    mean_rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 else 0.0
     rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(window, window[1:], strict=False)]
     rss = [s[2] for s in window]
     span = samples[-1][0] - samples[0][0] if len(samples) > 1 else 1.0
@@ -120,12 +121,16 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict:
     def cpu(a, b):  # noqa: ANN001, ANN202
         return round(100 * ((b.user - a.user) + (b.system - a.system)) / span, 1)
 
+    stream_cpu = cpu(cpu_stream, cpu_stream_end)
     return {
         "trades_per_s_median": round(statistics.median(rates), 1) if rates else 0.0,
+        "trades_per_s_mean": round(mean_rate, 1),
+        # CPU the stream spends per trade (all its threads), over the measured window incl. warm-up
+        "stream_cpu_us_per_trade": round(stream_cpu / 100 * 1e6 / mean_rate, 1) if mean_rate else None,
         "trades_per_s_min": round(min(rates), 1) if rates else 0.0,
         "rss_mib_median": round(statistics.median(rss) / 2**20, 1) if rss else 0.0,
         "rss_mib_max": round(peak_rss / 2**20, 1),
-        "stream_cpu_percent": cpu(cpu_stream, cpu_stream_end),
+        "stream_cpu_percent": stream_cpu,
         "simulator_cpu_percent": cpu(cpu_sim, cpu_sim_end),
         "load_average_at_start": round(load, 2),
         "produced_total": summary.get("produced"),
@@ -159,7 +164,8 @@ def main() -> None:
             results.append(r)
             print(f"  run {i + 1}: {r['trades_per_s_median']:>9,.0f} trades/s (min {r['trades_per_s_min']:,.0f})"
                   f"  RSS median {r['rss_mib_median']:.1f} MiB (max {r['rss_mib_max']:.1f})"
-                  f"  CPU stream {r['stream_cpu_percent']}% simulator {r['simulator_cpu_percent']}%"
+                  f"  CPU stream {r['stream_cpu_percent']}% ({r['stream_cpu_us_per_trade']} µs/trade)"
+                  f" simulator {r['simulator_cpu_percent']}%"
                   f"  load {r['load_average_at_start']}  [{r['status']}, undelivered {r['undelivered']}]", flush=True)
     overall = {
         "exchange": label,
