@@ -125,8 +125,9 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict:
     return {
         "trades_per_s_median": round(statistics.median(rates), 1) if rates else 0.0,
         "trades_per_s_mean": round(mean_rate, 1),
-        # CPU the stream spends per trade (all its threads), over the measured window incl. warm-up
-        "stream_cpu_us_per_trade": round(stream_cpu / 100 * 1e6 / mean_rate, 1) if mean_rate else None,
+        # CPU the stream spends per trade (all its threads), CPU and trades both over the whole sampled span
+        "stream_cpu_us_per_trade": round(stream_cpu / 100 * span * 1e6 / (samples[-1][1] - samples[0][1]), 1)
+        if len(samples) > 1 and samples[-1][1] > samples[0][1] else None,
         "trades_per_s_min": round(min(rates), 1) if rates else 0.0,
         "rss_mib_median": round(statistics.median(rss) / 2**20, 1) if rss else 0.0,
         "rss_mib_max": round(peak_rss / 2**20, 1),
