@@ -91,10 +91,10 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict:
             if stream.poll() is not None:
                 raise SystemExit(f"k2 stream failed: {stream.stderr.read()[-2000:]}")
             time.sleep(0.1)
-        started = time.monotonic()
-        samples = []  # (t, produced, rss)
-        peak_rss = proc.memory_info().rss
         cpu_stream, cpu_sim = proc.cpu_times(), sim_proc.cpu_times()
+        started = time.monotonic()
+        peak_rss = proc.memory_info().rss
+        samples = [(0.0, _produced(port) or 0.0, peak_rss)]  # (t, produced, rss)
         while time.monotonic() - started < args.warmup + args.seconds:
             time.sleep(1.0)
             produced = _produced(port)
