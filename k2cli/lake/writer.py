@@ -33,7 +33,7 @@ from typing import Any
 from k2cli.errors import K2Error, ServiceUnavailable
 from k2cli.lake import offsets as off
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("k2.lake.writer")
 
 # pyiceberg's own commit retry would re-apply our snapshot on top of another writer's without re-checking the
 # offsets fence or re-computing the carried offsets, so the writer disables it and retries itself.
