@@ -248,6 +248,7 @@ def main() -> None:
               + ", ".join(f"commit {at:,}: {w:.1f} / {c:.1f} ms" for at, w, c in points)
               + f" ({snaps} snapshots retained at the end)")
         report["commit_latency"] = {"rows": args.commit_rows, "commits": args.commits, "snapshots": snaps,
+                                    "early_ms": points[0][1], "late_ms": points[-1][1],  # read by run_all.py
                                     "points": [{"commit": at, "wall_ms": w, "cpu_ms": c} for at, w, c in points]}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
