@@ -143,6 +143,7 @@ class TableWriter:
         self._checked_schema: tuple[int, Any] | None = None
         self._since_expiry = 0
         self._manifests_of: dict[int, frozenset[str]] = {}
+        self._summaries: dict[int, tuple[str | None, off.Offsets]] = {}
         try:
             self.table = ensure_trades_table(catalog, table_name)
             self._ensure_properties()
@@ -191,12 +192,26 @@ class TableWriter:
             snap = by_id.get(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
         return chain
 
+    def _recorded(self, snap: Any) -> tuple[str | None, off.Offsets]:
+        """(commit id, offsets) of a snapshot's summary, decoded once per snapshot (summaries never change)."""
+        got = self._summaries.get(snap.snapshot_id)
+        if got is None:
+            props = snap.summary.additional_properties if snap.summary else {}
+            got = (props.get(off.COMMIT_ID_KEY), off.decode_offsets(props.get(off.OFFSETS_KEY)))
+            self._summaries[snap.snapshot_id] = got
+        return got
+
+    def _chain_offsets(self, chain: list[Any]) -> off.Offsets:
+        if len(self._summaries) > 2 * len(chain) + 100:  # snapshots another writer expired
+            live = {s.snapshot_id for s in chain}
+            self._summaries = {k: v for k, v in self._summaries.items() if k in live}
+        return off.merge_max(*(self._recorded(s)[1] for s in chain))
+
     def offsets(self, refresh: bool = True) -> off.Offsets:
         """Resume offsets: per partition, the max recorded by the current snapshot and its ancestors."""
         if refresh:
             self.refresh()
-        return off.offsets_from_summaries(dict(s.summary.additional_properties) if s.summary else None
-                                          for s in self._ancestry())
+        return self._chain_offsets(self._ancestry())
 
     def snapshot_count(self) -> int:
         """How many snapshots the table's metadata holds (as last loaded)."""
@@ -243,12 +258,11 @@ class TableWriter:
                 if refresh:
                     self.table.refresh()
                 chain = self._ancestry()
-                summaries = [dict(s.summary.additional_properties) if s.summary else {} for s in chain]
-                if any(s.get(off.COMMIT_ID_KEY) == commit_id for s in summaries):
-                    current = off.offsets_from_summaries(summaries)
+                current = self._chain_offsets(chain)
+                if attempts > 1 and any(self._recorded(s)[0] == commit_id for s in chain):
+                    # an earlier attempt landed although it was reported as failed
                     return CommitResult(chain[0].snapshot_id, time.perf_counter() - started, attempts,
                                         already_committed=True, offsets=current)
-                current = off.offsets_from_summaries(summaries)
                 moved = {tp: (expected.get(tp), current.get(tp)) for tp in ranges
                          if current.get(tp) != expected.get(tp)}
                 if moved:
@@ -347,5 +361,6 @@ class TableWriter:
                     io.delete(path)
             keep_ids = {s.snapshot_id for s in retained}
             self._manifests_of = {k: v for k, v in self._manifests_of.items() if k in keep_ids}
+            self._summaries = {k: v for k, v in self._summaries.items() if k in keep_ids}
         except Exception as exc:
             log.warning("could not clean files of expired snapshots: %s", _first_line(exc))
