@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.consume_support import Producer, load_table, make_trade
-from tests.integration.stream_support import read_record_file
+from tests.integration.stream_support import metric_value, read_record_file, scrape
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = "localhost:9092"
@@ -131,6 +131,24 @@ def with_env(base: dict[str, str], **settings: Any) -> dict[str, str]:
     env = dict(base)
     env.update({f"K2_{k.upper()}": str(v) for k, v in settings.items()})
     return env
+
+
+def metric(port: int, name: str, labels: str = "") -> float | None:
+    """One sample of a running process's /metrics (None when absent or the endpoint does not answer)."""
+    try:
+        return metric_value(scrape(port), name, labels)
+    except Exception:
+        return None
+
+
+def written(port: int) -> float | None:
+    """k2_messages_written_total of a running consumer, all topics (None if the endpoint does not answer)."""
+    try:
+        text = scrape(port)
+    except Exception:
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("k2_messages_written_total{"))
 
 
 # ------------------------------------------------------------------ a stoppable TCP proxy

@@ -27,28 +27,18 @@ from tests.faults.support import (
     count_ids,
     end_offsets,
     iceberg_columns,
+    metric,
     table_offsets,
     wait_caught_up,
     wait_until,
     with_env,
+    written,
 )
 from tests.integration.consume_support import create_topic, delete_topic, dlq_entries, free_port
-from tests.integration.stream_support import metric_value, scrape
 
 pytestmark = pytest.mark.faults
 OUTAGE = 30
 PG = "postgresql+psycopg2://k2:k2@{host}:{port}/k2_catalog"
-
-
-def _metric(port: int, name: str, labels: str = "") -> float | None:
-    try:
-        return metric_value(scrape(port), name, labels)
-    except Exception:
-        return None
-
-
-def _written(port: int, topic: str) -> float:
-    return _metric(port, "k2_messages_written_total", f'topic="{topic}"') or 0
 
 
 class _PostgresOutage:
@@ -118,16 +108,16 @@ def test_catalog_unavailable_30s(request, tmp_path, k2_env, unique, kind):
         feeder.start()
         consumer = consume(outage.env, tmp_path / "logs", "--topics", topic, "--group", f"faults-catalog-{unique}",
                            "--batch-size", "500", "--flush-interval", "0.5", metrics_port=port)
-        wait_until(lambda: _written(port, topic) >= 1000, 90, "the consumer writing")
+        wait_until(lambda: (written(port) or 0) >= 1000, 90, "the consumer writing")
         outage.begin()
         down_at = time.monotonic()
         time.sleep(3)  # a commit in flight when the catalog went away may still finish
-        written_early = _written(port, topic)
-        wait_until(lambda: _metric(port, "k2_circuit_breaker_state", 'breaker="iceberg"') == 2, OUTAGE - 5,
+        written_early = written(port)
+        wait_until(lambda: metric(port, "k2_circuit_breaker_state", 'breaker="iceberg"') == 2, OUTAGE - 5,
                    "the Iceberg breaker to open")
         time.sleep(max(0.0, OUTAGE - 1 - (time.monotonic() - down_at)))
-        during = {"written_after_3s": written_early, "written_at_end": _written(port, topic),
-                  "paused": _metric(port, "k2_consumer_paused")}
+        during = {"written_after_3s": written_early, "written_at_end": written(port),
+                  "paused": metric(port, "k2_consumer_paused")}
         assert consumer.alive(), "the consumer gave up while the catalog was down"
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
         outage.end()

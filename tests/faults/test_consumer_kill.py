@@ -21,24 +21,13 @@ from tests.faults.support import (
     iceberg_columns,
     wait_caught_up,
     wait_until,
+    written,
 )
 from tests.integration.consume_support import create_topic, delete_topic, dlq_entries, free_port
 
 pytestmark = pytest.mark.faults
 KILLS = 22
 TABLE = "market_data.trades_v2"
-
-
-def _written(port: int) -> float | None:
-    """k2_messages_written_total of a running consumer (None if it does not answer yet)."""
-    import httpx
-
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=0.5).text
-    except httpx.HTTPError:
-        return None
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("k2_messages_written_total{"))
 
 
 def test_consumer_sigkilled_at_random_points_loses_and_duplicates_nothing(request, tmp_path, k2_env, unique):
@@ -48,6 +37,7 @@ def test_consumer_sigkilled_at_random_points_loses_and_duplicates_nothing(reques
     group = f"faults-kill-{unique}"
     rng = random.Random(unique)
     feeder = Feeder(topic, rate=500, poison_every=400)
+    proc = clean = None
     try:
         feeder.produce(3000)
         feeder.start()
@@ -59,13 +49,13 @@ def test_consumer_sigkilled_at_random_points_loses_and_duplicates_nothing(reques
             if rng.random() < 0.3:  # anywhere in start-up: imports, catalog, group join, first fetch
                 time.sleep(rng.uniform(0.2, 2.5))
             else:  # in steady state: mid-batch, mid-commit, between DLQ write and commit
-                wait_until(lambda: (_written(port) or 0) > 0 or not proc.alive(), 60,  # noqa: B023
+                wait_until(lambda: (written(port) or 0) > 0 or not proc.alive(), 60,  # noqa: B023
                            "the consumer's first commit", interval=0.05)
                 time.sleep(rng.uniform(0.0, 1.2))
             if not proc.alive():
                 raise AssertionError(f"consumer exited {proc.proc.returncode} before the kill: "
                                      f"{support.tail(proc.stderr())}")
-            if (_written(port) or 0) > 0:
+            if (written(port) or 0) > 0:
                 mid_run += 1  # this one had committed batches: killed in steady state, not at start-up
             proc.kill()
             kills += 1
@@ -79,6 +69,9 @@ def test_consumer_sigkilled_at_random_points_loses_and_duplicates_nothing(reques
         stats = clean.summary()
     finally:
         feeder.stop()
+        for p in (proc, clean):
+            if p is not None and p.alive():
+                p.kill()
         delete_topic(topic)
 
     rows = iceberg_columns(k2_env, TABLE, "message_id")

@@ -126,6 +126,7 @@ def test_dlq_disk_full_stops_commits_and_a_rerun_ends_exactly_once(request, tmp_
     create_topic(topic, partitions=4)
     disk = FullDisk(Path(k2_env["K2_DLQ_DIR"]), tmp_path)
     group = f"faults-dlqfull-{unique}"
+    first = rerun = None
     try:
         feeder = Feeder(topic, rate=0, poison_every=100)
         feeder.produce(3000)
@@ -146,6 +147,9 @@ def test_dlq_disk_full_stops_commits_and_a_rerun_ends_exactly_once(request, tmp_
         rows = iceberg_columns(k2_env, TABLE, "message_id")
         entries = dlq_entries(k2_env)
     finally:
+        for proc in (first, rerun):
+            if proc is not None and proc.alive():
+                proc.kill()
         disk.close()
         delete_topic(topic)
 

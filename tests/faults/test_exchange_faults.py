@@ -15,7 +15,8 @@ each test checks its own.
 from __future__ import annotations
 
 import contextlib
-import time
+import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,36 +80,35 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, request) -> dict[str, Case]:
+def runs(tmp_path_factory) -> dict[str, Case]:
     """Stream every case at once, then consume every topic at once."""
     require("kafka", "schema-registry")
-    import uuid
-
     tag = uuid.uuid4().hex[:8]
     base = tmp_path_factory.mktemp("exchange-faults")
-    with contextlib.ExitStack() as stack:
-        for case in CASES:
-            work = base / case.name
-            work.mkdir()
-            case.env = with_env({k: v for k, v in __import__("os").environ.items() if not k.startswith("K2_")},
-                                home=work / "home", data_dir=work / "data", dlq_dir=work / "dlq",
-                                backoff_initial=0.1, backoff_max=1)
-            case.env["PYTHONUNBUFFERED"] = "1"
-            case.topic = f"test.faults.exchange.{case.name}.{tag}"
-            create_topic(case.topic, partitions=2)
-            stack.callback(delete_topic, case.topic)
-            exchange, symbols, rate = case.exchange
-            case.tape = work / "tape.jsonl"
-            url = stack.enter_context(simulator(exchange, ["--rate", rate, "--symbols", symbols, "--record",
-                                                           str(case.tape), *case.sim_args], case.env, work))
-            if exchange == "kraken":
-                url += "/v2"
-            case.stream = support.stream(exchange, case.env, work / "logs", "--url", url, "--symbols", symbols,
-                                         "--topic", case.topic, "--duration", str(DURATION), *case.stream_args)
-        for case in CASES:
-            assert case.stream is not None
-            case.stream.wait(DURATION + 90)
-            case.summary = case.stream.summary()
+    with contextlib.ExitStack() as topics:
+        with contextlib.ExitStack() as simulators:
+            for case in CASES:
+                work = base / case.name
+                work.mkdir()
+                case.env = with_env({k: v for k, v in os.environ.items() if not k.startswith("K2_")},
+                                    home=work / "home", data_dir=work / "data", dlq_dir=work / "dlq",
+                                    backoff_initial=0.1, backoff_max=1)
+                case.env["PYTHONUNBUFFERED"] = "1"
+                case.topic = f"test.faults.exchange.{case.name}.{tag}"
+                create_topic(case.topic, partitions=2)
+                topics.callback(delete_topic, case.topic)
+                exchange, symbols, rate = case.exchange
+                case.tape = work / "tape.jsonl"
+                url = simulators.enter_context(simulator(exchange, ["--rate", rate, "--symbols", symbols, "--record",
+                                                                    str(case.tape), *case.sim_args], case.env, work))
+                if exchange == "kraken":
+                    url += "/v2"
+                case.stream = support.stream(exchange, case.env, work / "logs", "--url", url, "--symbols", symbols,
+                                             "--topic", case.topic, "--duration", str(DURATION), *case.stream_args)
+            for case in CASES:
+                assert case.stream is not None
+                case.stream.wait(DURATION + 90)
+                case.summary = case.stream.summary()
         for case in CASES:
             produced = case.summary.get("produced", 0)
             if case.stream.proc.returncode != 0 or not produced:
@@ -120,7 +120,6 @@ def runs(tmp_path_factory, request) -> dict[str, Case]:
             if case.consumer is not None:
                 case.consumer.wait(180)
                 case.stats = case.consumer.summary()
-        time.sleep(0)  # the simulators stop when the stack closes
         yield {case.name: case for case in CASES}
 
 

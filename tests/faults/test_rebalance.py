@@ -22,30 +22,17 @@ from tests.faults.support import (
     count_ids,
     end_offsets,
     iceberg_columns,
+    metric,
     wait_caught_up,
     wait_until,
     with_env,
+    written,
 )
 from tests.integration.consume_support import create_topic, delete_topic, dlq_entries, free_port, load_table
-from tests.integration.stream_support import metric_value, scrape
 
 pytestmark = pytest.mark.faults
 TABLE = "market_data.trades_v2"
 BATCH = 2000
-
-
-def _metric(port: int, name: str) -> float:
-    try:
-        return metric_value(scrape(port), name) or 0
-    except Exception:
-        return 0
-
-
-def _written(port: int, topic: str) -> float:
-    try:
-        return metric_value(scrape(port), "k2_messages_written_total", f'topic="{topic}"') or 0
-    except Exception:
-        return 0
 
 
 def _batches_by_consumer(env: dict[str, str]) -> dict[str, list[tuple[int, int]]]:
@@ -76,19 +63,19 @@ def test_two_consumers_and_rebalances_mid_batch(request, tmp_path, k2_env, uniqu
         feeder.produce(2000)
         feeder.start()
         a = consume(env, tmp_path / "logs", *args, "--instance-id", f"{group}-a", metrics_port=port_a)
-        wait_until(lambda: _written(port_a, topic) >= BATCH, 90, "A's first full batch")
+        wait_until(lambda: (written(port_a) or 0) >= BATCH, 90, "A's first full batch")
         time.sleep(rng.uniform(0.4, 1.2))  # A's next batch is part-way full
         b_started = time.time() * 1000
         b = consume(env, tmp_path / "logs", *args, "--instance-id", f"{group}-b", metrics_port=port_b)
-        wait_until(lambda: _metric(port_b, "k2_consumer_assigned_partitions") >= 1, 60, "B joining the group")
-        assert _metric(port_a, "k2_consumer_assigned_partitions") >= 1
-        wait_until(lambda: _written(port_b, topic) > 0, 60, "B writing")
+        wait_until(lambda: (metric(port_b, "k2_consumer_assigned_partitions") or 0) >= 1, 60, "B joining the group")
+        assert (metric(port_a, "k2_consumer_assigned_partitions") or 0) >= 1
+        wait_until(lambda: (written(port_b) or 0) > 0, 60, "B writing")
         time.sleep(rng.uniform(0.4, 1.2))  # B's next batch is part-way full
         b.kill()
         killed = time.time() * 1000
         want = end_offsets(topic)
         recovery = wait_caught_up(env, TABLE, want, 120, "A to take B's partitions back and write their records")
-        wait_until(lambda: _metric(port_a, "k2_consumer_assigned_partitions") == 4, 30, "A owning every partition")
+        wait_until(lambda: metric(port_a, "k2_consumer_assigned_partitions") == 4, 30, "A owning every partition")
         feeder.stop()
         wait_caught_up(env, TABLE, end_offsets(topic), 120, "A to write the whole topic")
         rc_a = a.stop(60)

@@ -21,6 +21,7 @@ from tests.faults.support import (
     dlq_count,
     end_offsets,
     iceberg_columns,
+    metric,
     table_offsets,
     tape_by_symbol,
     wait_caught_up,
@@ -28,18 +29,11 @@ from tests.faults.support import (
     with_env,
 )
 from tests.integration.consume_support import delete_topic, free_port
-from tests.integration.stream_support import create_topic, metric_value, scrape, simulator
+from tests.integration.stream_support import create_topic, simulator
 
 pytestmark = pytest.mark.faults
 TABLE = "market_data.trades_v2"
 OUTAGE = 30
-
-
-def _registry_errors(port: int) -> float:
-    try:
-        return metric_value(scrape(port), "k2_consumer_errors_total", 'error_type="registry_unavailable"') or 0
-    except Exception:
-        return 0
 
 
 def test_schema_registry_down_30s(request, tmp_path, k2_env, unique):
@@ -52,6 +46,10 @@ def test_schema_registry_down_30s(request, tmp_path, k2_env, unique):
     logs = tmp_path / "logs"
     port = free_port()
     consumer = None
+
+    def registry_errors() -> float:
+        return metric(port, "k2_consumer_errors_total", 'error_type="registry_unavailable"') or 0
+
     try:
         with simulator("binance", ["--rate", "200", "--symbols", "BTCUSDT,ETHUSDT", "--record", str(tape_path)],
                        env, tmp_path) as url:
@@ -64,11 +62,11 @@ def test_schema_registry_down_30s(request, tmp_path, k2_env, unique):
                 before = sum(end_offsets(topic).values())
                 consumer = consume(env, logs, "--topics", topic, "--group", f"faults-registry-{unique}",
                                    "--batch-size", "500", "--flush-interval", "0.5", metrics_port=port)
-                wait_until(lambda: _registry_errors(port) >= 1, OUTAGE - 5, "the consumer to meet the outage")
+                wait_until(lambda: registry_errors() >= 1, OUTAGE - 5, "the consumer to meet the outage")
                 time.sleep(max(0.0, OUTAGE - 4 - (time.monotonic() - down_at)))
                 during = {"rows": sum(table_offsets(env, TABLE).values()), "dlq": dlq_count(env),
                           "produced": sum(end_offsets(topic).values()) - before,
-                          "registry_errors": _registry_errors(port)}
+                          "registry_errors": registry_errors()}
                 assert consumer.alive() and streamer.alive(), "a process gave up during the registry outage"
                 time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
                 proxy.up()
