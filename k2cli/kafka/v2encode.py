@@ -82,11 +82,31 @@ def _cached(cache: dict, key: Any, make: Callable[[], bytes]) -> bytes:
     return b
 
 
+_decimals: dict[Decimal, bytes] = {}  # prices repeat a lot; equal Decimals have equal encodings
+_pairs: dict[tuple[str, str], bytes] = {}  # vendor_data key + short value
+
+
 def _decimal(d: Decimal) -> bytes:
     """Avro decimal(18,8) as bytes: the unscaled value, big-endian two's complement, minimal length."""
-    v = int(d.scaleb(8))
-    raw = v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
-    return _ONE[len(raw) << 1] + raw
+    b = _decimals.get(d)
+    if b is None:
+        v = int(d.scaleb(8))
+        raw = v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
+        b = _ONE[len(raw) << 1] + raw
+        if len(_decimals) >= 4 * _CACHE_MAX:
+            _decimals.clear()
+        _decimals[d] = b
+    return b
+
+
+def _pair(key: str, value: str) -> bytes:
+    """A vendor_data entry: key then value, cached when the value is short."""
+    kb = _keys.get(key)
+    if kb is None:
+        kb = _cached(_keys, key, lambda: _string(key))
+    if len(value) > _CACHED_LEN:
+        return kb + _string(value)
+    return _cached(_pairs, (key, value), lambda: kb + _string(value))
 
 
 def encode_v2(r: dict[str, Any]) -> bytes:
@@ -101,35 +121,28 @@ def encode_v2(r: dict[str, Any]) -> bytes:
     tail = _tails.get((currency, side))
     if tail is None:
         tail = _cached(_tails, (currency, side), lambda: _string(currency) + _SIDE[side])
+    conditions = r["trade_conditions"]
+    seq = r["source_sequence"]
     parts = [
         b"H" + mid.encode() if len(mid) == 36 else _string(mid),  # "H" = length 36 as an Avro long
         _string(r["trade_id"]), head, _long(r["timestamp"]), _decimal(r["price"]), _decimal(r["quantity"]), tail,
+        b"\x00" if not conditions else _long(len(conditions)) + b"".join(_string(c) for c in conditions) + b"\x00",
+        b"\x00" if seq is None else b"\x02" + _long(seq),
+        _long(r["ingestion_timestamp"]),
     ]
-    conditions = r["trade_conditions"]
-    if conditions:
-        parts.append(_long(len(conditions)))
-        parts.extend(_string(c) for c in conditions)
-    parts.append(b"\x00")
-    seq = r["source_sequence"]
-    parts.append(b"\x00" if seq is None else b"\x02" + _long(seq))
-    parts.append(_long(r["ingestion_timestamp"]))
     seq = r["platform_sequence"]
     parts.append(b"\x00" if seq is None else b"\x02" + _long(seq))
     vendor = r["vendor_data"]
     if vendor is None:
         parts.append(b"\x00")
     else:
-        parts.append(b"\x02")
+        pairs = _pairs
+        parts.append(b"\x02" + _SMALL[len(vendor)] if len(vendor) < 64 else b"\x02" + _long(len(vendor)))
+        for key, value in vendor.items():
+            b = pairs.get((key, value))
+            parts.append(b if b is not None else _pair(key, value))
         if vendor:
-            parts.append(_SMALL[len(vendor)] if len(vendor) < 64 else _long(len(vendor)))
-            keys = _keys
-            for key, value in vendor.items():
-                kb = keys.get(key)
-                if kb is None:
-                    kb = _cached(keys, key, lambda key=key: _string(key))
-                parts.append(kb)
-                parts.append(_string(value))
-        parts.append(b"\x00")
+            parts.append(b"\x00")
     return b"".join(parts)
 
 
