@@ -72,14 +72,24 @@ def now_us() -> int:
 _LIMIT = Decimal(10) ** 10
 
 
+_checked: dict[str, Decimal] = {}  # exchange strings already checked (prices repeat); Decimals are immutable
+
+
 def exact_decimal(field: str, value: object) -> Decimal:
     """A positive decimal(18,8) from an exchange string or Decimal, or a FrameError (never a float)."""
-    if type(value) is str and 0 < len(value) <= 20 and value.isascii():
-        whole, dot, frac = value.partition(".")
-        if whole.isdigit() and (not dot or (frac.isdigit() and len(frac) <= 8)):
-            d = Decimal(value)  # plain digits, at most 8 decimals: exact, finite, not negative
-            if 0 < d < _LIMIT:
-                return d
+    if type(value) is str:
+        d = _checked.get(value)
+        if d is not None:
+            return d
+        if 0 < len(value) <= 20 and value.isascii():
+            whole, dot, frac = value.partition(".")
+            if whole.isdigit() and (not dot or (frac.isdigit() and len(frac) <= 8)):
+                d = Decimal(value)  # plain digits, at most 8 decimals: exact, finite, not negative
+                if 0 < d < _LIMIT:
+                    if len(_checked) >= 16_384:
+                        _checked.clear()
+                    _checked[value] = d
+                    return d
     try:
         return to_decimal(field, value)
     except InvalidTrade as exc:
