@@ -72,13 +72,13 @@ def now_us() -> int:
 _LIMIT = Decimal(10) ** 10
 
 
-_checked: dict[str, Decimal] = {}  # exchange strings already checked (prices repeat); Decimals are immutable
+_checked: dict[str, Decimal] = {}  # price strings already checked (prices repeat); Decimals are immutable
 
 
 def exact_decimal(field: str, value: object) -> Decimal:
     """A positive decimal(18,8) from an exchange string or Decimal, or a FrameError (never a float)."""
     if type(value) is str:
-        d = _checked.get(value)
+        d = _checked.get(value) if field == "price" else None
         if d is not None:
             return d
         if 0 < len(value) <= 20 and value.isascii():
@@ -86,9 +86,10 @@ def exact_decimal(field: str, value: object) -> Decimal:
             if whole.isdigit() and (not dot or (frac.isdigit() and len(frac) <= 8)):
                 d = Decimal(value)  # plain digits, at most 8 decimals: exact, finite, not negative
                 if 0 < d < _LIMIT:
-                    if len(_checked) >= 16_384:
-                        _checked.clear()
-                    _checked[value] = d
+                    if field == "price":  # prices repeat; quantities mostly do not (caching them would thrash)
+                        if len(_checked) >= 16_384:
+                            _checked.clear()
+                        _checked[value] = d
                     return d
     try:
         return to_decimal(field, value)

@@ -88,11 +88,16 @@ _pairs: dict[tuple[str, str], bytes] = {}  # vendor_data key + short value
 
 def _decimal(d: Decimal) -> bytes:
     """Avro decimal(18,8) as bytes: the unscaled value, big-endian two's complement, minimal length."""
+    v = int(d.scaleb(8))
+    raw = v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
+    return _ONE[len(raw) << 1] + raw
+
+
+def _price(d: Decimal) -> bytes:
+    """_decimal, cached: prices repeat a lot (quantities, mostly unique, are not cached)."""
     b = _decimals.get(d)
     if b is None:
-        v = int(d.scaleb(8))
-        raw = v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
-        b = _ONE[len(raw) << 1] + raw
+        b = _decimal(d)
         if len(_decimals) >= 4 * _CACHE_MAX:
             _decimals.clear()
         _decimals[d] = b
@@ -125,7 +130,7 @@ def encode_v2(r: dict[str, Any]) -> bytes:
     seq = r["source_sequence"]
     parts = [
         b"H" + mid.encode() if len(mid) == 36 else _string(mid),  # "H" = length 36 as an Avro long
-        _string(r["trade_id"]), head, _long(r["timestamp"]), _decimal(r["price"]), _decimal(r["quantity"]), tail,
+        _string(r["trade_id"]), head, _long(r["timestamp"]), _price(r["price"]), _decimal(r["quantity"]), tail,
         b"\x00" if not conditions else _long(len(conditions)) + b"".join(_string(c) for c in conditions) + b"\x00",
         b"\x00" if seq is None else b"\x02" + _long(seq),
         _long(r["ingestion_timestamp"]),
