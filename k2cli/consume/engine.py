@@ -1,16 +1,21 @@
 """The `k2 consume` engine: Kafka -> decode -> Arrow -> Iceberg, exactly once.
 
 Loop: `consume(num_messages=...)` never asks for more than the batch or `max_messages` can take, so nothing is
-over-fetched; records go into a `Batch`; a batch is flushed when it is full, when its first record is
-`flush_interval` old, at `max_messages`, on a rebalance and at shutdown. A flush (1) writes the batch's poison
-records durably to the dead-letter queue, (2) commits the valid rows to Iceberg together with the offsets of
-every partition (`TableWriter.commit`, fenced against other writers), then (3) commits the offsets to Kafka
-asynchronously, for lag monitoring only. Resume positions always come from the table: on every assignment the
-partitions are seeked to the offsets recorded in the snapshot summaries (the beginning when there are none).
+over-fetched (anything delivered that cannot be taken is sought back); records are decoded chunk by chunk (in
+worker processes for large batches) into a `Batch`; a batch is flushed when it is full, when its first record
+is `flush_interval` old, at `max_messages`, on a rebalance and at shutdown. A flush (1) writes the batch's
+poison records durably to the dead-letter queue, (2) hands the batch to the committer thread, which commits the
+valid rows to Iceberg together with the offsets of every partition (`TableWriter.commit`, fenced against other
+writers) while the next batch fills — one commit in flight, the next batch continuing from its offsets — and
+(3) once it has landed, commits the offsets to Kafka asynchronously, for lag monitoring only. Resume positions
+always come from the table: on every assignment the partitions are sought to the offsets recorded in the
+snapshot summaries (the beginning when there are none).
 
 A failing Iceberg write is retried with backoff behind a circuit breaker; while a batch cannot be written,
 consumption is paused (`consumer.pause`): nothing is committed, nothing dead-lettered twice, nothing lost.
-An unwritable dead-letter queue stops the consumer (DLQWriteError) before any offset moves past its records.
+A conflict (another writer committed those offsets) or a rebalance with unwritten records drops what was not
+committed and re-reads it from the table's offsets. An unwritable dead-letter queue stops the consumer
+(DLQWriteError) before any offset moves past its records.
 """
 
 from __future__ import annotations
