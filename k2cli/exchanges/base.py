@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from k2cli.errors import InvalidTrade
-from k2cli.trade import to_decimal
+from k2cli.trade import FIELD_NAMES, to_decimal
 
 # Parsed.kind values
 TRADES = "trades"  # trades: the v2 records of the frame
@@ -29,8 +29,22 @@ class FrameError(Exception):
         self.reason = reason
 
 
+# A row is a trade as a tuple in k2cli.trade.FIELDS order, with trade_conditions a tuple and vendor_data a
+# tuple of (key, value) pairs: the hot path (parse -> dedup -> encode) never builds dicts. Index constants:
+ROW_TRADE_ID, ROW_SYMBOL, ROW_TIMESTAMP, ROW_SOURCE_SEQUENCE = 1, 2, 5, 11
+
+
+def row_to_record(row: tuple) -> dict[str, Any]:
+    """The v2 record (a dict in field order) of a row."""
+    record = dict(zip(FIELD_NAMES, row, strict=True))
+    record["trade_conditions"] = list(row[10])
+    if row[14] is not None:
+        record["vendor_data"] = dict(row[14])
+    return record
+
+
 class Parsed:
-    """The meaning of one frame: its kind, its trades (kind TRADES) and a short note."""
+    """The meaning of one frame: its kind, its trades (kind TRADES: rows or records) and a short note."""
 
     __slots__ = ("kind", "trades", "info")
 

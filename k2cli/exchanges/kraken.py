@@ -30,6 +30,7 @@ from k2cli.exchanges.base import (
     MessageIds,
     Parsed,
     exact_decimal,
+    row_to_record,
 )
 from k2cli.exchanges.symbols import UnknownSymbol, kraken_v1_pair, split_kraken_pair
 
@@ -82,6 +83,16 @@ class _KrakenParser:
         self._ids = MessageIds()
         self._pairs: dict[str, tuple[str, str, str]] = {}
 
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
+        """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
+        parsed = self.parse_rows(raw, ingest_us)
+        if parsed.trades:
+            parsed.trades = [row_to_record(row) for row in parsed.trades]
+        return parsed
+
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _pair(self, pair: object) -> tuple[str, str, str]:
         """(symbol, base, quote) of a pair as sent, normalised."""
         if type(pair) is not str:
@@ -103,8 +114,8 @@ class KrakenV1Parser(_KrakenParser):
 
     version = 1
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
-        """Parse one frame received at `ingest_us` (µs)."""
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+        """Parse one frame received at `ingest_us` (µs); trades as rows."""
         try:
             msg = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -151,24 +162,12 @@ class KrakenV1Parser(_KrakenParser):
             if occurrence:
                 text += f"|#{occurrence}"
             digest = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
-            out.append({
-                "message_id": self._ids.next(),
-                "trade_id": f"KRAKEN-{ts_us}-{digest}",
-                "symbol": symbol,
-                "exchange": EXCHANGE,
-                "asset_class": "crypto",
-                "timestamp": ts_us,
-                "price": exact_decimal("price", price_s),
-                "quantity": exact_decimal("quantity", vol_s),
-                "currency": quote,
-                "side": side,
-                "trade_conditions": [],
-                "source_sequence": None,
-                "ingestion_timestamp": ingest_us,
-                "platform_sequence": None,
-                "vendor_data": {"pair": pair, "base_asset": base, "quote_asset": quote, "order_type": str(type_s),
-                                "misc": str(misc), "raw_timestamp": time_s},
-            })
+            out.append((
+                self._ids.next(), f"KRAKEN-{ts_us}-{digest}", symbol, EXCHANGE, "crypto", ts_us,
+                exact_decimal("price", price_s), exact_decimal("quantity", vol_s), quote, side, (), None, ingest_us,
+                None, (("pair", pair), ("base_asset", base), ("quote_asset", quote), ("order_type", str(type_s)),
+                       ("misc", str(misc)), ("raw_timestamp", time_s)),
+            ))
         return Parsed(TRADES, out)
 
 
@@ -179,8 +178,8 @@ class KrakenV2Parser(_KrakenParser):
 
     version = 2
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
-        """Parse one frame received at `ingest_us` (µs)."""
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+        """Parse one frame received at `ingest_us` (µs); trades as rows."""
         try:
             msg = json.loads(raw, parse_float=Decimal)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -224,25 +223,13 @@ class KrakenV2Parser(_KrakenParser):
                 raise FrameError("invalid_value", "price and qty must be JSON numbers")
             symbol, base, quote = self._pair(pair)
             ts_us = parse_rfc3339_us(ts_s)
-            vendor = {"pair": pair, "base_asset": base, "quote_asset": quote,
-                      "order_type": str(row.get("ord_type", "")), "raw_timestamp": ts_s, "channel_type": kind}
-            out.append({
-                "message_id": self._ids.next(),
-                "trade_id": f"KRAKEN-{symbol}-{seq}",
-                "symbol": symbol,
-                "exchange": EXCHANGE,
-                "asset_class": "crypto",
-                "timestamp": ts_us,
-                "price": exact_decimal("price", price),
-                "quantity": exact_decimal("quantity", qty),
-                "currency": quote,
-                "side": side,
-                "trade_conditions": [],
-                "source_sequence": seq,
-                "ingestion_timestamp": ingest_us,
-                "platform_sequence": None,
-                "vendor_data": vendor,
-            })
+            vendor = (("pair", pair), ("base_asset", base), ("quote_asset", quote),
+                      ("order_type", str(row.get("ord_type", ""))), ("raw_timestamp", ts_s), ("channel_type", kind))
+            out.append((
+                self._ids.next(), f"KRAKEN-{symbol}-{seq}", symbol, EXCHANGE, "crypto", ts_us,
+                exact_decimal("price", price), exact_decimal("quantity", qty), quote, side, (), seq, ingest_us,
+                None, vendor,
+            ))
         return Parsed(TRADES, out)
 
 

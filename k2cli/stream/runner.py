@@ -20,7 +20,17 @@ from typing import Any
 
 from k2cli.errors import ConfigError, K2Error, ServiceUnavailable
 from k2cli.exchanges import binance, kraken
-from k2cli.exchanges.base import ERROR_TYPES, SHUTDOWN, SUBSCRIBE_ERROR, TRADES, FrameError
+from k2cli.exchanges.base import (
+    ERROR_TYPES,
+    ROW_SOURCE_SEQUENCE,
+    ROW_SYMBOL,
+    ROW_TIMESTAMP,
+    ROW_TRADE_ID,
+    SHUTDOWN,
+    SUBSCRIBE_ERROR,
+    TRADES,
+    FrameError,
+)
 from k2cli.exchanges.session import (
     RECONNECT_REASONS,
     ROTATION_REASONS,
@@ -138,16 +148,16 @@ class StreamRunner(SessionHandler):
         ex = options.exchange
         if ex == "binance":
             self._parser: Any = binance.BinanceParser()
-            self._key_field = "source_sequence"
+            self._key_index = ROW_SOURCE_SEQUENCE
             session_urls = tuple(binance.stream_url(u, options.symbols) for u in options.urls)
             subscribe: tuple[str, ...] = ()
         else:
             version = kraken.version_of(options.urls[0])
             self._parser = kraken.parser_for(version)
-            self._key_field = "source_sequence" if version == 2 else "trade_id"
+            self._key_index = ROW_SOURCE_SEQUENCE if version == 2 else ROW_TRADE_ID
             session_urls = options.urls
             subscribe = (kraken.subscribe_message(options.symbols, version),)
-        self.dedup = Deduplicator(sequential=self._key_field == "source_sequence")
+        self.dedup = Deduplicator(sequential=self._key_index == ROW_SOURCE_SEQUENCE)
         s = settings
         self.session_config = SessionConfig(
             urls=session_urls, subscribe=subscribe, ping_interval=s.ping_interval, pong_timeout=s.pong_timeout,
@@ -182,7 +192,7 @@ class StreamRunner(SessionHandler):
         from k2cli.kafka.producer import TradeProducer, ensure_topic
         from k2cli.kafka.registry import RegistryClient
         from k2cli.kafka.serde import SerializerCache, frame
-        from k2cli.kafka.v2encode import make_encoder
+        from k2cli.kafka.v2encode import make_row_encoder
         from k2cli.reliability.dlq import DeadLetterQueue
 
         s, opts = self.settings, self.opts
@@ -192,7 +202,7 @@ class StreamRunner(SessionHandler):
         cache = SerializerCache(registry, s.serializer_cache_max_size, on_change=self.metrics.serializer_cache_changed)
         serializer = cache.get(f"{opts.topic}-value")
         self._header = frame(serializer.schema_id, b"")  # registers the schema: fails fast if the registry is down
-        self._encode = make_encoder()
+        self._encode = make_row_encoder()
         try:
             state = ensure_topic(s.kafka_bootstrap_servers, opts.topic, timeout=5.0)
             log.info("Kafka topic %s %s", opts.topic, state)
@@ -318,7 +328,7 @@ class StreamRunner(SessionHandler):
         self.summary.frames += 1
         self._last_ingest = ingest = time.time_ns() // 1000
         try:
-            parsed = self._parser.parse(raw, ingest)
+            parsed = self._parser.parse_rows(raw, ingest)
         except FrameError as exc:
             self._bad_frame(conn, raw, exc.error_type, exc.reason)
             return 0
@@ -334,23 +344,23 @@ class StreamRunner(SessionHandler):
         trades = parsed.trades
         if ingest - self._latency_at >= 10_000:  # sampled: at most 100 observations a second
             self._latency_at = ingest
-            self.metrics.latency.observe(max(0, ingest - trades[0]["timestamp"]) / 1e6)
+            self.metrics.latency.observe(max(0, ingest - trades[0][ROW_TIMESTAMP]) / 1e6)
         accept = self.dedup.accept
         cid = conn.id
-        key_field = self._key_field
+        key_index = self._key_index
         received = self._received
         producer = self._producer
         encode, header = self._encode, self._header
         limit = self.opts.max_messages
-        for rec in trades:
-            symbol = rec["symbol"]
+        for row in trades:
+            symbol = row[ROW_SYMBOL]
             received[symbol] = received.get(symbol, 0) + 1
-            if not accept(cid, symbol, rec[key_field]) or self._stopping:
+            if not accept(cid, symbol, row[key_index]) or self._stopping:
                 continue
             key = self._keys.get(symbol)
             if key is None:
                 key = self._keys[symbol] = symbol.encode()
-            value = header + encode(rec)
+            value = header + encode(row)
             if self._pending or not producer.try_produce(key, value):
                 self._pending.append((key, value))
             self.summary.trades_accepted += 1
