@@ -135,6 +135,7 @@ class TableWriter:
     def __init__(self, catalog: Any, table_name: str, *, snapshots_to_keep: int = 100,
                  expire_step: int = 20, consumer_label: str = "") -> None:
         from k2cli.lake.catalog import ensure_trades_table
+        from k2cli.lake.leancommit import lean_catalog
 
         global _LEAN
         if _LEAN is None:
@@ -152,6 +153,7 @@ class TableWriter:
         self._summaries: dict[int, tuple[str | None, off.Offsets]] = {}
         try:
             self.table = ensure_trades_table(catalog, table_name)
+            self.table.catalog = lean_catalog(self.table.catalog)
             self._ensure_properties()
         except Exception as exc:
             if _transient(exc):
