@@ -43,8 +43,9 @@ def delete_topic(name: str) -> None:
     """Best-effort topic deletion."""
     from confluent_kafka.admin import AdminClient
 
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})  # kept alive until the deletion completes
     with contextlib.suppress(Exception):
-        AdminClient({"bootstrap.servers": BOOTSTRAP}).delete_topics([name])[name].result(30)
+        admin.delete_topics([name], operation_timeout=30)[name].result(60)
 
 
 def make_trade(i: int, symbol: str = "BTCUSDT", exchange: str = "BINANCE", seq: int | None = None,
