@@ -88,6 +88,15 @@ def produce(topic: str, records: int, partitions: int) -> float:
     return time.perf_counter() - started
 
 
+def delete_topic(topic: str) -> None:
+    """Remove the benchmark topic (hundreds of thousands of records) from the shared broker."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": "localhost:9092"})
+    with contextlib.suppress(Exception):
+        admin.delete_topics([topic], operation_timeout=30)[topic].result(60)
+
+
 def raw_read_rate(topic: str, records: int, partitions: int) -> float:
     """msg/s of a bare consumer reading every record (consume(1000), value touched), from its first record."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -246,6 +255,7 @@ def main() -> None:
                   f"peak RSS {med['rss_mb']:.0f} MB (with decode workers: RSS {med['tree_rss_mb']:.0f} MB, "
                   f"PSS {med['tree_pss_mb']:.0f} MB)", flush=True)
             report["throughput"][str(batch)] = {"records": n, "median": med, "runs": results}
+        delete_topic(topic)
     if args.commits:
         points, snaps = commit_latency(args.commits, args.commit_rows)
         print(f"commit latency ({args.commit_rows} rows; median wall / median CPU / p95 wall of the commits around "
