@@ -21,7 +21,7 @@ from fastavro.schema import to_parsing_canonical_form
 from k2cli import trade
 from k2cli.errors import ServiceUnavailable
 from k2cli.kafka.registry import RegistryClient, RegistryError, UnknownSchemaId
-from k2cli.kafka.serde import MAGIC, DecodeError, strip_logical_types
+from k2cli.kafka.serde import DecodeError, check_header, strip_logical_types
 
 _HEADER = struct.Struct(">bI")
 SCALE = trade.SCALE
@@ -84,13 +84,7 @@ class ValueDecoder:
 
     def writer_for(self, value: bytes | None) -> WriterInfo:
         """The WriterInfo for a framed value; DecodeError (permanent) or ServiceUnavailable (transient)."""
-        if value is None:
-            raise DecodeError("null_value", "record has no value (tombstone)")
-        if len(value) < 5:
-            raise DecodeError("truncated", f"value of {len(value)} bytes is shorter than the 5-byte header")
-        if value[0] != MAGIC:
-            raise DecodeError("bad_magic_byte", f"magic byte is {value[0]:#04x}, expected 0x00")
-        header = bytes(value[:5])
+        header = check_header(value)
         info = self.by_header.get(header)
         if info is not None:
             return info

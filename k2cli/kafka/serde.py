@@ -34,15 +34,20 @@ def frame(schema_id: int, payload: bytes) -> bytes:
     return _HEADER.pack(MAGIC, schema_id) + payload
 
 
-def unframe(value: bytes | None) -> tuple[int, memoryview]:
-    """Split a Confluent-framed value into (schema id, payload), or raise DecodeError."""
+def check_header(value: bytes | None) -> bytes:
+    """The 5-byte Confluent header of a framed value, or DecodeError naming what is wrong with it."""
     if value is None:
         raise DecodeError("null_value", "record has no value (tombstone)")
     if len(value) < 5:
         raise DecodeError("truncated", f"value of {len(value)} bytes is shorter than the 5-byte header")
     if value[0] != MAGIC:
         raise DecodeError("bad_magic_byte", f"magic byte is {value[0]:#04x}, expected 0x00")
-    return _HEADER.unpack_from(value)[1], memoryview(value)[5:]
+    return bytes(value[:5])
+
+
+def unframe(value: bytes | None) -> tuple[int, memoryview]:
+    """Split a Confluent-framed value into (schema id, payload), or raise DecodeError."""
+    return _HEADER.unpack(check_header(value))[1], memoryview(value)[5:]
 
 
 class BoundedLRU(Generic[K, V]):

@@ -107,12 +107,7 @@ class DeadLetterQueue:
                 path = self._target()
                 fd = _open_locked(path)
                 try:
-                    data = "".join(lines).encode("utf-8")
-                    view = memoryview(data)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
-                    os.fsync(fd)
+                    write_durably(fd, "".join(lines).encode("utf-8"))
                 finally:
                     os.close(fd)
             except OSError as exc:
@@ -120,6 +115,14 @@ class DeadLetterQueue:
                                     setting="K2_DLQ_DIR") from None
             self.written += len(lines)
         return len(lines)
+
+
+def write_durably(fd: int, data: bytes) -> None:
+    """Write all of `data` to an open descriptor (os.write may write less) and fsync it."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
 
 
 def _open_locked(path: Path) -> int:

@@ -35,7 +35,7 @@ from typing import Any
 
 from k2cli.errors import K2Error
 from k2cli.jsonutil import dumps
-from k2cli.reliability.dlq import DLQEntry, dlq_files
+from k2cli.reliability.dlq import DLQEntry, dlq_files, write_durably
 
 LEDGER_NAME = "replay-ledger.jsonl"
 LOCK_NAME = ".replay.lock"
@@ -243,10 +243,7 @@ class ReplayLedger:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
+                write_durably(fd, data)
             finally:
                 os.close(fd)
         except OSError as exc:
