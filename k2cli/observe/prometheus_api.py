@@ -1,4 +1,4 @@
-"""A small client for the Prometheus HTTP API (instant queries, targets, rules, alerts)."""
+"""A small client for the Prometheus HTTP API (instant and range queries, targets, rules, alerts)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ class PrometheusError(ServiceUnavailable):
 class Prometheus:
     """Read-only access to one Prometheus server."""
 
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, timeout: float = 5.0, setting: str = SETTING) -> None:
         self.url = url.rstrip("/")
+        self.setting = setting  # what an error names: the setting or flag the URL came from
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
     def _get(self, path: str, **params: Any) -> Any:
@@ -29,15 +30,15 @@ class Prometheus:
             resp = self._http.get(path, params=params or None)
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"Prometheus unreachable at {self.url}: {exc.__class__.__name__}",
-                                     setting=SETTING) from None
+                                     setting=self.setting) from None
         try:
             body = resp.json()
         except ValueError:
             raise PrometheusError(f"Prometheus at {self.url}{path} answered HTTP {resp.status_code} without JSON",
-                                  setting=SETTING) from None
+                                  setting=self.setting) from None
         if resp.status_code != 200 or body.get("status") != "success":
             raise PrometheusError(f"Prometheus {path} failed: {body.get('error') or resp.status_code}",
-                                  setting=SETTING)
+                                  setting=self.setting)
         return body["data"]
 
     def ready(self) -> tuple[bool, str]:
@@ -46,7 +47,7 @@ class Prometheus:
             resp = self._http.get("/-/ready")
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"Prometheus unreachable at {self.url}: {exc.__class__.__name__}",
-                                     setting=SETTING) from None
+                                     setting=self.setting) from None
         return resp.status_code == 200, resp.text.strip()[:200]
 
     def version(self) -> str:
@@ -63,16 +64,22 @@ class Prometheus:
         if kind == "scalar":
             return [({}, float(result[1]))]
         if kind != "vector":
-            raise PrometheusError(f"query {expr!r} returned a {kind}, expected an instant vector", setting=SETTING)
+            raise PrometheusError(f"query {expr!r} returned a {kind}, expected an instant vector", setting=self.setting)
         return [(series.get("metric", {}), float(series["value"][1])) for series in result]
 
     def samples(self, selector: str, window_s: int, at: float) -> list[tuple[dict[str, str], Points]]:
         """The raw samples of a selector over the window ending at `at`: (labels, [(time, value)]) per series."""
         data = self._get("/api/v1/query", query=f"{selector}[{int(window_s)}s]", time=f"{at:.3f}")
         if data.get("resultType") != "matrix":
-            raise PrometheusError(f"{selector} did not return a range of samples", setting=SETTING)
+            raise PrometheusError(f"{selector} did not return a range of samples", setting=self.setting)
         return [(series.get("metric", {}), [(float(t), float(v)) for t, v in series.get("values", [])])
                 for series in data.get("result", [])]
+
+    def series(self, expr: str, start: float, end: float, step: float) -> Points:
+        """(time, value) points of a range query's first series (empty when it returns none)."""
+        data = self._get("/api/v1/query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step:.3f}")
+        result = data.get("result", [])
+        return [(float(t), float(v)) for t, v in result[0]["values"]] if result else []
 
     def value(self, expr: str, at: float | None = None) -> float | None:
         """The single value of a query that should return at most one series (None when empty or NaN)."""

@@ -8,68 +8,17 @@ divided by the days the data actually covers, and a window the data does not ful
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import statistics
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from k2cli.errors import ServiceUnavailable
+from k2cli.observe.prometheus_api import Prometheus
 from k2cli.soak.criteria import EXIT_CODES, Status, worst
 from k2cli.soak.profile import MB
 
 ICONS = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status.ERROR: "❔"}
 COVERAGE_MIN = 0.95  # share of the window the data must cover for a full report
-
-
-class PrometheusError(ServiceUnavailable):
-    """Prometheus cannot be queried."""
-
-
-class Prometheus:
-    """A minimal client of Prometheus' HTTP query API."""
-
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
-        full = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(full, timeout=self.timeout) as resp:  # noqa: S310 - operator's URL
-                body = json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read()).get("error", exc.reason)
-            except (ValueError, OSError):
-                detail = exc.reason
-            raise PrometheusError(f"Prometheus at {self.url} rejected {params.get('query')!r}: {detail}") from None
-        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
-            raise PrometheusError(f"Prometheus at {self.url} cannot be reached: "
-                                  f"{getattr(exc, 'reason', exc)}", setting="--prometheus") from None
-        if body.get("status") != "success":
-            raise PrometheusError(f"Prometheus query {params.get('query')!r} failed: {body.get('error')}")
-        return body["data"]
-
-    def instant(self, query: str, at: float) -> list[tuple[dict[str, str], float]]:
-        """(labels, value) of every series of an instant query."""
-        data = self._get("/api/v1/query", {"query": query, "time": f"{at:.3f}"})
-        return [(r["metric"], float(r["value"][1])) for r in data.get("result", [])]
-
-    def scalar(self, query: str, at: float) -> float | None:
-        """The value of a one-series instant query (None when it returns nothing)."""
-        rows = self.instant(query, at)
-        return rows[0][1] if rows else None
-
-    def series(self, query: str, start: float, end: float, step: float) -> list[tuple[float, float]]:
-        """(time, value) points of a one-series range query (the first series if several)."""
-        data = self._get("/api/v1/query_range", {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}",
-                                                 "step": f"{step:.3f}"})
-        result = data.get("result", [])
-        return [(float(t), float(v)) for t, v in result[0]["values"]] if result else []
 
 
 @dataclass
@@ -134,7 +83,7 @@ def _within(value: float, expected: float, tolerance_pct: float) -> bool:
 
 def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float | None = None) -> Weekly:
     """Query Prometheus for the last `days` days of one exchange's stream and judge the seed's checklist."""
-    prom = Prometheus(url)
+    prom = Prometheus(url, timeout=30.0, setting="--prometheus")
     end = time.time() if now is None else now
     window = days * 86400
     start = end - window
@@ -160,7 +109,7 @@ def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float
 
     # memory
     rss = prom.series(f"max(process_memory_rss_bytes and on (instance) {conn})", start, end, step)
-    peak = prom.scalar(f"max(max_over_time(process_memory_rss_bytes[{w}]) {sel})", end)
+    peak = prom.value(f"max(max_over_time(process_memory_rss_bytes[{w}]) {sel})", end)
     mem_max = _threshold(settings, "prod_memory_max_mb")
     growth_max = _threshold(settings, "prod_memory_growth_max_mb")
     if rss and peak is not None:
@@ -177,7 +126,7 @@ def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float
     else:
         report.lines.append(Line("memory", Status.ERROR, "Memory: no process_memory_rss_bytes from the stream"))
 
-    leak = prom.scalar(f"max(max_over_time(memory_leak_detection_score[{w}]) {sel})", end)
+    leak = prom.value(f"max(max_over_time(memory_leak_detection_score[{w}]) {sel})", end)
     if leak is not None:
         from k2cli.soak.criteria import thresholds_from
 
@@ -188,7 +137,7 @@ def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float
 
     # rotations and heartbeat
     tol = _threshold(settings, "prod_rate_tolerance_pct")
-    rotations = prom.scalar(f"sum(increase({ex}_connection_rotations_total[{w}]))", end) or 0.0
+    rotations = prom.value(f"sum(increase({ex}_connection_rotations_total[{w}]))", end) or 0.0
     expected_rot = 86400 / settings.rotation_interval
     rot_day = _per_day(rotations, cov_days)
     report.figures.update(rotations=rotations, rotations_per_day=rot_day)
@@ -196,8 +145,8 @@ def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float
                              f"Connection rotations: {rotations:.0f} total ({rot_day:.1f} per day; expected "
                              f"{expected_rot:g} per day, every {settings.rotation_interval / 3600:g} h, "
                              f"±{tol:g}%)"))
-    pings = prom.scalar(f"sum(increase({ex}_pings_sent_total[{w}]))", end) or 0.0
-    timeouts = prom.scalar(f"sum(increase({ex}_pong_timeouts_total[{w}]))", end) or 0.0
+    pings = prom.value(f"sum(increase({ex}_pings_sent_total[{w}]))", end) or 0.0
+    timeouts = prom.value(f"sum(increase({ex}_pong_timeouts_total[{w}]))", end) or 0.0
     expected_pings = 86400 / settings.ping_interval
     ping_day = _per_day(pings, cov_days)
     report.figures.update(pings=pings, pings_per_day=ping_day, pong_timeouts=timeouts)
@@ -207,8 +156,8 @@ def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float
                              f"{expected_pings:g}), {timeouts:.0f} pong timeouts"))
 
     # uptime: share of scrapes that answered x share of those with a live connection
-    scraped = prom.scalar(f"min(avg_over_time(up[{w}]) {sel})", end)
-    connected = prom.scalar(f"min(avg_over_time({conn}[{w}]))", end)
+    scraped = prom.value(f"min(avg_over_time(up[{w}]) {sel})", end)
+    connected = prom.value(f"min(avg_over_time({conn}[{w}]))", end)
     up_min = _threshold(settings, "prod_uptime_min_pct")
     if scraped is not None and connected is not None:
         uptime = 100 * scraped * connected
@@ -218,7 +167,7 @@ def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float
                                  f"{100 * scraped:.2f}% of scrapes, connected {100 * connected:.2f}% of them)"))
 
     # unscheduled reconnects
-    rows = prom.instant(f"sum by (reason) (increase({ex}_reconnects_total[{w}]))", end)
+    rows = prom.query(f"sum by (reason) (increase({ex}_reconnects_total[{w}]))", end)
     by_reason = {r.get("reason", "?"): v for r, v in rows if round(v) > 0}
     total = sum(by_reason.values())
     rmax = _threshold(settings, "prod_unscheduled_reconnects_max")
@@ -228,7 +177,7 @@ def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float
                              f"Unscheduled reconnections: {total:.0f} ({detail}; target <= {rmax:g})"))
 
     # message rate
-    received = prom.scalar(f"sum(increase({ex}_messages_received_total[{w}]))", end)
+    received = prom.value(f"sum(increase({ex}_messages_received_total[{w}]))", end)
     rate_min = _threshold(settings, "prod_stream_rate_min_per_s")
     if received is not None:
         avg = received / coverage_s
@@ -242,7 +191,7 @@ def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float
         report.lines.append(Line("rate", Status.ERROR, f"Message rate: no {ex}_messages_received_total"))
 
     # alerts
-    fired = prom.instant(f'max by (alertname, severity) (max_over_time(ALERTS{{alertstate="firing"}}[{w}]))', end)
+    fired = prom.query(f'max by (alertname, severity) (max_over_time(ALERTS{{alertstate="firing"}}[{w}]))', end)
     critical = sorted({r.get("alertname", "?") for r, _ in fired if r.get("severity") == "critical"})
     amax = _threshold(settings, "prod_critical_alerts_max")
     report.figures["alerts_fired"] = sorted(f"{r.get('alertname')} ({r.get('severity', '-')})" for r, _ in fired)

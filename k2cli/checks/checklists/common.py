@@ -278,7 +278,7 @@ def measure_writable(ctx: Context) -> Result:
 def prometheus(ctx: Context) -> Any:
     """A Prometheus client for the run."""
     if "prometheus" not in ctx.state:
-        from k2cli.checks.probes.prometheus import Prometheus
+        from k2cli.observe.prometheus_api import Prometheus
 
         ctx.state["prometheus"] = Prometheus(ctx.settings.prometheus_url)
         ctx.on_close(ctx.state["prometheus"].close)
