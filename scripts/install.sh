@@ -4,7 +4,7 @@
 #
 #   scripts/install.sh            # as root (Debian packages); K2_HOME / K2_CACHE_DIR pick the cache
 #
-# 1. Debian packages the stack runs, only those missing: postgresql, prometheus, nginx, maven, a JRE.
+# 1. Debian packages the stack runs, only those missing: postgresql, prometheus, nginx, maven, openssl, a JRE.
 #    Their services are never started by the install (policy-rc.d); `k2 stack up` starts our own.
 # 2. The k2 Python package.
 # 3. Stack artifacts into the cache ($K2_CACHE_DIR, default $K2_HOME/cache, default ~/.k2/cache):
@@ -35,6 +35,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # test certificates for the TLS checks
 have_java17 || missing+=(openjdk-17-jre-headless)
 
 if [ ${#missing[@]} -gt 0 ]; then
