@@ -3,6 +3,9 @@ Prometheus and the DLQ. Each test gets its own topic, table, group and data dire
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from k2cli.checks.context import Context
@@ -70,3 +73,16 @@ def test_e2e_could_not_run_without_the_topic(k2_env, unique):
     proc, report = validate(["e2e", "--step", "e2e.1-baseline"], env)
     assert proc.returncode == 2
     assert step(report, "e2e.1-baseline")["summary"].endswith("does not exist")
+
+
+def test_e2e_clean_state_waits_out_a_consumer_that_just_finished(e2e_env):
+    require("kafka", "schema-registry")
+    topic = e2e_env["K2_BINANCE_TOPIC"]
+    pipeline.produce_trades(Context(Settings()), topic, pipeline.make_trades("BTCUSDT", range(1, 201)))
+    done = subprocess.run([sys.executable, "-m", "k2cli", "consume", "--topics", topic, "--max-messages", "200"],
+                          env=e2e_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # a static member keeps its slot for the session timeout after a clean exit; the step waits it out
+    proc, report = validate(["e2e", "--step", "e2e.clean-state"], e2e_env)
+    assert proc.returncode == 0, explain(report)
+    assert "departed member" in step(report, "e2e.clean-state")["summary"]
