@@ -105,6 +105,9 @@ def exact_decimal(field: str, value: object) -> Decimal:
                             _checked.clear()
                         _checked[value] = d
                     return d
+    elif (type(value) is Decimal and value.is_finite() and 0 < value < _LIMIT
+          and value.as_tuple().exponent >= -8):  # a JSON number read as Decimal (Kraken v2): to_decimal's checks
+        return value
     try:
         return to_decimal(field, value)
     except InvalidTrade as exc:

@@ -20,6 +20,8 @@ from k2cli.exchanges.symbols import UnknownSymbol, split_binance_symbol
 
 EXCHANGE = "BINANCE"
 REQUIRED = ("e", "E", "s", "t", "p", "q", "T", "m")
+_BEST_MATCH = (("is_best_match", "true"),)
+_NOT_BEST_MATCH = (("is_best_match", "false"),)
 
 
 def stream_url(base_url: str, symbols: tuple[str, ...] | list[str]) -> str:
@@ -36,18 +38,21 @@ class BinanceParser:
 
     def __init__(self) -> None:
         self._ids = MessageIds()
-        self._assets: dict[str, tuple[str, str]] = {}
+        self._assets: dict[str, tuple[tuple, tuple]] = {}  # symbol -> its vendor_data heads
 
-    def _split(self, symbol: str) -> tuple[str, str]:
-        assets = self._assets.get(symbol)
-        if assets is None:
+    def _split(self, symbol: str) -> tuple[tuple, tuple]:
+        """The vendor_data entries a symbol's trades start with: (for m=false, for m=true)."""
+        heads = self._assets.get(symbol)
+        if heads is None:
             try:
-                assets = split_binance_symbol(symbol)
+                base, quote = split_binance_symbol(symbol)
             except UnknownSymbol as exc:
                 raise FrameError("unknown_symbol", str(exc)) from None
+            heads = tuple((("base_asset", base), ("quote_asset", quote), ("is_buyer_maker", flag),
+                           ("event_type", "trade")) for flag in ("false", "true"))
             if len(self._assets) < 10_000:
-                self._assets[symbol] = assets
-        return assets
+                self._assets[symbol] = heads
+        return heads
 
     def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
         """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
@@ -100,20 +105,15 @@ class BinanceParser:
             raise FrameError("invalid_value", "price p and quantity q must be strings")
         if type(symbol) is not str:
             raise FrameError("invalid_value", f"symbol s={symbol!r} is not a string")
-        base, quote = self._split(symbol)
+        taker_buys, taker_sells = self._split(symbol)
         best = d.get("M")
-        vendor = (
-            ("base_asset", base),
-            ("quote_asset", quote),
-            ("is_buyer_maker", "true" if maker else "false"),
-            ("event_type", "trade"),
-            ("event_time", str(event_time)),
-            ("trade_time", str(trade_time)),
-        )
+        vendor = (taker_sells if maker else taker_buys) + (("event_time", str(event_time)),
+                                                             ("trade_time", str(trade_time)))
         if best is not None:
-            vendor += (("is_best_match", "true" if best else "false"),)
+            vendor += _BEST_MATCH if best else _NOT_BEST_MATCH
         # message_id, trade_id, symbol, exchange, asset_class, timestamp, price, quantity, currency, side,
         # trade_conditions, source_sequence, ingestion_timestamp, platform_sequence, vendor_data
         return (self._ids.next(), f"BINANCE-{t}", symbol, EXCHANGE, "crypto", trade_time * 1000,
-                exact_decimal("price", price), exact_decimal("quantity", qty), quote, "SELL" if maker else "BUY",
+                exact_decimal("price", price), exact_decimal("quantity", qty), taker_buys[1][1],  # the quote asset
+                "SELL" if maker else "BUY",
                 (), t, ingest_us, None, vendor)

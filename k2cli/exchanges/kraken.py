@@ -39,6 +39,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 _V1_SIDES = {"b": "BUY", "s": "SELL"}
 _V2_SIDES = {"buy": "BUY", "sell": "SELL"}
+_DECODE = json.JSONDecoder(parse_float=Decimal).decode
 
 
 def version_of(url: str) -> int:
@@ -181,7 +182,10 @@ class KrakenV2Parser(_KrakenParser):
     def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
         """Parse one frame received at `ingest_us` (µs); trades as rows."""
         try:
-            msg = json.loads(raw, parse_float=Decimal)
+            # one decoder for every frame (json.loads(raw, parse_float=...) builds a new one per call); bytes and
+            # a leading BOM take json.loads' own path, so what is accepted or refused is unchanged
+            msg = _DECODE(raw) if type(raw) is str and not raw.startswith("\ufeff") else \
+                json.loads(raw, parse_float=Decimal)
         except (ValueError, UnicodeDecodeError) as exc:
             raise FrameError("invalid_json", f"not JSON: {exc}") from None
         if not isinstance(msg, dict):

@@ -309,12 +309,17 @@ class Session:
     # ------------------------------------------------------------------ per connection
 
     async def _reader(self, conn: Connection) -> None:
-        from websockets.exceptions import ConnectionClosed
+        from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
         handler = self.handler
         clock = asyncio.get_running_loop().time
+        recv = conn.ws.recv  # what `async for raw in conn.ws` does, without the async generator in between
         try:
-            async for raw in conn.ws:
+            while True:
+                try:
+                    raw = await recv()
+                except ConnectionClosedOK:
+                    break
                 now = conn.last_frame = clock()
                 if conn.first_frame_at is None:
                     conn.first_frame_at = now

@@ -42,14 +42,33 @@ _LAST = [bytes(((x & 0x7F) | 0x80, x >> 7)) for x in range(1 << 14)]
 
 
 def _long(n: int) -> bytes:
-    """Avro long: zigzag then base-128 varint (table driven: a µs timestamp is 4 lookups)."""
+    """Avro long: zigzag then base-128 varint (table driven; the high groups of large values, such as µs
+    timestamps, which change only every few ms, come from a small cache: 2 lookups and one concatenation)."""
     z = (n << 1) ^ (n >> 63)
     if z < 0x80:
         return _ONE[z]
     if z < 0x4000:
         return _LAST[z]
-    out = _PAIR[z & 0x3FFF]
-    z >>= 14
+    hi = z >> 14
+    if hi < 0x80:
+        return _PAIR[z & 0x3FFF] + _ONE[hi]
+    if hi < 0x4000:
+        return _PAIR[z & 0x3FFF] + _LAST[hi]
+    tail = _tails_hi.get(hi)
+    if tail is None:
+        tail = _varint_groups(hi)
+        if len(_tails_hi) >= _CACHE_MAX:
+            _tails_hi.clear()
+        _tails_hi[hi] = tail
+    return _PAIR[z & 0x3FFF] + tail
+
+
+_tails_hi: dict[int, bytes] = {}  # varint of z >> 14 (z >= 2**28): the high groups of a large long
+
+
+def _varint_groups(z: int) -> bytes:
+    """The base-128 varint of a non-negative z >= 0x80 (the groups after the first 14 bits of a long)."""
+    out = b""
     while z >= 0x4000:
         out += _PAIR[z & 0x3FFF]
         z >>= 14
@@ -58,7 +77,7 @@ def _long(n: int) -> bytes:
 
 _strings: dict[str, bytes] = {}
 _keys: dict[str, bytes] = {}  # vendor_data keys: a small fixed set in practice
-_heads: dict[tuple[str, str, str], bytes] = {}  # symbol + exchange + asset_class
+_heads: dict[str, tuple[str, str, bytes]] = {}  # symbol -> (exchange, asset_class, their encoding)
 _tails: dict[tuple[str, str], bytes] = {}  # currency + side
 
 
@@ -82,13 +101,14 @@ def _cached(cache: dict, key: Any, make: Callable[[], bytes]) -> bytes:
     return b
 
 
+_E8 = Decimal("1E+8")
 _decimals: dict[Decimal, bytes] = {}  # prices repeat a lot; equal Decimals have equal encodings
 _pairs: dict[tuple[str, str], bytes] = {}  # vendor_data key + short value
 
 
 def _decimal(d: Decimal) -> bytes:
     """Avro decimal(18,8) as bytes: the unscaled value, big-endian two's complement, minimal length."""
-    v = int(d.scaleb(8))
+    v = int(d * _E8)  # the unscaled value (d.scaleb(8), a little cheaper: the coefficient does not grow)
     raw = v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
     return _ONE[len(raw) << 1] + raw
 
@@ -106,12 +126,29 @@ def _price(d: Decimal) -> bytes:
 
 def _pair(key: str, value: str) -> bytes:
     """A vendor_data entry: key then value, cached when the value is short."""
-    kb = _keys.get(key)
-    if kb is None:
-        kb = _cached(_keys, key, lambda: _string(key))
+    kb = _key(key)
     if len(value) > _CACHED_LEN:
         return kb + _string(value)
     return _cached(_pairs, (key, value), lambda: kb + _string(value))
+
+
+def _key(key: str) -> bytes:
+    """The encoding of a vendor_data key (a small fixed set in practice, so cached)."""
+    kb = _keys.get(key)
+    if kb is None:
+        kb = _cached(_keys, key, lambda: _string(key))
+    return kb
+
+
+def _head(symbol: str, exchange: str, asset: str) -> bytes:
+    """symbol + exchange + asset_class, cached per symbol (the exchange and asset class are checked)."""
+    entry = _heads.get(symbol)
+    if entry is not None and entry[0] == exchange and entry[1] == asset:
+        return entry[2]
+    b = _string(symbol) + _string(exchange) + _ASSET[asset]
+    if entry is None and len(_heads) < _CACHE_MAX:
+        _heads[symbol] = (exchange, asset, b)
+    return b
 
 
 def encode_row(row: tuple) -> bytes:
@@ -119,16 +156,18 @@ def encode_row(row: tuple) -> bytes:
     (key, value) pairs (or a dict) and trade_conditions a sequence. No Confluent header."""
     (mid, trade_id, symbol, exchange, asset, timestamp, price, quantity, currency, side, conditions, seq,
      ingestion, platform_seq, vendor) = row
-    head = _heads.get((symbol, exchange, asset))
-    if head is None:
-        head = _cached(_heads, (symbol, exchange, asset),
-                       lambda: _string(symbol) + _string(exchange) + _ASSET[asset])
+    entry = _heads.get(symbol)
+    head = entry[2] if entry is not None and entry[0] == exchange and entry[1] == asset else \
+        _head(symbol, exchange, asset)
     tail = _tails.get((currency, side))
     if tail is None:
         tail = _cached(_tails, (currency, side), lambda: _string(currency) + _SIDE[side])
+    raw = trade_id.encode()
+    price_b = _decimals.get(price)
     parts = [
         b"H" + mid.encode() if len(mid) == 36 else _string(mid),  # "H" = length 36 as an Avro long
-        _string(trade_id), head, _long(timestamp), _price(price), _decimal(quantity), tail,
+        (_ONE[len(raw) << 1] if len(raw) < 64 else _long(len(raw))) + raw, head, _long(timestamp),
+        price_b if price_b is not None else _price(price), _decimal(quantity), tail,
         b"\x00" if not conditions else _long(len(conditions)) + b"".join(_string(c) for c in conditions) + b"\x00",
         b"\x00" if seq is None else b"\x02" + _long(seq),
         _long(ingestion),
@@ -139,13 +178,20 @@ def encode_row(row: tuple) -> bytes:
     else:
         if isinstance(vendor, dict):
             vendor = vendor.items()
-        pairs = _pairs
-        parts.append(b"\x02" + _SMALL[len(vendor)] if len(vendor) < 64 else b"\x02" + _long(len(vendor)))
+        append = parts.append
+        pairs, keys = _pairs, _keys
+        append(b"\x02" + _SMALL[len(vendor)] if len(vendor) < 64 else b"\x02" + _long(len(vendor)))
         for key, value in vendor:
-            b = pairs.get((key, value))
-            parts.append(b if b is not None else _pair(key, value))
+            if len(value) > _CACHED_LEN:  # long values are mostly unique: not cached
+                kb = keys.get(key)
+                raw = value.encode()
+                append((kb if kb is not None else _key(key))
+                       + (_ONE[len(raw) << 1] if len(raw) < 64 else _long(len(raw))) + raw)
+            else:
+                b = pairs.get((key, value))
+                append(b if b is not None else _pair(key, value))
         if vendor:
-            parts.append(b"\x00")
+            append(b"\x00")
     return b"".join(parts)
 
 
