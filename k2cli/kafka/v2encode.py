@@ -151,9 +151,10 @@ def _head(symbol: str, exchange: str, asset: str) -> bytes:
     return b
 
 
-def encode_row(row: tuple) -> bytes:
+def encode_row(row: tuple, header: bytes = b"") -> bytes:
     """The Avro binary body of a v2 trade given as a row: the FIELDS values in order, with vendor_data as
-    (key, value) pairs (or a dict) and trade_conditions a sequence. No Confluent header."""
+    (key, value) pairs (or a dict) and trade_conditions a sequence, after `header` (the Confluent header when
+    given: one join instead of a concatenation per record)."""
     (mid, trade_id, symbol, exchange, asset, timestamp, price, quantity, currency, side, conditions, seq,
      ingestion, platform_seq, vendor) = row
     entry = _heads.get(symbol)
@@ -165,7 +166,7 @@ def encode_row(row: tuple) -> bytes:
     raw = trade_id.encode()
     price_b = _decimals.get(price)
     parts = [
-        b"H" + mid.encode() if len(mid) == 36 else _string(mid),  # "H" = length 36 as an Avro long
+        header, b"H" + mid.encode() if len(mid) == 36 else _string(mid),  # "H" = length 36 as an Avro long
         (_ONE[len(raw) << 1] if len(raw) < 64 else _long(len(raw))) + raw, head, _long(timestamp),
         price_b if price_b is not None else _price(price), _decimal(quantity), tail,
         b"\x00" if not conditions else _long(len(conditions)) + b"".join(_string(c) for c in conditions) + b"\x00",
@@ -221,11 +222,12 @@ def make_encoder() -> Callable[[dict[str, Any]], bytes]:
     return encode_v2 if SUPPORTED else fastavro_encoder()
 
 
-def make_row_encoder() -> Callable[[tuple], bytes]:
-    """The row encoder of the stream's hot path (through a record and fastavro if the layout changed)."""
+def make_row_encoder() -> Callable[..., bytes]:
+    """The row encoder of the stream's hot path, `(row, header=b"") -> header + body` (through a record and
+    fastavro if the layout changed)."""
     if SUPPORTED:
         return encode_row
     from k2cli.exchanges.base import row_to_record
 
     slow = fastavro_encoder()
-    return lambda row: slow(row_to_record(row))
+    return lambda row, header=b"": header + slow(row_to_record(row))

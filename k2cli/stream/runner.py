@@ -176,7 +176,7 @@ class StreamRunner(SessionHandler):
         self._dlq_buffer: list[Any] = []
         self._dlq: Any = None
         self._producer: Any = None
-        self._encode: Any = None
+        self._encode: Any = None  # (row, header) -> header + the row's Avro body
         self._header = b""
         self._session: Session | None = None
         self._started = 0.0
@@ -349,24 +349,31 @@ class StreamRunner(SessionHandler):
         cid = conn.id
         key_index = self._key_index
         received = self._received
-        producer = self._producer
+        keys = self._keys
+        pending = self._pending
+        try_produce = self._producer.try_produce
         encode, header = self._encode, self._header
+        summary = self.summary
         limit = self.opts.max_messages
+        stopping = self._stopping
+        accepted = 0  # added to the summary once per frame
         for row in trades:
             symbol = row[ROW_SYMBOL]
             received[symbol] = received.get(symbol, 0) + 1
-            if not accept(cid, symbol, row[key_index]) or self._stopping:
+            if not accept(cid, symbol, row[key_index]) or stopping:
                 continue
-            key = self._keys.get(symbol)
+            key = keys.get(symbol)
             if key is None:
-                key = self._keys[symbol] = symbol.encode()
-            value = header + encode(row)
-            if self._pending or not producer.try_produce(key, value):
-                self._pending.append((key, value))
-            self.summary.trades_accepted += 1
-            if limit and self.summary.trades_accepted >= limit:
+                key = keys[symbol] = symbol.encode()
+            value = encode(row, header)
+            if pending or not try_produce(key, value):
+                pending.append((key, value))
+            accepted += 1
+            if limit and summary.trades_accepted + accepted >= limit:
                 self._request_stop("max_messages")
-        self.summary.trades_received += len(trades)
+                stopping = True
+        summary.trades_accepted += accepted
+        summary.trades_received += len(trades)
         return SIG_DATA | SIG_BLOCKED if self._pending else SIG_DATA
 
     def _push_pending(self) -> None:

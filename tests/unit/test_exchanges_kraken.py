@@ -148,3 +148,35 @@ def test_rfc3339_exact_and_versions_and_subscribe_messages():
     v2 = json.loads(subscribe_message(["BTC/USD"], 2))
     assert v2["method"] == "subscribe" and v2["params"] == {"channel": "trade", "symbol": ["BTC/USD"],
                                                           "snapshot": True}
+
+
+@pytest.mark.parametrize("text", ["0.5147", "1", "6423.46326", "0.00000001", "9999999999.99999999", "1.0000000000",
+                                  "1E+3", "2.5E-7", "0", "-1.5", "10000000000", "0.000000001", "1.000000001"])
+def test_json_number_decimals_are_checked_exactly_like_to_decimal(text):
+    from k2cli.errors import InvalidTrade
+    from k2cli.exchanges.base import exact_decimal
+    from k2cli.trade import to_decimal
+
+    try:
+        expected = to_decimal("price", Decimal(text))
+    except InvalidTrade as exc:
+        with pytest.raises(FrameError) as err:
+            exact_decimal("price", Decimal(text))
+        assert err.value.error_type == "invalid_value" and str(err.value) == str(exc) and "price" in str(err.value)
+    else:
+        got = exact_decimal("price", Decimal(text))
+        assert got == expected and str(got) == str(expected)
+
+
+def test_v2_frames_decode_like_json_loads_with_decimal_floats():
+    parser = KrakenV2Parser()
+    via_bytes = parser.parse(V2.encode(), 5).trades
+    via_text = parser.parse(V2, 5).trades
+    assert [(r["price"], str(r["quantity"]), r["trade_id"]) for r in via_bytes] == \
+        [(r["price"], str(r["quantity"]), r["trade_id"]) for r in via_text]
+    with pytest.raises(FrameError) as err:  # a BOM is refused as json.loads refuses it
+        parser.parse("\ufeff" + V2, 5)
+    assert err.value.error_type == "invalid_json"
+    with pytest.raises(FrameError) as err:
+        parser.parse(V2 + " x", 5)
+    assert err.value.error_type == "invalid_json"

@@ -89,3 +89,36 @@ def test_rows_from_the_parsers_encode_exactly_like_their_records():
             for row in parser.parse_rows(frame, 1_700_000_000_000_000).trades:
                 record = trade.validate_trade(row_to_record(row))
                 assert encode_row(row) == encode_v2(record) == reference(record)
+
+
+def test_row_encoder_writes_the_header_first_and_decimals_like_scaleb():
+    import time
+
+    from k2cli.exchanges.binance import BinanceParser
+    from k2cli.exchanges.tape import GeneratedTape
+    from k2cli.kafka.v2encode import _decimal, encode_row
+
+    tape, parser = GeneratedTape("binance", ("BTCUSDT",), seed=5), BinanceParser()
+    header = b"\x00\x00\x00\x00\x07"
+    for _ in range(50):
+        row = parser.parse_rows(tape.next_event(time.time_ns() // 1000).text("binance"), 1).trades[0]
+        assert encode_row(row, header) == header + encode_row(row)
+    for text in ("0.00000001", "1", "1.10000000", "9999999999.99999999", "1.0000000000", "123.4567890000",
+                 "-5.5", "0", "1E+3", "2.5E-7", "12345678901234567.8"):
+        d = Decimal(text)
+        v = int(d.scaleb(8))
+        assert _decimal(d) == bytes((len(raw := v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)) << 1,)) + raw
+
+
+def test_fallback_row_encoder_takes_a_header_too(monkeypatch):
+    from k2cli.exchanges.base import row_to_record
+    from k2cli.exchanges.kraken import KrakenV2Parser
+    from k2cli.kafka import v2encode
+
+    monkeypatch.setattr(v2encode, "SUPPORTED", False)
+    slow = v2encode.make_row_encoder()
+    raw = ('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":50000.1,'
+           '"qty":0.0001,"ord_type":"limit","trade_id":7,"timestamp":"2024-01-01T00:00:00.000001Z"}]}')
+    row = KrakenV2Parser().parse_rows(raw, 1).trades[0]
+    assert slow(row, b"HDR") == b"HDR" + fastavro_encoder()(trade.validate_trade(row_to_record(row)))
+    assert slow(row) == v2encode.encode_row(row)
