@@ -12,11 +12,14 @@ rotation's old connection may close (see k2cli.stream.dedup).
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import itertools
 import logging
 import random
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +159,61 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, OSError):
         return "other", f"{exc.__class__.__name__}: {exc.strerror or exc}"
     return "other", f"{exc.__class__.__name__}: {exc}"
+
+
+def queued_messages(ws: Any) -> Callable[[], str | bytes | None] | None:
+    """A function that takes the next message websockets has already received and queued, or returns None.
+
+    `await ws.recv()` goes through three coroutines per message even when one is waiting; at tens of
+    thousands of frames a second that is a good part of the receive cost. This reads the queue of the
+    websockets asyncio Assembler directly, for the simple case only: one complete text or binary frame
+    that decodes. Anything else (nothing queued, a fragmented message, invalid UTF-8, a recv() in
+    progress) returns None and the caller awaits recv(), which handles it as always. None (no function)
+    when the connection is not laid out as this expects (another websockets version)."""
+    from websockets.frames import Opcode
+
+    assembler = getattr(ws, "recv_messages", None)
+    queue = getattr(getattr(assembler, "frames", None), "queue", None)
+    resume = getattr(assembler, "maybe_resume", None)
+    if not isinstance(queue, collections.deque) or resume is None or \
+            not isinstance(getattr(assembler, "get_in_progress", None), bool) or not _queue_layout_ok():
+        return None
+    text, binary = Opcode.TEXT, Opcode.BINARY
+
+    def take() -> str | bytes | None:
+        if not queue or assembler.get_in_progress:
+            return None
+        frame = queue[0]
+        opcode = frame.opcode
+        if not frame.fin or (opcode is not text and opcode is not binary):
+            return None
+        data = frame.data if type(frame.data) is bytes else bytes(frame.data)
+        if opcode is text:
+            try:
+                data = data.decode()
+            except UnicodeDecodeError:
+                return None  # recv() fails the connection with the right close code
+        queue.popleft()
+        resume()
+        return data
+
+    return take
+
+
+@functools.cache
+def _queue_layout_ok() -> bool:
+    """Whether websockets' asyncio Assembler queues frames the way queued_messages() reads them."""
+    try:
+        from websockets.asyncio.messages import Assembler, SimpleQueue
+    except ImportError:  # pragma: no cover - websockets without the asyncio implementation
+        return False
+    import inspect
+
+    try:
+        source = inspect.getsource(Assembler.get) + inspect.getsource(SimpleQueue.get)
+    except (OSError, TypeError):  # pragma: no cover - no source available
+        return False
+    return "self.frames.get(" in source and "self.queue.popleft()" in source and "maybe_resume()" in source
 
 
 class Session:
@@ -314,12 +372,15 @@ class Session:
         handler = self.handler
         clock = asyncio.get_running_loop().time
         recv = conn.ws.recv  # what `async for raw in conn.ws` does, without the async generator in between
+        queued = queued_messages(conn.ws)
         try:
             while True:
-                try:
-                    raw = await recv()
-                except ConnectionClosedOK:
-                    break
+                raw = queued() if queued is not None else None
+                if raw is None:
+                    try:
+                        raw = await recv()
+                    except ConnectionClosedOK:
+                        break
                 now = conn.last_frame = clock()
                 if conn.first_frame_at is None:
                     conn.first_frame_at = now
