@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -25,11 +26,8 @@ def main(runs: int = 21, json_path: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # usage: startup_bench.py [RUNS] [--json FILE]
-    argv = sys.argv[1:]
-    out = None
-    if "--json" in argv:
-        i = argv.index("--json")
-        out = argv[i + 1]
-        del argv[i:i + 2]
-    main(int(argv[0]) if argv else 21, out)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("runs", nargs="?", type=int, default=21, help="how many runs (default 21)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    args = parser.parse_args()
+    main(args.runs, args.json)
