@@ -175,6 +175,7 @@ class StreamRunner(SessionHandler):
         self._keys: dict[str, bytes] = {}
         self._dlq_buffer: list[Any] = []
         self._dlq: Any = None
+        self._dlq_writing: asyncio.Future | None = None
         self._producer: Any = None
         self._encode: Any = None  # (row, header) -> header + the row's Avro body
         self._header = b""
@@ -432,10 +433,23 @@ class StreamRunner(SessionHandler):
         self.metrics.dlq_entries.inc(n)
 
     async def _flush_dlq(self) -> None:
+        if self._dlq_writing is not None:  # a write begun by the flusher, which was cancelled at the stop
+            writing, self._dlq_writing = self._dlq_writing, None
+            try:
+                await writing
+            except Exception as exc:  # noqa: BLE001 - the flusher's guard may have reported it already
+                log.error("writing dead-letter entries failed: %s", exc)
         if self._dlq_buffer:
             batch, self._dlq_buffer = self._dlq_buffer, []
-            await asyncio.to_thread(self._dlq.write, batch)
-            self._count_dlq(len(batch))
+            # shielded, and counted by the same task: cancelling the flusher at the stop cannot leave entries
+            # written but not counted (the shutdown awaits the write through _dlq_writing)
+            self._dlq_writing = writing = asyncio.ensure_future(self._write_dlq(batch))
+            await asyncio.shield(writing)
+            self._dlq_writing = None
+
+    async def _write_dlq(self, batch: list[Any]) -> None:
+        await asyncio.to_thread(self._dlq.write, batch)
+        self._count_dlq(len(batch))
 
     async def _dlq_flusher(self) -> None:
         while True:
