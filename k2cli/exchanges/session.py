@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from k2cli.errors import ConfigError, K2Error, ServiceUnavailable
+from k2cli.exchanges.heartbeat import Action, Heartbeat
 
 log = logging.getLogger("k2.stream")
 
@@ -424,41 +425,41 @@ class Session:
             conn.done.set()
 
     async def _watchdog(self, conn: Connection) -> None:
-        """Idle watchdog and heartbeat of one connection."""
+        """Idle watchdog and heartbeat of one connection (the schedule is k2cli.exchanges.heartbeat's)."""
         from websockets.exceptions import ConnectionClosed
 
         cfg = self.cfg
         loop = asyncio.get_running_loop()
-        tick = max(0.05, min(1.0, cfg.idle_timeout / 4, cfg.ping_interval / 4))
-        next_ping = loop.time() + cfg.ping_interval
+        hb = Heartbeat(cfg.ping_interval, cfg.pong_timeout, cfg.idle_timeout, started=loop.time())
+        tick = hb.tick_seconds()
         try:
             while not conn.done.is_set():
                 await self._wait_any((conn.done,), tick)
                 if conn.done.is_set():
                     return
                 now = loop.time()
-                if self.paused:
-                    next_ping = now + cfg.ping_interval
-                    continue
-                if now - conn.last_frame > cfg.idle_timeout:
+                action = hb.next_action(now, conn.last_frame, self.paused)
+                if action is Action.IDLE:
                     log.warning("connection %d: no frame for %.1fs (idle timeout %.1fs); reconnecting",
                                 conn.id, now - conn.last_frame, cfg.idle_timeout)
                     await self.drop(conn, "idle_timeout")
                     return
-                if now >= next_ping:
+                if action is Action.PING:
                     waiter = await conn.ws.ping()
+                    hb.ping_sent(loop.time())
                     self.handler.ping_sent(conn)
                     try:
                         latency = await asyncio.wait_for(waiter, cfg.pong_timeout)
                     except TimeoutError:
                         if self.paused or conn.done.is_set():
                             continue
+                        hb.pong_missed()
                         log.warning("connection %d: no pong within %.1fs; reconnecting", conn.id, cfg.pong_timeout)
                         self.handler.pong_timeout(conn)
                         await self.drop(conn, "pong_timeout")
                         return
+                    hb.pong(loop.time(), latency)
                     self.handler.pong(conn, latency)
-                    next_ping = loop.time() + cfg.ping_interval
         except ConnectionClosed:
             return
         except asyncio.CancelledError:
