@@ -180,3 +180,31 @@ def test_v2_frames_decode_like_json_loads_with_decimal_floats():
     with pytest.raises(FrameError) as err:
         parser.parse(V2 + " x", 5)
     assert err.value.error_type == "invalid_json"
+
+
+def test_rfc3339_fast_path_agrees_with_the_general_parser():
+    import datetime as dt
+    import random
+
+    from k2cli.exchanges.kraken import _parse_rfc3339_us
+
+    rng = random.Random(3)
+    cases = ["2023-09-25T07:48:36.925533Z", "2024-02-29T23:59:59.999999Z", "1970-01-01T00:00:00.000000Z",
+             "2023-13-25T07:48:36.925533Z", "2023-09-25T07:48:36.9255a3Z", "2023-09-25T07:48:36.92553\uff13Z",
+             "2023-09-25 07:48:36.925533Z", "2023-09-25T07:48:36,925533Z", "2023-09-25T07:48:36.925533+",
+             "2023-09-25T24:00:00.000000Z", "2023-09-25T07:48:60.000000Z", "2023-09-25T07:48:36.-25533Z",
+             "2023-W39-1T07:48:36.925533Z", "2023-09-25T07:48+01.925533Z"]
+    for _ in range(500):
+        t = rng.randint(0, 253402300799)
+        whole = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        cases.append(f"{whole}.{rng.randint(0, 999999):06d}Z")
+
+    def outcome(parse, text):
+        try:
+            return parse(text)
+        except FrameError as exc:
+            return exc.error_type, exc.reason
+
+    for text in cases:
+        assert outcome(parse_rfc3339_us, text) == outcome(_parse_rfc3339_us, text), text
+        assert outcome(parse_rfc3339_us, text) == outcome(parse_rfc3339_us, text), text  # cached: same answer
