@@ -11,4 +11,6 @@ if ! k2 stack status --format json >/dev/null 2>&1; then started_stack=1; fi
 k2 stack up
 cleanup() { if [ "$started_stack" = 1 ]; then k2 stack down || true; fi; }
 trap cleanup EXIT
-python -m pytest tests -p no:cacheprovider "$@"
+# scripts/coverage.sh runs the same suite under coverage ("coverage run -m pytest")
+# shellcheck disable=SC2086
+python -m ${K2_PYTEST_RUNNER:-pytest} tests -p no:cacheprovider "$@"

@@ -66,3 +66,46 @@ def run_pytest(root: Path, target: str, workdir: Path, timeout: float, coverage:
     if with_cov and cov_file.is_file():
         pct = float(json.loads(cov_file.read_text())["totals"]["percent_covered"])
     return PytestRun(tuple(cases), done.returncode, pct, " ".join(args[2:]), (done.stdout + done.stderr)[-600:])
+
+
+COVERAGE_DIR = ".k2-coverage"  # written by scripts/coverage.sh
+
+
+@dataclass(frozen=True)
+class SuiteCoverage:
+    """Line coverage of the whole suite (unit, integration, faults and the k2 processes they start)."""
+
+    percent: float
+    commit: str
+
+
+def coverage_applies(meta: dict, head: str | None, dirty: bool) -> bool:
+    """Whether a coverage measurement belongs to the checkout as it is now: same commit, no edits then or now."""
+    return bool(head) and meta.get("commit") == head and meta.get("dirty_files") == 0 and not dirty
+
+
+def _git_state(root: Path) -> tuple[str | None, bool]:
+    """(HEAD commit, whether tracked files are modified) of a checkout; (None, True) when git cannot tell."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None, True
+    if head.returncode != 0 or status.returncode != 0:
+        return None, True
+    return head.stdout.strip(), bool(status.stdout.strip())
+
+
+def suite_coverage(root: Path) -> SuiteCoverage | None:
+    """The whole-suite coverage scripts/coverage.sh measured for exactly this checkout, or None."""
+    import json
+
+    folder = root / COVERAGE_DIR
+    try:
+        meta = json.loads((folder / "measured.json").read_text())
+        percent = float(json.loads((folder / "coverage.json").read_text())["totals"]["percent_covered"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    head, dirty = _git_state(root)
+    return SuiteCoverage(percent, str(meta.get("commit"))) if coverage_applies(meta, head, dirty) else None
