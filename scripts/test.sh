@@ -13,4 +13,5 @@ cleanup() { if [ "$started_stack" = 1 ]; then k2 stack down || true; fi; }
 trap cleanup EXIT
 # scripts/coverage.sh runs the same suite under coverage ("coverage run -m pytest")
 # shellcheck disable=SC2086
-python -m ${K2_PYTEST_RUNNER:-pytest} tests -p no:cacheprovider "$@"
+if [ $# -eq 0 ]; then set -- tests; fi  # arguments name what to run (e.g. tests/unit); none: everything
+python -m ${K2_PYTEST_RUNNER:-pytest} -p no:cacheprovider "$@"
