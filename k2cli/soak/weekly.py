@@ -84,6 +84,13 @@ def _within(value: float, expected: float, tolerance_pct: float) -> bool:
 def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float | None = None) -> Weekly:
     """Query Prometheus for the last `days` days of one exchange's stream and judge the seed's checklist."""
     prom = Prometheus(url, timeout=30.0, setting="--prometheus")
+    try:
+        return _judge(prom, url, exchange, days, settings, now)
+    finally:
+        prom.close()
+
+
+def _judge(prom: Prometheus, url: str, exchange: str, days: float, settings: Any, now: float | None) -> Weekly:
     end = time.time() if now is None else now
     window = days * 86400
     start = end - window
