@@ -74,7 +74,7 @@ _k2_complete() {
         " stream kraken") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
         " validate") COMPREPLY=($(compgen -W "coverage deploy e2e list prereqs resilience streaming tech-debt --help" -- "$cur")) ;;
         " validate coverage") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
-        " validate deploy") COMPREPLY=($(compgen -W "--exchange --format --help --output --post --pre --retry-interval --retry-timeout --step -e -f -o" -- "$cur")) ;;
+        " validate deploy") COMPREPLY=($(compgen -W "--exchange --format --help --keep-rehearsal --output --post --pre --rehearse --retry-interval --retry-timeout --step -e -f -o" -- "$cur")) ;;
         " validate e2e") COMPREPLY=($(compgen -W "--exchange --format --help --output --retry-interval --retry-timeout --step --url -e -f -o" -- "$cur")) ;;
         " validate list") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " validate prereqs") COMPREPLY=($(compgen -W "--format --help --output --retry-interval --retry-timeout --step -f -o" -- "$cur")) ;;

@@ -308,9 +308,11 @@ complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l exchange
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l format
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l help
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l keep-rehearsal
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l output
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l post
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l pre
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l rehearse
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l retry-interval
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l retry-timeout
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l step

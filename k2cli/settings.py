@@ -155,6 +155,11 @@ def _coerce(name: str, raw: object, source: str) -> object:
             items = raw if isinstance(raw, list) else str(raw).split(",")
             return tuple(str(i).strip() for i in items if str(i).strip())
         if origin is dict:
+            if isinstance(raw, str):  # env: name=value,name=value
+                pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]
+                if any(len(p) != 2 for p in pairs):
+                    raise ValueError(f"expected name=value[,name=value], got {raw!r}")
+                raw = {k.strip(): v.strip() for k, v in pairs}
             if not isinstance(raw, dict):
                 raise ValueError("expected a table")
             return {str(k): float(v) for k, v in raw.items()}
@@ -208,7 +213,10 @@ def load_settings(config_file: str | None = None, **overrides: object) -> Settin
             continue
         raw_env = os.environ.get(env_name(name))
         if raw_env is not None and raw_env != "":
-            values[name] = _coerce(name, raw_env, "env")
+            value = _coerce(name, raw_env, "env")
+            if isinstance(value, dict):  # K2_THRESHOLDS adds to (and overrides) k2.toml's [thresholds]
+                value = {**values.get(name, {}), **value}  # type: ignore[dict-item]
+            values[name] = value
     for name, value in overrides.items():
         if value is None:
             continue

@@ -49,7 +49,8 @@ HELP: dict[str, str] = {
     "table": "Iceberg table, `namespace.table`.",
     "snapshots_to_keep": "Snapshots kept by expiry (the newest always carries every partition's offsets).",
     "gap_large_threshold": "Missing sequence numbers above which a gap is LARGE_GAP.",
-    "thresholds": "Validation and soak thresholds (`[thresholds]` table in k2.toml; `k2 validate list` shows them).",
+    "thresholds": "Validation and soak thresholds (`[thresholds]` table in k2.toml; in the environment "
+                  "`name=value,...`, added to the table; `k2 validate list` shows them).",
     "config_file": "The k2.toml in force (set with `--config` or `K2_CONFIG`).",
     "stream_flush_timeout": "Seconds `k2 stream` waits for Kafka to take buffered records at shutdown.",
     "memory_sample_interval": "Seconds between RSS samples of the leak score (window: 120 samples).",

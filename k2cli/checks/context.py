@@ -27,6 +27,7 @@ class Options:
     exchange: str = "binance"
     url: str | None = None  # a simulator (ws://) instead of the public exchange
     phase: str | None = None  # deploy: "pre" or "post"
+    rehearsal_minutes: float = 0.0  # deploy --post --rehearse: the local pipeline ran this long before the checks
 
     def as_dict(self) -> dict[str, Any]:
         """The options as plain values, for reports."""

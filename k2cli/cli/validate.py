@@ -288,19 +288,95 @@ def resilience(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: 
     run("resilience", fmt, output, retry_timeout, retry_interval, step, exchange=exchange.value)
 
 
+def _rehearse(minutes: float, keep: bool) -> Any:
+    """Start the rehearsal pipeline and let it run its window; its K2_* settings go into this process's env."""
+    import os
+    import tempfile
+
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from k2cli.checks.rehearsal import Rehearsal
+    from k2cli.errors import K2Error
+    from k2cli.settings import load_settings
+
+    console = _console(stderr=True)
+    try:
+        rehearsal = Rehearsal(load_settings(), minutes, Path(tempfile.mkdtemp(prefix="k2-rehearsal-")), keep=keep)
+    except K2Error as exc:
+        typer.echo(f"k2: error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    n, t = rehearsal.names, rehearsal.timing
+    console.print(f"rehearsal: simulated binance and kraken over wss:// into {', '.join(n.topics)} -> {n.table} "
+                  f"(group {n.group}); {minutes:g} min window, rotations every {t.rotation_interval:g} s, pings "
+                  f"every {t.ping_interval:g} s; logs in {rehearsal.workdir}", soft_wrap=True)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("starting simulators, streams and consumer", total=None)
+        rehearsal.progress = lambda message, done, total: bar.update(task, description=message, completed=done,
+                                                                     total=total)
+        try:
+            os.environ.update(rehearsal.start())
+            rehearsal.run_window()
+        except K2Error as exc:
+            _end_rehearsal(rehearsal, console)
+            typer.echo(f"k2: error: rehearsal: {exc}", err=True)
+            raise typer.Exit(3) from None
+        except KeyboardInterrupt:
+            _end_rehearsal(rehearsal, console)
+            raise typer.Exit(130) from None
+    return rehearsal
+
+
+def _end_rehearsal(rehearsal: Any, console: Any, exit_code: int = 3) -> None:
+    import shutil
+
+    codes = rehearsal.stop()
+    stopped = ", ".join(f"{name} exit {code}" for name, code in codes.items()) or "nothing had started"
+    if rehearsal.keep:
+        stopped += f"; kept {', '.join(rehearsal.names.topics)}, {rehearsal.names.table} and {rehearsal.workdir}"
+    elif exit_code == 0 and not any(codes.values()):
+        shutil.rmtree(rehearsal.workdir, ignore_errors=True)
+    else:
+        stopped += f"; logs kept in {rehearsal.workdir}"
+    console.print(f"rehearsal stopped: {stopped}", soft_wrap=True)
+
+
 @app.command("deploy")
 def deploy(pre: bool = typer.Option(False, "--pre", help="The pre-deployment checklist."),
            post: bool = typer.Option(False, "--post", help="The post-deployment checklist."),
            fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
            retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE,
-           step: list[str] = STEPS) -> None:
+           step: list[str] = STEPS,
+           rehearse: float = typer.Option(
+               0.0, "--rehearse", metavar="MINUTES", min=0.0,
+               help="With --post: first run a simulator-fed pipeline (both exchanges over wss://, streams and "
+                    "consumer on the scraped ports, into topics, a table, a group and a DLQ of its own) for "
+                    "MINUTES, with rotations and pings scaled to that window and the 7-day look-back shrunk to it; "
+                    "then check it and stop it. A dress rehearsal on the local stack."),
+           keep_rehearsal: bool = typer.Option(False, "--keep-rehearsal",
+                                               help="Keep the rehearsal's topics and table afterwards.")) -> None:
     """Pre-deployment (--pre) or post-deployment (--post) checklist: automatable items measured, the rest
     MANUAL with the reason and what a person must check."""
     if pre == post:
         typer.echo("k2: error: choose exactly one of --pre or --post", err=True)
         raise typer.Exit(3)
-    run("deploy", fmt, output, retry_timeout, retry_interval, step, phase="pre" if pre else "post",
-        exchange=exchange.value)
+    if rehearse and pre:
+        typer.echo("k2: error: --rehearse goes with --post (it rehearses a running deployment)", err=True)
+        raise typer.Exit(3)
+    if not rehearse:
+        run("deploy", fmt, output, retry_timeout, retry_interval, step, phase="pre" if pre else "post",
+            exchange=exchange.value)
+        return
+    rehearsal = _rehearse(rehearse, keep_rehearsal)
+    code = 3
+    try:
+        run("deploy", fmt, output, retry_timeout, retry_interval, step, phase="post", exchange=exchange.value,
+            rehearsal_minutes=rehearse)
+    except typer.Exit as done:
+        code = done.exit_code
+        raise
+    finally:
+        _end_rehearsal(rehearsal, _console(stderr=True), code)
 
 
 @app.command("tech-debt")

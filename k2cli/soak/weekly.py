@@ -73,6 +73,15 @@ def _threshold(settings: Any, name: str) -> float:
     return settings.threshold(name, thresholds.get(name).default)
 
 
+def span(seconds: float) -> str:
+    """A duration as people say it: 7 days, 4 h, 2 min, 30 s (three significant digits)."""
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            value = float(f"{seconds / size:.3g}")
+            return f"{value:g} {unit}{'s' if unit == 'day' and value != 1 else ''}"
+    return f"{float(f'{seconds:.3g}'):g} s"
+
+
 def _per_day(total: float, days: float) -> float:
     return total / days if days > 0 else 0.0
 
@@ -111,7 +120,7 @@ def _judge(prom: Prometheus, url: str, exchange: str, days: float, settings: Any
     report.coverage_days = coverage_s / 86400
     cov_days = report.coverage_days
     if cov_days < days * COVERAGE_MIN:
-        report.lines.append(Line("coverage", Status.WARN, f"Data coverage: {cov_days:.2f} of {days:g} days "
+        report.lines.append(Line("coverage", Status.WARN, f"Data coverage: {span(cov_days * 86400)} of {span(window)} "
                                  "(per-day figures use the covered time)"))
 
     # memory
@@ -128,7 +137,8 @@ def _judge(prom: Prometheus, url: str, exchange: str, days: float, settings: Any
         ok = peak / MB <= mem_max and growth < growth_max
         report.lines.append(Line("memory", Status.PASS if ok else Status.FAIL,
                                  f"Memory stable: {min(values):.0f}-{peak / MB:.0f}MB (median "
-                                 f"{statistics.median(values):.0f}MB), {growth:+.1f}MB growth over {cov_days:.2f} days "
+                                 f"{statistics.median(values):.0f}MB), {growth:+.1f}MB growth over "
+                                 f"{span(cov_days * 86400)} "
                                  f"(limits: peak <= {mem_max:g}MB, growth < {growth_max:g}MB)"))
     else:
         report.lines.append(Line("memory", Status.ERROR, "Memory: no process_memory_rss_bytes from the stream"))
@@ -150,7 +160,7 @@ def _judge(prom: Prometheus, url: str, exchange: str, days: float, settings: Any
     report.figures.update(rotations=rotations, rotations_per_day=rot_day)
     report.lines.append(Line("rotations", Status.PASS if _within(rot_day, expected_rot, tol) else Status.WARN,
                              f"Connection rotations: {rotations:.0f} total ({rot_day:.1f} per day; expected "
-                             f"{expected_rot:g} per day, every {settings.rotation_interval / 3600:g} h, "
+                             f"{expected_rot:g} per day, every {span(settings.rotation_interval)}, "
                              f"±{tol:g}%)"))
     pings = prom.value(f"sum(increase({ex}_pings_sent_total[{w}]))", end) or 0.0
     timeouts = prom.value(f"sum(increase({ex}_pong_timeouts_total[{w}]))", end) or 0.0
@@ -224,11 +234,13 @@ def _day(ts: float) -> str:
 def render_markdown(report: Weekly) -> str:
     """The report in the seed's 7-Day Production Validation Report template."""
     ex = report.exchange.capitalize()
-    out = [f"# {report.days:g}-Day Production Validation Report", "",
+    whole_days = report.days >= 1 and report.days == int(report.days)
+    title = f"{report.days:g}-Day" if whole_days else span(report.days * 86400)
+    out = [f"# {title} Production Validation Report", "",
            f"**Date Range**: {_day(report.start)} to {_day(report.end)}",
            f"**Phase**: Phase 5 - {ex} Production Resilience",
            f"**Exchange**: {report.exchange} · **Prometheus**: {report.prometheus} · **Data coverage**: "
-           f"{report.coverage_days:.2f} of {report.days:g} days", "", "## Summary"]
+           f"{span(report.coverage_days * 86400)} of {span(report.days * 86400)}", "", "## Summary"]
     out += [f"- {ICONS[line.status]} {line.text}" for line in report.lines]
     out += ["", "## Metrics",
             "Grafana dashboard **k2 pipeline** (uid `k2-pipeline`, deploy/grafana/dashboards/k2.json) shows each of "

@@ -80,3 +80,18 @@ def test_unwritable_dir_names_setting(tmp_path):
     with pytest.raises(ConfigError, match="K2_DATA_DIR"):
         ensure_writable_dir(blocker / "sub", "K2_DATA_DIR")
     assert ensure_writable_dir(tmp_path / "ok", "K2_DATA_DIR") == Path(tmp_path / "ok")
+
+
+def test_thresholds_from_env_add_to_the_toml_table(tmp_path, monkeypatch):
+    (tmp_path / "k2.toml").write_text("[thresholds]\npost_lag_max_messages = 500\nprod_window_days = 3\n")
+    monkeypatch.setenv("K2_THRESHOLDS", "prod_window_days=0.5, post_error_window_s=120")
+    s = load_settings()
+    assert s.thresholds == {"post_lag_max_messages": 500.0, "prod_window_days": 0.5, "post_error_window_s": 120.0}
+
+
+@pytest.mark.parametrize("raw", ["prod_window_days", "prod_window_days=soon"])
+def test_bad_thresholds_in_env_name_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("K2_THRESHOLDS", raw)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "K2_THRESHOLDS" in str(info.value)

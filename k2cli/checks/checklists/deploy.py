@@ -376,11 +376,12 @@ def measure_lag(ctx: Context) -> Result:
 
 def measure_post_throughput(ctx: Context) -> Result:
     """Consumer throughput over the last 5 minutes, from Prometheus."""
-    expr = f"sum(rate({mn.CONSUMED}[5m]))"
+    window = max(1, int(ctx.threshold("post_throughput_window_s")))
+    expr = f"sum(rate({mn.CONSUMED}[{window}s]))"
     value = common.prometheus(ctx).value(expr)
     if value is None:
-        return Result.failed(f"Prometheus has no {mn.CONSUMED} in the last 5 minutes", evidence=[expr])
-    return ctx.check("post_throughput_min_msg_per_s", round(value, 1), f"{value:.1f} msg/s over 5 minutes",
+        return Result.failed(f"Prometheus has no {mn.CONSUMED} in the last {window} s", evidence=[expr])
+    return ctx.check("post_throughput_min_msg_per_s", round(value, 1), f"{value:.1f} msg/s over {window} s",
                      evidence=[expr])
 
 
@@ -457,15 +458,16 @@ LOGS = Manual("k2 logs to the stderr of wherever it runs (systemd, containers); 
 def measure_post_logs(ctx: Context) -> Result:
     """Error counters did not move in the last hour (else FAIL); a person reads the logs (MANUAL)."""
     prom = common.prometheus(ctx)
-    exprs = [f"sum(increase({mn.CONSUMER_ERRORS}[1h]))", "sum(increase(k2_stream_produce_errors_total[1h]))",
-             "sum(increase({__name__=~\"(binance|kraken)_message_errors_total\"}[1h]))"]
+    w = f"{max(1, int(ctx.threshold('post_error_window_s')))}s"
+    exprs = [f"sum(increase({mn.CONSUMER_ERRORS}[{w}]))", f"sum(increase(k2_stream_produce_errors_total[{w}]))",
+             f"sum(increase({{__name__=~\"(binance|kraken)_message_errors_total\"}}[{w}]))"]
     found = {e: prom.value(e) for e in exprs}
     bad = {e: v for e, v in found.items() if v}
     evidence = [f"{e} = {v if v is not None else 'no series'}" for e, v in found.items()]
     if bad:
-        return Result.failed(f"error counters rose in the last hour: {next(iter(bad))} = {next(iter(bad.values()))}",
+        return Result.failed(f"error counters rose in the last {w}: {next(iter(bad))} = {next(iter(bad.values()))}",
                              evidence=evidence)
-    return Result.needs_person(LOGS, "error counters flat for an hour; a person must read the logs", evidence=evidence)
+    return Result.needs_person(LOGS, f"error counters flat for {w}; a person must read the logs", evidence=evidence)
 
 
 def measure_post_tls(ctx: Context) -> Result:
@@ -495,13 +497,17 @@ def measure_weekly_report(ctx: Context) -> Result:
     """The 7-day production validation report is generated from Prometheus."""
     report = weekly(ctx)
     data = report["data"]
-    evidence = [report["command"], f"verdict {data.get('verdict')}, covering {data.get('coverage_days', 0):.2f} of "
-                f"{data.get('days')} days", *[f"{line['status']}: {line['text']}" for line in data.get("lines", [])]]
+    from k2cli.soak.weekly import span
+
+    window = span(float(data.get("days", 0)) * 86400)
+    evidence = [report["command"], f"verdict {data.get('verdict')}, covering "
+                f"{span(float(data.get('coverage_days', 0)) * 86400)} of {window}",
+                *[f"{line['status']}: {line['text']}" for line in data.get("lines", [])]]
     no_data = [line["text"] for line in data.get("lines", []) if line.get("key") == "data"]
     if no_data:
         return Result.errored(f"no report: {no_data[0]}", evidence=evidence)
-    return Result.passed(f"7-day report generated (verdict {data.get('verdict')})", evidence=evidence,
-                         data={"weekly": data})
+    return Result.passed(f"production report over {window} generated (verdict {data.get('verdict')})",
+                         evidence=evidence, data={"weekly": data})
 
 
 def weekly_line(*keys: str) -> Any:
@@ -612,7 +618,8 @@ def build_post(options: Options) -> Checklist:
                  thresholds=("post_lag_max_messages", "post_lag_within_s")),
             Step("deploy-post.throughput", "Throughput > 100 msg/s",
                  "rate(k2_messages_consumed_total[5m]) above 100 msg/s.", measure_post_throughput,
-                 depends_on=("deploy-post.prometheus",), thresholds=("post_throughput_min_msg_per_s",)),
+                 depends_on=("deploy-post.prometheus",),
+                 thresholds=("post_throughput_min_msg_per_s", "post_throughput_window_s")),
             Step("deploy-post.dlq", "No unexpected DLQ entries",
                  "The DLQ is empty or holds only validation poison records (anything else: a person decides).",
                  measure_post_dlq),
@@ -630,7 +637,7 @@ def build_post(options: Options) -> Checklist:
                  depends_on=("deploy-post.prometheus",)),
             Step("deploy-post.logs", "Logs show no errors or warnings",
                  "Error counters flat for an hour; a person reads the logs.", measure_post_logs, manual=LOGS,
-                 depends_on=("deploy-post.prometheus",)),
+                 depends_on=("deploy-post.prometheus",), thresholds=("post_error_window_s",)),
             Step("deploy-post.tls", "SSL verification enabled in production",
                  "ssl_verify is on and every exchange URL is wss://.", measure_post_tls),
             Step("deploy-post.weekly-report", "7-day validation report generated",

@@ -33,9 +33,14 @@ def scratch_name(ctx: Context, purpose: str) -> str:
 
 def delete_subject(ctx: Context, subject: str) -> None:
     """Remove a scratch subject from the registry (soft, then permanent); best effort."""
+    delete_subject_at(ctx.settings.schema_registry_url, subject)
+
+
+def delete_subject_at(registry_url: str, subject: str) -> None:
+    """Remove a subject from the registry at registry_url (soft, then permanent); best effort."""
     import httpx
 
-    base = ctx.settings.schema_registry_url.rstrip("/")
+    base = registry_url.rstrip("/")
     try:
         httpx.delete(f"{base}/subjects/{subject}", timeout=5.0)
         httpx.delete(f"{base}/subjects/{subject}", params={"permanent": "true"}, timeout=5.0)

@@ -1,0 +1,255 @@
+"""A dress rehearsal for `k2 validate deploy --post`: a short-lived production-shaped pipeline on the local stack.
+
+Two simulated exchanges serve wss:// with a throw-away CA; `k2 stream binance`, `k2 stream kraken` and
+`k2 consume` run on the metrics ports Prometheus scrapes, into topics, a table, a group and a DLQ of their
+own (so no simulated trade reaches the real ones). Rotation and ping intervals are scaled down so the
+window holds enough of them, and the 7-day look-back shrinks to the window. The post-deployment checklist
+then runs against this pipeline while it is still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from k2cli.checks.probes.proc import Spawned, error_line, spawn_k2, wait_for
+from k2cli.errors import ConfigError, K2Error
+from k2cli.settings import Settings
+
+K2_JOBS = ("k2-stream-binance", "k2-stream-kraken", "k2-consumer")  # the scrape jobs of the stack's Prometheus
+RATE_PER_EXCHANGE = 150.0  # trades/s each simulator serves: 300 msg/s for the consumer, above the 100 msg/s limit
+MIN_MINUTES = 1.0
+
+Progress = Callable[[str, float, float], None]  # (what is happening, seconds done, seconds in all)
+
+
+class RehearsalError(K2Error):
+    """The rehearsal pipeline could not start or died before the checklist ran."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long the pipeline runs before the checklist and the intervals scaled to that window."""
+
+    window_s: float
+    rotation_interval: float
+    ping_interval: float
+
+    @property
+    def rotations(self) -> float:
+        """Scheduled rotations the window holds."""
+        return self.window_s / self.rotation_interval
+
+    @property
+    def pings(self) -> float:
+        """Heartbeat pings the window holds."""
+        return self.window_s / self.ping_interval
+
+
+def timing(minutes: float) -> Timing:
+    """About 12 rotations and 60 pings in the window (integer counts then sit well within a 20% tolerance)."""
+    if minutes < MIN_MINUTES:
+        raise ConfigError(f"--rehearse {minutes:g}: a rehearsal needs at least {MIN_MINUTES:g} minute",
+                          setting="--rehearse")
+    window = minutes * 60.0
+    return Timing(window, min(max(window / 12, 10.0), 4 * 3600.0), min(max(window / 60, 2.0), 180.0))
+
+
+@dataclass(frozen=True)
+class Names:
+    """Where the rehearsal pipeline writes: never the operator's own topics, table, group or DLQ."""
+
+    binance_topic: str
+    kraken_topic: str
+    table: str
+    group: str
+    dlq_dir: Path
+
+    @property
+    def topics(self) -> tuple[str, str]:
+        """Both topics."""
+        return (self.binance_topic, self.kraken_topic)
+
+
+def names(settings: Settings, workdir: Path, run_id: str) -> Names:
+    """Rehearsal names derived from the operator's, tagged with the run id."""
+    namespace, _, table = settings.table.rpartition(".")
+    tag = f"rehearsal-{run_id}"
+    return Names(f"{settings.binance_topic}.{tag}", f"{settings.kraken_topic}.{tag}",
+                 f"{namespace or 'default'}.{table}_{tag.replace('-', '_')}", f"{settings.consumer_group}.{tag}",
+                 workdir / "dlq")
+
+
+def environment(settings: Settings, t: Timing, n: Names, urls: dict[str, str], ca_bundle: Path,
+                window_s: float) -> dict[str, str]:
+    """The K2_* variables every rehearsal process runs with (the checklist's own settings included)."""
+    thresholds = {**settings.thresholds, "prod_window_days": window_s / 86400, "post_error_window_s": window_s,
+                  "post_throughput_window_s": min(300.0, window_s)}
+    return {
+        "K2_BINANCE_URL": urls["binance"], "K2_BINANCE_FAILOVER_URLS": urls["binance"],
+        "K2_KRAKEN_URL": urls["kraken"], "K2_KRAKEN_FAILOVER_URLS": urls["kraken"],
+        "K2_SSL_VERIFY": "true", "K2_CA_BUNDLE": str(ca_bundle),
+        "K2_ROTATION_INTERVAL": f"{t.rotation_interval:g}", "K2_PING_INTERVAL": f"{t.ping_interval:g}",
+        "K2_BINANCE_TOPIC": n.binance_topic, "K2_KRAKEN_TOPIC": n.kraken_topic,
+        "K2_CONSUMER_TOPICS": ",".join(n.topics), "K2_TABLE": n.table, "K2_CONSUMER_GROUP": n.group,
+        "K2_DLQ_DIR": str(n.dlq_dir),
+        "K2_THRESHOLDS": ",".join(f"{k}={v!r}" for k, v in thresholds.items()),
+    }
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Rehearsal:
+    """Start the pipeline, let it run for the window, stop it and remove what it wrote."""
+
+    settings: Settings
+    minutes: float
+    workdir: Path
+    progress: Progress = lambda message, done, total: None  # noqa: E731
+    keep: bool = False
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    processes: dict[str, Spawned] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.timing = timing(self.minutes)
+        self.names = names(self.settings, self.workdir, self.run_id)
+        self.topics_created: list[str] = []
+
+    def start(self) -> dict[str, str]:
+        """Start simulators, streams and consumer; return the environment the checklist must run with."""
+        s = self.settings
+        ports = {"binance_metrics_port": s.binance_metrics_port, "kraken_metrics_port": s.kraken_metrics_port,
+                 "consumer_metrics_port": s.consumer_metrics_port}
+        for setting, port in ports.items():
+            if port_in_use(port):
+                raise RehearsalError(f"port {port} ({setting}) is in use: a rehearsal runs its own stream and "
+                                     "consumer on the ports Prometheus scrapes; stop the running pipeline first")
+        self._check_prometheus()
+        from k2cli.checks.probes.tls import make_tls
+
+        tls = make_tls(self.workdir / "tls")
+        urls = {"binance": self._simulator("binance", tls.cert, tls.key),
+                "kraken": self._simulator("kraken", tls.cert, tls.key).rstrip("/") + "/v2"}
+        self.env = environment(s, self.timing, self.names, urls, tls.ca, self.timing.window_s)
+        self._create_topics()
+        self._spawn("stream-binance", ["stream", "binance", "--verbose"])
+        self._spawn("stream-kraken", ["stream", "kraken", "--verbose"])
+        self._spawn("consumer", ["consume", "--verbose"])
+        self._wait_scraped()
+        return self.env
+
+    def _check_prometheus(self) -> None:
+        """Prometheus must answer before anything starts: the checklist reads everything else from it."""
+        from k2cli.observe.prometheus_api import Prometheus
+
+        prom = Prometheus(self.settings.prometheus_url)
+        try:
+            ok, text = prom.ready()
+        finally:
+            prom.close()
+        if not ok:
+            raise RehearsalError(f"Prometheus at {self.settings.prometheus_url} is not ready: {text}")
+
+    def _simulator(self, exchange: str, cert: Path, key: Path) -> str:
+        url_file = self.workdir / f"{exchange}.url"
+        self._spawn(f"simulate-{exchange}", ["simulate", exchange, "--port", "0", "--url-file", str(url_file),
+                                             "--rate", f"{RATE_PER_EXCHANGE:g}", "--tls-cert", str(cert),
+                                             "--tls-key", str(key)])
+        proc = self.processes[f"simulate-{exchange}"]
+        wait_for(lambda: not proc.alive() or (url_file.is_file() and url_file.read_text().strip()), timeout=30)
+        self._check_alive()
+        if not url_file.is_file():
+            raise RehearsalError(f"`{proc.command}` did not report its URL within 30 s")
+        return url_file.read_text().strip()
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        self.processes[name] = spawn_k2(args, str(self.workdir), self.env or None)
+
+    def _create_topics(self) -> None:
+        from k2cli.checks.probes import kafka
+
+        for topic in self.names.topics:
+            try:
+                kafka.create_topic(self.settings, topic, 3)
+            except Exception as exc:  # noqa: BLE001 - the broker's error is the message
+                raise RehearsalError(f"cannot create topic {topic} at {self.settings.kafka_bootstrap_servers}: "
+                                     f"{exc}") from None
+            self.topics_created.append(topic)
+
+    def _check_alive(self) -> None:
+        for name, proc in self.processes.items():
+            if not proc.alive():
+                _, err = proc.output()
+                raise RehearsalError(f"{name} exited {proc.proc.returncode}: {error_line(err) or '(no output)'}")
+
+    def _wait_scraped(self, timeout: float = 90.0) -> None:
+        """Until Prometheus scrapes all three processes, then until alerts from before the rehearsal resolve."""
+        from k2cli.observe.prometheus_api import Prometheus
+
+        prom = Prometheus(self.settings.prometheus_url)
+        try:
+            t0 = time.monotonic()
+            while True:
+                self._check_alive()
+                up = {labels.get("job") for labels, value in prom.query('up{job=~"k2-.*"}') if value == 1}
+                missing = [job for job in K2_JOBS if job not in up]
+                if not missing:
+                    break
+                waited = time.monotonic() - t0
+                if waited > timeout:
+                    raise RehearsalError(f"Prometheus at {self.settings.prometheus_url} does not scrape "
+                                         f"{', '.join(missing)} after {timeout:g} s (do its scrape targets use the "
+                                         "metrics ports of these settings? `k2 stack up` renders them)")
+                self.progress(f"waiting for Prometheus to scrape {', '.join(missing)}", waited, timeout)
+                time.sleep(1)
+            t1 = time.monotonic()
+            while prom.query('ALERTS{alertstate="firing"}') and time.monotonic() - t1 < 60:
+                self._check_alive()
+                self.progress("waiting for alerts from before the rehearsal to resolve", time.monotonic() - t1, 60)
+                time.sleep(2)
+        finally:
+            prom.close()
+
+    def run_window(self) -> None:
+        """Let the pipeline run for the window (RehearsalError if a process dies meanwhile)."""
+        t = self.timing
+        t0 = time.monotonic()
+        while (done := time.monotonic() - t0) < t.window_s:
+            self._check_alive()
+            self.progress(f"pipeline running: rotations every {t.rotation_interval:g} s, pings every "
+                          f"{t.ping_interval:g} s", done, t.window_s)
+            time.sleep(min(1.0, t.window_s - done))
+        self._check_alive()
+
+    def stop(self) -> dict[str, int | None]:
+        """SIGTERM every process (consumer and streams first); remove the topics and table unless keep."""
+        order = ["consumer", "stream-binance", "stream-kraken", "simulate-binance", "simulate-kraken"]
+        codes: dict[str, int | None] = {}
+        for name in sorted(self.processes, key=lambda n: order.index(n) if n in order else len(order)):
+            codes[name] = self.processes[name].stop().returncode
+        if not self.keep:
+            self._remove()
+        return codes
+
+    def _remove(self) -> None:
+        from k2cli.checks.probes import kafka
+        from k2cli.checks.probes.pipeline import delete_subject_at
+        from k2cli.lake.catalog import open_catalog
+
+        for topic in self.topics_created:
+            kafka.delete_topic(self.settings, topic)
+            delete_subject_at(self.settings.schema_registry_url, f"{topic}-value")
+        with contextlib.suppress(Exception):  # clean-up is best effort
+            open_catalog(self.settings).purge_table(self.names.table)
