@@ -25,7 +25,7 @@ def test_streaming_green_against_the_simulator(k2_env, tmp_path, exchange, rate)
     assert step(report, "streaming.v2-compliance")["measured"] == 100.0
     rate_step = step(report, "streaming.rate")
     assert rate * 0.5 < rate_step["measured"] < rate * 2  # the simulator's configured rate, measured from the data
-    assert report["options"] == {"exchange": exchange, "url": url, "phase": None}
+    assert report["options"] == {"exchange": exchange, "url": url, "phase": None, "rehearsal_minutes": 0.0}
 
 
 def test_streaming_red_when_the_registry_is_down(k2_env, tmp_path):

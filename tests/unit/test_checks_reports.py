@@ -42,7 +42,7 @@ def test_json_report_shape():
     data = json.loads(report_json.render(sample_report(exchange="kraken")))
     assert data["schema_version"] == 1
     assert data["checklist"] == "sample" and data["verdict"] == "FAIL" and data["exit_code"] == 2
-    assert data["options"] == {"exchange": "kraken", "url": None, "phase": None}
+    assert data["options"] == {"exchange": "kraken", "url": None, "phase": None, "rehearsal_minutes": 0.0}
     assert data["counts"] == {"PASS": 1, "WARN": 1, "FAIL": 1, "SKIP": 1, "MANUAL": 1, "ERROR": 1}
     assert data["started_at"].endswith("Z") and isinstance(data["duration_s"], float)
     steps = {s["id"]: s for s in data["steps"]}
