@@ -20,17 +20,16 @@ class Action(Enum):
 
 @dataclass
 class Heartbeat:
-    """Ping schedule, pong tracking and idle detection of one connection (times in loop seconds)."""
+    """Ping schedule, pong deadline and idle detection of one connection (times in loop seconds).
+
+    Counting pings, pongs and latencies is the stream's job (its summary and metrics), not this schedule's.
+    """
 
     ping_interval: float
     pong_timeout: float
     idle_timeout: float
     started: float
     next_ping: float = field(init=False)
-    pings_sent: int = 0
-    pongs: int = 0
-    pong_timeouts: int = 0
-    last_latency: float | None = None
     awaiting_since: float | None = None  # when the ping now waiting for its pong was sent
 
     def __post_init__(self) -> None:
@@ -53,21 +52,17 @@ class Heartbeat:
 
     def ping_sent(self, now: float) -> None:
         """A ping went out at `now`; its pong is due within pong_timeout."""
-        self.pings_sent += 1
         self.awaiting_since = now
 
     def pong_deadline(self) -> float | None:
         """When the awaited pong is late (None when no ping is outstanding)."""
         return None if self.awaiting_since is None else self.awaiting_since + self.pong_timeout
 
-    def pong(self, now: float, latency: float) -> None:
-        """The pong arrived: record its latency and schedule the next ping a full interval later."""
-        self.pongs += 1
-        self.last_latency = latency
+    def pong(self, now: float) -> None:
+        """The pong arrived: schedule the next ping a full interval later."""
         self.awaiting_since = None
         self.next_ping = now + self.ping_interval
 
     def pong_missed(self) -> None:
         """No pong within pong_timeout: the connection is to be dropped."""
-        self.pong_timeouts += 1
         self.awaiting_since = None

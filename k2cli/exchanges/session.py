@@ -458,7 +458,7 @@ class Session:
                         self.handler.pong_timeout(conn)
                         await self.drop(conn, "pong_timeout")
                         return
-                    hb.pong(loop.time(), latency)
+                    hb.pong(loop.time())
                     self.handler.pong(conn, latency)
         except ConnectionClosed:
             return

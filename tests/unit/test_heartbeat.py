@@ -20,27 +20,26 @@ def test_ping_loop_first_ping_one_interval_after_connect():
 def test_ping_loop_pong_schedules_the_next_ping_a_full_interval_later():
     hb = _hb(ping=180, idle=600)
     hb.ping_sent(1180.0)
-    hb.pong(1180.4, latency=0.4)
+    hb.pong(1180.4)
     assert hb.next_ping == pytest.approx(1360.4)
     assert hb.next_action(1360.3, last_frame=1360.0) is Action.WAIT
     assert hb.next_action(1360.4, last_frame=1360.0) is Action.PING
 
 
-def test_pong_tracking_counts_pings_pongs_and_latency():
+def test_a_pong_clears_the_deadline_of_its_ping():
     hb = _hb()
     hb.ping_sent(1180.0)
     assert hb.pong_deadline() == 1190.0
-    hb.pong(1180.25, latency=0.25)
-    assert (hb.pings_sent, hb.pongs, hb.pong_timeouts, hb.last_latency) == (1, 1, 0, 0.25)
+    hb.pong(1180.25)
     assert hb.pong_deadline() is None
 
 
-def test_pong_timeout_is_counted_and_clears_the_outstanding_ping():
+def test_pong_timeout_clears_the_outstanding_ping():
     hb = _hb(pong=10)
     hb.ping_sent(1180.0)
     assert hb.pong_deadline() == 1190.0
     hb.pong_missed()
-    assert hb.pong_timeouts == 1 and hb.pongs == 0 and hb.pong_deadline() is None
+    assert hb.pong_deadline() is None
 
 
 def test_heartbeat_idle_link_is_dropped_before_any_ping():
