@@ -11,8 +11,10 @@ Handover: the old connection may close once, for every symbol, nothing it could 
 missing from the new one:
 - sequential: the new connection delivers every id from its first one on, so the old one is done with a
   symbol once its last id >= (the new connection's first id) - 1;
-- opaque: once the old connection's latest id has also come from the new connection (Kraken's snapshot
-  on subscribe usually gives this at once);
+- opaque: once both connections delivered one same id (either side first): the new connection's trades
+  run on without a gap from that id, so whatever the old one would still deliver, the new one delivers
+  too (Kraken's snapshot on subscribe usually gives this at once; waiting instead for the old
+  connection's latest id would never end while the new connection lags the old one);
 - a symbol neither connection delivered since the handover began is quiet: nothing is in flight, once
   the caller says the new connection has streamed long enough (`quiet_ok`). Until then, the new
   connection must deliver a trade first.
@@ -110,12 +112,13 @@ class _RecentSet:
 class _ConnTrack:
     """What one connection delivered, per symbol: [first key, last key, count]."""
 
-    __slots__ = ("per_symbol", "keys", "recording")
+    __slots__ = ("per_symbol", "keys", "recording", "overlapped")
 
     def __init__(self) -> None:
         self.per_symbol: dict[str, list] = {}
         self.keys: dict[str, set[Hashable]] = {}  # opaque mode, while this is the new side of a handover
         self.recording = False
+        self.overlapped: set[str] = set()  # symbols where this new side and the old one delivered one same id
 
 
 class Deduplicator:
@@ -126,6 +129,7 @@ class Deduplicator:
         self._seen: dict[str, _Bitmap | _RecentSet] = {}
         self._conns: dict[int, _ConnTrack] = {}
         self._baseline: dict[str, int] = {}  # old connection's counts when the handover began
+        self._handover: tuple[int, int] | None = None  # (old, new) while a rotation overlaps them
         self.duplicates = 0
 
     def accept(self, conn: int, symbol: str, key: Hashable) -> bool:
@@ -139,8 +143,11 @@ class Deduplicator:
         else:
             entry[1] = key
             entry[2] += 1
+        new_here = True
         if track.recording:
-            track.keys.setdefault(symbol, set()).add(key)
+            own = track.keys.setdefault(symbol, set())
+            new_here = key not in own
+            own.add(key)
         seen = self._seen.get(symbol)
         if seen is None:
             if self.sequential:
@@ -150,7 +157,19 @@ class Deduplicator:
         if seen.add(key):  # type: ignore[arg-type]
             return True
         self.duplicates += 1
+        if self._handover is not None and not self.sequential:
+            self._note_overlap(conn, symbol, key, new_here)
         return False
+
+    def _note_overlap(self, conn: int, symbol: str, key: Hashable, new_here: bool) -> None:
+        """A duplicate during a handover: does it show the old and new connections delivered one same id?"""
+        old, new = self._handover  # type: ignore[misc]
+        if conn == new and new_here:  # first delivered by another connection, i.e. at or before the old one's
+            self._conns[new].overlapped.add(symbol)
+        elif conn == old:
+            new_track = self._conns.get(new)
+            if new_track is not None and key in new_track.keys.get(symbol, ()):
+                new_track.overlapped.add(symbol)
 
     def begin_handover(self, old: int, new: int) -> None:
         """Mark the start of a rotation from connection `old` to `new`."""
@@ -158,6 +177,7 @@ class Deduplicator:
         self._baseline = {s: e[2] for s, e in old_track.per_symbol.items()}
         new_track = self._conns.setdefault(new, _ConnTrack())
         new_track.recording = not self.sequential
+        self._handover = (old, new)
 
     def delivered(self, conn: int) -> bool:
         """Whether `conn` has delivered any trade."""
@@ -180,7 +200,7 @@ class Deduplicator:
             elif self.sequential:
                 if last < got[0] - 1:
                     waiting.append(symbol)
-            elif last not in new_track.keys.get(symbol, ()):
+            elif symbol not in new_track.overlapped:
                 waiting.append(symbol)
         return not waiting, waiting
 
@@ -191,7 +211,9 @@ class Deduplicator:
         if track is not None:
             track.recording = False
             track.keys.clear()
+            track.overlapped.clear()
         self._baseline = {}
+        self._handover = None
 
     def forget(self, conn: int) -> None:
         """Drop what is tracked about a closed connection (ids stay remembered for deduplication)."""

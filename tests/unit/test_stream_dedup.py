@@ -89,33 +89,51 @@ def test_handover_with_a_quiet_symbol_needs_quiet_ok_and_an_active_one_blocks():
     assert d.handover_ready(1, 2, quiet_ok=True)[0]
 
 
-def test_opaque_handover_needs_the_old_latest_id_on_the_new_connection():
+def test_opaque_handover_needs_one_id_both_connections_delivered():
     d = Deduplicator(False)
     for k in ["a", "b", "c"]:
         d.accept(1, "XBT/USD", k)
     d.begin_handover(1, 2)
-    for k in ["b", "c", "d"]:  # the snapshot on subscribe replays b and c
-        d.accept(2, "XBT/USD", k)
+    assert d.accept(2, "XBT/USD", "x")  # nothing in common yet: maybe a gap between c and x
+    assert d.handover_ready(1, 2, quiet_ok=True) == (False, ["XBT/USD"])
+    assert not d.accept(2, "XBT/USD", "x")  # the new connection repeating itself proves nothing
+    assert d.handover_ready(1, 2, quiet_ok=True) == (False, ["XBT/USD"])
+    assert not d.accept(2, "XBT/USD", "c")  # the snapshot on subscribe replays c: the streams meet
     assert d.handover_ready(1, 2, quiet_ok=False) == (True, [])
     d.accept(1, "XBT/USD", "d")
-    d.accept(1, "XBT/USD", "e")  # the old connection is ahead now
+    d.accept(1, "XBT/USD", "e")  # the old connection runs ahead: the new one, lagging, still brings d and e
+    assert d.handover_ready(1, 2, quiet_ok=True)[0]
+    assert not d.accept(2, "XBT/USD", "d") and not d.accept(2, "XBT/USD", "e") and d.accept(2, "XBT/USD", "f")
+
+
+def test_opaque_handover_when_the_old_connection_catches_up_with_the_new_one():
+    d = Deduplicator(False)
+    d.accept(1, "XBT/USD", "a")
+    d.begin_handover(1, 2)
+    assert d.accept(2, "XBT/USD", "c") and d.accept(2, "XBT/USD", "d")  # the new one starts ahead
     assert not d.handover_ready(1, 2, quiet_ok=True)[0]
-    assert d.accept(2, "XBT/USD", "f") and not d.accept(2, "XBT/USD", "e")
+    assert d.accept(1, "XBT/USD", "b")  # b only the old one has: closing it before now would lose b
+    assert not d.handover_ready(1, 2, quiet_ok=True)[0]
+    assert not d.accept(1, "XBT/USD", "c")  # the old one reaches what the new one delivered
     assert d.handover_ready(1, 2, quiet_ok=True)[0]
 
 
-def test_simulated_rotation_loses_and_duplicates_nothing():
-    """Two connections on one ordered stream with random lags: accepted ids are exactly the stream."""
-    rng = random.Random(9)
-    stream = list(range(1000, 6000))
-    d = Deduplicator(True)
+@pytest.mark.parametrize("sequential,seed", [(True, 9), (False, 9), (True, 3), (False, 3), (False, 11)])
+def test_simulated_rotation_loses_and_duplicates_nothing(sequential, seed):
+    """Two connections on one ordered stream with random lags: accepted ids are exactly the stream.
+
+    The new connection starts up to 30 ids ahead of the old one, or up to 30 behind (a replayed snapshot).
+    """
+    rng = random.Random(seed)
+    stream = list(range(1000, 6000)) if sequential else [f"h{i:05d}" for i in range(5000)]
+    d = Deduplicator(sequential)
     out = []
     pos_old, pos_new = 0, None
     conn_old, conn_new = 1, 2
     closed_at = None
     while pos_old < len(stream):
         if pos_new is None and pos_old > 1000:
-            pos_new = pos_old + rng.randint(0, 30)  # the new connection starts near the head
+            pos_new = pos_old + rng.randint(-30, 30)  # the new connection starts near the head
             d.begin_handover(conn_old, conn_new)
         if closed_at is None and rng.random() < 0.6:
             if d.accept(conn_old, "S", stream[pos_old]):
