@@ -14,4 +14,19 @@ trap cleanup EXIT
 # scripts/coverage.sh runs the same suite under coverage ("coverage run -m pytest")
 # shellcheck disable=SC2086
 if [ $# -eq 0 ]; then set -- tests; fi  # arguments name what to run (e.g. tests/unit); none: everything
-python -m ${K2_PYTEST_RUNNER:-pytest} -p no:cacheprovider "$@"
+# the run's results, with the commit they belong to, for `k2 validate deploy --pre` (deploy-pre.integration-tests)
+results="$REPO/.k2-results"
+mkdir -p "$results"
+rm -f "$results/run.json" "$results/junit.xml"
+commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+dirty="$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l || echo 1)"
+status=0
+python -m ${K2_PYTEST_RUNNER:-pytest} -p no:cacheprovider --junitxml="$results/junit.xml" "$@" || status=$?
+python - "$results/run.json" "$commit" "$dirty" "$status" "$@" <<'PY'
+import datetime, json, sys
+path, commit, dirty, status, *args = sys.argv[1:]
+finished = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+json.dump({"commit": commit, "dirty_files": int(dirty), "exit": int(status), "args": args, "finished": finished},
+          open(path, "w"))
+PY
+exit "$status"

@@ -42,6 +42,18 @@ class PytestRun:
     tail: str
 
 
+def read_junit(path: Path) -> list[PytestCase]:
+    """The test cases of a pytest JUnit XML file."""
+    cases = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        outcome = "passed"
+        for tag in ("failure", "error", "skipped"):
+            if case.find(tag) is not None:
+                outcome = {"failure": "failed"}.get(tag, tag)
+        cases.append(PytestCase(case.get("classname", ""), case.get("name", ""), outcome))
+    return cases
+
+
 def run_pytest(root: Path, target: str, workdir: Path, timeout: float, coverage: bool = False) -> PytestRun:
     """Run pytest on one directory of the checkout and read its JUnit XML."""
     import importlib.util
@@ -54,14 +66,7 @@ def run_pytest(root: Path, target: str, workdir: Path, timeout: float, coverage:
     if with_cov:
         args += ["--cov=k2cli", f"--cov-report=json:{cov_file}"]
     done = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=timeout)
-    cases = []
-    if report.is_file():
-        for case in ET.parse(report).getroot().iter("testcase"):
-            outcome = "passed"
-            for tag in ("failure", "error", "skipped"):
-                if case.find(tag) is not None:
-                    outcome = {"failure": "failed"}.get(tag, tag)
-            cases.append(PytestCase(case.get("classname", ""), case.get("name", ""), outcome))
+    cases = read_junit(report) if report.is_file() else []
     pct = None
     if with_cov and cov_file.is_file():
         pct = float(json.loads(cov_file.read_text())["totals"]["percent_covered"])
@@ -69,6 +74,7 @@ def run_pytest(root: Path, target: str, workdir: Path, timeout: float, coverage:
 
 
 COVERAGE_DIR = ".k2-coverage"  # written by scripts/coverage.sh
+RESULTS_DIR = ".k2-results"  # written by scripts/test.sh: the last run's JUnit XML and what it ran
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,8 @@ class SuiteCoverage:
 
 
 def coverage_applies(meta: dict, head: str | None, dirty: bool) -> bool:
-    """Whether a coverage measurement belongs to the checkout as it is now: same commit, no edits then or now."""
+    """Whether a measurement (coverage, a suite run) belongs to the checkout as it is now: same commit, no edits
+    then or now."""
     return bool(head) and meta.get("commit") == head and meta.get("dirty_files") == 0 and not dirty
 
 
@@ -109,3 +116,31 @@ def suite_coverage(root: Path) -> SuiteCoverage | None:
         return None
     head, dirty = _git_state(root)
     return SuiteCoverage(percent, str(meta.get("commit"))) if coverage_applies(meta, head, dirty) else None
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """The last `scripts/test.sh` run of this exact checkout: what it ran and each test's outcome."""
+
+    commit: str
+    args: tuple[str, ...]
+    exit_code: int
+    finished: str
+    cases: tuple[PytestCase, ...]
+
+
+def suite_run(root: Path) -> SuiteRun | None:
+    """The last scripts/test.sh run recorded for exactly this checkout (same commit, unmodified), or None."""
+    import json
+
+    folder = root / RESULTS_DIR
+    try:
+        meta = json.loads((folder / "run.json").read_text())
+        cases = read_junit(folder / "junit.xml")
+    except (OSError, ValueError, ET.ParseError):
+        return None
+    head, dirty = _git_state(root)
+    if not coverage_applies(meta, head, dirty):
+        return None
+    return SuiteRun(str(meta["commit"]), tuple(meta.get("args", ())), int(meta.get("exit", -1)),
+                    str(meta.get("finished", "?")), tuple(cases))
