@@ -30,13 +30,18 @@ def _git(root, *args):
                         "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(root)})
 
 
+def _one_commit(root) -> str:
+    """A git repository in root with one committed file; its HEAD."""
+    _git(root, "init", "-q")
+    (root / "a.py").write_text("x = 1\n")
+    _git(root, "add", "a.py")
+    _git(root, "commit", "-qm", "one")
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+
+
 def test_suite_coverage_reads_the_measurement_of_this_commit(tmp_path):
-    _git(tmp_path, "init", "-q")
-    (tmp_path / "a.py").write_text("x = 1\n")
-    _git(tmp_path, "add", "a.py")
-    _git(tmp_path, "commit", "-qm", "one")
+    head = _one_commit(tmp_path)
     assert suite_coverage(tmp_path) is None  # nothing measured
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
     folder = tmp_path / COVERAGE_DIR
     folder.mkdir()
     (folder / "coverage.json").write_text(json.dumps({"totals": {"percent_covered": 88.94}}))
@@ -57,12 +62,8 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="py
 def test_suite_run_reads_the_results_of_this_commit_only(tmp_path):
     from k2cli.checks.probes.source import RESULTS_DIR, suite_run
 
-    _git(tmp_path, "init", "-q")
-    (tmp_path / "a.py").write_text("x = 1\n")
-    _git(tmp_path, "add", "a.py")
-    _git(tmp_path, "commit", "-qm", "one")
+    head = _one_commit(tmp_path)
     assert suite_run(tmp_path) is None  # nothing recorded
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
     folder = tmp_path / RESULTS_DIR
     folder.mkdir()
     (folder / "junit.xml").write_text(JUNIT.format(fault=""))
