@@ -10,16 +10,16 @@ then runs against this pipeline while it is still running.
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from k2cli.checks.probes.proc import Spawned, error_line, spawn_k2, wait_for
+from k2cli.checks.probes.proc import Spawned, error_line, spawn_k2
 from k2cli.errors import ConfigError, K2Error
 from k2cli.settings import Settings
+from k2cli.stack.health import port_open
 
 K2_JOBS = ("k2-stream-binance", "k2-stream-kraken", "k2-consumer")  # the scrape jobs of the stack's Prometheus
 RATE_PER_EXCHANGE = 150.0  # trades/s each simulator serves: 300 msg/s for the consumer, above the 100 msg/s limit
@@ -85,11 +85,10 @@ def names(settings: Settings, workdir: Path, run_id: str) -> Names:
                  workdir / "dlq")
 
 
-def environment(settings: Settings, t: Timing, n: Names, urls: dict[str, str], ca_bundle: Path,
-                window_s: float) -> dict[str, str]:
+def environment(settings: Settings, t: Timing, n: Names, urls: dict[str, str], ca_bundle: Path) -> dict[str, str]:
     """The K2_* variables every rehearsal process runs with (the checklist's own settings included)."""
-    thresholds = {**settings.thresholds, "prod_window_days": window_s / 86400, "post_error_window_s": window_s,
-                  "post_throughput_window_s": min(300.0, window_s)}
+    thresholds = {**settings.thresholds, "prod_window_days": t.window_s / 86400, "post_error_window_s": t.window_s,
+                  "post_throughput_window_s": min(300.0, t.window_s)}
     return {
         "K2_BINANCE_URL": urls["binance"], "K2_BINANCE_FAILOVER_URLS": urls["binance"],
         "K2_KRAKEN_URL": urls["kraken"], "K2_KRAKEN_FAILOVER_URLS": urls["kraken"],
@@ -100,13 +99,6 @@ def environment(settings: Settings, t: Timing, n: Names, urls: dict[str, str], c
         "K2_DLQ_DIR": str(n.dlq_dir),
         "K2_THRESHOLDS": ",".join(f"{k}={v!r}" for k, v in thresholds.items()),
     }
-
-
-def port_in_use(port: int) -> bool:
-    """Whether something listens on 127.0.0.1:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass
@@ -133,7 +125,7 @@ class Rehearsal:
         ports = {"binance_metrics_port": s.binance_metrics_port, "kraken_metrics_port": s.kraken_metrics_port,
                  "consumer_metrics_port": s.consumer_metrics_port}
         for setting, port in ports.items():
-            if port_in_use(port):
+            if port_open(port):
                 raise RehearsalError(f"port {port} ({setting}) is in use: a rehearsal runs its own stream and "
                                      "consumer on the ports Prometheus scrapes; stop the running pipeline first")
         self._check_prometheus()
@@ -142,7 +134,7 @@ class Rehearsal:
         tls = make_tls(self.workdir / "tls")
         urls = {"binance": self._simulator("binance", tls.cert, tls.key),
                 "kraken": self._simulator("kraken", tls.cert, tls.key).rstrip("/") + "/v2"}
-        self.env = environment(s, self.timing, self.names, urls, tls.ca, self.timing.window_s)
+        self.env = environment(s, self.timing, self.names, urls, tls.ca)
         self._create_topics()
         self._spawn("stream-binance", ["stream", "binance", "--verbose"])
         self._spawn("stream-kraken", ["stream", "kraken", "--verbose"])
@@ -163,16 +155,11 @@ class Rehearsal:
             raise RehearsalError(f"Prometheus at {self.settings.prometheus_url} is not ready: {text}")
 
     def _simulator(self, exchange: str, cert: Path, key: Path) -> str:
-        url_file = self.workdir / f"{exchange}.url"
-        self._spawn(f"simulate-{exchange}", ["simulate", exchange, "--port", "0", "--url-file", str(url_file),
-                                             "--rate", f"{RATE_PER_EXCHANGE:g}", "--tls-cert", str(cert),
-                                             "--tls-key", str(key)])
-        proc = self.processes[f"simulate-{exchange}"]
-        wait_for(lambda: not proc.alive() or (url_file.is_file() and url_file.read_text().strip()), timeout=30)
-        self._check_alive()
-        if not url_file.is_file():
-            raise RehearsalError(f"`{proc.command}` did not report its URL within 30 s")
-        return url_file.read_text().strip()
+        from k2cli.checks.probes.pipeline import launch_simulator
+
+        sim = launch_simulator(self.workdir, exchange, rate=RATE_PER_EXCHANGE, tls_cert=cert, tls_key=key)
+        self.processes[f"simulate-{exchange}"] = sim.process
+        return sim.url
 
     def _spawn(self, name: str, args: list[str]) -> None:
         self.processes[name] = spawn_k2(args, str(self.workdir), self.env or None)

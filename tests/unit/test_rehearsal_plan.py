@@ -47,7 +47,7 @@ def test_environment_points_everything_at_the_rehearsal():
     t = timing(2)
     n = names(s, Path("/tmp/w"), "abc123")
     urls = {"binance": "wss://127.0.0.1:1/stream", "kraken": "wss://127.0.0.1:2/v2"}
-    env = environment(s, t, n, urls, Path("/tmp/w/ca.pem"), t.window_s)
+    env = environment(s, t, n, urls, Path("/tmp/w/ca.pem"))
     assert env["K2_BINANCE_URL"] == env["K2_BINANCE_FAILOVER_URLS"] == urls["binance"]
     assert env["K2_KRAKEN_URL"] == urls["kraken"] and env["K2_SSL_VERIFY"] == "true"
     assert env["K2_CA_BUNDLE"] == "/tmp/w/ca.pem"
@@ -64,7 +64,7 @@ def test_environment_round_trips_through_the_settings(monkeypatch):
     t = timing(3)
     s = Settings()
     env = environment(s, t, names(s, Path("/tmp/w"), "x"), {"binance": "wss://h:1/stream", "kraken": "wss://h:2/v2"},
-                      Path("/tmp/ca.pem"), t.window_s)
+                      Path("/tmp/ca.pem"))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     from k2cli.settings import load_settings

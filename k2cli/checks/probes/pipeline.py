@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from k2cli.checks.context import Context
@@ -67,8 +68,15 @@ class Simulator:
 
 
 def start_simulator(ctx: Context, exchange: str, **settings: Any) -> Simulator:
-    """Start `k2 simulate EXCHANGE` on a free port with the given settings/faults and wait for its URL."""
-    url_file = ctx.workdir / f"sim-{uuid.uuid4().hex[:8]}.url"
+    """Start `k2 simulate EXCHANGE` on a free port with the given settings/faults; stopped when the checklist ends."""
+    sim = launch_simulator(ctx.workdir, exchange, **settings)
+    ctx.on_close(sim.process.stop)
+    return sim
+
+
+def launch_simulator(workdir: Path, exchange: str, **settings: Any) -> Simulator:
+    """Start `k2 simulate EXCHANGE` on a free port and wait for its URL (the caller stops it; StepError stops it)."""
+    url_file = workdir / f"sim-{uuid.uuid4().hex[:8]}.url"
     args = ["simulate", exchange, "--host", "127.0.0.1", "--port", "0", "--url-file", str(url_file)]
     for name, value in settings.items():
         if value is None or value is False:
@@ -78,14 +86,17 @@ def start_simulator(ctx: Context, exchange: str, **settings: Any) -> Simulator:
             args.append(flag)
         else:
             args += [flag, ",".join(value) if isinstance(value, list | tuple) else str(value)]
-    sim = spawn_k2(args, str(ctx.workdir))
-    ctx.on_close(sim.stop)
-    wait_for(lambda: not sim.alive() or (url_file.is_file() and url_file.read_text().strip()), timeout=30)
-    if not sim.alive():
-        done = sim.finish(5)  # raises NotBuiltYet for the placeholder
-        raise StepError(f"`{sim.command}` exited {done.returncode}: {done.stderr.strip()[-300:]}")
-    if not url_file.is_file():
-        raise StepError(f"`{sim.command}` did not report its URL within 30 s")
+    sim = spawn_k2(args, str(workdir))
+    try:
+        wait_for(lambda: not sim.alive() or (url_file.is_file() and url_file.read_text().strip()), timeout=30)
+        if not sim.alive():
+            done = sim.finish(5)  # raises NotBuiltYet for the placeholder
+            raise StepError(f"`{sim.command}` exited {done.returncode}: {done.stderr.strip()[-300:]}")
+        if not url_file.is_file():
+            raise StepError(f"`{sim.command}` did not report its URL within 30 s")
+    except BaseException:
+        sim.stop()
+        raise
     url = url_file.read_text().strip()
     return Simulator(url, sim, int(url.rsplit(":", 1)[1].split("/")[0]))
 
