@@ -60,7 +60,7 @@ def main(runs: int = 7, json_path: str | None = None) -> None:
             text = render_text(record, samples, ev)
             writer = ProfileWriter(Path(tmp), "b")
             for s in samples[:-1]:
-                writer._lines.append(json.dumps(s.to_dict()))  # noqa: SLF001 - the runner's state after n-1 samples
+                writer._lines.append(json.dumps(s.to_dict()))
             results[f"write_profile_{n}_ms"] = 1000 * timed(lambda w=writer, s=samples[-1]: (w.append(s),
                                                                                               w._lines.pop()), runs)
             results[f"leak_score_{n}_ms"] = 1000 * timed(lambda s=samples: leak_score_of(s[5:]), runs)

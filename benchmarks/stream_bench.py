@@ -58,7 +58,7 @@ def _delete_topic(topic: str, bootstrap: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
         admin.delete_topics([topic], operation_timeout=30)[topic].result(30)
-    except Exception as exc:  # noqa: BLE001 - cleanup only
+    except Exception as exc:
         print(f"  (could not delete {topic}: {exc})", file=sys.stderr)
 
 
@@ -118,7 +118,7 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict:
     rss = [s[2] for s in window]
     span = samples[-1][0] - samples[0][0] if len(samples) > 1 else 1.0
 
-    def cpu(a, b):  # noqa: ANN001, ANN202
+    def cpu(a, b):
         return round(100 * ((b.user - a.user) + (b.system - a.system)) / span, 1)
 
     stream_cpu = cpu(cpu_stream, cpu_stream_end)

@@ -108,7 +108,7 @@ class Rehearsal:
     settings: Settings
     minutes: float
     workdir: Path
-    progress: Progress = lambda message, done, total: None  # noqa: E731
+    progress: Progress = lambda message, done, total: None
     keep: bool = False
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     processes: dict[str, Spawned] = field(default_factory=dict)
@@ -170,7 +170,7 @@ class Rehearsal:
         for topic in self.names.topics:
             try:
                 kafka.create_topic(self.settings, topic, 3)
-            except Exception as exc:  # noqa: BLE001 - the broker's error is the message
+            except Exception as exc:
                 raise RehearsalError(f"cannot create topic {topic} at {self.settings.kafka_bootstrap_servers}: "
                                      f"{exc}") from None
             self.topics_created.append(topic)

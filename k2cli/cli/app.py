@@ -29,10 +29,10 @@ class LazyGroup(typer.core.TyperGroup):
 
     _describing = False
 
-    def list_commands(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+    def list_commands(self, ctx):
         return list(GROUPS)
 
-    def get_command(self, ctx, cmd_name):  # noqa: ANN001, ANN201
+    def get_command(self, ctx, cmd_name):
         if cmd_name not in GROUPS:
             return None
         module_name, help_text = GROUPS[cmd_name]
@@ -44,7 +44,7 @@ class LazyGroup(typer.core.TyperGroup):
         command.params = [p for p in command.params if p.name not in ("install_completion", "show_completion")]
         return command
 
-    def format_help(self, ctx, formatter):  # noqa: ANN001, ANN201
+    def format_help(self, ctx, formatter):
         self._describing = True
         try:
             return super().format_help(ctx, formatter)

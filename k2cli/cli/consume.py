@@ -87,7 +87,7 @@ def consume(
         raise failure
 
 
-def _serve_metrics(metrics, port: int):  # noqa: ANN001, ANN202
+def _serve_metrics(metrics, port: int):
     from k2cli.errors import ConfigError
 
     try:
@@ -97,7 +97,7 @@ def _serve_metrics(metrics, port: int):  # noqa: ANN001, ANN202
                           setting="K2_CONSUMER_METRICS_PORT") from None
 
 
-def _setup_logging(verbose: bool):  # noqa: ANN202 - rich Console
+def _setup_logging(verbose: bool):
     from rich.console import Console
     from rich.logging import RichHandler
 
@@ -117,7 +117,7 @@ def _setup_logging(verbose: bool):  # noqa: ANN202 - rich Console
     return console
 
 
-def _panel(engine):  # noqa: ANN001, ANN202 - rich renderable
+def _panel(engine):
     from rich.table import Table
 
     s = engine.stats
@@ -134,21 +134,21 @@ def _panel(engine):  # noqa: ANN001, ANN202 - rich renderable
 
 
 class _LivePanel:
-    def __init__(self, engine) -> None:  # noqa: ANN001
+    def __init__(self, engine) -> None:
         self._engine = engine
 
-    def __rich__(self):  # noqa: ANN204
+    def __rich__(self):
         return _panel(self._engine)
 
 
-def _run_live(engine, console) -> None:  # noqa: ANN001
+def _run_live(engine, console) -> None:
     from rich.live import Live
 
     with Live(_LivePanel(engine), console=console, refresh_per_second=2, transient=True):
         engine.run()
 
 
-def _report(engine, output_format: str, failure) -> None:  # noqa: ANN001
+def _report(engine, output_format: str, failure) -> None:
     from k2cli.cli._common import print_json
 
     data = engine.stats.to_dict()

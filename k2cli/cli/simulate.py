@@ -15,7 +15,7 @@ app = typer.Typer(help="Serve a local Binance or Kraken exchange (real WebSocket
                   no_args_is_help=True, add_completion=False)
 
 
-def _make(exchange: str):  # noqa: ANN202 - returns a Typer command function
+def _make(exchange: str):
     default_port_help = "Port to listen on (0 = a free port; the URL is printed)."
 
     def command(
@@ -81,7 +81,7 @@ def _make(exchange: str):  # noqa: ANN202 - returns a Typer command function
     return command
 
 
-def _announce(url: str, sim, url_file: Path | None, output_format: str) -> None:  # noqa: ANN001
+def _announce(url: str, sim, url_file: Path | None, output_format: str) -> None:
     cfg = sim.cfg
     if url_file is not None:
         url_file.write_text(url + "\n")

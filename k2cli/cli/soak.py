@@ -110,12 +110,12 @@ def soak(
     raise typer.Exit(result.exit_code)
 
 
-def _run_with_signals(runner):  # noqa: ANN001, ANN202 - SoakRunner -> SoakResult
+def _run_with_signals(runner):
     """Run with SIGINT/SIGTERM turned into a graceful stop (a second Ctrl-C stops at once)."""
     names = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
     previous = {}
 
-    def handler(signum, frame):  # noqa: ANN001, ARG001
+    def handler(signum, frame):
         runner.stop(f"stopped by {names.get(signum, signum)}")
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -135,7 +135,7 @@ def _n(value: float | None) -> str:
 class _LiveView:
     """The live display: progress with ETA, current RSS, rate, drops; re-rendered every second."""
 
-    def __init__(self, plan) -> None:  # noqa: ANN001 - SoakPlan
+    def __init__(self, plan) -> None:
         self.plan = plan
         self.event = None
         self.sample = None  # the latest sample (kept when the finished event carries none)
@@ -144,7 +144,7 @@ class _LiveView:
         self.ended_at: float | None = None
         self.started = time.monotonic()
 
-    def update(self, event) -> None:  # noqa: ANN001 - SoakEvent
+    def update(self, event) -> None:
         self.event = event
         if event.sample is not None:
             self.sample, self.taken = event.sample, event.samples_taken
@@ -153,7 +153,7 @@ class _LiveView:
         if event.kind == "finished":
             self.ended_at = time.monotonic()
 
-    def __rich__(self):  # noqa: ANN204
+    def __rich__(self):
         from rich.markup import escape
         from rich.panel import Panel
         from rich.progress_bar import ProgressBar
@@ -205,7 +205,7 @@ class _LiveView:
                      subtitle_align="right")
 
 
-def _run_live(plan, thresholds):  # noqa: ANN001, ANN202 - SoakPlan, dict -> SoakResult
+def _run_live(plan, thresholds):
     """Run with a rich live display on a terminal (plain lines otherwise), then print the verdict."""
     from rich.console import Console
     from rich.live import Live
@@ -236,7 +236,7 @@ def _run_live(plan, thresholds):  # noqa: ANN001, ANN202 - SoakPlan, dict -> Soa
     return result
 
 
-def _stderr_lines(event) -> None:  # noqa: ANN001 - SoakEvent
+def _stderr_lines(event) -> None:
     """Plain progress on stderr (for --format json and logs)."""
     s = event.sample
     if event.kind == "sample" and s is not None:
@@ -247,7 +247,7 @@ def _stderr_lines(event) -> None:  # noqa: ANN001 - SoakEvent
         print(f"k2 soak: {event.kind}: {event.message}", file=sys.stderr, flush=True)
 
 
-def _summary(record, evaluation, directory: Path) -> dict:  # noqa: ANN001
+def _summary(record, evaluation, directory: Path) -> dict:
     from k2cli.soak.profile import CHART_SUFFIX, PROFILE_SUFFIX, REPORT_SUFFIX, path_for
 
     return {

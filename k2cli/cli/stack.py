@@ -21,7 +21,7 @@ TIMEOUT = typer.Option(None, "--timeout", min=1.0,
                        help="Seconds to wait for each service to become healthy (default: per service, 30-180).")
 
 
-def _stack():  # noqa: ANN202 - k2cli.stack.manager.Stack
+def _stack():
     from k2cli.stack.manager import Stack
 
     return Stack.from_settings()
@@ -35,7 +35,7 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
-def _progress(fmt: str):  # noqa: ANN202
+def _progress(fmt: str):
     def say(message: str) -> None:
         # Progress goes to stderr, so `--format json` output stays clean on stdout.
         print(f"k2 stack: {message}", file=sys.stderr, flush=True)
@@ -43,7 +43,7 @@ def _progress(fmt: str):  # noqa: ANN202
     return say
 
 
-def _table(states, title: str, columns: tuple[str, ...]) -> None:  # noqa: ANN001
+def _table(states, title: str, columns: tuple[str, ...]) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
@@ -64,7 +64,7 @@ def _table(states, title: str, columns: tuple[str, ...]) -> None:  # noqa: ANN00
     _console().print(table)
 
 
-def _console():  # noqa: ANN202 - rich Console
+def _console():
     from rich.console import Console
 
     # Piped output (CI logs) gets a wide table rather than rich's 80-column default.

@@ -14,7 +14,7 @@ app = typer.Typer(help="Stream exchange trades into Kafka as Avro v2 records (Co
                   no_args_is_help=True, add_completion=False)
 
 
-def _make(exchange: str):  # noqa: ANN202 - returns a Typer command function
+def _make(exchange: str):
     default_port = 9091 if exchange == "binance" else 9093
 
     def command(
@@ -77,7 +77,7 @@ def _make(exchange: str):  # noqa: ANN202 - returns a Typer command function
     return command
 
 
-def _setup_logging(verbose: bool):  # noqa: ANN202 - rich Console
+def _setup_logging(verbose: bool):
     from rich.console import Console
     from rich.logging import RichHandler
 
@@ -91,7 +91,7 @@ def _setup_logging(verbose: bool):  # noqa: ANN202 - rich Console
     return console
 
 
-def _panel(summary):  # noqa: ANN001, ANN202 - rich renderable
+def _panel(summary):
     from rich.table import Table
 
     table = Table(title=f"k2 stream {summary.exchange} → {summary.topic}", show_header=False, expand=False)
@@ -119,7 +119,7 @@ def _counts(counts: dict) -> str:
     return "  ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "0"
 
 
-def _run_live(runner_cls, settings, options, console):  # noqa: ANN001, ANN202
+def _run_live(runner_cls, settings, options, console):
     from rich.live import Live
 
     with Live(console=console, refresh_per_second=4, transient=True) as live:
@@ -127,7 +127,7 @@ def _run_live(runner_cls, settings, options, console):  # noqa: ANN001, ANN202
         return runner.run()
 
 
-def _report(summary, output_format: str, console) -> None:  # noqa: ANN001
+def _report(summary, output_format: str, console) -> None:
     from k2cli.cli._common import print_json
     from k2cli.errors import K2Error
 

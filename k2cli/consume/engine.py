@@ -897,7 +897,7 @@ class ConsumeEngine:
                                 f"the next run reads them again")
 
 
-class stop_on_signals:  # noqa: N801 - used as a context manager like contextlib helpers
+class stop_on_signals:
     """While active, SIGTERM/SIGINT ask the engine to stop gracefully; a second signal interrupts at once."""
 
     def __init__(self, engine: ConsumeEngine) -> None:

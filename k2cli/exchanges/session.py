@@ -307,7 +307,7 @@ class Session:
                 return await self._open()
             except K2Error:
                 raise
-            except Exception as exc:  # noqa: BLE001 - every failed attempt is classified, counted and retried
+            except Exception as exc:
                 delay = self._attempt_failed(exc)
             await self._sleep(delay)
         return None
@@ -474,7 +474,7 @@ class Session:
             conn.close_reason = reason
         try:
             await asyncio.wait_for(conn.ws.close(code=code, reason=reason[:100]), 5)
-        except Exception:  # noqa: BLE001 - closing a broken connection may fail in many ways
+        except Exception:
             transport = getattr(conn.ws, "transport", None)
             if transport is not None:
                 transport.abort()
@@ -511,7 +511,7 @@ class Session:
                 new = await self._open()
             except K2Error:
                 raise
-            except Exception as exc:  # noqa: BLE001 - keep the old connection and try again
+            except Exception as exc:
                 await self._sleep(self._attempt_failed(exc), old.done)
                 continue
             started = loop.time()

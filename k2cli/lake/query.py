@@ -420,7 +420,7 @@ def _load_pyiceberg(settings: Settings, name: str, missing: K2Error) -> Any:
         raise missing from None
 
 
-class _lazy:  # noqa: N801 - used like a value
+class _lazy:
     """An Arrow schema built only when asked for (keeps pyarrow out of the JSON/table paths)."""
 
     def __init__(self, factory: Any) -> None:

@@ -95,7 +95,7 @@ def _lean_transaction_class() -> type:
         _k2_cache: tuple[Any, Any, Any] | None = None
 
         @property
-        def table_metadata(self):  # noqa: ANN202 - same type as the base property
+        def table_metadata(self):
             base, updates = self._table.metadata, self._updates
             if not updates:
                 return base

@@ -61,7 +61,7 @@ def parse(text: str) -> Metrics:
 def fetch(url: str, timeout: float = 3.0) -> Metrics:
     """GET a metrics endpoint and parse it."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - a local http URL we built
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             body = resp.read().decode("utf-8", "replace")
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)

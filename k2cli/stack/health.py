@@ -43,7 +43,7 @@ def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
 def http_get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
     """GET a URL; returns (status, body); status 0 when nothing answered."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we build
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read() if exc.fp else b""
@@ -57,7 +57,7 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0,
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read() if exc.fp else b""

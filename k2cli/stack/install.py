@@ -297,7 +297,7 @@ def ensure_apicurio(paths: StackPaths, progress: Progress = _quiet) -> Apicurio:
         try:
             tar.extractall(tmp, filter="data")
         except TypeError:  # Python without extraction filters
-            tar.extractall(tmp)  # noqa: S202 - an archive from Maven Central we just fetched
+            tar.extractall(tmp)
     jar = _apicurio_jar(tmp)
     if jar is None:
         raise InstallError(f"Apicurio Registry {version}: no quarkus-run.jar or *-runner.jar in the archive")

@@ -155,7 +155,7 @@ class Stack:
             pid = svc.pid()
             try:
                 health = svc.health()
-            except Exception as exc:  # noqa: BLE001 - status reports, it never crashes
+            except Exception as exc:
                 health = Health(False, f"{type(exc).__name__}: {exc}")
             detail = health.detail
             if pid is None and health.ok:

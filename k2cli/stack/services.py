@@ -232,7 +232,7 @@ class Postgres(Service):
             cmd += ["-c", f"{key}={value}"]
         return cmd
 
-    def _connect_admin(self):  # noqa: ANN202 - psycopg2 connection
+    def _connect_admin(self):
         import psycopg2
 
         return psycopg2.connect(host=str(self.socket_dir), port=self.cfg.postgres_port, user="postgres",
@@ -241,7 +241,7 @@ class Postgres(Service):
     def ready(self) -> Health:
         try:
             conn = self._connect_admin()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception as exc:
             return Health(False, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         conn.close()
         return Health(True, "accepting connections")
@@ -275,7 +275,7 @@ class Postgres(Service):
         try:
             conn = psycopg2.connect(host="127.0.0.1", port=c.postgres_port, user=c.postgres_user,
                                     password=c.postgres_password, dbname=c.postgres_database, connect_timeout=3)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             text = str(exc).strip()
             return Health(False, text.splitlines()[0] if text else type(exc).__name__)
         try:
@@ -360,7 +360,7 @@ class Kafka(Service):
                 "-Djava.awt.headless=true", *self._log_opts(), "-cp", self._classpath(), "kafka.Kafka",
                 str(self.dir / "server.properties")]
 
-    def _admin(self):  # noqa: ANN202 - confluent_kafka AdminClient
+    def _admin(self):
         from confluent_kafka.admin import AdminClient
 
         # log_level 0: no librdkafka log lines on stderr while the broker is still starting.
@@ -372,7 +372,7 @@ class Kafka(Service):
             return Health(False, f"port {self.cfg.kafka_port} not open")
         try:
             metadata = self._admin().list_topics(timeout=5)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return Health(False, f"metadata request failed: {exc}")
         if not metadata.brokers:
             return Health(False, "no broker in metadata")
@@ -402,7 +402,7 @@ class Kafka(Service):
             return Health(False, f"port {self.cfg.kafka_port} not open")
         try:
             metadata = self._admin().list_topics(timeout=5)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return Health(False, f"metadata request failed: {exc}")
         missing = [t for t in self.cfg.topics if t not in metadata.topics]
         if missing:

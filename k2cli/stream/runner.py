@@ -258,7 +258,7 @@ class StreamRunner(SessionHandler):
             await self._session.run(stop)
         except K2Error as exc:
             error = exc
-        except Exception as exc:  # noqa: BLE001 - reported in the summary and re-raised below
+        except Exception as exc:
             error = exc
         finally:
             for task in tasks:
@@ -437,7 +437,7 @@ class StreamRunner(SessionHandler):
             writing, self._dlq_writing = self._dlq_writing, None
             try:
                 await writing
-            except Exception as exc:  # noqa: BLE001 - the flusher's guard may have reported it already
+            except Exception as exc:
                 log.error("writing dead-letter entries failed: %s", exc)
         if self._dlq_buffer:
             batch, self._dlq_buffer = self._dlq_buffer, []

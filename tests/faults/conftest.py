@@ -22,7 +22,7 @@ def _faults_basetemp(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" or (report.when == "setup" and report.failed):
@@ -71,7 +71,7 @@ def report_paths() -> list[Path]:
     return paths
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     rows = support.RESULTS
     if not rows:
         return

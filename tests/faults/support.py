@@ -375,7 +375,7 @@ def covered(have: dict[tuple[str, int], int], want: dict[tuple[str, int], int]) 
     return all(want[tp] <= 0 or have.get(tp, 0) >= want[tp] for tp in want)
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.3) -> float:  # noqa: ANN001
+def wait_until(condition, timeout: float, what: str, interval: float = 0.3) -> float:
     """Poll until condition() is true; the seconds it took (AssertionError naming `what` on timeout)."""
     start = time.monotonic()
     last: BaseException | None = None

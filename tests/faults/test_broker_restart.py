@@ -33,7 +33,7 @@ TABLE = "market_data.trades_v2"
 OUTAGE = 10  # seconds the broker is down, plus its restart
 
 
-def _tape_covered(env: dict[str, str], tape_path, upto: dict[str, int]) -> bool:  # noqa: ANN001
+def _tape_covered(env: dict[str, str], tape_path, upto: dict[str, int]) -> bool:
     """Whether Iceberg holds every trade of the tape up to the given sequence per symbol."""
     tape = tape_by_symbol(tape_path)
     rows = iceberg_columns(env, TABLE, "symbol", "source_sequence")

@@ -94,7 +94,7 @@ class Producer:
                 self._producer.poll(0.05)
         self._producer.poll(0)
 
-    def send_trades(self, records: list[dict[str, Any]], partition_of=None) -> None:  # noqa: ANN001
+    def send_trades(self, records: list[dict[str, Any]], partition_of=None) -> None:
         """Produce many records (partition by partition_of(i) when given, else by key)."""
         for i, rec in enumerate(records):
             self.send(self.encode(rec), key=rec["symbol"].encode(),
@@ -166,7 +166,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(condition, timeout: float, what: str, interval: float = 0.2) -> None:  # noqa: ANN001
+def wait_for(condition, timeout: float, what: str, interval: float = 0.2) -> None:
     """Poll until condition() is true, or fail naming what did not happen."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -148,7 +148,7 @@ def _registry_labels() -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     registries = [StreamMetrics("binance").registry, StreamMetrics("kraken").registry, ConsumerMetrics().registry]
     for registry in registries:
-        for collector, names in registry._collector_to_names.items():  # noqa: SLF001 - test-only introspection
+        for collector, names in registry._collector_to_names.items():
             labels = set(getattr(collector, "_labelnames", ()))
             for name in names:
                 out.setdefault(name, set()).update(labels | ({"le"} if name.endswith("_bucket") else set()))

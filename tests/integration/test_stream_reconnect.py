@@ -48,7 +48,7 @@ def test_pong_timeout_reconnects_and_is_counted_in_metrics(tmp_path, k2_env, uni
             time.sleep(0.5)
             try:
                 metrics = scrape(port)
-            except Exception:  # noqa: BLE001 - the endpoint comes up once the stream is set up
+            except Exception:
                 continue
             if (metric_value(metrics, "binance_reconnects_total", 'reason="pong_timeout"') or 0) >= 1:
                 break

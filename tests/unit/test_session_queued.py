@@ -33,7 +33,7 @@ async def _exchange(use_queue: bool) -> tuple[list, int]:
                 else:
                     try:
                         raw = await ws.recv()
-                    except Exception:  # noqa: BLE001 - the server closed: the end
+                    except Exception:
                         break
                 got.append(raw)
     return got, from_queue
