@@ -31,12 +31,6 @@ class ServiceUnavailable(K2Error):
     exit_code = 3
 
 
-class NotBuiltYet(K2Error):
-    """A command group whose engine has not been built yet."""
-
-    exit_code = 3
-
-
 class InvalidTrade(K2Error, ValueError):
     """A trade value does not fit the v2 record; `field` names the offending field."""
 

@@ -12,11 +12,6 @@ CONSUMER_ERRORS = "k2_consumer_errors_total"
 CONSUMER_JOB = "k2-consumer"
 
 
-def stream_job(exchange: str) -> str:
-    """The scrape job of an exchange's stream."""
-    return f"k2-stream-{exchange}"
-
-
 def stream(exchange: str, family: str) -> str:
     """A stream metric family of an exchange, e.g. binance_connection_rotations_total (k2cli/observe/metrics.py)."""
     return f"{exchange}_{family}"

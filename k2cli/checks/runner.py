@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from k2cli.checks import evaluate
 from k2cli.checks.context import Context
 from k2cli.checks.model import OK_STATUSES, RETRY_STATUSES, Checklist, Event, Result, Status, Step
-from k2cli.errors import K2Error, NotBuiltYet, ServiceUnavailable
+from k2cli.errors import K2Error, ServiceUnavailable
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,6 @@ def execute(step: Step, ctx: Context, results: dict[str, Result],
     started = clock()
     try:
         result = step.run(ctx)
-    except NotBuiltYet as exc:
-        result = Result.errored(f"could not run: {exc}")
     except ServiceUnavailable as exc:  # the step needed a service and measured it down
         result = Result.failed(str(exc))
     except K2Error as exc:

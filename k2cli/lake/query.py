@@ -207,11 +207,6 @@ class TradesLake:
                     raise K2Error(f"the metadata reader cannot read {name}: {exc}") from None
         return cls(PyIcebergSource(_load_pyiceberg(settings, name, missing)))
 
-    @classmethod
-    def from_table(cls, table: Any) -> TradesLake:
-        """Read a pyiceberg Table already loaded."""
-        return cls(PyIcebergSource(table))
-
     # ------------------------------------------------------------ planning
 
     def plan(self, flt: TradeFilter | None = None) -> ScanPlan:

@@ -40,7 +40,6 @@ from k2cli.reliability.dlq import DLQEntry, dlq_files, write_durably
 LEDGER_NAME = "replay-ledger.jsonl"
 LOCK_NAME = ".replay.lock"
 REPLAY_HEADER = "k2-dlq-entry"
-BLOCKING_STATES = ("pending", "done", "failed")
 
 
 class DLQOpError(K2Error):

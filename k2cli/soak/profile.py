@@ -19,7 +19,6 @@ RUN_SUFFIX = "_soak_run.json"
 REPORT_SUFFIX = "_soak_test_report.txt"
 CHART_SUFFIX = "_soak_chart.html"
 SVG_SUFFIX = "_soak_chart.svg"
-PNG_SUFFIX = "_soak_chart.png"
 STREAM_LOG_SUFFIX = "_soak_stream.log"
 CONSUMER_LOG_SUFFIX = "_soak_consumer.log"
 

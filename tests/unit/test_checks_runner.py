@@ -5,7 +5,7 @@ import pytest
 from k2cli.checks.context import Context, Options
 from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.runner import execute, run_checklist
-from k2cli.errors import K2Error, NotBuiltYet, ServiceUnavailable
+from k2cli.errors import K2Error, ServiceUnavailable
 from k2cli.settings import Settings
 
 
@@ -78,7 +78,6 @@ def test_step_with_run_and_manual_note_gets_the_note_when_it_returns_manual():
 
 
 @pytest.mark.parametrize(("exc", "status", "text"), [
-    (NotBuiltYet("`k2 consume` is not built yet"), Status.ERROR, "not built yet"),
     (ServiceUnavailable("Schema Registry unreachable"), Status.FAIL, "unreachable"),
     (K2Error("bad option"), Status.ERROR, "could not run: bad option"),
     (ZeroDivisionError("division by zero"), Status.ERROR, "ZeroDivisionError"),

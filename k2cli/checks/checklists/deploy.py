@@ -20,7 +20,7 @@ from k2cli.checks.context import Context, Options
 from k2cli.checks.evaluate import worst
 from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.probes import kafka, pipeline
-from k2cli.checks.probes.proc import StepError, require_built, run_k2, spawn_k2, wait_for
+from k2cli.checks.probes.proc import StepError, run_k2, spawn_k2, wait_for
 from k2cli.checks.probes.source import SuiteRun, source_root, suite_coverage, suite_run
 
 # ---------------------------------------------------------------- the nested E2E run
@@ -172,7 +172,6 @@ def _consume_scratch(ctx: Context, purpose: str, records: list[dict], args: list
 
 def measure_gap_detection(ctx: Context) -> Result:
     """Records with known sequence gaps (3 holes over 2 symbols) make the consumer report exactly 3 gaps."""
-    require_built("consume")
     records = (pipeline.make_trades("BTCUSDT", [*range(1, 51), *range(60, 101)])
                + pipeline.make_trades("ETHUSDT", [*range(1, 21), *range(25, 41), *range(50, 61)]))
     proc, _, topic = _consume_scratch(ctx, "gaps", records, ["--max-messages", str(len(records))])
@@ -193,7 +192,6 @@ def measure_consumer_sigterm(ctx: Context) -> Result:
     from k2cli.lake.catalog import open_catalog
     from k2cli.lake.offsets import offsets_from_summaries
 
-    require_built("consume")
     records = pipeline.make_trades("BTCUSDT", range(1, 3001))
     proc, lake, topic = _consume_scratch(ctx, "sigterm", records, ["--batch-size", "200"])
     catalog = open_catalog(ctx.settings)

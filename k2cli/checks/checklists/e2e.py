@@ -26,7 +26,7 @@ from k2cli.checks.checklists import common, v2check
 from k2cli.checks.context import Context, Options
 from k2cli.checks.model import Checklist, Result, Status, Step
 from k2cli.checks.probes import kafka
-from k2cli.checks.probes.proc import StepError, require_built, rss_tree, run_k2, spawn_k2, wait_for
+from k2cli.checks.probes.proc import StepError, rss_tree, run_k2, spawn_k2, wait_for
 
 POISON_PREFIX = b"k2-validate poison "
 POISON_KEY = b"k2-validate-poison"
@@ -144,7 +144,6 @@ def measure_test_data(ctx: Context) -> Result:
         return ctx.check("e2e_max_backlog", base["pending"] + 1,
                          f"{base['pending']} messages are pending; consume the backlog (or reset the group) before "
                          "a validation run")
-    require_built("consume", "dlq", *(("stream",) if need else ()))  # before injecting anything
     url, evidence = None, []
     if need:
         exchange = ctx.options.exchange
@@ -220,7 +219,7 @@ def run_consume(ctx: Context) -> Result:
         ctx.progress(f"k2 consume running {time.time() - started_wall:.0f} s, RSS {peak / 2**20:.0f} MB")
         time.sleep(0.25)
     ended_wall = time.time()
-    done = consumer.finish(5)  # NotBuiltYet for a placeholder
+    done = consumer.finish(5)
     stream_done = producer.finish(30) if producer is not None else None
     evidence = [f"command: {done.command}", f"exit code: {done.returncode}", f"peak RSS: {peak / 2**20:.1f} MB"]
     if stream_done is not None:

@@ -13,7 +13,7 @@ from k2cli.checks.checklists import common, deploy, e2e, v2check
 from k2cli.checks.context import Context, Options
 from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.probes import pipeline
-from k2cli.checks.probes.proc import free_port, require_built, run_k2
+from k2cli.checks.probes.proc import free_port, run_k2
 from k2cli.checks.probes.source import source_root
 
 # The interface contract of /work/shared/DESIGN.md: every command path and the flags it must take.
@@ -212,7 +212,6 @@ def measure_dlq_context(ctx: Context) -> Result:
     """A poison record consumed from a scratch topic lands in the DLQ with its source, error and original bytes."""
     import base64
 
-    require_built("consume")
     topic = pipeline.scratch_topic(ctx, "dlq")
     pipeline.produce_trades(ctx, topic, pipeline.make_trades("BTCUSDT", range(1, 11)))
     poison = e2e.POISON_PREFIX + uuid.uuid4().hex.encode()

@@ -90,7 +90,7 @@ def launch_simulator(workdir: Path, exchange: str, **settings: Any) -> Simulator
     try:
         wait_for(lambda: not sim.alive() or (url_file.is_file() and url_file.read_text().strip()), timeout=30)
         if not sim.alive():
-            done = sim.finish(5)  # raises NotBuiltYet for the placeholder
+            done = sim.finish(5)
             raise StepError(f"`{sim.command}` exited {done.returncode}: {done.stderr.strip()[-300:]}")
         if not url_file.is_file():
             raise StepError(f"`{sim.command}` did not report its URL within 30 s")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from k2cli.errors import K2Error, NotBuiltYet
+from k2cli.errors import K2Error
 
 
 class StepError(K2Error):
@@ -39,20 +39,6 @@ def child_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides or {})
     return env
-
-
-def built(command: str) -> bool:
-    """Whether `k2 COMMAND` is more than a not-built-yet placeholder (judged from its --help)."""
-    done = subprocess.run(k2_argv([command, "--help"]), capture_output=True, text=True, timeout=60,
-                          env=child_env())
-    return done.returncode == 0 and "not built yet" not in done.stdout
-
-
-def require_built(*commands: str) -> None:
-    """Raise NotBuiltYet (the step reports ERROR) for the first command that is still a placeholder."""
-    for command in commands:
-        if not built(command):
-            raise NotBuiltYet(f"`k2 {command}` is not built yet (needed by this step)")
 
 
 def error_line(stderr: str) -> str:
@@ -94,12 +80,6 @@ class Completed:
                 continue
         raise StepError(f"`{self.command}` did not print JSON: {text[:200]!r}")
 
-    def check_built(self) -> Completed:
-        """Raise NotBuiltYet when the command says its engine is not built yet."""
-        if self.returncode == 3 and "not built yet" in self.stderr:
-            raise NotBuiltYet(f"{error_line(self.stderr).removeprefix('k2: error: ')} (needed by this step)")
-        return self
-
 
 def rss_tree(pid: int) -> int:
     """Resident memory of a process and its children, in bytes (0 when it is gone)."""
@@ -126,7 +106,7 @@ def _read(handle: IO[bytes]) -> str:
 
 def run_k2(args: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
            sample_rss: bool = False, on_tick: Callable[[float], None] | None = None) -> Completed:
-    """Run a k2 command to completion; raise NotBuiltYet for a placeholder and StepError on timeout."""
+    """Run a k2 command to completion; raise StepError on timeout."""
     argv = k2_argv(args)
     started = time.monotonic()
     peak = 0
@@ -152,7 +132,7 @@ def run_k2(args: Sequence[str], *, timeout: float, env: Mapping[str, str] | None
             if proc.poll() is None:
                 stop(proc)
         done = Completed(tuple(args), proc.returncode, _read(out), _read(err), time.monotonic() - started, peak)
-    return done.check_built()
+    return done
 
 
 @dataclass
@@ -187,8 +167,7 @@ class Spawned:
             stop(self.proc)
             raise StepError(f"`{self.command}` did not finish within {timeout:g} s") from None
         stdout, stderr = self.output()
-        return Completed(self.args, self.proc.returncode, stdout, stderr,
-                         time.monotonic() - self.started).check_built()
+        return Completed(self.args, self.proc.returncode, stdout, stderr, time.monotonic() - self.started)
 
     def stop(self) -> Completed:
         """SIGTERM it (SIGKILL if it lingers) and return what it printed."""
