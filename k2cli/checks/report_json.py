@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import socket
 from typing import Any
 
 from k2cli import __version__
 from k2cli.checks.runner import Outcome, Report
+from k2cli.jsonutil import dumps
 
 SCHEMA_VERSION = 1
 
@@ -63,4 +63,4 @@ def to_dict(report: Report) -> dict[str, Any]:
 
 def render(report: Report) -> str:
     """The report as indented JSON text (non-JSON values in evidence data become strings)."""
-    return json.dumps(to_dict(report), indent=2, default=str) + "\n"
+    return dumps(to_dict(report), display=True, indent=2) + "\n"

@@ -7,7 +7,6 @@ import datetime as _dt
 import decimal
 import enum
 import io
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +15,7 @@ from typing import Any
 import typer
 
 from k2cli.errors import K2Error
-from k2cli.jsonutil import to_jsonable
-from k2cli.timespec import iso
+from k2cli.jsonutil import dumps, plain
 
 
 class OutFormat(enum.StrEnum):
@@ -41,20 +39,9 @@ class OutputError(K2Error):
     exit_code = 2
 
 
-def plain(value: Any) -> Any:
-    """A JSON-ready value: Decimal as its exact string, datetime as UTC ISO with microseconds."""
-    if isinstance(value, _dt.datetime):
-        return iso(value) if value.tzinfo is not None else value.isoformat(timespec="microseconds")
-    if isinstance(value, decimal.Decimal):
-        return format(value, "f") if value.is_finite() else str(value)  # never 1E-8
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    try:
-        return to_jsonable(value)
-    except TypeError:  # e.g. an INTERVAL from `query sql` (timedelta): its text, never a traceback
-        return str(value)
+def print_json(data: Any) -> None:
+    """Print data as indented JSON on stdout."""
+    sys.stdout.write(dumps(data, display=True, indent=2) + "\n")
 
 
 def cell(value: Any) -> str:
@@ -62,9 +49,9 @@ def cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dict | list | tuple):
-        return json.dumps(plain(value), separators=(",", ":"))
+        return dumps(value, display=True, separators=(",", ":"))
     value = plain(value)
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else dumps(value)
 
 
 def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, output: str | None, *,
@@ -75,8 +62,8 @@ def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, outpu
     if fmt == OutFormat.parquet:
         _write_parquet(rows, columns, output, arrow)
     elif fmt == OutFormat.json:
-        body = plain(document) if document is not None else [{c: plain(r.get(c)) for c in columns} for r in rows]
-        _write_text(json.dumps(body, indent=2) + "\n", output)
+        body = document if document is not None else [{c: r.get(c) for c in columns} for r in rows]
+        _write_text(dumps(body, display=True, indent=2) + "\n", output)
     elif fmt == OutFormat.csv:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -115,7 +102,7 @@ def _write_parquet(rows: Sequence[dict[str, Any]], columns: Sequence[str], outpu
 
 def _parquet_value(value: Any) -> Any:
     if isinstance(value, dict):
-        return json.dumps(plain(value), separators=(",", ":"))
+        return dumps(value, display=True, separators=(",", ":"))
     return value
 
 

@@ -149,7 +149,7 @@ def _run_live(engine, console) -> None:
 
 
 def _report(engine, output_format: str, failure) -> None:
-    from k2cli.cli._common import print_json
+    from k2cli.cli._output import print_json
 
     data = engine.stats.to_dict()
     data.update({"topics": list(engine.options.topics), "group": engine.options.group,

@@ -8,7 +8,8 @@ from typing import Any
 
 import typer
 
-from k2cli.cli._output import FORMAT_OPTION, OUTPUT_OPTION, OutFormat, emit, plain
+from k2cli.cli._output import FORMAT_OPTION, OUTPUT_OPTION, OutFormat, emit
+from k2cli.jsonutil import plain
 
 app = typer.Typer(
     help="List, inspect, replay and purge dead-lettered records.\n\n"

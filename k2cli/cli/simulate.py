@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import typer
 
-from k2cli.cli._common import print_json
+from k2cli.cli._output import print_json
+from k2cli.jsonutil import dumps
 
 app = typer.Typer(help="Serve a local Binance or Kraken exchange (real WebSocket protocol) from a tape, "
                        "optionally over TLS, with faults to inject. Prints the URL to stream from.",
@@ -72,7 +72,7 @@ def _make(exchange: str):
         )
         stats = run_simulator(cfg, lambda url, sim: _announce(url, sim, url_file, output_format))
         if output_format == "json":
-            sys.stdout.write(json.dumps({"event": "stopped", "stats": stats.as_dict()}) + "\n")
+            sys.stdout.write(dumps({"event": "stopped", "stats": stats.as_dict()}, display=True) + "\n")
         else:
             print_json(stats.as_dict()) if not sys.stdout.isatty() else _rich_summary(stats.as_dict())
 
@@ -86,8 +86,8 @@ def _announce(url: str, sim, url_file: Path | None, output_format: str) -> None:
     if url_file is not None:
         url_file.write_text(url + "\n")
     if output_format == "json":
-        sys.stdout.write(json.dumps({"event": "listening", "url": url, "port": sim.port, "exchange": cfg.exchange,
-                                     "symbols": list(cfg.symbols), "rate": cfg.rate}) + "\n")
+        sys.stdout.write(dumps({"event": "listening", "url": url, "port": sim.port, "exchange": cfg.exchange,
+                                     "symbols": list(cfg.symbols), "rate": cfg.rate}, display=True) + "\n")
     else:
         faults = [f"{k}={getattr(cfg, k)}" for k in ("drop_every", "no_pong", "stall_after", "garbage_every",
                                                     "skip_ids_every", "shutdown_every", "lag_ms") if getattr(cfg, k)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from k2cli.cli._common import print_json
+from k2cli.cli._output import print_json
 
 app = typer.Typer(
     help="Run `k2 stream` (and with --consumer `k2 consume`) as child processes for hours, sample their memory "

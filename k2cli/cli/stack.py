@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from k2cli.cli._common import print_json
+from k2cli.cli._output import print_json
 
 app = typer.Typer(
     help="Install, start, stop and check the local stack: Kafka (KRaft), a Confluent-API Schema Registry "

@@ -128,7 +128,7 @@ def _run_live(runner_cls, settings, options, console):
 
 
 def _report(summary, output_format: str, console) -> None:
-    from k2cli.cli._common import print_json
+    from k2cli.cli._output import print_json
     from k2cli.errors import K2Error
 
     if output_format == "json":

@@ -420,7 +420,7 @@ def list_checklists(fmt: ListFormat = typer.Option(ListFormat.rich, "--format", 
     """Show every checklist, its steps (automatic or MANUAL) and every threshold with the value in force."""
     data = _catalogue()
     if fmt is ListFormat.json:
-        from k2cli.cli._common import print_json
+        from k2cli.cli._output import print_json
 
         print_json(data)
         return
@@ -464,7 +464,7 @@ def coverage(fmt: ListFormat = typer.Option(ListFormat.rich, "--format", "-f", c
         return
     rows = cov.rows()
     if fmt is ListFormat.json:
-        from k2cli.cli._common import print_json
+        from k2cli.cli._output import print_json
 
         print_json(rows)
         return

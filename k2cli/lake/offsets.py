@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
+from k2cli.jsonutil import dumps
+
 OFFSETS_KEY = "k2.offsets"
 BATCH_KEY = "k2.batch"
 COMMIT_ID_KEY = "k2.commit-id"
@@ -37,7 +39,7 @@ def encode_offsets(offsets: Mapping[TopicPartition, int]) -> str:
     nested: dict[str, dict[str, int]] = {}
     for (topic, partition), offset in sorted(offsets.items()):
         nested.setdefault(topic, {})[str(partition)] = int(offset)
-    return json.dumps(nested, separators=(",", ":"), sort_keys=True)
+    return dumps(nested, separators=(",", ":"), sort_keys=True)
 
 
 def decode_offsets(text: str | None) -> Offsets:
@@ -67,7 +69,7 @@ def encode_ranges(ranges: Mapping[TopicPartition, tuple[int, int]]) -> str:
     nested: dict[str, dict[str, list[int]]] = {}
     for (topic, partition), (first, nxt) in sorted(ranges.items()):
         nested.setdefault(topic, {})[str(partition)] = [int(first), int(nxt)]
-    return json.dumps(nested, separators=(",", ":"), sort_keys=True)
+    return dumps(nested, separators=(",", ":"), sort_keys=True)
 
 
 def decode_ranges(text: str | None) -> dict[TopicPartition, tuple[int, int]]:

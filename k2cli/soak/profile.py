@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from k2cli.errors import K2Error
+from k2cli.jsonutil import dumps
 
 PROFILE_SUFFIX = "_soak_memory_profile.json"
 RUN_SUFFIX = "_soak_run.json"
@@ -158,7 +159,7 @@ def _profile_text(lines: list[str]) -> str:
 def write_profile(directory: Path, exchange: str, samples: list[Sample]) -> Path:
     """Write the profile (atomically, so a reader never sees half a file)."""
     path = path_for(directory, exchange, PROFILE_SUFFIX)
-    _write_atomic(path, _profile_text([json.dumps(s.to_dict()) for s in samples]))
+    _write_atomic(path, _profile_text([dumps(s.to_dict()) for s in samples]))
     return path
 
 
@@ -171,7 +172,7 @@ class ProfileWriter:
 
     def append(self, sample: Sample) -> None:
         """Add one sample and rewrite the file."""
-        self._lines.append(json.dumps(sample.to_dict()))
+        self._lines.append(dumps(sample.to_dict()))
         self.flush()
 
     def flush(self) -> None:
@@ -182,7 +183,7 @@ class ProfileWriter:
 def write_run(directory: Path, record: RunRecord) -> Path:
     """Write the run record atomically."""
     path = path_for(directory, record.exchange, RUN_SUFFIX)
-    _write_atomic(path, json.dumps(record.to_dict(), indent=2) + "\n")
+    _write_atomic(path, dumps(record.to_dict(), indent=2) + "\n")
     return path
 
 

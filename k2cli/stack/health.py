@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from k2cli.jsonutil import dumps
+
 
 @dataclass(frozen=True)
 class Health:
@@ -54,7 +56,7 @@ def http_get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
 def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0,
               content_type: str = "application/json") -> tuple[int, Any]:
     """Send a JSON request; returns (status, decoded body or None)."""
-    data = None if body is None else json.dumps(body).encode()
+    data = None if body is None else dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
