@@ -5,32 +5,15 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import decimal
-import enum
 import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import typer
-
+from k2cli.cli.options import Format
 from k2cli.errors import K2Error
 from k2cli.jsonutil import dumps, plain
-
-
-class OutFormat(enum.StrEnum):
-    """Output formats of data commands."""
-
-    table = "table"
-    rich = "rich"  # the same as table, for symmetry with other k2 commands
-    json = "json"
-    csv = "csv"
-    parquet = "parquet"
-
-
-FORMAT_OPTION = typer.Option(OutFormat.table, "--format", "-f", case_sensitive=False,
-                             help="table (rich, default), json, csv or parquet (parquet needs --output).")
-OUTPUT_OPTION = typer.Option(None, "--output", "-o", metavar="FILE", help="Write to FILE instead of stdout.")
 
 
 class OutputError(K2Error):
@@ -58,13 +41,13 @@ def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, outpu
          arrow: Any = None, table_columns: Sequence[str] | None = None, title: str | None = None,
          footer: str | None = None, document: Any = None) -> None:
     """Write rows in the chosen format; `document` replaces the row list as the JSON body when given."""
-    fmt = OutFormat(fmt)
-    if fmt == OutFormat.parquet:
+    fmt = Format(fmt)
+    if fmt == Format.parquet:
         _write_parquet(rows, columns, output, arrow)
-    elif fmt == OutFormat.json:
+    elif fmt == Format.json:
         body = document if document is not None else [{c: r.get(c) for c in columns} for r in rows]
         _write_text(dumps(body, display=True, indent=2) + "\n", output)
-    elif fmt == OutFormat.csv:
+    elif fmt == Format.csv:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Any
 
 import typer
 import typer.core
@@ -44,12 +45,41 @@ class LazyGroup(typer.core.TyperGroup):
         command.params = [p for p in command.params if p.name not in ("install_completion", "show_completion")]
         return command
 
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Run k2; a usage error or a K2Error ends it with one `k2: error:` line and its exit code."""
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+        from k2cli.errors import K2Error
+
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:  # `k2 query` alone: its help, as click shows it
+            exc.show()
+            code = exc.exit_code
+        except UsageError as exc:  # bad option value, unknown option or choice, bad flag combination
+            code = _error_line(exc.format_message(), 2)
+        except ClickException as exc:
+            code = _error_line(exc.format_message(), exc.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            code = 1
+        except K2Error as exc:
+            code = _error_line(str(exc), exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def format_help(self, ctx, formatter):
         self._describing = True
         try:
             return super().format_help(ctx, formatter)
         finally:
             self._describing = False
+
+
+def _error_line(message: str, code: int) -> int:
+    """Print `k2: error: MESSAGE` as one line on stderr and return the exit code."""
+    typer.echo(f"k2: error: {' '.join(message.split())}", err=True)
+    return code
 
 
 app = typer.Typer(
@@ -85,15 +115,9 @@ def root(
 
 
 def main() -> None:
-    """Entry point: run the CLI and turn operator errors into one line and an exit code."""
-    from k2cli.errors import K2Error
-
+    """Entry point: run the CLI (LazyGroup.main turns operator errors into one line and an exit code)."""
     try:
-        command = typer.main.get_command(app)
-        command.main(prog_name="k2", standalone_mode=True)
-    except K2Error as exc:
-        typer.echo(f"k2: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        typer.main.get_command(app).main(prog_name="k2")
     except KeyboardInterrupt:
         typer.echo("k2: interrupted", err=True)
         sys.exit(130)

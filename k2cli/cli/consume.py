@@ -8,32 +8,29 @@ import sys
 
 import typer
 
+from k2cli.cli.options import GROUP, RICH_JSON, TABLE, TOPICS, Format, format_option, setting_help, usage_error
+
 app = typer.Typer(help="Write Kafka trades into Iceberg exactly once.", add_completion=False)
 
 
 @app.command()
 def consume(
-    topics: str = typer.Option(None, "--topics", "-t", help="Comma-separated topics [K2_CONSUMER_TOPICS; default "
-                                                            "both exchange topics]."),
+    topics: str = TOPICS,
     max_messages: int = typer.Option(None, "--max-messages", "-n", min=1,
                                      help="Stop after exactly N records (written + dead-lettered); default: run "
                                           "until SIGTERM/SIGINT."),
     batch_size: int = typer.Option(None, "--batch-size", "-b", min=1,
-                                   help="Records per Iceberg commit [K2_BATCH_SIZE, default 500]."),
-    flush_interval: float = typer.Option(None, "--flush-interval",
-                                         help="Write a partial batch once its first record is S seconds old "
-                                              "[K2_FLUSH_INTERVAL, default 5]."),
-    group: str = typer.Option(None, "--group", "-g", help="Consumer group [K2_CONSUMER_GROUP, default "
-                                                          "k2-iceberg-writer-crypto-v2]."),
-    table: str = typer.Option(None, "--table", help="Iceberg table namespace.name [K2_TABLE, default "
-                                                    "market_data.trades_v2]."),
-    metrics_port: int = typer.Option(None, "--metrics-port", min=0, max=65535,
-                                     help="Prometheus /metrics port, 0 = off [K2_CONSUMER_METRICS_PORT, "
-                                          "default 9094]."),
-    instance_id: str = typer.Option(None, "--instance-id",
-                                    help="Static group member id [K2_CONSUMER_INSTANCE_ID; default "
-                                         "<group>-<host>-<free slot>, stable across restarts]."),
-    output_format: str = typer.Option("rich", "--format", "-f", help="rich (default) or json for the statistics."),
+                                   help=setting_help("Records per Iceberg commit", "batch_size")),
+    flush_interval: float = typer.Option(None, "--flush-interval", help=setting_help(
+        "Write a partial batch once its first record is S seconds old", "flush_interval")),
+    group: str = GROUP,
+    table: str = TABLE,
+    metrics_port: int = typer.Option(None, "--metrics-port", min=0, max=65535, help=setting_help(
+        "Prometheus /metrics port, 0 = off", "consumer_metrics_port")),
+    instance_id: str = typer.Option(None, "--instance-id", help=setting_help(
+        "Static group member id", "consumer_instance_id",
+        default="<group>-<host>-<free slot>, stable across restarts")),
+    output_format: Format = format_option(RICH_JSON, "rich (default) or json for the statistics."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log assignments and commits too."),
 ) -> None:
     """Consume trades from Kafka and commit them to Iceberg in batches, exactly once.
@@ -51,11 +48,9 @@ def consume(
     from k2cli.observe.consumer_metrics import ConsumerMetrics
     from k2cli.settings import load_settings
 
-    if output_format not in ("rich", "json"):
-        raise typer.BadParameter("must be rich or json", param_hint="--format")
     topic_list = [t.strip() for t in topics.split(",") if t.strip()] if topics is not None else None
     if topics is not None and not topic_list:
-        raise typer.BadParameter("needs at least one topic name", param_hint="--topics")
+        raise usage_error("--topics needs at least one topic name")
     settings = load_settings(consumer_topics=topic_list, batch_size=batch_size, flush_interval=flush_interval,
                              consumer_group=group, table=table, consumer_metrics_port=metrics_port,
                              consumer_instance_id=instance_id)

@@ -8,18 +8,22 @@ from typing import Any
 
 import typer
 
-from k2cli.cli._output import FORMAT_OPTION, OUTPUT_OPTION, OutFormat, emit
+from k2cli.cli._output import emit
+from k2cli.cli.options import DATA_FORMAT, OUTPUT, Format, setting_help
 from k2cli.jsonutil import plain
+from k2cli.settings import env_name
 
 app = typer.Typer(
     help="List, inspect, replay and purge dead-lettered records.\n\n"
     "Entries come from `k2 consume` (origin consume: the original Kafka value bytes) and `k2 stream` "
     "(origin stream: the raw exchange frame, and the parsed record when there is one). "
-    "The directory is K2_DLQ_DIR (default $K2_DATA_DIR/dlq). Times: ISO 8601 or a duration ago (15m, 2h, 7d).",
+    f"The directory is {env_name('dlq_dir')} (default ${env_name('data_dir')}/dlq). "
+    "Times: ISO 8601 or a duration ago (15m, 2h, 7d).",
     no_args_is_help=True,
 )
 
-DIR_OPTION = typer.Option(None, "--dlq-dir", metavar="DIR", help="DLQ directory (default: K2_DLQ_DIR).")
+DIR_OPTION = typer.Option(None, "--dlq-dir", metavar="DIR", help=setting_help(
+    "DLQ directory", "dlq_dir", default=f"${env_name('data_dir')}/dlq"))
 ORIGIN_OPTION = typer.Option(None, "--origin", help="Only entries from consume or stream.")
 ERROR_TYPE_OPTION = typer.Option(None, "--error-type", "-t", help="Only this error type (repeatable).")
 SINCE_OPTION = typer.Option(None, "--since", metavar="TIME", help="Only entries at or after TIME.")
@@ -62,8 +66,8 @@ def list_entries(
     until: str = UNTIL_OPTION,
     origin: str = ORIGIN_OPTION,
     limit: int = typer.Option(None, "--limit", "-n", min=1, help="Only the newest N matching entries."),
-    fmt: OutFormat = FORMAT_OPTION,
-    output: str = OUTPUT_OPTION,
+    fmt: Format = DATA_FORMAT,
+    output: str = OUTPUT,
     dlq_dir: str = DIR_OPTION,
 ) -> None:
     """Entries, oldest first: id, time, origin, error type, source topic/partition/offset, replay state."""
@@ -79,7 +83,7 @@ def list_entries(
         rows = rows[-limit:]
     bad = sum(data.bad_lines.values())
     footer = f"{len(rows)} entries in {settings.dlq_path}" + (f" · {bad} unreadable lines" if bad else "")
-    if fmt in (OutFormat.table, OutFormat.rich):
+    if fmt in (Format.table, Format.rich):
         emit([_short(r) for r in rows], LIST_COLUMNS, fmt, output,
              table_columns=[c for c in LIST_COLUMNS if c not in ("transient", "file", "replayable")],
              title="dead-letter entries", footer=footer)
@@ -90,8 +94,8 @@ def list_entries(
 @app.command()
 def show(
     entry_id: str = typer.Argument(..., metavar="ID", help="Entry id (or a unique prefix of it)."),
-    fmt: OutFormat = FORMAT_OPTION,
-    output: str = OUTPUT_OPTION,
+    fmt: Format = DATA_FORMAT,
+    output: str = OUTPUT,
     dlq_dir: str = DIR_OPTION,
 ) -> None:
     """Everything about one entry: error, source, original value (base64 and text), frame, record, replay."""
@@ -100,7 +104,7 @@ def show(
     settings = _settings(dlq_dir)
     entry = dlq_ops.find(dlq_ops.scan(settings.dlq_path).entries, entry_id)
     detail = dlq_ops.detail(entry, dlq_ops.ReplayLedger(settings.dlq_path).load())
-    if fmt == OutFormat.json:
+    if fmt == Format.json:
         emit([], [], fmt, output, document=detail)
         return
     rows = [{"field": k, "value": v} for k, v in detail.items()]
@@ -109,8 +113,8 @@ def show(
 
 @app.command()
 def stats(
-    fmt: OutFormat = FORMAT_OPTION,
-    output: str = OUTPUT_OPTION,
+    fmt: Format = DATA_FORMAT,
+    output: str = OUTPUT,
     dlq_dir: str = DIR_OPTION,
 ) -> None:
     """Counts by origin, error type and file; oldest and newest entry; replay states."""
@@ -118,7 +122,7 @@ def stats(
 
     settings = _settings(dlq_dir)
     data = dlq_ops.stats(settings.dlq_path)
-    if fmt == OutFormat.json:
+    if fmt == Format.json:
         emit([], [], fmt, output, document=data)
         return
     rows: list[dict[str, Any]] = [
@@ -150,8 +154,8 @@ def replay(
     retry_failed: bool = typer.Option(False, "--retry-failed",
                                       help="Also retry entries whose earlier replay failed (the broker may still "
                                       "have stored them)."),
-    fmt: OutFormat = FORMAT_OPTION,
-    output: str = OUTPUT_OPTION,
+    fmt: Format = DATA_FORMAT,
+    output: str = OUTPUT,
     dlq_dir: str = DIR_OPTION,
 ) -> None:
     """Re-produce dead-lettered records to Kafka, at most once per entry (recorded in a ledger).
@@ -178,11 +182,11 @@ def replay(
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
     columns = ["id", "origin", "error_type", "status", "topic", "partition", "offset", "reason"]
-    if fmt == OutFormat.json:
+    if fmt == Format.json:
         emit([], [], fmt, output, document={"dry_run": dry_run, "counts": counts, "entries": rows})
     else:
         tally = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing matched"
-        emit([_short_id(r) for r in rows] if fmt in (OutFormat.table, OutFormat.rich) else rows, columns, fmt,
+        emit([_short_id(r) for r in rows] if fmt in (Format.table, Format.rich) else rows, columns, fmt,
              output, title="DLQ replay" + (" (dry run)" if dry_run else ""), footer=tally)
     if counts.get("failed"):
         raise typer.Exit(1)
@@ -198,7 +202,7 @@ def purge(
                                    help="Remove entries older than this (e.g. 7d, 12h)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; remove nothing."),
-    fmt: OutFormat = FORMAT_OPTION,
+    fmt: Format = DATA_FORMAT,
     dlq_dir: str = DIR_OPTION,
 ) -> None:
     """Remove entries older than DURATION: lists them first, then removes exactly those (asks unless --yes)."""
@@ -212,12 +216,12 @@ def purge(
     document: dict[str, Any] = {"cutoff": plan.cutoff, "listed": len(rows), "removed": 0, "dry_run": dry_run,
                                 "files_deleted": plan.whole_files, "files_rewritten": plan.partial_files,
                                 "entries": rows}
-    if fmt != OutFormat.json:
-        emit([_short(r) for r in rows], LIST_COLUMNS, OutFormat.table, None,
+    if fmt != Format.json:
+        emit([_short(r) for r in rows], LIST_COLUMNS, Format.table, None,
              table_columns=("id", "time", "origin", "error_type", "topic", "offset", "file"),
              title=f"entries older than {older_than}", footer=f"{len(rows)} entries to remove")
     if not rows or dry_run:
-        if fmt == OutFormat.json:
+        if fmt == Format.json:
             emit([], [], fmt, None, document=document)
         return
     if not yes:
@@ -229,7 +233,7 @@ def purge(
             raise typer.Exit(1)
     removed = dlq_ops.purge(settings.dlq_path, plan)
     document["removed"] = removed
-    if fmt == OutFormat.json:
+    if fmt == Format.json:
         emit([], [], fmt, None, document=document)
     else:
         typer.echo(f"removed {removed} of {len(rows)} listed entries", err=True)

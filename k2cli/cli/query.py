@@ -7,11 +7,13 @@ from typing import Any
 
 import typer
 
-from k2cli.cli._output import FORMAT_OPTION, OUTPUT_OPTION, OutFormat, emit
+from k2cli.cli._output import emit
+from k2cli.cli.options import DATA_FORMAT, OUTPUT, TABLE, Format, default_of
+from k2cli.settings import env_name
 
 app = typer.Typer(
     help="Query the lake: trades, OHLCV, SQL, snapshots, freshness.\n\n"
-    "Reads the current Iceberg snapshot of the trades table (K2_TABLE, default market_data.trades_v2). "
+    f"Reads the current Iceberg snapshot of the trades table ({env_name('table')}, default {default_of('table')}). "
     "Times are UTC: ISO 8601 (2024-05-01, 2024-05-01T12:00:00Z) or a duration ago (15m, 2h, 7d); "
     "--since is inclusive, --until exclusive.",
     no_args_is_help=True,
@@ -25,7 +27,6 @@ class Order(enum.StrEnum):
     desc = "desc"
 
 
-TABLE_OPTION = typer.Option(None, "--table", metavar="NS.TABLE", help="Table to read (default: K2_TABLE).")
 SINCE_OPTION = typer.Option(None, "--since", metavar="TIME", help="Only trades at or after TIME.")
 UNTIL_OPTION = typer.Option(None, "--until", metavar="TIME", help="Only trades before TIME.")
 EXCHANGE_OPTION = typer.Option(None, "--exchange", "-e", help="Only this exchange (e.g. BINANCE, KRAKEN).")
@@ -74,16 +75,16 @@ def trades(
     limit: int = typer.Option(100, "--limit", "-n", min=1, max=1_000_000, help="At most N trades."),
     order: Order = typer.Option(Order.desc, "--order", case_sensitive=False,
                                 help="desc: newest first (default); asc: oldest first."),
-    fmt: OutFormat = FORMAT_OPTION,
-    output: str = OUTPUT_OPTION,
-    table: str = TABLE_OPTION,
+    fmt: Format = DATA_FORMAT,
+    output: str = OUTPUT,
+    table: str = TABLE,
 ) -> None:
     """Trades with every v2 field (Decimals exact, times UTC ISO in json/csv)."""
     from k2cli.trade import FIELD_NAMES
 
     flt = _filter(symbol, exchange, since, until)
     result = _lake(table).trades(flt, limit=limit, order=order.value)
-    arrow = result.to_arrow() if fmt == OutFormat.parquet else None
+    arrow = result.to_arrow() if fmt == Format.parquet else None
     emit(result.rows(), FIELD_NAMES, fmt, output, arrow=arrow, table_columns=TRADE_TABLE_COLUMNS,
          title=f"trades {flt.symbol or 'all symbols'}", footer=_footer(result))
 
@@ -95,9 +96,9 @@ def ohlcv(
     exchange: str = EXCHANGE_OPTION,
     since: str = SINCE_OPTION,
     until: str = UNTIL_OPTION,
-    fmt: OutFormat = FORMAT_OPTION,
-    output: str = OUTPUT_OPTION,
-    table: str = TABLE_OPTION,
+    fmt: Format = DATA_FORMAT,
+    output: str = OUTPUT,
+    table: str = TABLE,
 ) -> None:
     """OHLCV bars computed from trades: open, high, low, close, volume, vwap, notional, trade count.
 
@@ -112,7 +113,7 @@ def ohlcv(
     interval_micros(interval)  # validate before touching the catalog
     flt = _filter(symbol, exchange, since, until)
     result = _lake(table).ohlcv(flt, interval)
-    emit(result.rows(), COLUMNS, fmt, output, arrow=result.to_arrow() if fmt == OutFormat.parquet else None,
+    emit(result.rows(), COLUMNS, fmt, output, arrow=result.to_arrow() if fmt == Format.parquet else None,
          table_columns=[c for c in COLUMNS if c not in ("interval_end", "notional")],
          title=f"OHLCV {flt.symbol} {interval}", footer=_footer(result))
 
@@ -121,9 +122,9 @@ def ohlcv(
 def sql(
     statement: str = typer.Argument(..., metavar="SQL", help="One SELECT (or WITH … SELECT) over the `trades` view."),
     max_rows: int = typer.Option(10_000, "--max-rows", min=0, help="Print at most N rows (0: all)."),
-    fmt: OutFormat = FORMAT_OPTION,
-    output: str = OUTPUT_OPTION,
-    table: str = TABLE_OPTION,
+    fmt: Format = DATA_FORMAT,
+    output: str = OUTPUT,
+    table: str = TABLE,
 ) -> None:
     """Run a read-only SQL query over the `trades` view (the table's current snapshot).
 
@@ -131,23 +132,23 @@ def sql(
     """
     result = _lake(table).sql(statement, max_rows=max_rows or None)
     _notes_to_stderr(result, fmt)
-    emit(result.rows(), result.columns, fmt, output, arrow=result.to_arrow() if fmt == OutFormat.parquet else None,
+    emit(result.rows(), result.columns, fmt, output, arrow=result.to_arrow() if fmt == Format.parquet else None,
          footer=_footer(result))
 
 
 @app.command()
 def snapshots(
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=1_000_000, help="The newest N snapshots."),
-    fmt: OutFormat = FORMAT_OPTION,
-    output: str = OUTPUT_OPTION,
-    table: str = TABLE_OPTION,
+    fmt: Format = DATA_FORMAT,
+    output: str = OUTPUT,
+    table: str = TABLE,
 ) -> None:
     """The table's snapshots, newest first: id, time, records and files added, the Kafka offsets carried."""
     rows = _lake(table).snapshots(limit=limit)
     columns = ["snapshot_id", "parent_id", "time", "operation", "added_records", "added_files", "total_records",
                "total_files", "offsets", "batch", "consumer", "commit_id", "records", "dlq_records", "current",
                "summary"]
-    if fmt in (OutFormat.table, OutFormat.rich):
+    if fmt in (Format.table, Format.rich):
         rows = [{**r, "offsets": _positions(r["offsets"]), "batch": _positions(r["batch"])} for r in rows]
     shown = ("snapshot_id", "time", "operation", "added_records", "added_files", "total_records", "offsets",
              "batch", "current")
@@ -175,13 +176,13 @@ def freshness(
     exchange: str = EXCHANGE_OPTION,
     since: str = typer.Option(None, "--since", metavar="TIME",
                               help="Only look at trades at or after TIME (reads less of a large lake)."),
-    fmt: OutFormat = FORMAT_OPTION,
-    output: str = OUTPUT_OPTION,
-    table: str = TABLE_OPTION,
+    fmt: Format = DATA_FORMAT,
+    output: str = OUTPUT,
+    table: str = TABLE,
 ) -> None:
     """Newest trade and ingestion time per exchange and symbol, and how far each lags behind now."""
     flt = _filter(symbol, exchange, since, None)
     result = _lake(table).freshness(flt)
     _notes_to_stderr(result, fmt)
     emit(result.rows(), result.columns, fmt, output,
-         arrow=result.to_arrow() if fmt == OutFormat.parquet else None, title="freshness", footer=_footer(result))
+         arrow=result.to_arrow() if fmt == Format.parquet else None, title="freshness", footer=_footer(result))

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from k2cli.cli._output import print_json
+from k2cli.cli.options import RICH_JSON, Format, format_option
 from k2cli.jsonutil import dumps
 
 app = typer.Typer(help="Serve a local Binance or Kraken exchange (real WebSocket protocol) from a tape, "
@@ -54,8 +55,8 @@ def _make(exchange: str):
         buffer_events: int = typer.Option(200_000, "--buffer", help="Events kept for slow clients; a client "
                                           "further behind is closed as a slow consumer."),
         url_file: Path = typer.Option(None, "--url-file", help="Write the URL to this file once listening."),
-        output_format: str = typer.Option("rich", "--format", "-f", help="rich (default) or json (a JSON line "
-                                          "with the URL at start, the statistics at exit)."),
+        output_format: Format = format_option(RICH_JSON, "rich (default) or json (a JSON line with the URL at "
+                                              "start, the statistics at exit)."),
     ) -> None:
         from k2cli.exchanges.simulator import SimulatorConfig, run_simulator
         from k2cli.settings import load_settings

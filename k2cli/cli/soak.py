@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from k2cli.cli._output import print_json
+from k2cli.cli.options import LISTING, RICH_JSON, Format, format_option, require_format, setting_help, usage_error
 
 app = typer.Typer(
     help="Run `k2 stream` (and with --consumer `k2 consume`) as child processes for hours, sample their memory "
@@ -29,25 +30,14 @@ app = typer.Typer(
 EXCHANGES = ("binance", "kraken")
 
 
-def _err(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"k2: error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _check_format(fmt: str, allowed: tuple[str, ...] = ("rich", "json")) -> str:
-    if fmt not in allowed:
-        raise _err(f"--format must be one of {', '.join(allowed)}, got {fmt!r}")
-    return fmt
-
-
 def _duration(hours: float | None, minutes: float | None) -> float:
     if hours is not None and minutes is not None:
-        raise _err("give either --hours or --minutes, not both")
+        raise usage_error("give either --hours or --minutes, not both")
     if hours is None and minutes is None:
-        raise _err("give the soak's length with --hours H or --minutes M (e.g. --hours 24)")
+        raise usage_error("give the soak's length with --hours H or --minutes M (e.g. --hours 24)")
     seconds = hours * 3600 if hours is not None else minutes * 60
     if seconds <= 0:
-        raise _err("--hours/--minutes must be greater than 0")
+        raise usage_error("--hours/--minutes must be greater than 0")
     return float(seconds)
 
 
@@ -68,21 +58,20 @@ def soak(
     topic: str = typer.Option(None, "--topic", help="Kafka topic for the stream (default: the exchange's topic "
                               "setting); use a scratch topic when soaking against a simulator."),
     symbols: str = typer.Option(None, "--symbols", help="Comma-separated symbols for the stream."),
-    group: str = typer.Option(None, "--group", help="Consumer group for --consumer (default: the setting)."),
+    group: str = typer.Option(None, "--group", help=setting_help("Consumer group for --consumer", "consumer_group")),
     startup_timeout: float = typer.Option(90.0, "--startup-timeout", min=1.0, metavar="S",
                                           help="Seconds the children get to open their metrics endpoints."),
-    fmt: str = typer.Option("rich", "--format", "-f", help="rich (live display, default) or json (summary)."),
+    fmt: Format = format_option(RICH_JSON, "rich (live display, default) or json (summary)."),
 ) -> None:
     """Run a soak test (or see `k2 soak report --help`)."""
     if ctx.invoked_subcommand is not None:
         return
-    fmt = _check_format(fmt)
     seconds = _duration(hours, minutes)
     if exchange not in EXCHANGES:
-        raise _err(f"--exchange must be binance or kraken, got {exchange!r}" if exchange
+        raise usage_error(f"--exchange must be binance or kraken, got {exchange!r}" if exchange
                    else "give --exchange binance or --exchange kraken")
     if sample_interval > seconds:
-        raise _err(f"--sample-interval {sample_interval:g} s is longer than the run ({seconds:g} s)")
+        raise usage_error(f"--sample-interval {sample_interval:g} s is longer than the run ({seconds:g} s)")
 
     from k2cli.checks.thresholds import check_overrides
     from k2cli.settings import ensure_writable_dir, load_settings
@@ -93,7 +82,7 @@ def soak(
     check_overrides(settings.thresholds)  # a typo in k2.toml [thresholds] would silently do nothing
     url = url or settings.exchange_url(exchange)
     if not url.startswith(("ws://", "wss://")):
-        raise _err(f"--url {url!r} is not a ws:// or wss:// URL")
+        raise usage_error(f"--url {url!r} is not a ws:// or wss:// URL")
     if output_dir is None:
         output_dir = Path(f"k2-soak-{exchange}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
     ensure_writable_dir(output_dir, "--output-dir")
@@ -276,16 +265,16 @@ def report(
                                    help="Build the seeds' 7-day production validation report from this Prometheus."),
     days: float = typer.Option(7.0, "--days", min=0.0001, help="Look-back window for --prometheus (default 7)."),
     output: Path = typer.Option(None, "--output", metavar="FILE", help="Also write the report to FILE."),
-    fmt: str = typer.Option("rich", "--format", "-f", help="rich (default), json, or markdown (--prometheus)."),
+    fmt: Format = format_option(LISTING, "rich (default), json, or markdown (--prometheus)."),
 ) -> None:
     """Re-render the report and chart of a soak directory from its files, or (--prometheus URL --days 7)
     build the 7-day production validation report from Prometheus. Exit status is the verdict."""
     if (directory is None) == (prometheus is None):
-        raise _err("give either a soak directory or --prometheus URL")
+        raise usage_error("give either a soak directory or --prometheus URL")
     if prometheus is not None:
-        _weekly(prometheus, exchange or "binance", days, output, _check_format(fmt, ("rich", "json", "markdown")))
+        _weekly(prometheus, exchange or "binance", days, output, fmt)
         return
-    fmt = _check_format(fmt)
+    require_format(fmt, RICH_JSON, "(markdown goes with --prometheus)")
     from k2cli.soak.report import rerender
 
     record, evaluation, text = rerender(directory, exchange)
@@ -307,9 +296,9 @@ def report(
 
 def _weekly(url: str, exchange: str, days: float, output: Path | None, fmt: str) -> None:
     if exchange not in EXCHANGES:
-        raise _err(f"--exchange must be binance or kraken, got {exchange!r}")
+        raise usage_error(f"--exchange must be binance or kraken, got {exchange!r}")
     if not url.startswith(("http://", "https://")):
-        raise _err(f"--prometheus {url!r} is not an http:// or https:// URL")
+        raise usage_error(f"--prometheus {url!r} is not an http:// or https:// URL")
     from k2cli.settings import load_settings
     from k2cli.soak.weekly import build_weekly, render_markdown
 

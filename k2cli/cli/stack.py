@@ -8,6 +8,7 @@ import sys
 import typer
 
 from k2cli.cli._output import print_json
+from k2cli.cli.options import RICH_JSON, Format, format_option
 
 app = typer.Typer(
     help="Install, start, stop and check the local stack: Kafka (KRaft), a Confluent-API Schema Registry "
@@ -16,7 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-FORMAT = typer.Option("rich", "--format", "-f", help="Output format: rich (default) or json.")
+FORMAT = format_option(RICH_JSON, "Output format: rich (default) or json.")
 TIMEOUT = typer.Option(None, "--timeout", min=1.0,
                        help="Seconds to wait for each service to become healthy (default: per service, 30-180).")
 
@@ -25,14 +26,6 @@ def _stack():
     from k2cli.stack.manager import Stack
 
     return Stack.from_settings()
-
-
-def _check_format(fmt: str) -> str:
-    if fmt not in ("rich", "json"):
-        from k2cli.errors import ConfigError
-
-        raise ConfigError(f"--format must be rich or json, got {fmt!r}")
-    return fmt
 
 
 def _progress(fmt: str):
@@ -72,14 +65,13 @@ def _console():
 
 
 @app.command()
-def up(fmt: str = FORMAT, timeout: float = TIMEOUT) -> None:
+def up(fmt: Format = FORMAT, timeout: float = TIMEOUT) -> None:
     """Start every service that is not running and wait until all are healthy.
 
     On first use it installs what is missing (downloads are cached), initialises the data directories,
     creates the contract topics and the catalog database. Running it again changes nothing."""
     import time
 
-    fmt = _check_format(fmt)
     began = time.monotonic()
     states = _stack().up(progress=_progress(fmt), timeout=timeout)
     elapsed = time.monotonic() - began
@@ -92,11 +84,10 @@ def up(fmt: str = FORMAT, timeout: float = TIMEOUT) -> None:
 
 
 @app.command()
-def down(fmt: str = FORMAT) -> None:
+def down(fmt: Format = FORMAT) -> None:
     """Stop the processes `k2 stack up` started, and only those.
 
     Processes are tracked by pid files with their start times; data stays in $K2_HOME/stack."""
-    fmt = _check_format(fmt)
     states = _stack().down(progress=_progress(fmt))
     if fmt == "json":
         print_json({"services": [{"name": s.name, "pid": s.pid, "action": s.action} for s in states]})
@@ -105,9 +96,8 @@ def down(fmt: str = FORMAT) -> None:
 
 
 @app.command()
-def status(fmt: str = FORMAT) -> None:
+def status(fmt: Format = FORMAT) -> None:
     """Show each service's process and health; exit 1 when any is not healthy."""
-    fmt = _check_format(fmt)
     states = _stack().status()
     healthy = all(s.healthy for s in states)
     if fmt == "json":
@@ -120,12 +110,11 @@ def status(fmt: str = FORMAT) -> None:
 
 
 @app.command("install")
-def install_cmd(fmt: str = FORMAT) -> None:
+def install_cmd(fmt: Format = FORMAT) -> None:
     """Install everything the stack runs, without starting it.
 
     Debian packages (postgresql, prometheus, nginx, maven; as root), then Kafka's jars and Apicurio
     Registry from Maven Central into the cache ($K2_CACHE_DIR, default $K2_HOME/cache)."""
-    fmt = _check_format(fmt)
     done = _stack().install(progress=_progress(fmt))
     if fmt == "json":
         print_json(done)

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import typer
 
+from k2cli.cli.options import RICH_JSON, Format, format_option, setting_help
+from k2cli.settings import env_name
+
 app = typer.Typer(help="Stream exchange trades into Kafka as Avro v2 records (Confluent wire format), with "
                        "heartbeat, idle watchdog, make-before-break rotation, reconnects with backoff, and a "
                        "dead-letter file for bad frames. Metrics on --metrics-port.",
@@ -29,22 +32,21 @@ def _make(exchange: str):
         max_messages: int = typer.Option(0, "--max-messages", "-n", help="Stop after N trades produced "
                                          "(0 = no limit)."),
         duration: float = typer.Option(0.0, "--duration", "-d", help="Stop after S seconds (0 = no limit)."),
-        rotation_interval: float = typer.Option(None, "--rotation-interval", help="Seconds between planned "
-                                                "make-before-break rotations [K2_ROTATION_INTERVAL, 14400]."),
-        ping_interval: float = typer.Option(None, "--ping-interval", help="Seconds between our pings "
-                                            "[K2_PING_INTERVAL, 180]."),
-        pong_timeout: float = typer.Option(None, "--pong-timeout", help="Seconds to wait for a pong before "
-                                           "reconnecting [K2_PONG_TIMEOUT, 10]."),
-        idle_timeout: float = typer.Option(None, "--idle-timeout", help="Reconnect after S seconds without a "
-                                           "frame [K2_IDLE_TIMEOUT, 30]."),
+        rotation_interval: float = typer.Option(None, "--rotation-interval", help=setting_help(
+            "Seconds between planned make-before-break rotations", "rotation_interval")),
+        ping_interval: float = typer.Option(None, "--ping-interval", help=setting_help(
+            "Seconds between our pings", "ping_interval")),
+        pong_timeout: float = typer.Option(None, "--pong-timeout", help=setting_help(
+            "Seconds to wait for a pong before reconnecting", "pong_timeout")),
+        idle_timeout: float = typer.Option(None, "--idle-timeout", help=setting_help(
+            "Reconnect after S seconds without a frame", "idle_timeout")),
         metrics_port: int = typer.Option(None, "--metrics-port", help=f"Prometheus /metrics port, 0 = off "
                                          f"[K2_{exchange.upper()}_METRICS_PORT, {default_port}]."),
         insecure: bool = typer.Option(False, "--insecure", help="Do not verify the exchange's TLS certificate "
                                       "(testing only; prints a warning)."),
         ca_bundle: Path = typer.Option(None, "--ca-bundle", help="Also trust the CAs in this PEM file "
-                                       "[K2_CA_BUNDLE]."),
-        output_format: str = typer.Option("rich", "--format", "-f", help="rich (default) or json for the final "
-                                          "summary."),
+                                       f"[{env_name('ca_bundle')}]."),
+        output_format: Format = format_option(RICH_JSON, "rich (default) or json for the final summary."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log connections and rotations too."),
         debug_leak: float = typer.Option(None, "--debug-leak-mb-per-min", hidden=True,
                                          help="Test-only fault: retain this many MiB per minute."),
@@ -52,8 +54,6 @@ def _make(exchange: str):
         from k2cli.settings import load_settings
         from k2cli.stream.runner import StreamRunner, build_options
 
-        if output_format not in ("rich", "json"):
-            raise typer.BadParameter("must be rich or json", param_hint="--format")
         settings = load_settings(
             rotation_interval=rotation_interval, ping_interval=ping_interval, pong_timeout=pong_timeout,
             idle_timeout=idle_timeout, ssl_verify=False if insecure else None,

@@ -13,6 +13,8 @@ from typing import Any
 
 import typer
 
+from k2cli.cli.options import LISTING, REPORT, Format, format_option, usage_error
+
 app = typer.Typer(
     help="Run the operators' validation checklists with pass/fail reports.\n\n"
     "Each checklist measures the pipeline through real connections, compares against thresholds "
@@ -20,23 +22,6 @@ app = typer.Typer(
     "2 any failure, 3 could not run.",
     no_args_is_help=True,
 )
-
-
-class ReportFormat(enum.StrEnum):
-    """Report formats."""
-
-    rich = "rich"
-    json = "json"
-    junit = "junit"
-    markdown = "markdown"
-
-
-class ListFormat(enum.StrEnum):
-    """Formats of `list` and `coverage`."""
-
-    rich = "rich"
-    json = "json"
-    markdown = "markdown"
 
 
 class Exchange(enum.StrEnum):
@@ -50,10 +35,10 @@ STYLES = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim", 
           "ERROR": "bold magenta"}
 ICONS = {"PASS": "✔", "WARN": "!", "FAIL": "✘", "SKIP": "-", "MANUAL": "?", "ERROR": "⚠"}
 
-FORMAT = typer.Option(ReportFormat.rich, "--format", "-f", case_sensitive=False,
-                      help="rich (live progress and a table, default), json, junit or markdown.")
+FORMAT = format_option(REPORT, "rich (live progress and a table, default), json, junit or markdown.")
 OUTPUT = typer.Option(None, "--output", "-o", metavar="FILE",
                       help="Write the report to FILE (the terminal still shows the rich summary).")
+LIST_FORMAT = format_option(LISTING, "rich (default), json or markdown.")
 RETRY = typer.Option(0.0, "--retry-timeout", metavar="S", min=0.0,
                      help="Re-run failing steps until they pass or S seconds have gone by.")
 RETRY_INTERVAL = typer.Option(2.0, "--retry-interval", metavar="S", min=0.1,
@@ -180,12 +165,12 @@ def render_rich(report: Any, console: Any) -> None:
                   + f"; exit {report.exit_code}")
 
 
-def _text(report: Any, fmt: ReportFormat) -> str:
-    if fmt is ReportFormat.json:
+def _text(report: Any, fmt: Format) -> str:
+    if fmt is Format.json:
         from k2cli.checks import report_json
 
         return report_json.render(report)
-    if fmt is ReportFormat.junit:
+    if fmt is Format.junit:
         from k2cli.checks import report_junit
 
         return report_junit.render(report)
@@ -206,7 +191,7 @@ def _write(path: str, text: str) -> None:
         raise ConfigError(f"--output {path}: cannot write: {exc.strerror}", setting="--output") from None
 
 
-def run(name: str, fmt: ReportFormat, output: str | None, retry_timeout: float, retry_interval: float,
+def run(name: str, fmt: Format, output: str | None, retry_timeout: float, retry_interval: float,
         steps: list[str] | None = None, **option_values: Any) -> None:
     """Build a checklist, run it with a live view, report in the chosen format, exit with its code."""
     from k2cli.checks import checklists, thresholds
@@ -226,15 +211,14 @@ def run(name: str, fmt: ReportFormat, output: str | None, retry_timeout: float, 
         typer.echo(f"k2: error: {exc}", err=True)
         raise typer.Exit(3) from None
     except KeyError as exc:
-        typer.echo(f"k2: error: --step: {exc.args[0]} (`k2 validate list` shows the step ids)", err=True)
-        raise typer.Exit(3) from None
+        raise usage_error(f"--step: {exc.args[0]} (`k2 validate list` shows the step ids)") from None
 
-    to_stdout = fmt is not ReportFormat.rich and output is None
+    to_stdout = fmt is not Format.rich and output is None
     console = _console(stderr=to_stdout)
     view = LiveView(console, enabled=not to_stdout or console.is_terminal)
     report = run_checklist(checklist, Context(settings, options), retry_timeout=retry_timeout,
                            retry_interval=retry_interval, emit=view)
-    if fmt is ReportFormat.rich:
+    if fmt is Format.rich:
         render_rich(report, console)
         if output:
             with open(output, "w", encoding="utf-8") as fh:
@@ -253,14 +237,14 @@ def run(name: str, fmt: ReportFormat, output: str | None, retry_timeout: float, 
 
 
 @app.command("prereqs")
-def prereqs(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
+def prereqs(fmt: Format = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
             retry_interval: float = RETRY_INTERVAL, step: list[str] = STEPS) -> None:
     """Every service healthy: broker and topics, registry and subjects, catalog and table, warehouse, Prometheus."""
     run("prereqs", fmt, output, retry_timeout, retry_interval, step)
 
 
 @app.command("e2e")
-def e2e(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
+def e2e(fmt: Format = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
         retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE, url: str = URL,
         step: list[str] = STEPS) -> None:
     """Consumer E2E steps 1-6: baseline, a consumer run over a known number of messages, snapshot and record
@@ -271,7 +255,7 @@ def e2e(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float =
 
 
 @app.command("streaming")
-def streaming(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
+def streaming(fmt: Format = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
               retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE, url: str = URL,
               step: list[str] = STEPS) -> None:
     """Connection time, time to first trade, 10 valid trades, 100% v2 compliance, message rate and latency,
@@ -280,7 +264,7 @@ def streaming(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: f
 
 
 @app.command("resilience")
-def resilience(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
+def resilience(fmt: Format = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
                retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE,
                step: list[str] = STEPS) -> None:
     """Phase 5 P0/P1: TLS, rotation without loss, heartbeat and pong-timeout reconnect, bounded serializer
@@ -344,7 +328,7 @@ def _end_rehearsal(rehearsal: Any, console: Any, exit_code: int = 3) -> None:
 @app.command("deploy")
 def deploy(pre: bool = typer.Option(False, "--pre", help="The pre-deployment checklist."),
            post: bool = typer.Option(False, "--post", help="The post-deployment checklist."),
-           fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
+           fmt: Format = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
            retry_interval: float = RETRY_INTERVAL, exchange: Exchange = EXCHANGE,
            step: list[str] = STEPS,
            rehearse: float = typer.Option(
@@ -358,11 +342,9 @@ def deploy(pre: bool = typer.Option(False, "--pre", help="The pre-deployment che
     """Pre-deployment (--pre) or post-deployment (--post) checklist: automatable items measured, the rest
     MANUAL with the reason and what a person must check."""
     if pre == post:
-        typer.echo("k2: error: choose exactly one of --pre or --post", err=True)
-        raise typer.Exit(3)
+        raise usage_error("choose exactly one of --pre or --post")
     if rehearse and pre:
-        typer.echo("k2: error: --rehearse goes with --post (it rehearses a running deployment)", err=True)
-        raise typer.Exit(3)
+        raise usage_error("--rehearse goes with --post (it rehearses a running deployment)")
     if not rehearse:
         run("deploy", fmt, output, retry_timeout, retry_interval, step, phase="pre" if pre else "post",
             exchange=exchange.value)
@@ -380,7 +362,7 @@ def deploy(pre: bool = typer.Option(False, "--pre", help="The pre-deployment che
 
 
 @app.command("tech-debt")
-def tech_debt(fmt: ReportFormat = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
+def tech_debt(fmt: Format = FORMAT, output: str = OUTPUT, retry_timeout: float = RETRY,
               retry_interval: float = RETRY_INTERVAL, step: list[str] = STEPS) -> None:
     """Technical debt resolution checklist: automatable items measured, the rest MANUAL."""
     run("tech-debt", fmt, output, retry_timeout, retry_interval, step)
@@ -415,16 +397,15 @@ def _catalogue() -> dict[str, Any]:
 
 
 @app.command("list")
-def list_checklists(fmt: ListFormat = typer.Option(ListFormat.rich, "--format", "-f", case_sensitive=False,
-                                                   help="rich (default), json or markdown.")) -> None:
+def list_checklists(fmt: Format = LIST_FORMAT) -> None:
     """Show every checklist, its steps (automatic or MANUAL) and every threshold with the value in force."""
     data = _catalogue()
-    if fmt is ListFormat.json:
+    if fmt is Format.json:
         from k2cli.cli._output import print_json
 
         print_json(data)
         return
-    if fmt is ListFormat.markdown:
+    if fmt is Format.markdown:
         lines = []
         for cl in data["checklists"]:
             lines += [f"## {cl['name']}: {cl['title']}", "", cl["description"], "", "| step | kind | title |",
@@ -454,16 +435,15 @@ def list_checklists(fmt: ListFormat = typer.Option(ListFormat.rich, "--format", 
 
 
 @app.command("coverage")
-def coverage(fmt: ListFormat = typer.Option(ListFormat.rich, "--format", "-f", case_sensitive=False,
-                                            help="rich (default), json or markdown.")) -> None:
+def coverage(fmt: Format = LIST_FORMAT) -> None:
     """Map every checklist item of the operators' seed documents to the step that checks it (or MANUAL)."""
     from k2cli.checks import coverage as cov
 
-    if fmt is ListFormat.markdown:
+    if fmt is Format.markdown:
         sys.stdout.write(cov.markdown())
         return
     rows = cov.rows()
-    if fmt is ListFormat.json:
+    if fmt is Format.json:
         from k2cli.cli._output import print_json
 
         print_json(rows)

@@ -57,14 +57,21 @@ def test_coverage_json_maps_all_120_items(clean_env):
     assert len(rows) == 120 and all(r["steps"] for r in rows)
 
 
-def test_operator_mistakes_exit_3_with_one_line(clean_env):
+def test_usage_errors_exit_2_with_one_line(clean_env):
     proc = k2("validate", "deploy", env=clean_env)
-    assert proc.returncode == 3 and proc.stderr.strip() == "k2: error: choose exactly one of --pre or --post"
+    assert proc.returncode == 2 and proc.stderr.strip() == "k2: error: choose exactly one of --pre or --post"
     proc = k2("validate", "prereqs", "--step", "prereqs.nope", env=clean_env)
-    assert proc.returncode == 3 and "prereqs has no step 'prereqs.nope'" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "prereqs has no step 'prereqs.nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     proc = k2("validate", "prereqs", "--format", "yaml", env=clean_env)
     assert proc.returncode == 2 and "yaml" in proc.stderr  # a usage error, like every command's
+
+
+def test_a_checklist_that_cannot_start_exits_3(clean_env, tmp_path):
+    config = tmp_path / "k2.toml"
+    config.write_text("[thresholds]\nservice_latncy_max_ms = 10\n")
+    proc = k2("--config", str(config), "validate", "prereqs", env=clean_env)
+    assert proc.returncode == 3 and "unknown threshold 'service_latncy_max_ms'" in proc.stderr
 
 
 def test_soak_thresholds_in_the_same_table_are_not_rejected(clean_env, tmp_path):
