@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -45,15 +46,16 @@ class LazyGroup(typer.core.TyperGroup):
         command.params = [p for p in command.params if p.name not in ("install_completion", "show_completion")]
         return command
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
         """Run k2; a usage error or a K2Error ends it with one `k2: error:` line and its exit code."""
         from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
         from k2cli.errors import K2Error
 
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, complete_var, standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
         except NoArgsIsHelpError as exc:  # `k2 query` alone: its help, as click shows it
             exc.show()
             code = exc.exit_code

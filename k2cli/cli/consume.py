@@ -5,10 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from k2cli.cli.options import GROUP, RICH_JSON, TABLE, TOPICS, Format, format_option, setting_help, usage_error
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from k2cli.consume.engine import ConsumeEngine
+    from k2cli.errors import K2Error
+    from k2cli.observe.consumer_metrics import ConsumerMetrics
 
 app = typer.Typer(help="Write Kafka trades into Iceberg exactly once.", add_completion=False)
 
@@ -82,7 +91,7 @@ def consume(
         raise failure
 
 
-def _serve_metrics(metrics, port: int):
+def _serve_metrics(metrics: ConsumerMetrics, port: int) -> Any:
     from k2cli.errors import ConfigError
 
     try:
@@ -92,7 +101,7 @@ def _serve_metrics(metrics, port: int):
                           setting="K2_CONSUMER_METRICS_PORT") from None
 
 
-def _setup_logging(verbose: bool):
+def _setup_logging(verbose: bool) -> Console:
     from rich.console import Console
     from rich.logging import RichHandler
 
@@ -112,7 +121,7 @@ def _setup_logging(verbose: bool):
     return console
 
 
-def _panel(engine):
+def _panel(engine: ConsumeEngine) -> Table:
     from rich.table import Table
 
     s = engine.stats
@@ -129,21 +138,21 @@ def _panel(engine):
 
 
 class _LivePanel:
-    def __init__(self, engine) -> None:
+    def __init__(self, engine: ConsumeEngine) -> None:
         self._engine = engine
 
-    def __rich__(self):
+    def __rich__(self) -> Table:
         return _panel(self._engine)
 
 
-def _run_live(engine, console) -> None:
+def _run_live(engine: ConsumeEngine, console: Console) -> None:
     from rich.live import Live
 
     with Live(_LivePanel(engine), console=console, refresh_per_second=2, transient=True):
         engine.run()
 
 
-def _report(engine, output_format: str, failure) -> None:
+def _report(engine: ConsumeEngine, output_format: str, failure: K2Error | None) -> None:
     from k2cli.cli._output import print_json
 
     data = engine.stats.to_dict()

@@ -82,7 +82,9 @@ def default_of(name: str) -> Any:
     spec = _FIELDS[name]
     if spec.default is not dataclasses.MISSING:
         return spec.default
-    return spec.default_factory()  # type: ignore[misc]  # a field without a default has a factory
+    if callable(spec.default_factory):
+        return spec.default_factory()
+    raise KeyError(f"setting {name} has no default")
 
 
 def setting_help(text: str, name: str, default: str | None = None) -> str:

@@ -4,6 +4,8 @@ Prometheus), natively and on loopback only."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import typer
 
@@ -28,7 +30,7 @@ def _stack():
     return Stack.from_settings()
 
 
-def _progress(fmt: str):
+def _progress(fmt: str) -> Callable[[str], None]:
     def say(message: str) -> None:
         # Progress goes to stderr, so `--format json` output stays clean on stdout.
         print(f"k2 stack: {message}", file=sys.stderr, flush=True)
@@ -36,7 +38,7 @@ def _progress(fmt: str):
     return say
 
 
-def _table(states, title: str, columns: tuple[str, ...]) -> None:
+def _table(states: Sequence[Any], title: str, columns: tuple[str, ...]) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
