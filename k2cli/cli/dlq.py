@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from k2cli.cli._output import emit
-from k2cli.cli.options import DATA_FORMAT, OUTPUT, Format, setting_help
+from k2cli.cli.options import DATA_FORMAT, OUTPUT, Format, setting_help, usage_error
 from k2cli.jsonutil import plain
 from k2cli.settings import env_name
 
@@ -40,11 +40,11 @@ def _settings(dlq_dir: str | None) -> Any:
 
 def _filter(ids: list[str] | None, error_types: list[str] | None, since: str | None, until: str | None,
             origin: str | None) -> Any:
-    from k2cli.reliability.dlq_ops import DLQOpError, EntryFilter
+    from k2cli.reliability.dlq_ops import EntryFilter
     from k2cli.timespec import parse_instant
 
     if origin is not None and origin not in ("consume", "stream"):
-        raise DLQOpError(f"--origin must be consume or stream, got {origin!r}")
+        raise usage_error(f"--origin must be consume or stream, got {origin!r}")
     return EntryFilter(
         ids=tuple(i.strip() for i in ids or () if i.strip()), error_types=tuple(error_types or ()),
         since=parse_instant(since, "--since") if since else None,
@@ -173,7 +173,7 @@ def replay(
 
     flt = _filter(entry_ids, error_type, since, until, origin)
     if not (flt.ids or flt.error_types or flt.since or flt.until or flt.origin or all_entries):
-        raise dlq_ops.DLQOpError("say what to replay: --id, --error-type, --since/--until, --origin, or --all")
+        raise usage_error("say what to replay: --id, --error-type, --since/--until, --origin, or --all")
     settings = _settings(dlq_dir)
     outcomes = dlq_ops.replay(settings.dlq_path, flt, settings, to_topic=to_topic, dry_run=dry_run,
                               retry_failed=retry_failed)
