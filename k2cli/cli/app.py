@@ -60,9 +60,9 @@ class LazyGroup(typer.core.TyperGroup):
             exc.show()
             code = exc.exit_code
         except UsageError as exc:  # bad option value, unknown option or choice, bad flag combination
-            code = _error_line(exc.format_message(), 2)
+            code = _error_line(" ".join(exc.format_message().split()), 2)
         except ClickException as exc:
-            code = _error_line(exc.format_message(), exc.exit_code)
+            code = _error_line(" ".join(exc.format_message().split()), exc.exit_code)
         except typer.Abort:
             typer.echo("Aborted!", err=True)
             code = 1
@@ -79,8 +79,8 @@ class LazyGroup(typer.core.TyperGroup):
 
 
 def _error_line(message: str, code: int) -> int:
-    """Print `k2: error: MESSAGE` as one line on stderr and return the exit code."""
-    typer.echo(f"k2: error: {' '.join(message.split())}", err=True)
+    """Print `k2: error: MESSAGE` on stderr and return the exit code."""
+    typer.echo(f"k2: error: {message}", err=True)
     return code
 
 
