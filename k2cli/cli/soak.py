@@ -6,11 +6,16 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from k2cli.cli._output import print_json
 from k2cli.cli.options import LISTING, RICH_JSON, Format, format_option, require_format, setting_help, usage_error
+
+if TYPE_CHECKING:
+    from k2cli.soak.profile import RunRecord
+    from k2cli.soak.runner import SoakEvent, SoakPlan, SoakResult, SoakRunner
 
 app = typer.Typer(
     help="Run `k2 stream` (and with --consumer `k2 consume`) as child processes for hours, sample their memory "
@@ -33,9 +38,12 @@ EXCHANGES = ("binance", "kraken")
 def _duration(hours: float | None, minutes: float | None) -> float:
     if hours is not None and minutes is not None:
         raise usage_error("give either --hours or --minutes, not both")
-    if hours is None and minutes is None:
+    if hours is not None:
+        seconds = hours * 3600
+    elif minutes is not None:
+        seconds = minutes * 60
+    else:
         raise usage_error("give the soak's length with --hours H or --minutes M (e.g. --hours 24)")
-    seconds = hours * 3600 if hours is not None else minutes * 60
     if seconds <= 0:
         raise usage_error("--hours/--minutes must be greater than 0")
     return float(seconds)
@@ -99,7 +107,7 @@ def soak(
     raise typer.Exit(result.exit_code)
 
 
-def _run_with_signals(runner):
+def _run_with_signals(runner: SoakRunner) -> SoakResult:
     """Run with SIGINT/SIGTERM turned into a graceful stop (a second Ctrl-C stops at once)."""
     names = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
     previous = {}
@@ -124,16 +132,16 @@ def _n(value: float | None) -> str:
 class _LiveView:
     """The live display: progress with ETA, current RSS, rate, drops; re-rendered every second."""
 
-    def __init__(self, plan) -> None:
+    def __init__(self, plan: SoakPlan) -> None:
         self.plan = plan
-        self.event = None
-        self.sample = None  # the latest sample (kept when the finished event carries none)
+        self.event: SoakEvent | None = None
+        self.sample: Any = None  # the latest sample (kept when the finished event carries none)
         self.taken = 0
         self.ready_at: float | None = None
         self.ended_at: float | None = None
         self.started = time.monotonic()
 
-    def update(self, event) -> None:
+    def update(self, event: SoakEvent) -> None:
         self.event = event
         if event.sample is not None:
             self.sample, self.taken = event.sample, event.samples_taken
@@ -194,7 +202,7 @@ class _LiveView:
                      subtitle_align="right")
 
 
-def _run_live(plan, thresholds):
+def _run_live(plan: SoakPlan, thresholds: dict[str, float]) -> SoakResult:
     """Run with a rich live display on a terminal (plain lines otherwise), then print the verdict."""
     from rich.console import Console
     from rich.live import Live
@@ -225,7 +233,7 @@ def _run_live(plan, thresholds):
     return result
 
 
-def _stderr_lines(event) -> None:
+def _stderr_lines(event: SoakEvent) -> None:
     """Plain progress on stderr (for --format json and logs)."""
     s = event.sample
     if event.kind == "sample" and s is not None:
@@ -236,7 +244,7 @@ def _stderr_lines(event) -> None:
         print(f"k2 soak: {event.kind}: {event.message}", file=sys.stderr, flush=True)
 
 
-def _summary(record, evaluation, directory: Path) -> dict:
+def _summary(record: RunRecord, evaluation: Any, directory: Path) -> dict[str, Any]:
     from k2cli.soak.profile import CHART_SUFFIX, PROFILE_SUFFIX, REPORT_SUFFIX, path_for
 
     return {

@@ -454,5 +454,7 @@ def coverage(fmt: Format = LIST_FORMAT) -> None:
     for column in ("seed", "section", "item", "steps", "kind"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row["seed"], row["section"], row["item"], "\n".join(row["steps"]), row["kind"])
+        steps = row["steps"]
+        assert isinstance(steps, list)
+        table.add_row(str(row["seed"]), str(row["section"]), str(row["item"]), "\n".join(steps), str(row["kind"]))
     _console().print(table)
