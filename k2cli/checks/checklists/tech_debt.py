@@ -79,7 +79,7 @@ def edge_records() -> list[dict[str, Any]]:
     """v2 trades at the edges of every type: smallest/largest decimals, µs times, UUIDs, unicode, nulls."""
     from k2cli.trade import new_trade
 
-    base = dict(symbol="BTCUSDT", exchange="BINANCE", currency="USDT", side="BUY")
+    base: dict[str, Any] = dict(symbol="BTCUSDT", exchange="BINANCE", currency="USDT", side="BUY")
     return [
         new_trade(trade_id="BINANCE-1", timestamp_us=1, price="0.00000001", quantity="0.00000001",
                   ingestion_timestamp_us=2, source_sequence=None, vendor_data=None, message_id=str(uuid.uuid4()),
@@ -153,7 +153,8 @@ def measure_error_classes(ctx: Context) -> Result:
         "corrupt Avro body": (frame(schema_id, b"\xff\xff\xff\xff\xff\xff"), "invalid_record"),
         "tombstone": (None, "null_value"),
     }
-    problems, evidence = [], []
+    problems: list[str] = []
+    evidence: list[str] = []
     decoder = AvroDeserializer(registry)
     try:
         for name, (value, expected) in cases.items():
