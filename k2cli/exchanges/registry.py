@@ -34,7 +34,8 @@ def all() -> tuple[ExchangeDescriptor, ...]:
 
 
 def default() -> ExchangeDescriptor:
-    """The exchange a command uses when none is given (the first registered)."""
+    """The exchange a command uses when none is given: the first registered, the one the operators' seed
+    procedures (docs/seeds) were written for."""
     return _ALL[0]
 
 
