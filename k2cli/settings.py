@@ -176,6 +176,12 @@ def exchange_setting_names() -> dict[str, tuple[str, str]]:
     return {f"{name}_{key}": (name, key) for name in registry.names() for key in EXCHANGE_KEYS}
 
 
+def setting_names() -> list[str]:
+    """The flat name of every setting in reference order (each exchange's settings where `exchanges` stands)."""
+    flat = list(exchange_setting_names())
+    return [n for f in dataclasses.fields(Settings) for n in (flat if f.name == "exchanges" else [f.name])]
+
+
 def _hint(name: str) -> object:
     """The type of a setting by its flat name."""
     per_exchange = exchange_setting_names().get(name)

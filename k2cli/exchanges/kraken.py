@@ -326,6 +326,7 @@ DESCRIPTOR = ExchangeDescriptor(
     symbols_doc="Comma-separated Kraken pairs, e.g. `BTC/USD`.",
     url_note="; a /v2 path speaks Kraken WS v2",
     check_urls=_check_urls,
+    rehearsal_url_path="/v2",
     vendor_fields=("pair", "base_asset", "quote_asset", "order_type"),
     check_record=_check_record,
 )
