@@ -292,7 +292,9 @@ def _check_urls(urls: Sequence[str]) -> None:
 
 
 def _plan(urls: tuple[str, ...], pairs: tuple[str, ...]) -> ConnectionPlan:
-    """Subscribe by message in the version of the primary URL; v2 trade ids are sequential, v1 ids hashes."""
+    """Subscribe by message in the version of the primary URL; v2 trade ids are sequential, v1 ids hashes.
+
+    Each subscription replays the last 50 trades (the snapshot): the stream's dedup drops those."""
     version = version_of(urls[0])
     return ConnectionPlan(urls=urls, subscribe=(subscribe_message(pairs, version),), parser=parser_for(version),
                           sequential_ids=version == 2)
