@@ -6,17 +6,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from k2cli.exchanges.base import Parsed
+from k2cli.exchanges.base import Parsed, Row
 
 
 class Parser(Protocol):
     """Turns one frame into a Parsed result (raising FrameError for an unusable one)."""
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
         """Trades as v2 records (dicts)."""
         ...
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Trades as rows in k2cli.trade.FIELDS order (the stream's hot path)."""
         ...
 

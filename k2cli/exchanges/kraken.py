@@ -31,8 +31,8 @@ from k2cli.exchanges.base import (
     FrameError,
     MessageIds,
     Parsed,
+    Row,
     exact_decimal,
-    row_to_record,
 )
 from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
 from k2cli.exchanges.symbols import UnknownSymbol, check_kraken_symbols, kraken_v1_pair, split_kraken_pair
@@ -122,14 +122,11 @@ class _KrakenParser:
         self._ids = MessageIds()
         self._pairs: dict[str, tuple[str, str, str]] = {}
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
         """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
-        parsed = self.parse_rows(raw, ingest_us)
-        if parsed.trades:
-            parsed.trades = [row_to_record(row) for row in parsed.trades]
-        return parsed
+        return self.parse_rows(raw, ingest_us).as_records()
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:  # pragma: no cover - abstract
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _pair(self, pair: object) -> tuple[str, str, str]:
@@ -153,7 +150,7 @@ class KrakenV1Parser(_KrakenParser):
 
     version = 1
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows."""
         try:
             msg = json.loads(raw)
@@ -174,14 +171,14 @@ class KrakenV1Parser(_KrakenParser):
             raise FrameError("exchange_error", f"exchange error: {msg.get('errorMessage', msg)}")
         raise FrameError("unknown_event", f"unknown event {event!r}")
 
-    def _trades(self, msg: list[Any], ingest_us: int) -> Parsed:
+    def _trades(self, msg: list[Any], ingest_us: int) -> Parsed[Row]:
         if len(msg) < 4 or msg[-2] != "trade":
             raise FrameError("unknown_event", f"array frame of channel {msg[-2] if len(msg) >= 2 else None!r}")
         rows, pair = msg[1], msg[-1]
         if not isinstance(rows, list) or not rows:
             raise FrameError("missing_field", "trade frame without trades")
         symbol, base, quote = self._pair(pair)
-        out = []
+        out: list[Row] = []
         seen: dict[tuple[Any, ...], int] = {}
         for row in rows:
             if not isinstance(row, list) or len(row) < 5:
@@ -217,7 +214,7 @@ class KrakenV2Parser(_KrakenParser):
 
     version = 2
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows."""
         try:
             # one decoder for every frame (json.loads(raw, parse_float=...) builds a new one per call); bytes and
@@ -242,12 +239,12 @@ class KrakenV2Parser(_KrakenParser):
             raise FrameError("exchange_error", f"exchange error: {msg['error']}")
         raise FrameError("unknown_event", f"unknown channel {channel!r} / method {method!r}")
 
-    def _trades(self, msg: dict[str, Any], ingest_us: int) -> Parsed:
+    def _trades(self, msg: dict[str, Any], ingest_us: int) -> Parsed[Row]:
         rows = msg.get("data")
         if not isinstance(rows, list) or not rows:
             raise FrameError("missing_field", "trade frame without data")
         kind = str(msg.get("type", ""))
-        out = []
+        out: list[Row] = []
         for row in rows:
             if not isinstance(row, dict):
                 raise FrameError("invalid_value", f"trade {row!r} is not an object")
