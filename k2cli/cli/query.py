@@ -9,6 +9,7 @@ import typer
 
 from k2cli.cli._output import emit
 from k2cli.cli.options import DATA_FORMAT, OUTPUT, TABLE, Format, default_of
+from k2cli.exchanges import registry
 from k2cli.settings import env_name
 
 app = typer.Typer(
@@ -29,7 +30,8 @@ class Order(enum.StrEnum):
 
 SINCE_OPTION = typer.Option(None, "--since", metavar="TIME", help="Only trades at or after TIME.")
 UNTIL_OPTION = typer.Option(None, "--until", metavar="TIME", help="Only trades before TIME.")
-EXCHANGE_OPTION = typer.Option(None, "--exchange", "-e", help="Only this exchange (e.g. BINANCE, KRAKEN).")
+EXCHANGE_OPTION = typer.Option(None, "--exchange", "-e",
+                               help=f"Only this exchange (e.g. {', '.join(d.code for d in registry.all())}).")
 
 TRADE_TABLE_COLUMNS = ("timestamp", "exchange", "symbol", "side", "price", "quantity", "trade_id",
                        "source_sequence")

@@ -12,9 +12,11 @@ import typer
 
 from k2cli.cli._output import print_json
 from k2cli.cli.options import LISTING, RICH_JSON, Format, format_option, require_format, setting_help, usage_error
+from k2cli.exchanges import registry
 
 if TYPE_CHECKING:
-    from k2cli.soak.profile import RunRecord
+    from k2cli.soak.criteria import Evaluation
+    from k2cli.soak.profile import RunRecord, Sample
     from k2cli.soak.runner import SoakEvent, SoakPlan, SoakResult, SoakRunner
 
 app = typer.Typer(
@@ -32,7 +34,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-EXCHANGES = ("binance", "kraken")
+EXCHANGES = registry.names()
 
 
 def _duration(hours: float | None, minutes: float | None) -> float:
@@ -54,7 +56,7 @@ def soak(
     ctx: typer.Context,
     hours: float = typer.Option(None, "--hours", help="How long to run, in hours (fractions allowed)."),
     minutes: float = typer.Option(None, "--minutes", help="How long to run, in minutes (for short runs)."),
-    exchange: str = typer.Option(None, "--exchange", "-e", help="binance or kraken."),
+    exchange: str = typer.Option(None, "--exchange", "-e", help=f"{registry.names_text()}."),
     url: str = typer.Option(None, "--url", help="WebSocket URL to stream from (default: the exchange's URL "
                             "setting); ws:// for a local `k2 simulate`."),
     sample_interval: float = typer.Option(60.0, "--sample-interval", min=0.1, metavar="S",
@@ -76,8 +78,8 @@ def soak(
         return
     seconds = _duration(hours, minutes)
     if exchange not in EXCHANGES:
-        raise usage_error(f"--exchange must be binance or kraken, got {exchange!r}" if exchange
-                   else "give --exchange binance or --exchange kraken")
+        raise usage_error(f"--exchange must be {registry.names_text()}, got {exchange!r}" if exchange
+                          else f"give {registry.names_text('--exchange {}')}")
     if sample_interval > seconds:
         raise usage_error(f"--sample-interval {sample_interval:g} s is longer than the run ({seconds:g} s)")
 
@@ -135,7 +137,7 @@ class _LiveView:
     def __init__(self, plan: SoakPlan) -> None:
         self.plan = plan
         self.event: SoakEvent | None = None
-        self.sample: Any = None  # the latest sample (kept when the finished event carries none)
+        self.sample: Sample | None = None  # the latest sample (kept when the finished event carries none)
         self.taken = 0
         self.ready_at: float | None = None
         self.ended_at: float | None = None
@@ -244,7 +246,7 @@ def _stderr_lines(event: SoakEvent) -> None:
         print(f"k2 soak: {event.kind}: {event.message}", file=sys.stderr, flush=True)
 
 
-def _summary(record: RunRecord, evaluation: Any, directory: Path) -> dict[str, Any]:
+def _summary(record: RunRecord, evaluation: Evaluation, directory: Path) -> dict[str, Any]:
     from k2cli.soak.profile import CHART_SUFFIX, PROFILE_SUFFIX, REPORT_SUFFIX, path_for
 
     return {
@@ -268,7 +270,7 @@ def report(
     directory: Path = typer.Argument(None, metavar="[DIR]", help="A soak output directory to render again."),
     exchange: str = typer.Option(None, "--exchange", "-e",
                                  help="Which exchange's run (needed only when DIR holds several; "
-                                 "with --prometheus: binance (default) or kraken)."),
+                                 f"with --prometheus: {registry.names_text(mark_default=True)})."),
     prometheus: str = typer.Option(None, "--prometheus", metavar="URL",
                                    help="Build the seeds' 7-day production validation report from this Prometheus."),
     days: float = typer.Option(7.0, "--days", min=0.0001, help="Look-back window for --prometheus (default 7)."),
@@ -280,7 +282,7 @@ def report(
     if (directory is None) == (prometheus is None):
         raise usage_error("give either a soak directory or --prometheus URL")
     if prometheus is not None:
-        _weekly(prometheus, exchange or "binance", days, output, fmt)
+        _weekly(prometheus, exchange or registry.default().name, days, output, fmt)
         return
     require_format(fmt, RICH_JSON, "(markdown goes with --prometheus)")
     from k2cli.soak.report import rerender
@@ -304,7 +306,7 @@ def report(
 
 def _weekly(url: str, exchange: str, days: float, output: Path | None, fmt: str) -> None:
     if exchange not in EXCHANGES:
-        raise usage_error(f"--exchange must be binance or kraken, got {exchange!r}")
+        raise usage_error(f"--exchange must be {registry.names_text()}, got {exchange!r}")
     if not url.startswith(("http://", "https://")):
         raise usage_error(f"--prometheus {url!r} is not an http:// or https:// URL")
     from k2cli.settings import load_settings
