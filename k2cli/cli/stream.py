@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -13,6 +14,11 @@ from k2cli.cli.options import RICH_JSON, Format, format_option, setting_help
 from k2cli.exchanges import registry
 from k2cli.exchanges.descriptor import ExchangeDescriptor
 from k2cli.settings import env_name
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k2cli.stream.runner import StreamSummary
 
 app = typer.Typer(help="Stream exchange trades into Kafka as Avro v2 records (Confluent wire format), with "
                        "heartbeat, idle watchdog, make-before-break rotation, reconnects with backoff, and a "
@@ -78,7 +84,7 @@ def _make(desc: ExchangeDescriptor) -> Callable[..., None]:
     return command
 
 
-def _setup_logging(verbose: bool):
+def _setup_logging(verbose: bool) -> Console:
     from rich.console import Console
     from rich.logging import RichHandler
 
@@ -128,7 +134,7 @@ def _run_live(runner_cls, settings, options, console):
         return runner.run()
 
 
-def _report(summary, output_format: str, console) -> None:
+def _report(summary: StreamSummary, output_format: str, console: Console) -> None:
     from k2cli.cli._output import print_json
     from k2cli.errors import K2Error
 
