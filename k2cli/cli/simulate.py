@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -16,7 +18,7 @@ app = typer.Typer(help="Serve a local Binance or Kraken exchange (real WebSocket
                   no_args_is_help=True, add_completion=False)
 
 
-def _make(exchange: str):
+def _make(exchange: str) -> Callable[..., None]:
     default_port_help = "Port to listen on (0 = a free port; the URL is printed)."
 
     def command(
@@ -82,7 +84,7 @@ def _make(exchange: str):
     return command
 
 
-def _announce(url: str, sim, url_file: Path | None, output_format: str) -> None:
+def _announce(url: str, sim: Any, url_file: Path | None, output_format: str) -> None:
     cfg = sim.cfg
     if url_file is not None:
         url_file.write_text(url + "\n")
