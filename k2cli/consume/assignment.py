@@ -12,16 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from k2cli.consume.accumulator import Accumulator
-from k2cli.consume.committer import Committer
+from k2cli.consume.committer import BACKOFF, Committer
 from k2cli.consume.pausing import Pauser
 from k2cli.lake.offsets import TopicPartition
 from k2cli.lake.writer import WriteUnavailable
 from k2cli.observe.consumer_metrics import ConsumerMetrics
-from k2cli.reliability.retry import Backoff, retry
+from k2cli.reliability.retry import retry
 
 log = logging.getLogger("k2.consume")
-
-TABLE_BACKOFF = Backoff(initial=0.1, maximum=5.0, jitter=0.5)
 
 
 class Assignment:
@@ -121,7 +119,7 @@ class Assignment:
             log.warning("cannot read offsets from the table (retrying in %.1fs): %s", wait, exc)
 
         try:
-            return retry(read, retry_on=(WriteUnavailable,), attempts=None, backoff=TABLE_BACKOFF,
+            return retry(read, retry_on=(WriteUnavailable,), attempts=None, backoff=BACKOFF,
                          should_stop=self._stopping, clock=self._clock, on_retry=note)
         except WriteUnavailable as exc:  # only when stopping
             committer.last_error = str(exc)

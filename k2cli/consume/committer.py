@@ -26,11 +26,14 @@ from k2cli.lake.offsets import TopicPartition
 from k2cli.lake.writer import CommitConflict, TableWriter, WriteUnavailable
 from k2cli.observe.consumer_metrics import ConsumerMetrics, exchange_label
 from k2cli.reliability.breaker import BreakerState, CircuitBreaker
-from k2cli.reliability.retry import Retries
+from k2cli.reliability.retry import Backoff, Retries
 from k2cli.reliability.sequence import GAP_EVENTS, SequenceTracker
 from k2cli.settings import Settings
 
 log = logging.getLogger("k2.consume")
+
+# the consumer's backoff: start-up, failed writes, an unreachable registry, reading the table's offsets
+BACKOFF = Backoff(initial=0.1, maximum=5.0, jitter=0.5)
 
 
 @dataclass

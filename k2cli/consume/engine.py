@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from k2cli.consume.accumulator import Accumulator
 from k2cli.consume.assignment import Assignment
 from k2cli.consume.batch import use_system_allocator
-from k2cli.consume.committer import Committer
+from k2cli.consume.committer import BACKOFF, Committer
 from k2cli.consume.deadletters import DeadLetters
 from k2cli.consume.decode import ValueDecoder
 from k2cli.consume.housekeeping import GcPacer, Housekeeping
@@ -45,7 +45,7 @@ from k2cli.errors import ServiceUnavailable
 from k2cli.lake.offsets import TopicPartition
 from k2cli.observe.consumer_metrics import ConsumerMetrics
 from k2cli.reliability.breaker import CircuitBreaker
-from k2cli.reliability.retry import Backoff, Retries, retry
+from k2cli.reliability.retry import Retries, retry
 from k2cli.settings import Settings, ensure_writable_dir
 
 __all__ = ["ConsumeEngine", "ConsumeFailed", "ConsumeOptions", "ConsumeStats", "stop_on_signals"]
@@ -54,7 +54,6 @@ log = logging.getLogger("k2.consume")
 
 MAX_CONSUME = 5_000  # messages per consume() call
 POLL_TIMEOUT = 0.2  # seconds; bounds how long a stop request or a due flush waits
-BACKOFF = Backoff(initial=0.1, maximum=5.0, jitter=0.5)  # start-up, failed writes, an unreachable registry
 
 T = TypeVar("T")
 
