@@ -1,4 +1,4 @@
-"""Exponential backoff with jitter, and a retry loop for transient failures."""
+"""The one backoff of k2: capped exponential delays with jitter, a failure counter, and a retry loop."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ class Backoff:
     initial: float = 0.1
     maximum: float = 30.0
     multiplier: float = 2.0
-    jitter: float = 0.5  # 0: fixed delays; 1: anywhere in [0, delay] ("full jitter")
+    jitter: float = 0.5  # 0: fixed delays; 0.5: uniform in [d/2, d]; 1: anywhere in [0, d] ("full jitter")
 
     def __post_init__(self) -> None:
-        if self.initial <= 0 or self.maximum < self.initial or self.multiplier < 1 or not 0 <= self.jitter <= 1:
+        if self.initial <= 0 or self.maximum <= 0 or self.multiplier < 1 or not 0 <= self.jitter <= 1:
             raise ValueError("invalid backoff parameters")
 
     def ceiling(self, attempt: int) -> float:
@@ -36,8 +36,36 @@ class Backoff:
         return ceiling * (1 - self.jitter * rng())
 
 
-class RetryGaveUp(ServiceUnavailable):
-    """A transient failure outlasted the retry budget (the last error is chained)."""
+class Retries:
+    """Consecutive failures of one operation and when the next attempt is due; a success resets both."""
+
+    def __init__(self, backoff: Backoff, clock: Callable[[], float] = time.monotonic,
+                 rng: Callable[[], float] = random.random) -> None:
+        self.backoff = backoff
+        self.failures = 0
+        self.due = 0.0  # clock time before which the next attempt should wait
+        self._clock = clock
+        self._rng = rng
+
+    def delay(self) -> float:
+        """The jittered delay after the failures counted so far (the first delay when there are none)."""
+        return self.backoff.delay(max(0, self.failures - 1), self._rng)
+
+    def failed(self) -> float:
+        """Count a failure; returns the delay before the next attempt (which is then due)."""
+        self.failures += 1
+        wait = self.delay()
+        self.due = self._clock() + wait
+        return wait
+
+    def ready(self, now: float) -> bool:
+        """Whether the next attempt is due at `now`."""
+        return self.due <= now
+
+    def reset(self) -> None:
+        """A success: the next failure starts from the first delay again, and nothing waits."""
+        self.failures = 0
+        self.due = 0.0
 
 
 def retry(fn: Callable[[], T], *, retry_on: tuple[type[BaseException], ...] = (ServiceUnavailable,),
@@ -47,32 +75,30 @@ def retry(fn: Callable[[], T], *, retry_on: tuple[type[BaseException], ...] = (S
           on_retry: Callable[[int, BaseException, float], None] | None = None) -> T:
     """Call fn until it succeeds; retry `retry_on` errors with backoff, up to `attempts` calls and `deadline` seconds.
 
-    When the budget is spent, or should_stop() turns true, the last error is re-raised as is.
+    When the budget is spent, or should_stop() is true after a failure, the last error is re-raised as is.
     """
     start = clock()
-    attempt = 0
+    retries = Retries(backoff, clock)
     while True:
         try:
             return fn()
         except retry_on as exc:
-            attempt += 1
-            wait = backoff.delay(attempt - 1)
-            out_of_attempts = attempts is not None and attempt >= attempts
+            wait = retries.failed()
+            out_of_attempts = attempts is not None and retries.failures >= attempts
             out_of_time = deadline is not None and clock() - start + wait > deadline
             if out_of_attempts or out_of_time or should_stop():
                 raise
             if on_retry is not None:
-                on_retry(attempt, exc, wait)
-            _sleep_unless_stopped(wait, should_stop, sleep)
-            if should_stop():
-                raise
+                on_retry(retries.failures, exc, wait)
+            sleep_unless_stopped(wait, should_stop, sleep, clock)
 
 
-def _sleep_unless_stopped(seconds: float, should_stop: Callable[[], bool], sleep: Callable[[float], None]) -> None:
+def sleep_unless_stopped(seconds: float, should_stop: Callable[[], bool], sleep: Callable[[float], None] = time.sleep,
+                         clock: Callable[[], float] = time.monotonic, step: float = 0.05) -> None:
     """Sleep in small steps so a stop request is honoured quickly."""
-    end = time.monotonic() + seconds
+    end = clock() + seconds
     while not should_stop():
-        left = end - time.monotonic()
+        left = end - clock()
         if left <= 0:
             return
-        sleep(min(left, 0.1))
+        sleep(min(left, step))

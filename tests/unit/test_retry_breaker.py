@@ -1,10 +1,10 @@
-"""Backoff with jitter, the retry loop, and the circuit breaker's transitions (fake clock, no sleeping)."""
+"""Backoff with jitter, the failure counter, the retry loop, the circuit breaker (fake clock, no sleeping)."""
 
 import pytest
 
 from k2cli.errors import ServiceUnavailable
 from k2cli.reliability.breaker import BreakerState, CircuitBreaker
-from k2cli.reliability.retry import Backoff, retry
+from k2cli.reliability.retry import Backoff, Retries, retry
 
 
 class Clock:
@@ -25,6 +25,27 @@ def test_backoff_jitter_stays_within_bounds():
     assert b.delay(2, rng=lambda: 0.0) == 4.0
     assert b.delay(2, rng=lambda: 1.0) == 2.0
     assert b.delay(2, rng=lambda: 0.999) > 2.0
+
+
+def test_retries_count_failures_delay_and_reset():
+    clock = Clock()
+    r = Retries(Backoff(initial=1.0, maximum=4.0, jitter=0.0), clock=clock)
+    assert r.delay() == 1.0 and r.ready(0.0)
+    clock.now = 10.0
+    assert [r.failed() for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
+    assert r.failures == 4 and r.due == 14.0
+    assert not r.ready(13.9) and r.ready(14.0)
+    r.reset()
+    assert (r.failures, r.due, r.delay()) == (0, 0.0, 1.0)
+
+
+def test_retries_half_jitter_stays_in_upper_half():
+    lo = Retries(Backoff(initial=2.0, maximum=60.0, jitter=0.5), rng=lambda: 1.0)
+    hi = Retries(Backoff(initial=2.0, maximum=60.0, jitter=0.5), rng=lambda: 0.0)
+    for _ in range(3):
+        lo.failed()
+        hi.failed()
+    assert (lo.delay(), hi.delay()) == (4.0, 8.0)
 
 
 def test_retry_retries_transient_errors_then_succeeds():

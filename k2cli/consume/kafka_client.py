@@ -1,0 +1,92 @@
+"""The consumer's Kafka client: its configuration, error reporting, and the start-up check of the topics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from k2cli.consume.options import ConsumeOptions
+from k2cli.consume.stats import ConsumeStats
+from k2cli.errors import ServiceUnavailable
+from k2cli.observe.consumer_metrics import ConsumerMetrics
+from k2cli.settings import Settings
+
+log = logging.getLogger("k2.consume")
+
+
+class KafkaErrors:
+    """Counts Kafka errors and logs each distinct one at most every 30 s; a fatal one stops the consumer."""
+
+    def __init__(self, stats: ConsumeStats, metrics: ConsumerMetrics, clock: Callable[[], float],
+                 on_fatal: Callable[[str], None]) -> None:
+        self._stats = stats
+        self._metrics = metrics
+        self._clock = clock
+        self._on_fatal = on_fatal
+        self._warned: dict[str, float] = {}
+
+    def on_error(self, err: Any) -> None:
+        """librdkafka's error_cb."""
+        self._stats.add_error("kafka")
+        self._metrics.errors.labels("kafka").inc()
+        if err.fatal():
+            text = f"Kafka fatal error: {err.str()}"
+            log.error("%s", text)
+            self._on_fatal(text)
+        else:
+            self.warn(err.str())
+
+    def count(self, text: str) -> None:
+        """A message that carried an error instead of a record."""
+        self._stats.add_error("kafka")
+        self._metrics.errors.labels("kafka").inc()
+        self.warn(text)
+
+    def warn(self, text: str) -> None:
+        """Log a Kafka error, each distinct one at most every 30 s (the client repeats them while they last)."""
+        now = self._clock()
+        if now - self._warned.get(text, -1e9) >= 30:
+            self._warned[text] = now
+            log.warning("Kafka: %s", text)
+
+
+def _on_commit(err: Any, partitions: Any) -> None:
+    if err is not None:
+        log.debug("Kafka offset commit (lag monitoring only) failed: %s", err)
+
+
+def kafka_config(settings: Settings, options: ConsumeOptions, instance_id: str, errors: KafkaErrors) -> dict[str, Any]:
+    """The confluent-kafka Consumer configuration (no auto commit: the table holds the offsets)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": options.group,
+        "group.instance.id": instance_id,
+        "client.id": f"k2-consume-{instance_id}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": int(settings.consumer_session_timeout * 1000),
+        "heartbeat.interval.ms": max(500, int(settings.consumer_session_timeout * 1000 / 5)),
+        "max.poll.interval.ms": 300_000,
+        "queued.max.messages.kbytes": 16384,  # the prefetch queue: enough to keep up, bounded memory
+        "queued.min.messages": 20000,
+        "enable.partition.eof": False,
+        "error_cb": errors.on_error,
+        "on_commit": _on_commit,
+    }
+
+
+def check_topics(consumer: Any, bootstrap: str, topics: tuple[str, ...]) -> None:
+    """Raise ServiceUnavailable when the broker is unreachable; warn about topics that do not exist yet."""
+    from confluent_kafka import KafkaException
+
+    try:
+        md = consumer.list_topics(timeout=5.0)
+    except KafkaException as exc:
+        raise ServiceUnavailable(f"Kafka broker unreachable at {bootstrap}: "
+                                 f"{exc.args[0].str() if exc.args else exc}",
+                                 setting="K2_KAFKA_BOOTSTRAP_SERVERS") from None
+    missing = [t for t in topics if t not in md.topics or md.topics[t].error is not None]
+    if missing:
+        log.warning("topic(s) %s do not exist yet on %s; waiting for them", ", ".join(missing), bootstrap)
