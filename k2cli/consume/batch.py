@@ -37,7 +37,7 @@ from k2cli.lake.offsets import TopicPartition
 DECIMAL_LIMIT = 10 ** trade.PRECISION  # unscaled decimal(18,8) values must be below 10^18
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _from_be = partial(int.from_bytes, byteorder="big", signed=True)
-_read = fastavro.schemaless_reader
+_read: Callable[..., Any] = fastavro.schemaless_reader
 _STRING_FIELDS = ("trade_id", "symbol", "exchange", "currency")
 SEQUENCE_COLUMNS = ("exchange", "symbol", "source_sequence", "timestamp")
 
@@ -93,7 +93,8 @@ def decode_chunk(decoder: ValueDecoder, values: list[bytes | None]) -> ChunkResu
             except ServiceUnavailable:
                 stalled_at = i
                 break
-        buf = io.BytesIO(value)
+        raw: bytes = value  # type: ignore[assignment]  # writer_for() refused None above
+        buf = io.BytesIO(raw)
         buf.seek(5)
         try:
             rec = _read(buf, info.writer, info.reader)
@@ -104,8 +105,8 @@ def decode_chunk(decoder: ValueDecoder, values: list[bytes | None]) -> ChunkResu
             poison.append((i, "invalid_record", f"Avro body does not match schema id {info.schema_id}: "
                                                 f"{exc.__class__.__name__}: {exc}", None))
             continue
-        if buf.tell() != len(value):
-            poison.append((i, "invalid_record", f"{len(value) - buf.tell()} trailing bytes after the record "
+        if buf.tell() != len(raw):
+            poison.append((i, "invalid_record", f"{len(raw) - buf.tell()} trailing bytes after the record "
                                                 f"(schema id {info.schema_id})", None))
             continue
         if info.scales is not None:
@@ -167,7 +168,7 @@ def _to_arrow(recs: list[dict[str, Any]], index: list[int],
         if not pc.all(ids_ok).as_py():
             flag((i for i, ok in enumerate(ids_ok.to_pylist()) if not ok), "message_id: not a UUID")
     batch = pa.RecordBatch.from_arrays([arrays[name] for name in trade.FIELD_NAMES], schema=schema)
-    poison = []
+    poison: list[tuple[int, str, str, dict[str, Any] | None]] = []
     if bad:
         for i in sorted(bad):
             poison.append((index[i], "invalid_value", bad[i], readable_record(recs[i])))

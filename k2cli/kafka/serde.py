@@ -47,7 +47,8 @@ def check_header(value: bytes | None) -> bytes:
 
 def unframe(value: bytes | None) -> tuple[int, memoryview]:
     """Split a Confluent-framed value into (schema id, payload), or raise DecodeError."""
-    return _HEADER.unpack(check_header(value))[1], memoryview(value)[5:]
+    header = check_header(value)  # refuses None and short values
+    return _HEADER.unpack(header)[1], memoryview(value)[5:]  # type: ignore[arg-type]
 
 
 class BoundedLRU(Generic[K, V]):
@@ -183,7 +184,7 @@ class AvroDeserializer:
         writer = self._writer(schema_id)
         buf = io.BytesIO(payload)
         try:
-            record = fastavro.schemaless_reader(buf, writer, self._reader)
+            record: Any = fastavro.schemaless_reader(buf, writer, self._reader)
         except (EOFError, StopIteration):
             raise DecodeError("truncated", f"Avro body ended early (schema id {schema_id})") from None
         except Exception as exc:  # fastavro raises many types for corrupt input

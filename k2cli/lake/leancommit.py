@@ -50,7 +50,7 @@ class _LeanSqlCatalog:
         namespace = Catalog.namespace_to_string(Catalog.namespace_from(identifier))
         name = Catalog.table_name_from(identifier)
         with Session(cat.engine) as session:
-            result = session.execute(
+            result: Any = session.execute(
                 update(IcebergTables)
                 .where(IcebergTables.catalog_name == cat.name, IcebergTables.table_namespace == namespace,
                        IcebergTables.table_name == name, IcebergTables.metadata_location == base_location)
@@ -58,7 +58,8 @@ class _LeanSqlCatalog:
             if result.rowcount < 1:
                 raise CommitFailedException(f"Table has been updated by another process: {namespace}.{name}")
             session.commit()
-        return CommitTableResponse(metadata=staged, metadata_location=location)
+        response: Any = CommitTableResponse  # populated by field name; its type stub knows only the alias
+        return response(metadata=staged, metadata_location=location)
 
 
 def stage_updates(base: Any, updates: tuple[Any, ...], base_location: str | None) -> Any:

@@ -111,15 +111,16 @@ def _postgres_row(uri: str, query: str, args: tuple[str, ...]) -> Any:
 def _read_json(location: str) -> dict[str, Any]:
     path = local_path(location)
     opener = gzip.open if path.endswith(".gz.metadata.json") or path.endswith(".metadata.json.gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-        return json.load(fh)
+    with opener(path, "rt", encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+        return data
 
 
 def _avro_records(location: str) -> list[dict[str, Any]]:
     import fastavro
 
     with open(local_path(location), "rb") as fh:
-        return list(fastavro.reader(fh))
+        return [rec for rec in fastavro.reader(fh) if isinstance(rec, dict)]
 
 
 _MANIFESTS: OrderedDict[str, list[_Entry]] = OrderedDict()  # immutable files: safe to keep while the process runs
@@ -236,7 +237,7 @@ class MetadataTable:
     def plan(self, flt: TradeFilter) -> ScanPlan:
         """The data files of the current snapshot that can hold rows matching the filter."""
         started = time.perf_counter()
-        current = self.metadata.get("current-snapshot-id")
+        current: Any = self.metadata.get("current-snapshot-id")
         raw = next((s for s in self.metadata.get("snapshots", []) if s["snapshot-id"] == current), None)
         if raw is None:
             return ScanPlan(None, [], 0, (time.perf_counter() - started) * 1000, self.planner)

@@ -33,8 +33,11 @@ class TradeFilter:
 
     def iceberg_expression(self) -> Any:
         """The pyiceberg row filter used for file pruning."""
-        from pyiceberg.expressions import AlwaysTrue, And, EqualTo, GreaterThanOrEqual, LessThan
+        from pyiceberg import expressions
 
+        ex: Any = expressions  # its pydantic-typed predicates take (term, literal) positionally at run time
+        AlwaysTrue, And, EqualTo = ex.AlwaysTrue, ex.And, ex.EqualTo
+        GreaterThanOrEqual, LessThan = ex.GreaterThanOrEqual, ex.LessThan
         expr: Any = AlwaysTrue()
         if self.symbol is not None:
             expr = And(expr, EqualTo("symbol", self.symbol))
