@@ -7,8 +7,9 @@ import html
 import math
 from collections.abc import Callable, Sequence
 
-from k2cli.soak.criteria import Evaluation, Status, growth_limit_mb
+from k2cli.soak.criteria import Evaluation, growth_limit_mb
 from k2cli.soak.profile import MB, RunRecord, Sample
+from k2cli.verdict import Status
 
 WIDTH = 1000
 LEFT, RIGHT = 78, 150  # plot margins: y-axis labels on the left, legend on the right

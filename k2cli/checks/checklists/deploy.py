@@ -17,11 +17,11 @@ from typing import Any
 from k2cli.checks import metricnames as mn
 from k2cli.checks.checklists import common, e2e, resilience
 from k2cli.checks.context import Context, Options
-from k2cli.checks.evaluate import worst
 from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.probes import kafka, pipeline
 from k2cli.checks.probes.proc import StepError, require_built, run_k2, spawn_k2, wait_for
 from k2cli.checks.probes.source import SuiteRun, source_root, suite_coverage, suite_run
+from k2cli.verdict import worst
 
 # ---------------------------------------------------------------- the nested E2E run
 
