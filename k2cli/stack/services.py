@@ -17,10 +17,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from k2cli.errors import first_line
 from k2cli.stack import install, proc
 from k2cli.stack.config import StackConfig
 from k2cli.stack.errors import InstallError, StackConfigError, StackError
 from k2cli.stack.health import Health, http_get, http_json, port_open
+from k2cli.stack.install import Apicurio as ApicurioDistribution
 from k2cli.stack.paths import StackPaths, find_deploy_dir
 from k2cli.stack.templates import packaged, render, render_file, write_if_changed
 
@@ -242,7 +244,7 @@ class Postgres(Service):
         try:
             conn = self._connect_admin()
         except Exception as exc:
-            return Health(False, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            return Health(False, first_line(exc))
         conn.close()
         return Health(True, "accepting connections")
 
@@ -276,8 +278,7 @@ class Postgres(Service):
             conn = psycopg2.connect(host="127.0.0.1", port=c.postgres_port, user=c.postgres_user,
                                     password=c.postgres_password, dbname=c.postgres_database, connect_timeout=3)
         except Exception as exc:
-            text = str(exc).strip()
-            return Health(False, text.splitlines()[0] if text else type(exc).__name__)
+            return Health(False, first_line(exc))
         try:
             with conn.cursor() as cur:
                 cur.execute("SHOW server_version")
@@ -432,7 +433,7 @@ class Apicurio(Service):
             install.apt_install(["maven"], progress)
         self._dist = install.ensure_apicurio(self.paths, progress)
 
-    def _distribution(self) -> install.Apicurio:
+    def _distribution(self) -> ApicurioDistribution:
         dist = getattr(self, "_dist", None)
         if dist is None:
             dist = self._dist = install.ensure_apicurio(self.paths)
