@@ -16,8 +16,9 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from k2cli.errors import first_line
+from k2cli.errors import ServiceUnavailable, first_line
 from k2cli.stack import install, proc
 from k2cli.stack.config import StackConfig
 from k2cli.stack.errors import InstallError, StackConfigError, StackError
@@ -27,6 +28,8 @@ from k2cli.stack.paths import StackPaths, find_deploy_dir
 from k2cli.stack.templates import packaged, render, render_file, write_if_changed
 
 Progress = Callable[[str], None]
+# log_level 0: no librdkafka log lines on stderr while the broker is still starting.
+_ADMIN_CONFIG = {"log_level": 0, "socket.connection.setup.timeout.ms": 3000}
 
 
 def _quiet(_: str) -> None:
@@ -361,12 +364,13 @@ class Kafka(Service):
                 "-Djava.awt.headless=true", *self._log_opts(), "-cp", self._classpath(), "kafka.Kafka",
                 str(self.dir / "server.properties")]
 
-    def _admin(self):
-        from confluent_kafka.admin import AdminClient
+    def _bootstrap(self) -> str:
+        return f"127.0.0.1:{self.cfg.kafka_port}"
 
-        # log_level 0: no librdkafka log lines on stderr while the broker is still starting.
-        return AdminClient({"bootstrap.servers": f"127.0.0.1:{self.cfg.kafka_port}", "log_level": 0,
-                            "socket.connection.setup.timeout.ms": 3000})
+    def _admin(self) -> Any:  # -> confluent_kafka.admin.AdminClient
+        from k2cli.kafka import admin
+
+        return admin.client(self._bootstrap(), _ADMIN_CONFIG)
 
     def ready(self) -> Health:
         if not port_open(self.cfg.kafka_port):
@@ -380,23 +384,17 @@ class Kafka(Service):
         return Health(True, f"{len(metadata.brokers)} broker")
 
     def after_start(self, progress: Progress = _quiet) -> None:
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import NewTopic
+        from k2cli.kafka import admin
 
-        admin = self._admin()
-        existing = set(admin.list_topics(timeout=10).topics)
+        existing = set(self._admin().list_topics(timeout=10).topics)
         wanted = [t for t in self.cfg.topics if t not in existing]
         if not wanted:
             return
         progress(f"creating topics {', '.join(wanted)} ({self.cfg.topic_partitions} partitions)")
-        futures = admin.create_topics([NewTopic(t, num_partitions=self.cfg.topic_partitions, replication_factor=1)
-                                       for t in wanted], request_timeout=30)
-        for topic, future in futures.items():
-            try:
-                future.result(timeout=60)
-            except KafkaException as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise StackError(f"kafka: creating topic {topic} failed: {exc}") from None
+        try:
+            admin.create_topics(self._bootstrap(), wanted, self.cfg.topic_partitions, 60, config=_ADMIN_CONFIG)
+        except ServiceUnavailable as exc:
+            raise StackError(f"kafka: {exc.args[0]}") from None
 
     def health(self) -> Health:
         if not port_open(self.cfg.kafka_port):
