@@ -13,8 +13,9 @@ from k2cli.checks.checklists import common, deploy, e2e, v2check
 from k2cli.checks.context import Context, Options
 from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.probes import pipeline
-from k2cli.checks.probes.proc import free_port, require_built, run_k2
+from k2cli.checks.probes.proc import require_built, run_k2
 from k2cli.checks.probes.source import source_root
+from k2cli.proc import free_port
 
 # The interface contract of /work/shared/DESIGN.md: every command path and the flags it must take.
 CONTRACT: dict[tuple[str, ...], tuple[str, ...]] = {
@@ -80,17 +81,18 @@ def edge_records() -> list[dict[str, Any]]:
     from k2cli.trade import new_trade
 
     base = dict(symbol="BTCUSDT", exchange="BINANCE", currency="USDT", side="BUY")
+    fields: dict[str, Any] = base  # new_trade's keyword arguments are not all strings
     return [
         new_trade(trade_id="BINANCE-1", timestamp_us=1, price="0.00000001", quantity="0.00000001",
                   ingestion_timestamp_us=2, source_sequence=None, vendor_data=None, message_id=str(uuid.uuid4()),
-                  **base),
+                  **fields),
         new_trade(trade_id="BINANCE-2", timestamp_us=4_102_444_799_999_999, price="9999999999.99999999",
                   quantity="1234567.89012345", ingestion_timestamp_us=4_102_444_800_000_000,
                   source_sequence=2**62, platform_sequence=-1, trade_conditions=["odd-lot", "ünïcødé"],
                   vendor_data={"is_buyer_maker": "true", "note": "€ ✓ 日本"}, **base),
         new_trade(trade_id="BINANCE-3", timestamp_us=1_768_318_245_123_456, price="16500.1",
                   quantity="100", ingestion_timestamp_us=1_768_318_245_123_457, source_sequence=0,
-                  vendor_data={}, side="SELL", **{k: v for k, v in base.items() if k != "side"}),
+                  vendor_data={}, side="SELL", **{k: v for k, v in fields.items() if k != "side"}),
     ]
 
 
@@ -153,7 +155,8 @@ def measure_error_classes(ctx: Context) -> Result:
         "corrupt Avro body": (frame(schema_id, b"\xff\xff\xff\xff\xff\xff"), "invalid_record"),
         "tombstone": (None, "null_value"),
     }
-    problems, evidence = [], []
+    problems: list[str] = []
+    evidence: list[str] = []
     decoder = AvroDeserializer(registry)
     try:
         for name, (value, expected) in cases.items():

@@ -15,7 +15,8 @@ from typing import Any
 
 from k2cli.checks.context import Context
 from k2cli.checks.probes import kafka
-from k2cli.checks.probes.proc import Completed, Spawned, StepError, free_port, spawn_k2, wait_for
+from k2cli.checks.probes.proc import Completed, Spawned, StepError, spawn_k2, wait_for
+from k2cli.proc import free_port
 from k2cli.soak.scrape import Metrics, ScrapeError, fetch
 
 # `k2 simulate` flags for the simulator's settings and faults (k2cli.exchanges.simulator.SimulatorConfig).
