@@ -172,14 +172,10 @@ class Postgres(Service):
         return self.root / "socket"
 
     def _bin(self) -> Path:
-        bindir = install.find_postgres_bin()
-        if bindir is None:
-            raise InstallError("PostgreSQL server binaries not found (apt-get install postgresql)")
-        return bindir
+        return install.required(install.find_postgres_bin(), "PostgreSQL server binaries", "postgresql")
 
     def install(self, progress: Progress = _quiet) -> None:
-        if install.find_postgres_bin() is None:
-            install.apt_install(["postgresql"], progress)
+        install.apt_ensure(install.find_postgres_bin, "postgresql", progress)
 
     def prepare(self, progress: Progress = _quiet) -> None:
         root = self.root
@@ -492,14 +488,10 @@ class RegistryFront(Service):
         return f"http://localhost:{self.cfg.registry_port}"
 
     def _nginx(self) -> Path:
-        nginx = install.find_nginx()
-        if nginx is None:
-            raise InstallError("nginx not found (apt-get install nginx)")
-        return nginx
+        return install.required(install.find_nginx(), "nginx", "nginx")
 
     def install(self, progress: Progress = _quiet) -> None:
-        if install.find_nginx() is None:
-            install.apt_install(["nginx"], progress)
+        install.apt_ensure(install.find_nginx, "nginx", progress)
 
     def prepare(self, progress: Progress = _quiet) -> None:
         run_dir = self.dir / "run"
@@ -542,14 +534,10 @@ class Prometheus(Service):
         return f"http://localhost:{self.cfg.prometheus_port}"
 
     def _binaries(self) -> tuple[Path, Path]:
-        found = install.find_prometheus()
-        if found is None:
-            raise InstallError("prometheus/promtool not found (apt-get install prometheus)")
-        return found
+        return install.required(install.find_prometheus(), "prometheus/promtool", "prometheus")
 
     def install(self, progress: Progress = _quiet) -> None:
-        if install.find_prometheus() is None:
-            install.apt_install(["prometheus"], progress)
+        install.apt_ensure(install.find_prometheus, "prometheus", progress)
 
     @property
     def config_file(self) -> Path:
