@@ -135,6 +135,12 @@ def _described(exc: BaseException) -> str:
     return f"{name}: {first_line(exc)[:200]}" if str(exc).strip() else name
 
 
+def _raise_if_transient(exc: BaseException, doing: str, setting: str = "K2_ICEBERG_CATALOG_URI") -> None:
+    """Raise WriteUnavailable ("<doing>: <the error>") for a transient failure; return for any other."""
+    if _transient(exc):
+        raise WriteUnavailable(f"{doing}: {_described(exc)}", setting=setting) from None
+
+
 class TableWriter:
     """Commits batches with their Kafka offsets to one Iceberg table, exactly once."""
 
@@ -163,9 +169,7 @@ class TableWriter:
             self.table.catalog = lean_catalog(self.table.catalog)
             self._ensure_properties()
         except Exception as exc:
-            if _transient(exc):
-                raise WriteUnavailable(f"Iceberg table {table_name} unavailable: {_described(exc)}",
-                                       setting="K2_ICEBERG_CATALOG_URI") from None
+            _raise_if_transient(exc, f"Iceberg table {table_name} unavailable")
             raise
 
     @property
@@ -193,9 +197,7 @@ class TableWriter:
         try:
             self.table.refresh()
         except Exception as exc:
-            if _transient(exc):
-                raise WriteUnavailable(f"Iceberg catalog unavailable: {_described(exc)}",
-                                       setting="K2_ICEBERG_CATALOG_URI") from None
+            _raise_if_transient(exc, "Iceberg catalog unavailable")
             raise
 
     def _ancestry(self) -> list[Any]:
@@ -262,9 +264,7 @@ class TableWriter:
         try:
             files = self._write_files(data, uuid.uuid4()) if data is not None and data.num_rows else []
         except Exception as exc:
-            if _transient(exc):
-                raise WriteUnavailable(f"cannot write data files: {_described(exc)}",
-                                       setting="K2_ICEBERG_WAREHOUSE") from None
+            _raise_if_transient(exc, "cannot write data files", "K2_ICEBERG_WAREHOUSE")
             raise
         attempts = 0
         refresh = False
@@ -315,9 +315,7 @@ class TableWriter:
             except CommitConflict:
                 raise
             except Exception as exc:
-                if _transient(exc):
-                    raise WriteUnavailable(f"Iceberg commit to {self.table_name} failed: {_described(exc)}",
-                                           setting="K2_ICEBERG_CATALOG_URI") from None
+                _raise_if_transient(exc, f"Iceberg commit to {self.table_name} failed")
                 raise
             self.commits += 1
             self._since_expiry += 1
