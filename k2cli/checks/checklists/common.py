@@ -172,12 +172,10 @@ def open_catalog(ctx: Context) -> Any:
     return ctx.state["catalog"]
 
 
-def _redacted(uri: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", uri)
-
-
 def measure_catalog(ctx: Context) -> Result:
     """Open the SQL catalog and list namespaces."""
+    from k2cli.lake.catalog import redacted
+
     ctx.state.pop("catalog", None)
     opened = time.monotonic()
     catalog = open_catalog(ctx)  # imports pyiceberg and creates the catalog tables if needed: not service time
@@ -187,7 +185,7 @@ def measure_catalog(ctx: Context) -> Result:
     elapsed = ms_since(started)
     return ctx.check("service_latency_max_ms", elapsed,
                      f"catalog answered in {elapsed} ms with {len(namespaces)} namespace(s)",
-                     evidence=[f"uri: {_redacted(ctx.settings.catalog_uri)}", f"warehouse: {ctx.settings.warehouse}",
+                     evidence=[f"uri: {redacted(ctx.settings.catalog_uri)}", f"warehouse: {ctx.settings.warehouse}",
                                f"namespaces: {', '.join(namespaces) or '(none)'}",
                                f"opening the catalog (imports, schema set-up) took {open_ms} ms"])
 
