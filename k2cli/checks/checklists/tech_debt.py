@@ -191,6 +191,7 @@ def measure_backoff(ctx: Context) -> Result:
     initial, cap = 0.2, 1.6
     topic = pipeline.scratch_name(ctx, "backoff")
     ctx.on_close(pipeline.kafka.delete_topic, ctx.settings, topic)  # the producer may create it on start-up
+    ctx.on_close(pipeline.delete_subject, ctx, f"{topic}-value")  # and the stream registers its subject
     run = run_k2(["stream", ctx.options.exchange, "--url", f"ws://127.0.0.1:{free_port()}/stream",
                   "--topic", topic, "--duration", "7", "--metrics-port", "0",
                   "--format", "json"], timeout=60, env={"K2_BACKOFF_INITIAL": str(initial),
