@@ -368,13 +368,18 @@ class Kafka(Service):
 
         return admin.client(self._bootstrap(), _ADMIN_CONFIG)
 
-    def ready(self) -> Health:
+    def _metadata(self) -> Any:  # -> ClusterMetadata, or the Health that says why there is none
         if not port_open(self.cfg.kafka_port):
             return Health(False, f"port {self.cfg.kafka_port} not open")
         try:
-            metadata = self._admin().list_topics(timeout=5)
+            return self._admin().list_topics(timeout=5)
         except Exception as exc:
             return Health(False, f"metadata request failed: {exc}")
+
+    def ready(self) -> Health:
+        metadata = self._metadata()
+        if isinstance(metadata, Health):
+            return metadata
         if not metadata.brokers:
             return Health(False, "no broker in metadata")
         return Health(True, f"{len(metadata.brokers)} broker")
@@ -393,12 +398,9 @@ class Kafka(Service):
             raise StackError(f"kafka: {exc.args[0]}") from None
 
     def health(self) -> Health:
-        if not port_open(self.cfg.kafka_port):
-            return Health(False, f"port {self.cfg.kafka_port} not open")
-        try:
-            metadata = self._admin().list_topics(timeout=5)
-        except Exception as exc:
-            return Health(False, f"metadata request failed: {exc}")
+        metadata = self._metadata()
+        if isinstance(metadata, Health):
+            return metadata
         missing = [t for t in self.cfg.topics if t not in metadata.topics]
         if missing:
             return Health(False, f"topic {missing[0]} missing (run `k2 stack up`)")
