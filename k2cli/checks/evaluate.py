@@ -1,4 +1,4 @@
-"""Pure evaluation: compare a measurement with a threshold, and fold step results into a verdict."""
+"""Pure evaluation: compare a measurement with a threshold, count results, percentiles (verdicts: k2cli.verdict)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 import operator
 from collections.abc import Iterable
 
-from k2cli.checks.model import Status
+from k2cli.verdict import Status
 
 OPERATORS = {
     "<": operator.lt,
@@ -16,11 +16,6 @@ OPERATORS = {
     "==": operator.eq,
     "!=": operator.ne,
 }
-
-# Overall verdict precedence: a measured failure outranks "could not run", which outranks warnings.
-_SEVERITY = {Status.FAIL: 4, Status.ERROR: 3, Status.WARN: 2, Status.PASS: 1}
-EXIT_CODES = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2, Status.ERROR: 3}
-
 
 def compare(measured: float | int | None, op: str, limit: float) -> bool:
     """Whether `measured op limit` holds; a missing or NaN measurement never holds."""
@@ -55,29 +50,6 @@ def describe(op: str, limit: float, unit: str = "") -> str:
     """The threshold as text, e.g. '< 5 s'."""
     text = f"{op} {fmt_number(limit)}"
     return f"{text} {unit}".rstrip()
-
-
-def worst(statuses: Iterable[Status]) -> Status:
-    """The most severe of several sub-check statuses of one step (PASS when there are none)."""
-    result = Status.PASS
-    for status in statuses:
-        if _SEVERITY.get(status, 0) > _SEVERITY[result]:
-            result = status
-    return result
-
-
-def verdict(statuses: Iterable[Status]) -> Status:
-    """The checklist's verdict: FAIL if any failed, else ERROR if any could not run, else WARN, else PASS.
-
-    SKIP and MANUAL steps do not change the verdict: a SKIP always has a failed or errored step upstream,
-    and MANUAL steps are listed for a person to check.
-    """
-    return worst(s for s in statuses if s in _SEVERITY)
-
-
-def exit_code(overall: Status) -> int:
-    """0 all pass, 1 warnings only, 2 any failure, 3 could not run."""
-    return EXIT_CODES[overall]
 
 
 def counts(statuses: Iterable[Status]) -> dict[str, int]:

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from k2cli.verdict import Status
+
 if TYPE_CHECKING:
     from k2cli.checks.context import Context
-
-
-class Status(enum.StrEnum):
-    """The outcome of one step."""
-
-    PASS = "PASS"
-    WARN = "WARN"
-    FAIL = "FAIL"
-    SKIP = "SKIP"  # a step it depends on did not pass
-    MANUAL = "MANUAL"  # a person must check; the result says why and what
-    ERROR = "ERROR"  # the step could not run
 
 
 # A dependency in one of these states lets its dependents run.

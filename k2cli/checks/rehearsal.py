@@ -167,11 +167,14 @@ class Rehearsal:
 
     def _create_topics(self) -> None:
         from k2cli.checks.probes import kafka
+        from k2cli.errors import ServiceUnavailable
 
         for topic in self.names.topics:
             try:
                 kafka.create_topic(self.settings, topic, 3)
-            except Exception as exc:
+            except ServiceUnavailable as exc:  # says which topic and why
+                raise RehearsalError(f"{exc.args[0]} (Kafka at {self.settings.kafka_bootstrap_servers})") from None
+            except Exception as exc:  # e.g. no answer within the timeout
                 raise RehearsalError(f"cannot create topic {topic} at {self.settings.kafka_bootstrap_servers}: "
                                      f"{exc}") from None
             self.topics_created.append(topic)

@@ -12,6 +12,7 @@ from k2cli.checks import evaluate
 from k2cli.checks.context import Context
 from k2cli.checks.model import OK_STATUSES, RETRY_STATUSES, Checklist, Event, Result, Status, Step
 from k2cli.errors import K2Error, ServiceUnavailable
+from k2cli.verdict import exit_code, worst
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,13 @@ class Report:
 
     @property
     def verdict(self) -> Status:
-        """The overall status (see evaluate.verdict)."""
-        return evaluate.verdict(o.result.status for o in self.outcomes)
+        """The overall status: the worst step; SKIP and MANUAL steps do not change it (see k2cli.verdict)."""
+        return worst(o.result.status for o in self.outcomes)
 
     @property
     def exit_code(self) -> int:
         """0 all pass, 1 warnings only, 2 any failure, 3 could not run."""
-        return evaluate.exit_code(self.verdict)
+        return exit_code(self.verdict)
 
     @property
     def counts(self) -> dict[str, int]:

@@ -8,26 +8,15 @@ Override any of them in k2.toml:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from k2cli.errors import ConfigError
 from k2cli.exchanges import registry
 from k2cli.exchanges.descriptor import ExchangeDescriptor
+from k2cli.soak.weekly import THRESHOLDS as PROD_THRESHOLDS
+from k2cli.verdict import Threshold
 
 S000 = "Consumer Validation Procedures"
 S003 = "Phase 5 Validation Guide"
 _SEED = registry.default()  # the exchange the seeds' alert names belong to
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """A named limit: the step passes when `measured op value` holds; op '' marks a run parameter."""
-
-    name: str
-    default: float
-    op: str
-    unit: str
-    source: str  # where the number comes from
 
 
 def _source(d: ExchangeDescriptor) -> str:
@@ -85,16 +74,7 @@ _ALL = (
     Threshold("post_snapshot_max_age_s", 300, "<", "s",
               f"{S000}: Post-Deployment, snapshots increasing (newest snapshot younger than 5 min)"),
     Threshold("post_error_window_s", 3600, "", "s", "run parameter: look-back of the error counters (logs step)"),
-    Threshold("prod_window_days", 7, "", "days", f"{S003}: Step 09, 7-day production validation (look-back window)"),
-    Threshold("prod_memory_max_mb", 250, "<=", "MB", f"{S003}: memory stable at 200-250MB"),
-    Threshold("prod_memory_growth_max_mb", 50, "<", "MB", f"{S003}: memory growth <50MB over 24h"),
-    Threshold("prod_rotations_per_day", 6, "==", "/day", f"{S003}: connection rotations 6 per day (every 4h)"),
-    Threshold("prod_pings_per_day", 480, "==", "/day", f"{S003}: ping-pong heartbeat 480 pings per day"),
-    Threshold("prod_rate_tolerance_pct", 20, "", "%", "run parameter: tolerance on per-day counts"),
-    Threshold("prod_stream_rate_min_per_s", 10, ">", "msg/s", f"{S003}: message rate >10 msg/sec sustained"),
-    Threshold("prod_uptime_min_pct", 99.9, ">=", "%", f"{S003}: uptime >99.9%"),
-    Threshold("prod_unscheduled_reconnects_max", 0, "<=", "", f"{S003}: Day 5, zero unscheduled reconnections"),
-    Threshold("prod_critical_alerts_max", 0, "<=", "", f"{S003}: zero critical alerts"),
+    *PROD_THRESHOLDS,  # `k2 soak weekly` reads them too; they live with it
     # ---- resilience (seed 003, P0/P1 steps)
     Threshold("config_ping_interval_s", 180, "==", "s", f"{S003}: Step 05, ping_interval_seconds default 180"),
     Threshold("config_pong_timeout_s", 10, "==", "s", f"{S003}: Step 05, pong received within 10s"),

@@ -15,8 +15,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from k2cli.errors import ServiceUnavailable
-
 log = logging.getLogger("k2.kafka")
 _RDKAFKA_LOG = logging.getLogger("k2.kafka.librdkafka")
 _RDKAFKA_LOG.setLevel(logging.CRITICAL)  # librdkafka repeats connection failures; error_cb reports state changes
@@ -117,25 +115,6 @@ class TradeProducer:
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS, timeout: float = 10.0) -> str:
     """Make sure the topic exists: "exists", "created", or raise ServiceUnavailable if Kafka cannot be reached."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from k2cli.kafka import admin
 
-    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=_RDKAFKA_LOG)
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise ServiceUnavailable(f"Kafka unreachable at {bootstrap}: {exc.args[0].str() if exc.args else exc}",
-                                 setting="K2_KAFKA_BOOTSTRAP_SERVERS") from None
-    if topic in metadata.topics and not metadata.topics[topic].error:
-        return "exists"
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
-                                  operation_timeout=timeout)
-    try:
-        futures[topic].result(timeout)
-    except KafkaException as exc:
-        error = exc.args[0] if exc.args else None
-        if error is not None and getattr(error, "name", lambda: "")() == "TOPIC_ALREADY_EXISTS":
-            return "exists"
-        raise ServiceUnavailable(f"cannot create topic {topic}: {error.str() if error else exc}",
-                                 setting="K2_KAFKA_BOOTSTRAP_SERVERS") from None
-    return "created"
+    return admin.ensure_topic(bootstrap, topic, partitions, timeout, logger=_RDKAFKA_LOG)

@@ -1,10 +1,14 @@
-"""A small client for the Confluent Schema Registry REST API."""
+"""A small client for the Confluent Schema Registry REST API.
+
+Every call classifies failures the same way: no answer or HTTP 5xx is RegistryUnavailable (a
+ServiceUnavailable: try again later), any other unexpected answer is RegistryError; both carry the
+HTTP status (0 when nothing answered)."""
 
 from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -19,11 +23,24 @@ class UnknownSchemaId(K2Error):
 
 
 class RegistryError(K2Error):
-    """The registry answered with an error."""
+    """The registry answered with an error; `status` is its HTTP status."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message, setting=SETTING)
+        self.status = status
+
+
+class RegistryUnavailable(ServiceUnavailable):
+    """The registry did not answer (`status` 0) or failed (HTTP 5xx)."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message, setting=SETTING)
+        self.status = status
 
 
 class RegistryClient:
-    """Register schemas and fetch them by id, caching what it has seen (ids are immutable)."""
+    """Register schemas and fetch them by id, caching what it has seen (ids are immutable); list, inspect and
+    delete subjects."""
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         self.url = url.rstrip("/")
@@ -37,8 +54,16 @@ class RegistryClient:
         try:
             return self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ServiceUnavailable(f"Schema Registry unreachable at {self.url}: {exc.__class__.__name__}",
-                                     setting=SETTING) from None
+            raise RegistryUnavailable(f"Schema Registry unreachable at {self.url}: {exc.__class__.__name__}",
+                                      status=0) from None
+
+    def _fail(self, resp: httpx.Response, doing: str, detail: bool = False) -> NoReturn:
+        """Raise for an unexpected answer: RegistryUnavailable on 5xx, else RegistryError."""
+        status = resp.status_code
+        if status >= 500:
+            raise RegistryUnavailable(f"Schema Registry at {self.url} failed: HTTP {status}", status=status)
+        raise RegistryError(f"{doing} failed: HTTP {status}" + (f" {resp.text[:200]}" if detail else ""),
+                            status=status)
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         """Register a schema under a subject (idempotent) and return its id."""
@@ -48,12 +73,8 @@ class RegistryClient:
             if key in self._registered:
                 return self._registered[key]
         resp = self._request("POST", f"/subjects/{subject}/versions", json={"schema": text})
-        if resp.status_code >= 500:
-            raise ServiceUnavailable(f"Schema Registry at {self.url} failed: HTTP {resp.status_code}",
-                                     setting=SETTING)
         if resp.status_code != 200:
-            raise RegistryError(f"registering {subject} failed: HTTP {resp.status_code} {resp.text[:200]}",
-                                setting=SETTING)
+            self._fail(resp, f"registering {subject}", detail=True)
         schema_id = int(resp.json()["id"])
         with self._lock:
             self._registered[key] = schema_id
@@ -68,12 +89,9 @@ class RegistryClient:
         resp = self._request("GET", f"/schemas/ids/{schema_id}")
         if resp.status_code == 404:
             raise UnknownSchemaId(f"schema id {schema_id} is not in the registry")
-        if resp.status_code >= 500:
-            raise ServiceUnavailable(f"Schema Registry at {self.url} failed: HTTP {resp.status_code}",
-                                     setting=SETTING)
         if resp.status_code != 200:
-            raise RegistryError(f"fetching schema {schema_id} failed: HTTP {resp.status_code}", setting=SETTING)
-        schema = json.loads(resp.json()["schema"])
+            self._fail(resp, f"fetching schema {schema_id}")
+        schema: dict[str, Any] = json.loads(resp.json()["schema"])
         with self._lock:
             self._by_id[schema_id] = schema
         return schema
@@ -82,9 +100,45 @@ class RegistryClient:
         """Every subject the registry knows."""
         resp = self._request("GET", "/subjects")
         if resp.status_code != 200:
-            raise RegistryError(f"listing subjects failed: HTTP {resp.status_code}", setting=SETTING)
+            self._fail(resp, "listing subjects")
         return list(resp.json())
+
+    def latest(self, subject: str) -> dict[str, Any] | None:
+        """The latest version of a subject (subject, version, id, schema text), or None when it is not registered."""
+        resp = self._request("GET", f"/subjects/{subject}/versions/latest")
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            self._fail(resp, f"fetching the latest version of {subject}")
+        body = _json(resp)
+        if not isinstance(body, dict):
+            raise RegistryError(f"fetching the latest version of {subject}: the answer is not a JSON object",
+                                status=resp.status_code)
+        return body
+
+    def compatibility(self) -> str | None:
+        """The global compatibility level (None when the answer does not name one)."""
+        resp = self._request("GET", "/config")
+        if resp.status_code != 200:
+            self._fail(resp, "reading the global compatibility level")
+        body = _json(resp)
+        level = body.get("compatibilityLevel") if isinstance(body, dict) else None
+        return str(level) if level else None
+
+    def delete_subject(self, subject: str, *, permanent: bool = False) -> None:
+        """Delete a subject: soft, or permanently (the registry wants a soft delete first)."""
+        params = {"permanent": "true"} if permanent else None
+        resp = self._request("DELETE", f"/subjects/{subject}", params=params)
+        if resp.status_code != 200:
+            self._fail(resp, f"deleting {subject}")
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._http.close()
+
+
+def _json(resp: httpx.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return None

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from k2cli.errors import K2Error
+from k2cli.errors import K2Error, first_line
 from k2cli.lake.plan import BadQuery, DataFile, ScanPlan, SnapshotInfo, TradeFilter
 from k2cli.settings import Settings
 from k2cli.timespec import iso, to_micros
@@ -328,9 +328,9 @@ class TradesLake:
                 reader = con.sql(statement).to_arrow_reader(batch_size=8192)
                 table = _take(reader, max_rows)
             except duckdb.PermissionException as exc:
-                raise ForbiddenSQL(f"refused: {_first_line(exc)}") from None
+                raise ForbiddenSQL(f"refused: {first_line(exc)}") from None
             except duckdb.Error as exc:
-                raise BadQuery(f"the query failed: {_first_line(exc)}") from None
+                raise BadQuery(f"the query failed: {first_line(exc)}") from None
         finally:
             con.close()
         if max_rows is not None and table.num_rows > max_rows:
@@ -487,11 +487,6 @@ def _int(value: Any) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0] if lines else exc.__class__.__name__
 
 
 def normalise_names(values: Iterable[str | None]) -> list[str | None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from k2cli.errors import K2Error
+from k2cli.errors import K2Error, first_line
 
 MAX_SQL_CHARS = 100_000
 
@@ -27,7 +27,7 @@ def read_only_statement(sql: str) -> str:
     try:
         statements = duckdb.extract_statements(text)
     except duckdb.Error as exc:
-        raise ForbiddenSQL(f"the SQL does not parse: {_first_line(exc)}") from None
+        raise ForbiddenSQL(f"the SQL does not parse: {first_line(exc)}") from None
     except ValueError:  # a statement type this duckdb build cannot even name
         raise ForbiddenSQL("only a single SELECT (or WITH … SELECT) query is allowed") from None
     if len(statements) != 1:
@@ -39,8 +39,3 @@ def read_only_statement(sql: str) -> str:
     while query.endswith(";"):
         query = query[:-1].rstrip()
     return query
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0] if lines else exc.__class__.__name__

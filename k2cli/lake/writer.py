@@ -26,11 +26,11 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from k2cli.errors import K2Error, ServiceUnavailable
+from k2cli.errors import K2Error, ServiceUnavailable, first_line
 from k2cli.lake import offsets as off
 
 log = logging.getLogger("k2.lake.writer")
@@ -75,16 +75,21 @@ class CommitResult:
 def _lean_transaction_class() -> type:
     from pyiceberg.table import Transaction
 
+    _stage_all: Callable[[Any, Any], Any]
     try:  # the per-update step of update_table_metadata, without its final deep copy
         from pyiceberg.table.update import _apply_table_update, _TableMetadataUpdateContext
     except ImportError:  # pragma: no cover - other pyiceberg versions: cache the public (deep-copying) result
-        from pyiceberg.table.update import update_table_metadata as _stage_all
+        from pyiceberg.table.update import update_table_metadata
+
+        _stage_all = update_table_metadata
     else:
-        def _stage_all(base: Any, updates: Any) -> Any:
+        def _stage_lean(base: Any, updates: Any) -> Any:
             context = _TableMetadataUpdateContext()
             for update in updates:
                 base = _apply_table_update(update, base, context)
             return base
+
+        _stage_all = _stage_lean
 
     class LeanTransaction(Transaction):
         """A Transaction that stages metadata only when its updates change, without deep copies (models are frozen).
@@ -124,9 +129,16 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError | PoolTimeout)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0][:200]}" if text else exc.__class__.__name__
+def _described(exc: BaseException) -> str:
+    """The exception's class and the first line of its message (cut at 200 characters)."""
+    name = exc.__class__.__name__
+    return f"{name}: {first_line(exc)[:200]}" if str(exc).strip() else name
+
+
+def _raise_if_transient(exc: BaseException, doing: str, setting: str = "K2_ICEBERG_CATALOG_URI") -> None:
+    """Raise WriteUnavailable ("<doing>: <the error>") for a transient failure; return for any other."""
+    if _transient(exc):
+        raise WriteUnavailable(f"{doing}: {_described(exc)}", setting=setting) from None
 
 
 class TableWriter:
@@ -140,6 +152,7 @@ class TableWriter:
         global _LEAN
         if _LEAN is None:
             _LEAN = _lean_transaction_class()
+        self._lean: type = _LEAN
         self.catalog = catalog
         self.table_name = table_name
         self.snapshots_to_keep = max(1, snapshots_to_keep)
@@ -156,9 +169,7 @@ class TableWriter:
             self.table.catalog = lean_catalog(self.table.catalog)
             self._ensure_properties()
         except Exception as exc:
-            if _transient(exc):
-                raise WriteUnavailable(f"Iceberg table {table_name} unavailable: {_first_line(exc)}",
-                                       setting="K2_ICEBERG_CATALOG_URI") from None
+            _raise_if_transient(exc, f"Iceberg table {table_name} unavailable")
             raise
 
     @property
@@ -186,15 +197,14 @@ class TableWriter:
         try:
             self.table.refresh()
         except Exception as exc:
-            if _transient(exc):
-                raise WriteUnavailable(f"Iceberg catalog unavailable: {_first_line(exc)}",
-                                       setting="K2_ICEBERG_CATALOG_URI") from None
+            _raise_if_transient(exc, "Iceberg catalog unavailable")
             raise
 
     def _ancestry(self) -> list[Any]:
         md = self.table.metadata
         by_id = {s.snapshot_id: s for s in md.snapshots}
-        chain, snap = [], by_id.get(md.current_snapshot_id) if md.current_snapshot_id is not None else None
+        chain: list[Any] = []
+        snap = by_id.get(md.current_snapshot_id) if md.current_snapshot_id is not None else None
         while snap is not None and len(chain) <= len(by_id):
             chain.append(snap)
             snap = by_id.get(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
@@ -254,9 +264,7 @@ class TableWriter:
         try:
             files = self._write_files(data, uuid.uuid4()) if data is not None and data.num_rows else []
         except Exception as exc:
-            if _transient(exc):
-                raise WriteUnavailable(f"cannot write data files: {_first_line(exc)}",
-                                       setting="K2_ICEBERG_WAREHOUSE") from None
+            _raise_if_transient(exc, "cannot write data files", "K2_ICEBERG_WAREHOUSE")
             raise
         attempts = 0
         refresh = False
@@ -286,7 +294,7 @@ class TableWriter:
                 if self.consumer_label:
                     props[off.CONSUMER_KEY] = self.consumer_label
                 expire_ids, expired_snaps = self._expiry_plan(chain)
-                tx = _LEAN(self.table)
+                tx = self._lean(self.table)
                 update = tx.update_snapshot(snapshot_properties=props)
                 with (update.merge_append() if self._merge else update.fast_append()) as append:
                     for data_file in files:
@@ -307,9 +315,7 @@ class TableWriter:
             except CommitConflict:
                 raise
             except Exception as exc:
-                if _transient(exc):
-                    raise WriteUnavailable(f"Iceberg commit to {self.table_name} failed: {_first_line(exc)}",
-                                           setting="K2_ICEBERG_CATALOG_URI") from None
+                _raise_if_transient(exc, f"Iceberg commit to {self.table_name} failed")
                 raise
             self.commits += 1
             self._since_expiry += 1
@@ -371,4 +377,4 @@ class TableWriter:
             self._manifests_of = {k: v for k, v in self._manifests_of.items() if k in keep_ids}
             self._summaries = {k: v for k, v in self._summaries.items() if k in keep_ids}
         except Exception as exc:
-            log.warning("could not clean files of expired snapshots: %s", _first_line(exc))
+            log.warning("could not clean files of expired snapshots: %s", _described(exc))

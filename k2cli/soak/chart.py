@@ -7,8 +7,9 @@ import html
 import math
 from collections.abc import Callable, Sequence
 
-from k2cli.soak.criteria import Evaluation, Status, growth_limit_mb
+from k2cli.soak.criteria import Evaluation, growth_limit_mb
 from k2cli.soak.profile import MB, RunRecord, Sample
+from k2cli.verdict import Status
 
 WIDTH = 1000
 LEFT, RIGHT = 78, 150  # plot margins: y-axis labels on the left, legend on the right
@@ -235,8 +236,9 @@ def render_svg(record: RunRecord, samples: Sequence[Sample], evaluation: Evaluat
     crss = [s.consumer.rss_bytes / MB for s in samples if s.consumer is not None]
     figures = evaluation.figures
     growth_line = None
-    if figures.get("stream_start_rss_mb") is not None:
-        growth_line = figures["stream_start_rss_mb"] + growth_limit_mb(figures.get("hours") or 0.0,
+    start_mb = figures.get("stream_start_rss_mb")
+    if start_mb is not None:
+        growth_line = start_mb + growth_limit_mb(figures.get("hours") or 0.0,
                                                                       _thresholds(record))
     hard = _thresholds(record)["soak_rss_hard_max_mb"]
     extra = [growth_line] if growth_line is not None else []

@@ -29,14 +29,14 @@ batches load pyiceberg and Arrow, a step of tens of MB that is not growth.
 
 from __future__ import annotations
 
-import enum
 import signal
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from k2cli.exchanges import registry
 from k2cli.soak.profile import ABORTED, COMPLETED, CRASHED, INTERRUPTED, MB, NOT_RUN, RunRecord, Sample
+from k2cli.verdict import Status, exit_code, worst
 
 S003 = "seed 003 Phase 5, Level 3 soak"
 S000 = "seed 000, Step 5"
@@ -63,20 +63,6 @@ MIN_TREND_SAMPLES = 10
 EDGE_SAMPLES = 3  # samples whose median makes the start and end RSS of the growth measurement
 
 
-class Status(enum.StrEnum):
-    """The outcome of one criterion."""
-
-    PASS = "PASS"
-    WARN = "WARN"
-    FAIL = "FAIL"
-    ERROR = "ERROR"  # could not be measured
-
-
-# A measured failure outranks "could not run", which outranks warnings (as in `k2 validate`).
-_SEVERITY = {Status.PASS: 0, Status.WARN: 1, Status.ERROR: 2, Status.FAIL: 3}
-EXIT_CODES = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2, Status.ERROR: 3}
-
-
 @dataclass(frozen=True)
 class Criterion:
     """One judged criterion: what was measured, against which limit, and the outcome."""
@@ -100,7 +86,7 @@ class Evaluation:
     @property
     def exit_code(self) -> int:
         """0 pass, 1 warn, 2 fail, 3 could not run."""
-        return EXIT_CODES[self.verdict]
+        return exit_code(self.verdict)
 
 
 def thresholds_from(settings_thresholds: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -140,11 +126,6 @@ def growth_limit_mb(hours: float, t: Mapping[str, float]) -> float:
 def drops_limit(hours: float, t: Mapping[str, float]) -> float:
     """Drops fewer than this pass: the 24-hour allowance scaled to the run, at least 1."""
     return max(1.0, t["soak_drops_24h_max"] * hours / 24)
-
-
-def worst(statuses: Iterable[Status]) -> Status:
-    """The verdict: the most severe status (PASS when there is none)."""
-    return max(statuses, key=lambda s: _SEVERITY[s], default=Status.PASS)
 
 
 def describe_exit(code: int | None) -> str:
@@ -195,11 +176,11 @@ def _after_warmup(samples: list[Sample], warmup_s: float) -> list[Sample]:
     return [s for s in samples if s.elapsed_s >= warmup_s]
 
 
-def _memory_criteria(label: str, samples: list[Sample], rss_of, hard_mb: float, hours: float,
-                     warmup_s: float, t: Mapping[str, float], figures: dict, key: str) -> list[Criterion]:
+def _memory_criteria(label: str, samples: list[Sample], rss_of: Callable[[Sample], float | None], hard_mb: float,
+                     hours: float, warmup_s: float, t: Mapping[str, float], figures: dict, key: str) -> list[Criterion]:
     """Hard limit, growth and leak-score criteria of one process."""
     out: list[Criterion] = []
-    rss_all = [rss_of(s) for s in samples if rss_of(s) is not None]
+    rss_all = [v for s in samples if (v := rss_of(s)) is not None]
     peak = max(rss_all) / MB if rss_all else None
     figures[f"{key}_peak_rss_mb"] = peak
     if peak is None:
@@ -215,8 +196,8 @@ def _memory_criteria(label: str, samples: list[Sample], rss_of, hard_mb: float, 
         figures[f"{key}_growth_mb"] = None
     else:
         edge = min(EDGE_SAMPLES, len(steady) // 2)
-        start = _median_mb([rss_of(s) for s in steady[:edge]])
-        end = _median_mb([rss_of(s) for s in steady[-edge:]])
+        start = _median_mb([v for s in steady[:edge] if (v := rss_of(s)) is not None])
+        end = _median_mb([v for s in steady[-edge:] if (v := rss_of(s)) is not None])
         growth = end - start
         figures[f"{key}_growth_mb"] = growth
         figures[f"{key}_start_rss_mb"] = start
@@ -282,7 +263,8 @@ def _rate(samples: list[Sample], warmup_s: float, t: Mapping[str, float], figure
         return Criterion("message rate", Status.WARN, f"{len(steady)} sample(s) after warm-up", f"> {rmin:g} msg/s",
                          "too few samples after the warm-up")
     span = steady[-1].elapsed_s - steady[0].elapsed_s
-    avg = (steady[-1].messages - steady[0].messages) / span if span > 0 else 0.0
+    counts = [s.messages for s in steady if s.messages is not None]  # all of them: steady has counts only
+    avg = (counts[-1] - counts[0]) / span if span > 0 else 0.0
     figures["avg_rate_msg_s"] = avg
     rates = [s.rate_msg_s for s in steady[1:] if s.rate_msg_s is not None]
     figures["min_rate_msg_s"] = min(rates) if rates else None
@@ -304,7 +286,7 @@ def _drops(samples: list[Sample], hours: float, t: Mapping[str, float], figures:
         figures["drops"] = None
         return Criterion("connection drops", Status.ERROR, "no reconnect counts", f"< {limit:g}",
                          "the stream's metrics endpoint gave no reconnect counter")
-    drops = last.drops
+    drops = last.drops or 0.0  # never None: `last` is the newest sample with a count
     figures["drops"] = drops
     figures["rotations"] = last.rotations
     reasons = ", ".join(f"{k} {v:g}" for k, v in sorted(last.reconnects.items()) if v) or "none"
@@ -326,7 +308,7 @@ def _integrity(samples: list[Sample], t: Mapping[str, float], figures: dict) -> 
         figures["integrity_errors"] = None
         return Criterion("data integrity errors", Status.ERROR, "no error counts", f"<= {imax:g}",
                          "the metrics endpoints gave no message-error counters")
-    total = (last.integrity_errors if last else 0) + (dlq or 0)
+    total = ((last.integrity_errors or 0) if last else 0) + (dlq or 0)
     figures["integrity_errors"] = total
     parts = [f"stream {_fmt(last.integrity_errors if last else None, 0)}"]
     if dlq is not None:

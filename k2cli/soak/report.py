@@ -99,9 +99,10 @@ def render_text(record: RunRecord, samples: list[Sample], ev: Evaluation) -> str
                      f"{_num(f.get('consumer_leak_score'), 2)} (its steady state taken from "
                      f"{_num(f.get('consumer_warmup_s'), 0)} s: 30 s after its first commit, or the warm-up)")
         if cs:
-            c = cs[-1]
-            lines.append(f"  Consumed {_num(c.consumed, 0)}, written {_num(c.written, 0)}, lag {_num(c.lag, 0)}, "
-                         f"dead-lettered {_num(c.dlq_entries, 0)}, breaker state {_num(c.breaker_state, 0)} "
+            newest = cs[-1]
+            lines.append(f"  Consumed {_num(newest.consumed, 0)}, written {_num(newest.written, 0)}, "
+                         f"lag {_num(newest.lag, 0)}, dead-lettered {_num(newest.dlq_entries, 0)}, "
+                         f"breaker state {_num(newest.breaker_state, 0)} "
                          "(0 closed, 1 half-open, 2 open)")
     if record.log_tail:
         lines += ["", "Last log lines of the process that ended the run", "-" * 48]

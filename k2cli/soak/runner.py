@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from k2cli.proc import child_env, free_port, k2_argv, start, stop
 from k2cli.soak import criteria
 from k2cli.soak.profile import (
     ABORTED,
@@ -97,13 +97,6 @@ class SoakResult:
         return self.evaluation.exit_code
 
 
-def free_port() -> int:
-    """An unused local TCP port for a child's metrics endpoint."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Linux: have the kernel send SIGTERM to the child if the soak itself dies."""
     try:
@@ -139,8 +132,7 @@ class _Child:
         if sys.platform.startswith("linux"):
             kwargs["preexec_fn"] = _die_with_parent
         # own session: a Ctrl-C in the terminal reaches the soak, which then stops the child in order
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, start_new_session=True, **kwargs)
+        self.proc = start(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, **kwargs)
         import psutil
 
         self.ps = psutil.Process(self.proc.pid)
@@ -157,16 +149,10 @@ class _Child:
         return int(info.rss), int(info.vms)
 
     def stop(self, timeout: float) -> int | None:
-        """SIGTERM, wait, then SIGKILL; returns the exit status."""
-        if self.proc.poll() is None:
-            try:
-                self.proc.terminate()
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        """SIGTERM its process group, wait, then SIGKILL the group; returns the exit status."""
+        code = stop(self.proc, grace=timeout, kill_wait=10)
         self._log.close()
-        return self.proc.returncode
+        return code
 
 
 class SoakRunner:
@@ -203,17 +189,10 @@ class SoakRunner:
         self.on_event(SoakEvent(kind, self.plan, self.record, sample, len(self.samples), message))
 
     # ---- children
-    def _child_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.plan.env)
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
     def _stream_argv(self, port: int) -> list[str]:
         p = self.plan
         # --verbose: connections, reconnects and rotations go to the log the report quotes after a crash
-        argv = [sys.executable, "-m", "k2cli", "stream", p.exchange, "--url", p.url, "--metrics-port", str(port),
-                "--verbose"]
+        argv = k2_argv(["stream", p.exchange, "--url", p.url, "--metrics-port", str(port), "--verbose"])
         if p.topic:
             argv += ["--topic", p.topic]
         if p.symbols:
@@ -222,12 +201,18 @@ class SoakRunner:
 
     def _consumer_argv(self, port: int) -> list[str]:
         p = self.plan
-        argv = [sys.executable, "-m", "k2cli", "consume", "--metrics-port", str(port), "--verbose"]
+        argv = k2_argv(["consume", "--metrics-port", str(port), "--verbose"])
         if p.topic:
             argv += ["--topics", p.topic]
         if p.consumer_group:
             argv += ["--group", p.consumer_group]
         return argv
+
+    def _stream(self) -> _Child:
+        """The stream child (started by _start before any sampling)."""
+        if self.stream is None:
+            raise RuntimeError("the stream process has not been started")
+        return self.stream
 
     def _children(self) -> list[_Child]:
         return [c for c in (self.stream, self.consumer) if c is not None]
@@ -235,7 +220,7 @@ class SoakRunner:
     def _start(self) -> bool:
         """Start the children and wait until their metrics endpoints answer; False if they never do."""
         out = self.plan.output_dir
-        env = self._child_env()
+        env = child_env(self.plan.env)
         port = free_port()
         argv = self._stream_argv(port)
         self.record.stream_command = argv
@@ -283,7 +268,7 @@ class SoakRunner:
     # ---- sampling
     def _read_stream(self) -> tuple[Any, str | None]:
         try:
-            return stream_reading(fetch(self.stream.metrics_url), self.plan.exchange), None
+            return stream_reading(fetch(self._stream().metrics_url), self.plan.exchange), None
         except ScrapeError as exc:
             self.record.scrape_failures += 1
             return None, str(exc)
@@ -310,7 +295,7 @@ class SoakRunner:
         return value - (base or 0.0)
 
     def _sample(self, elapsed: float, prev: Sample | None) -> Sample:
-        rss, vms = self.stream.memory()
+        rss, vms = self._stream().memory()
         reading, error = self._read_stream()
         s = Sample(timestamp=time.time(), elapsed_s=round(elapsed, 3), rss_bytes=rss, vms_bytes=vms,
                    rss_mb=round(rss / MB, 3), vms_mb=round(vms / MB, 3), scrape_error=error)
@@ -329,17 +314,17 @@ class SoakRunner:
             if s.messages is not None and dt > 0:
                 s.rate_msg_s = round((s.messages - before) / dt, 3)
         if self.consumer is not None:
-            s.consumer = self._sample_consumer(elapsed)
+            s.consumer = self._sample_consumer(self.consumer, elapsed)
         steady = [x for x in [*self.samples, s] if x.elapsed_s >= self.record.warmup_s]
         if len(steady) >= criteria.MIN_TREND_SAMPLES:
             s.leak_score = round(criteria.leak_score_of(steady), 4)
         return s
 
-    def _sample_consumer(self, elapsed: float) -> ConsumerSample:
-        crss, cvms = self.consumer.memory()
+    def _sample_consumer(self, consumer: _Child, elapsed: float) -> ConsumerSample:
+        crss, cvms = consumer.memory()
         c = ConsumerSample(rss_bytes=crss, vms_bytes=cvms, rss_mb=round(crss / MB, 3))
         try:
-            r = consumer_reading(fetch(self.consumer.metrics_url))
+            r = consumer_reading(fetch(consumer.metrics_url))
         except ScrapeError as exc:
             self.record.scrape_failures += 1
             c.scrape_error = str(exc)
@@ -389,8 +374,8 @@ class SoakRunner:
             if why == "stop":
                 self.record.status, self.record.end_reason = INTERRUPTED, self._stop_reason
                 return
-            if why == "crash":
-                child = self._crashed_child()
+            child = self._crashed_child() if why == "crash" else None
+            if child is not None:
                 code = child.exited()
                 self.record.status = CRASHED
                 self.record.end_reason = (f"the {child.name} process (pid {child.pid}) exited on its own after "
@@ -425,7 +410,7 @@ class SoakRunner:
                 self.record.status = RUNNING
                 write_run(out, self.record)
                 self._profile.flush()
-                self._emit("ready", message=f"stream metrics at {self.stream.metrics_url}")
+                self._emit("ready", message=f"stream metrics at {self._stream().metrics_url}")
                 self._loop(time.monotonic())
         except (OSError, ValueError) as exc:  # e.g. a child could not be started, a file not written
             self.record.status = NOT_RUN

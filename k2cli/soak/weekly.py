@@ -11,11 +11,29 @@ import datetime as _dt
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from k2cli.observe.prometheus_api import Prometheus
-from k2cli.soak.criteria import EXIT_CODES, Status, worst
 from k2cli.soak.profile import MB
+from k2cli.verdict import Status, Threshold, exit_code, worst
+
+if TYPE_CHECKING:
+    from k2cli.observe.prometheus_api import Prometheus
+
+S003 = "Phase 5 Validation Guide"
+# The 7-day report's limits; `k2 validate` lists them with its own and k2.toml [thresholds] overrides them.
+THRESHOLDS = (
+    Threshold("prod_window_days", 7, "", "days", f"{S003}: Step 09, 7-day production validation (look-back window)"),
+    Threshold("prod_memory_max_mb", 250, "<=", "MB", f"{S003}: memory stable at 200-250MB"),
+    Threshold("prod_memory_growth_max_mb", 50, "<", "MB", f"{S003}: memory growth <50MB over 24h"),
+    Threshold("prod_rotations_per_day", 6, "==", "/day", f"{S003}: connection rotations 6 per day (every 4h)"),
+    Threshold("prod_pings_per_day", 480, "==", "/day", f"{S003}: ping-pong heartbeat 480 pings per day"),
+    Threshold("prod_rate_tolerance_pct", 20, "", "%", "run parameter: tolerance on per-day counts"),
+    Threshold("prod_stream_rate_min_per_s", 10, ">", "msg/s", f"{S003}: message rate >10 msg/sec sustained"),
+    Threshold("prod_uptime_min_pct", 99.9, ">=", "%", f"{S003}: uptime >99.9%"),
+    Threshold("prod_unscheduled_reconnects_max", 0, "<=", "", f"{S003}: Day 5, zero unscheduled reconnections"),
+    Threshold("prod_critical_alerts_max", 0, "<=", "", f"{S003}: zero critical alerts"),
+)
+_DEFAULTS = {t.name: t.default for t in THRESHOLDS}
 
 ICONS = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status.ERROR: "❔"}
 COVERAGE_MIN = 0.95  # share of the window the data must cover for a full report
@@ -56,7 +74,7 @@ class Weekly:
     @property
     def exit_code(self) -> int:
         """0 pass, 1 warn, 2 fail, 3 could not run."""
-        return EXIT_CODES[self.verdict]
+        return exit_code(self.verdict)
 
     def to_dict(self) -> dict[str, Any]:
         """As plain JSON values."""
@@ -68,9 +86,7 @@ class Weekly:
 
 
 def _threshold(settings: Any, name: str) -> float:
-    from k2cli.checks import thresholds
-
-    return settings.threshold(name, thresholds.get(name).default)
+    return settings.threshold(name, _DEFAULTS[name])
 
 
 def span(seconds: float) -> str:
@@ -92,6 +108,8 @@ def _within(value: float, expected: float, tolerance_pct: float) -> bool:
 
 def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float | None = None) -> Weekly:
     """Query Prometheus for the last `days` days of one exchange's stream and judge the seed's checklist."""
+    from k2cli.observe.prometheus_api import Prometheus
+
     prom = Prometheus(url, timeout=30.0, setting="--prometheus")
     try:
         return _judge(prom, url, exchange, days, settings, now)

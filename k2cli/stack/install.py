@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from k2cli.stack.errors import InstallError
 from k2cli.stack.paths import DATA_DIR, StackPaths
@@ -32,6 +33,7 @@ APICURIO_FALLBACK_VERSION = "3.0.9"
 KAFKA_JAVA = 17
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 def _quiet(_: str) -> None:
@@ -61,6 +63,19 @@ def _run(cmd: Sequence[str], *, what: str, log: Path | None = None, env: dict[st
 # --------------------------------------------------------------------------------------------- Debian
 def is_root() -> bool:
     return os.geteuid() == 0
+
+
+def required(found: T | None, what: str, package: str) -> T:
+    """What a find_* function found, or InstallError naming the apt package that provides it."""
+    if found is None:
+        raise InstallError(f"{what} not found (apt-get install {package})")
+    return found
+
+
+def apt_ensure(find: Callable[[], object | None], package: str, progress: Progress = _quiet) -> None:
+    """Install the apt package when `find` finds nothing."""
+    if find() is None:
+        apt_install([package], progress)
 
 
 def apt_install(packages: Sequence[str], progress: Progress = _quiet) -> None:

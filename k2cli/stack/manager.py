@@ -98,7 +98,7 @@ class Stack:
         limit = timeout or svc.start_timeout
         pid = svc.pid()
         if pid is not None:
-            health = wait_for(svc.ready, limit, alive=lambda: proc.is_running(pid))
+            health = wait_for(svc.ready, limit, alive=_alive(pid))
             if not health.ok:
                 raise ServiceStartError(svc.name, f"is running (pid {pid}) but not healthy: {health.detail}",
                                         str(svc.log_file))
@@ -124,7 +124,7 @@ class Stack:
             action = "started"
         final = svc.health()
         if not final.ok:
-            final = wait_for(svc.health, 30, alive=lambda: proc.is_running(pid))  # type: ignore[arg-type]
+            final = wait_for(svc.health, 30, alive=_alive(pid))
             if not final.ok:
                 raise ServiceStartError(svc.name, f"is not healthy: {final.detail}", str(svc.log_file))
         return ServiceState(name=svc.name, running=True, pid=pid, healthy=True, detail=final.detail,
@@ -165,3 +165,8 @@ class Stack:
             states.append(ServiceState(name=svc.name, running=pid is not None, pid=pid, healthy=health.ok,
                                        detail=detail, listen=svc.listen(), log=str(svc.log_file)))
         return states
+
+
+def _alive(pid: int) -> Callable[[], bool]:
+    """Whether the process `pid` is still running, as a probe for wait_for."""
+    return lambda: proc.is_running(pid)

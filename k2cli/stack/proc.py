@@ -15,6 +15,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from k2cli.proc import signal_group, start
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,11 @@ def spawn(service: str, cmd: Sequence[str], log_file: Path, pid_file: Path, *, e
     with open(log_file, "ab") as log:
         log.write(f"\n==== k2 stack: starting {service} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         log.flush()
-        kwargs: dict = {}
+        kwargs: dict[str, Any] = {}
         if user is not None:
             kwargs.update(user=user, group=user, extra_groups=[])
-        proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=str(cwd) if cwd else None, env=dict(env) if env is not None else None,
-                                start_new_session=True, close_fds=True, **kwargs)
+        proc = start(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(cwd) if cwd else None, env=env,
+                     close_fds=True, **kwargs)
     ticks = start_ticks(proc.pid)
     if ticks is None:  # it died at once; keep a record so the caller can report its exit
         _reap(proc.pid)
@@ -79,6 +81,7 @@ def spawn(service: str, cmd: Sequence[str], log_file: Path, pid_file: Path, *, e
 
 
 def write_pid_file(pid_file: Path, record: PidRecord) -> None:
+    """Write the pid file atomically (a reader never sees half of it)."""
     tmp = pid_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(record)))
     tmp.replace(pid_file)
@@ -115,15 +118,12 @@ def stop(pid_file: Path, sig: int = signal.SIGTERM, timeout: float = 30.0) -> st
         return "not running"
     ticks = start_ticks(pid)
     outcome = "stopped"
+    # The stop signal goes to the service alone: it shuts its own helpers down in its own order.
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
     if not wait_exit(pid, ticks, timeout):
         outcome = "killed"
-        try:
-            os.killpg(pid, signal.SIGKILL)  # the whole session: the service and any helper it forked
-        except (ProcessLookupError, PermissionError):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        signal_group(pid, signal.SIGKILL)  # the whole session: the service and any helper it forked
         wait_exit(pid, ticks, 10.0)
     pid_file.unlink(missing_ok=True)
     return outcome

@@ -16,19 +16,20 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from k2cli.errors import ServiceUnavailable, first_line
 from k2cli.stack import install, proc
 from k2cli.stack.config import StackConfig, stream_scrape_configs
 from k2cli.stack.errors import InstallError, StackConfigError, StackError
 from k2cli.stack.health import Health, http_get, http_json, port_open
+from k2cli.stack.install import Apicurio as ApicurioDistribution
 from k2cli.stack.paths import StackPaths, find_deploy_dir
 from k2cli.stack.templates import packaged, render, render_file, write_if_changed
 
-if TYPE_CHECKING:
-    from k2cli.stack.install import Apicurio as ApicurioDist  # in the class, the method `install` hides the module
-
 Progress = Callable[[str], None]
+# log_level 0: no librdkafka log lines on stderr while the broker is still starting.
+_ADMIN_CONFIG = {"log_level": 0, "socket.connection.setup.timeout.ms": 3000}
 
 
 def _quiet(_: str) -> None:
@@ -171,14 +172,10 @@ class Postgres(Service):
         return self.root / "socket"
 
     def _bin(self) -> Path:
-        bindir = install.find_postgres_bin()
-        if bindir is None:
-            raise InstallError("PostgreSQL server binaries not found (apt-get install postgresql)")
-        return bindir
+        return install.required(install.find_postgres_bin(), "PostgreSQL server binaries", "postgresql")
 
     def install(self, progress: Progress = _quiet) -> None:
-        if install.find_postgres_bin() is None:
-            install.apt_install(["postgresql"], progress)
+        install.apt_ensure(install.find_postgres_bin, "postgresql", progress)
 
     def prepare(self, progress: Progress = _quiet) -> None:
         root = self.root
@@ -246,7 +243,7 @@ class Postgres(Service):
         try:
             conn = self._connect_admin()
         except Exception as exc:
-            return Health(False, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            return Health(False, first_line(exc))
         conn.close()
         return Health(True, "accepting connections")
 
@@ -280,8 +277,7 @@ class Postgres(Service):
             conn = psycopg2.connect(host="127.0.0.1", port=c.postgres_port, user=c.postgres_user,
                                     password=c.postgres_password, dbname=c.postgres_database, connect_timeout=3)
         except Exception as exc:
-            text = str(exc).strip()
-            return Health(False, text.splitlines()[0] if text else type(exc).__name__)
+            return Health(False, first_line(exc))
         try:
             with conn.cursor() as cur:
                 cur.execute("SHOW server_version")
@@ -364,50 +360,47 @@ class Kafka(Service):
                 "-Djava.awt.headless=true", *self._log_opts(), "-cp", self._classpath(), "kafka.Kafka",
                 str(self.dir / "server.properties")]
 
-    def _admin(self):
-        from confluent_kafka.admin import AdminClient
+    def _bootstrap(self) -> str:
+        return f"127.0.0.1:{self.cfg.kafka_port}"
 
-        # log_level 0: no librdkafka log lines on stderr while the broker is still starting.
-        return AdminClient({"bootstrap.servers": f"127.0.0.1:{self.cfg.kafka_port}", "log_level": 0,
-                            "socket.connection.setup.timeout.ms": 3000})
+    def _admin(self) -> Any:  # -> confluent_kafka.admin.AdminClient
+        from k2cli.kafka import admin
 
-    def ready(self) -> Health:
+        return admin.client(self._bootstrap(), _ADMIN_CONFIG)
+
+    def _metadata(self) -> Any:  # -> ClusterMetadata, or the Health that says why there is none
         if not port_open(self.cfg.kafka_port):
             return Health(False, f"port {self.cfg.kafka_port} not open")
         try:
-            metadata = self._admin().list_topics(timeout=5)
+            return self._admin().list_topics(timeout=5)
         except Exception as exc:
             return Health(False, f"metadata request failed: {exc}")
+
+    def ready(self) -> Health:
+        metadata = self._metadata()
+        if isinstance(metadata, Health):
+            return metadata
         if not metadata.brokers:
             return Health(False, "no broker in metadata")
         return Health(True, f"{len(metadata.brokers)} broker")
 
     def after_start(self, progress: Progress = _quiet) -> None:
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import NewTopic
+        from k2cli.kafka import admin
 
-        admin = self._admin()
-        existing = set(admin.list_topics(timeout=10).topics)
+        existing = set(self._admin().list_topics(timeout=10).topics)
         wanted = [t for t in self.cfg.topics if t not in existing]
         if not wanted:
             return
         progress(f"creating topics {', '.join(wanted)} ({self.cfg.topic_partitions} partitions)")
-        futures = admin.create_topics([NewTopic(t, num_partitions=self.cfg.topic_partitions, replication_factor=1)
-                                       for t in wanted], request_timeout=30)
-        for topic, future in futures.items():
-            try:
-                future.result(timeout=60)
-            except KafkaException as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise StackError(f"kafka: creating topic {topic} failed: {exc}") from None
+        try:
+            admin.create_topics(self._bootstrap(), wanted, self.cfg.topic_partitions, 60, config=_ADMIN_CONFIG)
+        except ServiceUnavailable as exc:
+            raise StackError(f"kafka: {exc.args[0]}") from None
 
     def health(self) -> Health:
-        if not port_open(self.cfg.kafka_port):
-            return Health(False, f"port {self.cfg.kafka_port} not open")
-        try:
-            metadata = self._admin().list_topics(timeout=5)
-        except Exception as exc:
-            return Health(False, f"metadata request failed: {exc}")
+        metadata = self._metadata()
+        if isinstance(metadata, Health):
+            return metadata
         missing = [t for t in self.cfg.topics if t not in metadata.topics]
         if missing:
             return Health(False, f"topic {missing[0]} missing (run `k2 stack up`)")
@@ -436,7 +429,7 @@ class Apicurio(Service):
             install.apt_install(["maven"], progress)
         self._dist = install.ensure_apicurio(self.paths, progress)
 
-    def _distribution(self) -> ApicurioDist:
+    def _distribution(self) -> ApicurioDistribution:
         dist = getattr(self, "_dist", None)
         if dist is None:
             dist = self._dist = install.ensure_apicurio(self.paths)
@@ -497,14 +490,10 @@ class RegistryFront(Service):
         return f"http://localhost:{self.cfg.registry_port}"
 
     def _nginx(self) -> Path:
-        nginx = install.find_nginx()
-        if nginx is None:
-            raise InstallError("nginx not found (apt-get install nginx)")
-        return nginx
+        return install.required(install.find_nginx(), "nginx", "nginx")
 
     def install(self, progress: Progress = _quiet) -> None:
-        if install.find_nginx() is None:
-            install.apt_install(["nginx"], progress)
+        install.apt_ensure(install.find_nginx, "nginx", progress)
 
     def prepare(self, progress: Progress = _quiet) -> None:
         run_dir = self.dir / "run"
@@ -547,14 +536,10 @@ class Prometheus(Service):
         return f"http://localhost:{self.cfg.prometheus_port}"
 
     def _binaries(self) -> tuple[Path, Path]:
-        found = install.find_prometheus()
-        if found is None:
-            raise InstallError("prometheus/promtool not found (apt-get install prometheus)")
-        return found
+        return install.required(install.find_prometheus(), "prometheus/promtool", "prometheus")
 
     def install(self, progress: Progress = _quiet) -> None:
-        if install.find_prometheus() is None:
-            install.apt_install(["prometheus"], progress)
+        install.apt_ensure(install.find_prometheus, "prometheus", progress)
 
     @property
     def config_file(self) -> Path:

@@ -6,6 +6,7 @@ import pytest
 
 from k2cli.checks import evaluate
 from k2cli.checks.model import Status
+from k2cli.verdict import exit_code, worst
 
 
 @pytest.mark.parametrize(("measured", "op", "limit", "expected"), [
@@ -53,14 +54,14 @@ def test_describe_and_numbers():
     ([], Status.PASS, 0),
 ])
 def test_verdict_and_exit_code(statuses, expected, code):
-    overall = evaluate.verdict(statuses)
+    overall = worst(statuses)
     assert overall is expected
-    assert evaluate.exit_code(overall) == code
+    assert exit_code(overall) == code
 
 
 def test_worst_and_counts():
-    assert evaluate.worst([Status.PASS, Status.WARN]) is Status.WARN
-    assert evaluate.worst([]) is Status.PASS
+    assert worst([Status.PASS, Status.WARN]) is Status.WARN
+    assert worst([]) is Status.PASS
     tally = evaluate.counts([Status.PASS, Status.PASS, Status.MANUAL])
     assert tally == {"PASS": 2, "WARN": 0, "FAIL": 0, "SKIP": 0, "MANUAL": 1, "ERROR": 0}
 

@@ -7,11 +7,14 @@ import re
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k2cli.checks.context import Context
 from k2cli.checks.model import Result, Step
 from k2cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from k2cli.kafka.registry import RegistryError, RegistryUnavailable
 
 SEED_CONSUMER = "seed 000: Consumer Validation Procedures"
 SEED_PHASE5 = "seed 003: Phase 5 Validation Guide"
@@ -72,40 +75,44 @@ def measure_topics(ctx: Context) -> Result:
 # ---------------------------------------------------------------- registry
 
 
-def _registry_get(ctx: Context, path: str) -> tuple[int, Any]:
-    import httpx
+def _answered(exc: RegistryError | RegistryUnavailable) -> int:
+    """The HTTP status of a registry error; re-raises when the registry did not answer at all."""
+    if exc.status == 0:
+        raise exc
+    return exc.status
 
-    from k2cli.errors import ServiceUnavailable
 
-    url = ctx.settings.schema_registry_url.rstrip("/") + path
+def _latest(ctx: Context, subject: str) -> dict[str, Any] | int | None:
+    """The latest version of a subject, None when it is not registered, or the HTTP status of an error answer."""
+    from k2cli.kafka.registry import RegistryClient, RegistryError, RegistryUnavailable
+
+    client = RegistryClient(ctx.settings.schema_registry_url)
     try:
-        resp = httpx.get(url, timeout=5.0)
-    except httpx.HTTPError as exc:
-        raise ServiceUnavailable(f"Schema Registry unreachable at {ctx.settings.schema_registry_url}: "
-                                 f"{exc.__class__.__name__}", setting="K2_SCHEMA_REGISTRY_URL") from None
-    try:
-        return resp.status_code, resp.json()
-    except ValueError:
-        return resp.status_code, resp.text
+        return client.latest(subject)
+    except (RegistryError, RegistryUnavailable) as exc:
+        return _answered(exc)
+    finally:
+        client.close()
 
 
 def measure_registry(ctx: Context) -> Result:
     """List subjects through the Confluent REST API."""
-    from k2cli.kafka.registry import RegistryClient
+    from k2cli.kafka.registry import RegistryClient, RegistryError, RegistryUnavailable
 
     client = RegistryClient(ctx.settings.schema_registry_url)
     try:
         started = time.monotonic()
         subjects = client.subjects()
         elapsed = ms_since(started)
+        try:
+            level = client.compatibility() or "unknown (HTTP 200)"
+        except (RegistryError, RegistryUnavailable) as exc:
+            level = f"unknown (HTTP {_answered(exc)})"
     finally:
         client.close()
-    status, config = _registry_get(ctx, "/config")
-    level = config.get("compatibilityLevel") if isinstance(config, dict) else None
     return ctx.check("service_latency_max_ms", elapsed,
                      f"registry answered in {elapsed} ms with {len(subjects)} subjects",
-                     evidence=[f"url: {ctx.settings.schema_registry_url}",
-                               f"global compatibility: {level or f'unknown (HTTP {status})'}"])
+                     evidence=[f"url: {ctx.settings.schema_registry_url}", f"global compatibility: {level}"])
 
 
 def registry_step(step_id: str) -> Step:
@@ -124,13 +131,13 @@ def measure_subjects(ctx: Context) -> Result:
     evidence, wrong, registered = [], [], 0
     for topic in (es.topic for es in ctx.settings.exchanges.values()):
         subject = f"{topic}-value"
-        status, body = _registry_get(ctx, f"/subjects/{subject}/versions/latest")
-        if status == 404:
+        body = _latest(ctx, subject)
+        if body is None:
             evidence.append(f"{subject}: not registered yet (the first `k2 stream` registers it)")
             continue
-        if status != 200 or not isinstance(body, dict):
+        if isinstance(body, int):
             wrong.append(subject)
-            evidence.append(f"{subject}: HTTP {status}")
+            evidence.append(f"{subject}: HTTP {body}")
             continue
         registered += 1
         try:
@@ -163,12 +170,10 @@ def open_catalog(ctx: Context) -> Any:
     return ctx.state["catalog"]
 
 
-def _redacted(uri: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", uri)
-
-
 def measure_catalog(ctx: Context) -> Result:
     """Open the SQL catalog and list namespaces."""
+    from k2cli.lake.catalog import redacted
+
     ctx.state.pop("catalog", None)
     opened = time.monotonic()
     catalog = open_catalog(ctx)  # imports pyiceberg and creates the catalog tables if needed: not service time
@@ -178,7 +183,7 @@ def measure_catalog(ctx: Context) -> Result:
     elapsed = ms_since(started)
     return ctx.check("service_latency_max_ms", elapsed,
                      f"catalog answered in {elapsed} ms with {len(namespaces)} namespace(s)",
-                     evidence=[f"uri: {_redacted(ctx.settings.catalog_uri)}", f"warehouse: {ctx.settings.warehouse}",
+                     evidence=[f"uri: {redacted(ctx.settings.catalog_uri)}", f"warehouse: {ctx.settings.warehouse}",
                                f"namespaces: {', '.join(namespaces) or '(none)'}",
                                f"opening the catalog (imports, schema set-up) took {open_ms} ms"])
 

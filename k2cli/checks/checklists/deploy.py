@@ -17,11 +17,11 @@ from typing import Any
 from k2cli.checks import metricnames as mn
 from k2cli.checks.checklists import common, e2e, resilience
 from k2cli.checks.context import Context, Options
-from k2cli.checks.evaluate import worst
 from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.probes import kafka, pipeline
 from k2cli.checks.probes.proc import StepError, run_k2, spawn_k2, wait_for
 from k2cli.checks.probes.source import SuiteRun, source_root, suite_coverage, suite_run
+from k2cli.verdict import worst
 
 # ---------------------------------------------------------------- the nested E2E run
 
@@ -107,7 +107,7 @@ def measure_unit_tests(ctx: Context) -> Result:
                              threshold="== 0", unit="failed", evidence=evidence)
     # Unit tests cover pure logic; I/O code is tested against real services by the integration and fault
     # suites, so the coverage that counts is the whole suite's (scripts/coverage.sh) when it matches this checkout.
-    root = source_root()
+    root = source_root()  # not None: unit_run found the checkout
     suite = suite_coverage(root) if root is not None else None
     if suite is not None:
         evidence.append(f"whole-suite coverage measured by scripts/coverage.sh at commit {suite.commit[:12]}")

@@ -13,9 +13,10 @@ from k2cli.checks.checklists import common, deploy, e2e, v2check
 from k2cli.checks.context import Context, Options
 from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.probes import pipeline
-from k2cli.checks.probes.proc import free_port, run_k2
+from k2cli.checks.probes.proc import run_k2
 from k2cli.checks.probes.source import source_root
 from k2cli.exchanges import registry
+from k2cli.proc import free_port
 
 # The interface contract of /work/shared/DESIGN.md: every command path and the flags it must take.
 _STREAM_FLAGS = ("--symbols", "--url", "--topic", "--max-messages", "--duration", "--rotation-interval",
@@ -190,6 +191,7 @@ def measure_backoff(ctx: Context) -> Result:
     initial, cap = 0.2, 1.6
     topic = pipeline.scratch_name(ctx, "backoff")
     ctx.on_close(pipeline.kafka.delete_topic, ctx.settings, topic)  # the producer may create it on start-up
+    ctx.on_close(pipeline.delete_subject, ctx, f"{topic}-value")  # and the stream registers its subject
     run = run_k2(["stream", ctx.options.exchange, "--url", f"ws://127.0.0.1:{free_port()}/stream",
                   "--topic", topic, "--duration", "7", "--metrics-port", "0",
                   "--format", "json"], timeout=60, env={"K2_BACKOFF_INITIAL": str(initial),

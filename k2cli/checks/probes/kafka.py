@@ -1,38 +1,31 @@
-"""Broker measurements through confluent-kafka's AdminClient and plain consumers/producers."""
+"""Broker measurements for checks: topics and groups through k2cli.kafka.admin, ranges through plain consumers and
+producers."""
 
 from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from k2cli.errors import ServiceUnavailable
+from k2cli.kafka import admin
 from k2cli.settings import Settings
 
 SETTING = "K2_KAFKA_BOOTSTRAP_SERVERS"
 
 
+# log_level 0 keeps librdkafka's own connection-refused chatter out of the report's terminal.
+_QUIET = {"socket.timeout.ms": 5000, "log_level": 0}
+
+
 def _base(settings: Settings) -> dict[str, Any]:
-    # log_level 0 keeps librdkafka's own connection-refused chatter out of the report's terminal.
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 5000, "log_level": 0}
-
-
-def admin(settings: Settings) -> Any:  # -> confluent_kafka.admin.AdminClient
-    """An AdminClient for the configured brokers."""
-    from confluent_kafka.admin import AdminClient
-
-    return AdminClient(_base(settings))
+    return {"bootstrap.servers": settings.kafka_bootstrap_servers, **_QUIET}
 
 
 def cluster(settings: Settings, timeout: float = 5.0) -> Any:  # -> ClusterMetadata
     """Cluster metadata (brokers and topics), or ServiceUnavailable naming the setting."""
-    from confluent_kafka import KafkaException
-
-    try:
-        return admin(settings).list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap_servers}: {exc.args[0].str()}",
-                                 setting=SETTING) from None
+    return admin.metadata(settings.kafka_bootstrap_servers, timeout, config=_QUIET)
 
 
 def consumer(settings: Settings, group: str | None = None) -> Any:  # -> confluent_kafka.Consumer
@@ -46,10 +39,7 @@ def consumer(settings: Settings, group: str | None = None) -> Any:  # -> conflue
 
 def partitions(settings: Settings, topic: str, timeout: float = 5.0) -> list[int]:
     """The partition ids of a topic ([] when it does not exist)."""
-    meta = cluster(settings, timeout).topics.get(topic)
-    if meta is None or meta.error is not None:
-        return []
-    return sorted(meta.partitions)
+    return admin.partitions(settings.kafka_bootstrap_servers, topic, timeout, config=_QUIET)
 
 
 def watermarks(settings: Settings, topic: str, timeout: float = 5.0) -> dict[int, tuple[int, int]]:
@@ -66,48 +56,23 @@ def watermarks(settings: Settings, topic: str, timeout: float = 5.0) -> dict[int
 
 def committed(settings: Settings, group: str, topic: str, timeout: float = 10.0) -> dict[int, int | None]:
     """The group's committed offset per partition of a topic (None where it has none)."""
-    from confluent_kafka import TopicPartition
-
-    parts = partitions(settings, topic)
-    if not parts:
-        return {}
-    c = consumer(settings, group)
-    try:
-        result = c.committed([TopicPartition(topic, p) for p in parts], timeout=timeout)
-    finally:
-        c.close()
-    return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in result}
+    return admin.committed(settings.kafka_bootstrap_servers, group, topic, timeout, config=_QUIET)
 
 
 def group_state(settings: Settings, group: str, timeout: float = 10.0) -> tuple[str, int]:
     """(state, member count) of a consumer group; ('UNKNOWN'/'DEAD', 0) for a group the broker does not know."""
-    from confluent_kafka import KafkaException
-
-    client = admin(settings)  # keep the client alive until its futures resolve
-    futures = client.describe_consumer_groups([group], request_timeout=timeout)
-    try:
-        desc = futures[group].result()
-    except KafkaException as exc:
-        raise ServiceUnavailable(f"describing consumer group {group} failed: {exc.args[0].str()}",
-                                 setting=SETTING) from None
-    state = getattr(desc.state, "name", str(desc.state))
-    return state, len(desc.members)
+    return admin.group_state(settings.kafka_bootstrap_servers, group, timeout, config=_QUIET)
 
 
 def create_topic(settings: Settings, topic: str, partitions_count: int = 1, timeout: float = 15.0) -> None:
     """Create a topic and wait until it exists."""
-    from confluent_kafka.admin import NewTopic
-
-    client = admin(settings)  # keep the client alive until its futures resolve
-    futures = client.create_topics([NewTopic(topic, partitions_count, 1)], request_timeout=timeout)
-    futures[topic].result(timeout=timeout)
+    admin.create_topics(settings.kafka_bootstrap_servers, [topic], partitions_count, timeout, config=_QUIET)
 
 
 def delete_topic(settings: Settings, topic: str, timeout: float = 15.0) -> None:
     """Delete a topic (best effort: errors are ignored, it is clean-up)."""
     with contextlib.suppress(Exception):  # clean-up must not mask the step's result
-        client = admin(settings)
-        client.delete_topics([topic], request_timeout=timeout)[topic].result(timeout=timeout)
+        admin.delete_topic(settings.kafka_bootstrap_servers, topic, timeout, config=_QUIET)
 
 
 def produce(settings: Settings, topic: str, values: list[tuple[bytes | None, bytes]],
@@ -119,7 +84,7 @@ def produce(settings: Settings, topic: str, values: list[tuple[bytes | None, byt
     delivered: list[tuple[int, int] | None] = [None] * len(values)
     failures: list[str] = []
 
-    def on_delivery(index: int):
+    def on_delivery(index: int) -> Callable[[Any, Any], None]:
         def report(err: Any, msg: Any) -> None:
             if err is not None:
                 failures.append(err.str())

@@ -15,7 +15,8 @@ from typing import Any
 
 from k2cli.checks.context import Context
 from k2cli.checks.probes import kafka
-from k2cli.checks.probes.proc import Completed, Spawned, StepError, free_port, spawn_k2, wait_for
+from k2cli.checks.probes.proc import Completed, Spawned, StepError, spawn_k2, wait_for
+from k2cli.proc import free_port
 from k2cli.soak.scrape import Metrics, ScrapeError, fetch
 
 # `k2 simulate` flags for the simulator's settings and faults (k2cli.exchanges.simulator.SimulatorConfig).
@@ -39,14 +40,20 @@ def delete_subject(ctx: Context, subject: str) -> None:
 
 def delete_subject_at(registry_url: str, subject: str) -> None:
     """Remove a subject from the registry at registry_url (soft, then permanent); best effort."""
-    import httpx
+    from k2cli.kafka.registry import RegistryClient, RegistryError, RegistryUnavailable
 
-    base = registry_url.rstrip("/")
+    client = RegistryClient(registry_url)
     try:
-        httpx.delete(f"{base}/subjects/{subject}", timeout=5.0)
-        httpx.delete(f"{base}/subjects/{subject}", params={"permanent": "true"}, timeout=5.0)
-    except httpx.HTTPError:
-        pass
+        for permanent in (False, True):
+            try:
+                client.delete_subject(subject, permanent=permanent)
+            except RegistryError:
+                continue  # e.g. already soft-deleted: the permanent delete still applies
+            except RegistryUnavailable as exc:
+                if exc.status == 0:
+                    return  # nothing answers: clean-up must not hold the checklist up
+    finally:
+        client.close()
 
 
 def scratch_topic(ctx: Context, purpose: str, partitions: int = 1) -> str:

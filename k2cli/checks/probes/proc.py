@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,15 +13,12 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from k2cli.errors import K2Error
+from k2cli.proc import child_env, k2_argv, stop
+from k2cli.proc import start as start_child
 
 
 class StepError(K2Error):
     """A step could not get what it needs from another command (the step reports ERROR)."""
-
-
-def k2_argv(args: Sequence[str]) -> list[str]:
-    """The argv that runs k2 with this interpreter."""
-    return [sys.executable, "-m", "k2cli", *args]
 
 
 def show(args: Sequence[str]) -> str:
@@ -33,12 +26,6 @@ def show(args: Sequence[str]) -> str:
     return "k2 " + shlex.join(list(args))
 
 
-def child_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment plus overrides, unbuffered so output arrives as it is written."""
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(overrides or {})
-    return env
 
 
 def error_line(stderr: str) -> str:
@@ -111,7 +98,7 @@ def run_k2(args: Sequence[str], *, timeout: float, env: Mapping[str, str] | None
     started = time.monotonic()
     peak = 0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=child_env(env), start_new_session=True)
+        proc = start_child(argv, stdout=out, stderr=err, stdin=None, env=child_env(env))
         try:
             while True:
                 try:
@@ -181,35 +168,11 @@ def spawn_k2(args: Sequence[str], directory: str, env: Mapping[str, str] | None 
     fd_out, out_path = tempfile.mkstemp(prefix="out-", suffix=".log", dir=directory)
     fd_err, err_path = tempfile.mkstemp(prefix="err-", suffix=".log", dir=directory)
     try:
-        proc = subprocess.Popen(k2_argv(args), stdout=fd_out, stderr=fd_err, env=child_env(env),
-                                start_new_session=True)
+        proc = start_child(k2_argv(args), stdout=fd_out, stderr=fd_err, stdin=None, env=child_env(env))
     finally:
         os.close(fd_out)
         os.close(fd_err)
     return Spawned(tuple(args), proc, out_path, err_path, time.monotonic())
-
-
-def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM a process group, then SIGKILL it after the grace period."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago (bind 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
