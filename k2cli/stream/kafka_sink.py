@@ -6,9 +6,11 @@ on: memory stays bounded and nothing is dropped. The frame pipeline uses `pendin
 directly, so the hot path pays no call into this class.
 
 Where undelivered trades surface: a record Kafka refuses reaches the `on_failure` hook given to `open`
-(the stream writes it to the dead-letter file); what Kafka has not acknowledged when `drain`'s deadline
-passes is only counted today (`drain` returns the number, split into records still in `pending` and
-records still in librdkafka's queue).
+(the runner counts it and hands it to the dead-letter sink). What Kafka has not acknowledged when
+`drain`'s deadline passes is only counted today; to keep it instead, the records still in `pending` are
+at hand as (key, value), and librdkafka returns those it still holds through the same delivery-failure
+path once purged (`Producer.purge`, then `poll`: _PURGE_QUEUE for queued records, _PURGE_INFLIGHT for
+records sent whose acknowledgement never came, which may have landed).
 """
 
 from __future__ import annotations
