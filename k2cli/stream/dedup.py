@@ -218,6 +218,10 @@ class Deduplicator:
         self._baseline = {}
         self._handover = None
 
+    def highest_ids(self) -> dict[str, int]:
+        """The highest trade id seen per symbol (sequential mode; empty in opaque mode)."""
+        return {symbol: seen.hi for symbol, seen in self._seen.items() if isinstance(seen, _Bitmap)}
+
     def forget(self, conn: int) -> None:
         """Drop what is tracked about a closed connection (ids stay remembered for deduplication)."""
         self._conns.pop(conn, None)

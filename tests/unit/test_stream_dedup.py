@@ -154,3 +154,14 @@ def test_simulated_rotation_loses_and_duplicates_nothing(sequential, seed):
         pos_new += 1
     assert closed_at is not None
     assert sorted(out) == stream and len(out) == len(set(out))
+
+
+def test_highest_ids_is_the_per_symbol_sequence_view():
+    d = Deduplicator(True)
+    for k in (7, 9, 8, 3):
+        d.accept(1, "A", k)
+    d.accept(2, "B", 40)
+    assert d.highest_ids() == {"A": 9, "B": 40}
+    opaque = Deduplicator(False)
+    opaque.accept(1, "A", "x")
+    assert opaque.highest_ids() == {}

@@ -25,17 +25,18 @@ class SlowDLQ:
 def test_a_write_cancelled_at_the_stop_is_still_counted(tmp_path):
     runner = StreamRunner(Settings(), StreamOptions(exchange="binance", symbols=("BTCUSDT",),
                                                     urls=("ws://127.0.0.1:1",), topic="t"))
-    runner._dlq = dlq = SlowDLQ()
+    sink = runner.dead_letters
+    sink.writer = dlq = SlowDLQ()
 
     async def main() -> None:
-        runner._dlq_buffer = ["a", "b", "c"]
-        flusher = asyncio.ensure_future(runner._flush_dlq())
+        sink.buffer = ["a", "b", "c"]
+        flusher = asyncio.ensure_future(sink.flush())
         await asyncio.to_thread(dlq.started.wait, 5)
-        flusher.cancel()  # what _main does to its background tasks at the stop
+        flusher.cancel()  # what the lifecycle does to its background tasks at the stop
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
-        runner._dlq_buffer = ["d"]
-        await runner._flush_dlq()  # what _shutdown does
+        sink.buffer = ["d"]
+        await sink.flush()  # what the shutdown does
 
     asyncio.run(main())
     assert dlq.written == ["a", "b", "c", "d"]

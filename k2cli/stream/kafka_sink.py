@@ -1,0 +1,94 @@
+"""The stream's Kafka side: the producer and the bounded pending buffer in front of it.
+
+Records go straight into librdkafka's queue. When that queue is full (Kafka slow or down) they wait in
+`pending`, in order, and the session stops reading (SIG_BLOCKED) until `wait_unblocked` has moved them
+on: memory stays bounded and nothing is dropped. The frame pipeline uses `pending` and `try_produce`
+directly, so the hot path pays no call into this class.
+
+Where undelivered trades surface: a record Kafka refuses reaches the `on_failure` hook given to `open`
+(the runner counts it and hands it to the dead-letter sink). What Kafka has not acknowledged when
+`drain`'s deadline passes is only counted today; to keep it instead, the records still in `pending` are
+at hand as (key, value), and librdkafka returns those it still holds through the same delivery-failure
+path once purged (`Producer.purge`, then `poll`: _PURGE_QUEUE for queued records, _PURGE_INFLIGHT for
+records sent whose acknowledgement never came, which may have landed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from k2cli.errors import ServiceUnavailable
+from k2cli.kafka.producer import TradeProducer
+from k2cli.settings import Settings
+
+log = logging.getLogger("k2.stream")
+
+# (key, value, error name, message) of a record Kafka did not take
+DeliveryFailed = Callable[[bytes | None, bytes | None, str, str], None]
+
+
+class KafkaSink:
+    """The producer with its pending buffer: back-pressure while Kafka is slow, the flush at shutdown."""
+
+    def __init__(self, producer: TradeProducer) -> None:
+        self.producer = producer
+        self.pending: deque[tuple[bytes, bytes]] = deque()  # (key, value) not yet taken by the producer
+        self.try_produce = producer.try_produce
+
+    @classmethod
+    def open(cls, settings: Settings, topic: str, on_failure: DeliveryFailed) -> KafkaSink:
+        """Make sure the topic exists (or warn that Kafka is down) and start the producer."""
+        from k2cli.kafka.producer import ensure_topic
+
+        try:
+            state = ensure_topic(settings.kafka_bootstrap_servers, topic, timeout=5.0)
+            log.info("Kafka topic %s %s", topic, state)
+        except ServiceUnavailable as exc:
+            log.warning("%s; streaming anyway: trades wait in the bounded buffer until Kafka is back", exc)
+        return cls(TradeProducer(settings.kafka_bootstrap_servers, topic, settings.producer_buffer_max_messages,
+                                 on_failure=on_failure))
+
+    @property
+    def buffered(self) -> int:
+        """Trades not yet acknowledged: in librdkafka's queue or in flight, plus those waiting here."""
+        return self.producer.pending + len(self.pending)
+
+    def push_pending(self) -> None:
+        """Move waiting records into the producer, in order, until it is full again."""
+        pending, try_produce = self.pending, self.try_produce
+        while pending:
+            key, value = pending[0]
+            if not try_produce(key, value):
+                return
+            pending.popleft()
+
+    async def wait_unblocked(self, stop: asyncio.Event, waited: Callable[[float], None]) -> None:
+        """Back-pressure: wait (never drop) until the pending buffer is empty or the run stops.
+
+        `waited(seconds)` is called while it lasts, so a metrics scrape sees the blocked time grow."""
+        producer = self.producer
+        last = time.monotonic()
+        while self.pending and not stop.is_set():
+            producer.poll(0)
+            self.push_pending()
+            if self.pending:
+                await asyncio.sleep(0.02)
+            now = time.monotonic()
+            waited(now - last)
+            last = now
+
+    def drain(self, timeout: float) -> int:
+        """Flush for up to `timeout` seconds: pending into the producer, the producer into Kafka.
+
+        Returns how many trades Kafka has not acknowledged (still pending here or in the producer)."""
+        deadline = time.monotonic() + timeout
+        producer = self.producer
+        while self.pending and time.monotonic() < deadline:
+            self.push_pending()
+            producer.poll(0.05)
+        in_producer = producer.flush(max(0.0, deadline - time.monotonic()))
+        return in_producer + len(self.pending)

@@ -1,0 +1,65 @@
+"""The statistics of one `k2 stream` run: the live panel's figures and the final report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["running", "completed", "interrupted", "failed"]
+StoppedBy = Literal["", "max_messages", "duration", "signal", "error"]
+
+
+@dataclass
+class StreamSummary:
+    """The final (or current) statistics of a run."""
+
+    exchange: str
+    topic: str
+    url: str
+    symbols: list[str]
+    status: Status = "running"
+    stopped_by: StoppedBy = ""
+    duration_seconds: float = 0.0
+    frames: int = 0
+    trades_received: int = 0
+    trades_accepted: int = 0
+    produced: int = 0
+    duplicates_dropped: int = 0
+    frame_errors: dict[str, int] = field(default_factory=dict)
+    produce_errors: dict[str, int] = field(default_factory=dict)
+    undelivered: int = 0
+    buffered: int = 0
+    reconnects: dict[str, int] = field(default_factory=dict)
+    rotations: dict[str, int] = field(default_factory=dict)
+    connection_failures: int = 0
+    pings_sent: int = 0
+    pong_timeouts: int = 0
+    backpressure_seconds: float = 0.0
+    kafka_down: bool = False
+    connected: bool = False
+    dlq_entries: int = 0
+    dlq_dir: str = ""
+    rss_bytes: int = 0
+    leak_score: float = 0.0
+    trades_per_second: float = 0.0
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    def note_stop(self, why: StoppedBy) -> None:
+        """Record what stopped the run; the first reason wins."""
+        if not self.stopped_by:
+            self.stopped_by = why
+
+    def finish(self, error: BaseException | None) -> None:
+        """Set the final status: failed (with the error), interrupted by a signal, or completed."""
+        if error is not None:
+            self.status = "failed"
+            self.stopped_by = "error"
+            self.error = str(error)
+        elif self.stopped_by == "signal":
+            self.status = "interrupted"
+        else:
+            self.status = "completed"
