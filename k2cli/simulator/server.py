@@ -110,6 +110,8 @@ def run_simulator(cfg: SimulatorConfig, on_ready: Callable[[str, Simulator], Non
             exc = task.exception()
             if isinstance(exc, OSError):
                 raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from None
+            if isinstance(exc, OverflowError):  # a port outside 0..65535
+                raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
             return task.result()
         if on_ready is not None:
             on_ready(sim.url, sim)
