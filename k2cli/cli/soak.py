@@ -6,10 +6,17 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from k2cli.cli._common import print_json
+from k2cli.exchanges import registry
+
+if TYPE_CHECKING:
+    from k2cli.soak.criteria import Evaluation
+    from k2cli.soak.profile import RunRecord, Sample
+    from k2cli.soak.runner import SoakEvent, SoakPlan
 
 app = typer.Typer(
     help="Run `k2 stream` (and with --consumer `k2 consume`) as child processes for hours, sample their memory "
@@ -26,7 +33,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-EXCHANGES = ("binance", "kraken")
+EXCHANGES = registry.names()
 
 
 def _err(message: str, code: int = 2) -> typer.Exit:
@@ -45,7 +52,7 @@ def _duration(hours: float | None, minutes: float | None) -> float:
         raise _err("give either --hours or --minutes, not both")
     if hours is None and minutes is None:
         raise _err("give the soak's length with --hours H or --minutes M (e.g. --hours 24)")
-    seconds = hours * 3600 if hours is not None else minutes * 60
+    seconds = hours * 3600 if hours is not None else (minutes or 0.0) * 60
     if seconds <= 0:
         raise _err("--hours/--minutes must be greater than 0")
     return float(seconds)
@@ -56,7 +63,7 @@ def soak(
     ctx: typer.Context,
     hours: float = typer.Option(None, "--hours", help="How long to run, in hours (fractions allowed)."),
     minutes: float = typer.Option(None, "--minutes", help="How long to run, in minutes (for short runs)."),
-    exchange: str = typer.Option(None, "--exchange", "-e", help="binance or kraken."),
+    exchange: str = typer.Option(None, "--exchange", "-e", help=f"{registry.names_text()}."),
     url: str = typer.Option(None, "--url", help="WebSocket URL to stream from (default: the exchange's URL "
                             "setting); ws:// for a local `k2 simulate`."),
     sample_interval: float = typer.Option(60.0, "--sample-interval", min=0.1, metavar="S",
@@ -79,8 +86,8 @@ def soak(
     fmt = _check_format(fmt)
     seconds = _duration(hours, minutes)
     if exchange not in EXCHANGES:
-        raise _err(f"--exchange must be binance or kraken, got {exchange!r}" if exchange
-                   else "give --exchange binance or --exchange kraken")
+        raise _err(f"--exchange must be {registry.names_text()}, got {exchange!r}" if exchange
+                   else f"give {registry.names_text('--exchange {}')}")
     if sample_interval > seconds:
         raise _err(f"--sample-interval {sample_interval:g} s is longer than the run ({seconds:g} s)")
 
@@ -135,16 +142,16 @@ def _n(value: float | None) -> str:
 class _LiveView:
     """The live display: progress with ETA, current RSS, rate, drops; re-rendered every second."""
 
-    def __init__(self, plan) -> None:
+    def __init__(self, plan: SoakPlan) -> None:
         self.plan = plan
-        self.event = None
-        self.sample = None  # the latest sample (kept when the finished event carries none)
+        self.event: SoakEvent | None = None
+        self.sample: Sample | None = None  # the latest sample (kept when the finished event carries none)
         self.taken = 0
         self.ready_at: float | None = None
         self.ended_at: float | None = None
         self.started = time.monotonic()
 
-    def update(self, event) -> None:
+    def update(self, event: SoakEvent) -> None:
         self.event = event
         if event.sample is not None:
             self.sample, self.taken = event.sample, event.samples_taken
@@ -236,7 +243,7 @@ def _run_live(plan, thresholds):
     return result
 
 
-def _stderr_lines(event) -> None:
+def _stderr_lines(event: SoakEvent) -> None:
     """Plain progress on stderr (for --format json and logs)."""
     s = event.sample
     if event.kind == "sample" and s is not None:
@@ -247,7 +254,7 @@ def _stderr_lines(event) -> None:
         print(f"k2 soak: {event.kind}: {event.message}", file=sys.stderr, flush=True)
 
 
-def _summary(record, evaluation, directory: Path) -> dict:
+def _summary(record: RunRecord, evaluation: Evaluation, directory: Path) -> dict[str, Any]:
     from k2cli.soak.profile import CHART_SUFFIX, PROFILE_SUFFIX, REPORT_SUFFIX, path_for
 
     return {
@@ -271,7 +278,7 @@ def report(
     directory: Path = typer.Argument(None, metavar="[DIR]", help="A soak output directory to render again."),
     exchange: str = typer.Option(None, "--exchange", "-e",
                                  help="Which exchange's run (needed only when DIR holds several; "
-                                 "with --prometheus: binance (default) or kraken)."),
+                                 f"with --prometheus: {registry.names_text(mark_default=True)})."),
     prometheus: str = typer.Option(None, "--prometheus", metavar="URL",
                                    help="Build the seeds' 7-day production validation report from this Prometheus."),
     days: float = typer.Option(7.0, "--days", min=0.0001, help="Look-back window for --prometheus (default 7)."),
@@ -283,7 +290,8 @@ def report(
     if (directory is None) == (prometheus is None):
         raise _err("give either a soak directory or --prometheus URL")
     if prometheus is not None:
-        _weekly(prometheus, exchange or "binance", days, output, _check_format(fmt, ("rich", "json", "markdown")))
+        _weekly(prometheus, exchange or registry.default().name, days, output,
+                _check_format(fmt, ("rich", "json", "markdown")))
         return
     fmt = _check_format(fmt)
     from k2cli.soak.report import rerender
@@ -307,7 +315,7 @@ def report(
 
 def _weekly(url: str, exchange: str, days: float, output: Path | None, fmt: str) -> None:
     if exchange not in EXCHANGES:
-        raise _err(f"--exchange must be binance or kraken, got {exchange!r}")
+        raise _err(f"--exchange must be {registry.names_text()}, got {exchange!r}")
     if not url.startswith(("http://", "https://")):
         raise _err(f"--prometheus {url!r} is not an http:// or https:// URL")
     from k2cli.settings import load_settings

@@ -13,10 +13,11 @@ from k2cli.exchanges.base import (
     FrameError,
     MessageIds,
     Parsed,
+    Row,
     exact_decimal,
-    row_to_record,
 )
-from k2cli.exchanges.symbols import UnknownSymbol, split_binance_symbol
+from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
+from k2cli.exchanges.symbols import UnknownSymbol, check_binance_symbols, split_binance_symbol
 
 EXCHANGE = "BINANCE"
 REQUIRED = ("e", "E", "s", "t", "p", "q", "T", "m")
@@ -38,9 +39,9 @@ class BinanceParser:
 
     def __init__(self) -> None:
         self._ids = MessageIds()
-        self._assets: dict[str, tuple[tuple, tuple]] = {}  # symbol -> its vendor_data heads
+        self._assets: dict[str, tuple[Row, Row]] = {}  # symbol -> its vendor_data heads
 
-    def _split(self, symbol: str) -> tuple[tuple, tuple]:
+    def _split(self, symbol: str) -> tuple[Row, Row]:
         """The vendor_data entries a symbol's trades start with: (for m=false, for m=true)."""
         heads = self._assets.get(symbol)
         if heads is None:
@@ -48,20 +49,18 @@ class BinanceParser:
                 base, quote = split_binance_symbol(symbol)
             except UnknownSymbol as exc:
                 raise FrameError("unknown_symbol", str(exc)) from None
-            heads = tuple((("base_asset", base), ("quote_asset", quote), ("is_buyer_maker", flag),
-                           ("event_type", "trade")) for flag in ("false", "true"))
+            taker_buys, taker_sells = ((("base_asset", base), ("quote_asset", quote), ("is_buyer_maker", flag),
+                                        ("event_type", "trade")) for flag in ("false", "true"))
+            heads = (taker_buys, taker_sells)
             if len(self._assets) < 10_000:
                 self._assets[symbol] = heads
         return heads
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
         """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
-        parsed = self.parse_rows(raw, ingest_us)
-        if parsed.trades:
-            parsed.trades = [row_to_record(row) for row in parsed.trades]
-        return parsed
+        return self.parse_rows(raw, ingest_us).as_records()
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows (the stream's hot path)."""
         try:
             msg = json.loads(raw)
@@ -83,7 +82,7 @@ class BinanceParser:
             raise FrameError("exchange_error", f"exchange error {msg.get('code')}: {msg.get('msg')}")
         raise FrameError("unknown_event", f"unknown event {event!r}")
 
-    def _row(self, d: dict[str, Any], ingest_us: int) -> tuple:
+    def _row(self, d: dict[str, Any], ingest_us: int) -> Row:
         try:
             symbol = d["s"]
             t = d["t"]
@@ -117,3 +116,36 @@ class BinanceParser:
                 exact_decimal("price", price), exact_decimal("quantity", qty), taker_buys[1][1],  # the quote asset
                 "SELL" if maker else "BUY",
                 (), t, ingest_us, None, vendor)
+
+
+def _stored_symbol(symbol: str) -> str:
+    """A checked Binance symbol is stored as it is (BTCUSDT)."""
+    return symbol
+
+
+def _plan(urls: tuple[str, ...], symbols: tuple[str, ...]) -> ConnectionPlan:
+    """Binance serves trade streams only with the streams query: the URL itself subscribes."""
+    return ConnectionPlan(urls=tuple(stream_url(u, symbols) for u in urls), subscribe=(), parser=BinanceParser(),
+                          sequential_ids=True)
+
+
+DESCRIPTOR = ExchangeDescriptor(
+    name="binance",
+    title="Binance",
+    code=EXCHANGE,
+    default_topic="market.crypto.trades.binance",
+    default_url="wss://stream.binance.com:9443/stream",
+    default_failover_urls=("wss://data-stream.binance.vision/stream",),
+    default_symbols=("BTCUSDT", "ETHUSDT"),
+    default_metrics_port=9091,
+    check_symbols=check_binance_symbols,
+    stored_symbol=_stored_symbol,
+    plan=_plan,
+    expectation=StreamExpectation(first_trade_max_s=10, rate_min_per_s=1, rate_max_per_s=100,
+                                  latency_p95_max_ms=100, seed_rate="1-100/sec"),
+    simulator_module="k2cli.simulator.venues.binance",
+    symbols_help="Comma-separated symbols, e.g. BTCUSDT,ETHUSDT",
+    url_doc="Binance combined-stream WebSocket URL (`ws://` allowed for local simulators).",
+    symbols_doc="Comma-separated Binance symbols; an unknown quote asset is refused at start-up.",
+    vendor_fields=("base_asset", "quote_asset", "is_buyer_maker", "event_type"),
+)

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from k2cli.errors import ConfigError
 from k2cli.exchanges.base import (
     CONTROL_FRAME,
     SUBSCRIBE_ERROR,
@@ -29,10 +31,11 @@ from k2cli.exchanges.base import (
     FrameError,
     MessageIds,
     Parsed,
+    Row,
     exact_decimal,
-    row_to_record,
 )
-from k2cli.exchanges.symbols import UnknownSymbol, kraken_v1_pair, split_kraken_pair
+from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
+from k2cli.exchanges.symbols import UnknownSymbol, check_kraken_symbols, kraken_v1_pair, split_kraken_pair
 
 EXCHANGE = "KRAKEN"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -119,14 +122,11 @@ class _KrakenParser:
         self._ids = MessageIds()
         self._pairs: dict[str, tuple[str, str, str]] = {}
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
         """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
-        parsed = self.parse_rows(raw, ingest_us)
-        if parsed.trades:
-            parsed.trades = [row_to_record(row) for row in parsed.trades]
-        return parsed
+        return self.parse_rows(raw, ingest_us).as_records()
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:  # pragma: no cover - abstract
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _pair(self, pair: object) -> tuple[str, str, str]:
@@ -150,7 +150,7 @@ class KrakenV1Parser(_KrakenParser):
 
     version = 1
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows."""
         try:
             msg = json.loads(raw)
@@ -171,14 +171,14 @@ class KrakenV1Parser(_KrakenParser):
             raise FrameError("exchange_error", f"exchange error: {msg.get('errorMessage', msg)}")
         raise FrameError("unknown_event", f"unknown event {event!r}")
 
-    def _trades(self, msg: list[Any], ingest_us: int) -> Parsed:
+    def _trades(self, msg: list[Any], ingest_us: int) -> Parsed[Row]:
         if len(msg) < 4 or msg[-2] != "trade":
             raise FrameError("unknown_event", f"array frame of channel {msg[-2] if len(msg) >= 2 else None!r}")
         rows, pair = msg[1], msg[-1]
         if not isinstance(rows, list) or not rows:
             raise FrameError("missing_field", "trade frame without trades")
         symbol, base, quote = self._pair(pair)
-        out = []
+        out: list[Row] = []
         seen: dict[tuple[Any, ...], int] = {}
         for row in rows:
             if not isinstance(row, list) or len(row) < 5:
@@ -214,7 +214,7 @@ class KrakenV2Parser(_KrakenParser):
 
     version = 2
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows."""
         try:
             # one decoder for every frame (json.loads(raw, parse_float=...) builds a new one per call); bytes and
@@ -239,12 +239,12 @@ class KrakenV2Parser(_KrakenParser):
             raise FrameError("exchange_error", f"exchange error: {msg['error']}")
         raise FrameError("unknown_event", f"unknown channel {channel!r} / method {method!r}")
 
-    def _trades(self, msg: dict[str, Any], ingest_us: int) -> Parsed:
+    def _trades(self, msg: dict[str, Any], ingest_us: int) -> Parsed[Row]:
         rows = msg.get("data")
         if not isinstance(rows, list) or not rows:
             raise FrameError("missing_field", "trade frame without data")
         kind = str(msg.get("type", ""))
-        out = []
+        out: list[Row] = []
         for row in rows:
             if not isinstance(row, dict):
                 raise FrameError("invalid_value", f"trade {row!r} is not an object")
@@ -275,3 +275,57 @@ class KrakenV2Parser(_KrakenParser):
 def parser_for(version: int) -> KrakenV1Parser | KrakenV2Parser:
     """The parser of a Kraken API version."""
     return KrakenV2Parser() if version == 2 else KrakenV1Parser()
+
+
+def _stored_symbol(pair: str) -> str:
+    """The record's symbol of a checked pair: BTC/USD -> BTCUSD."""
+    return pair.replace("/", "")
+
+
+def _check_urls(urls: Sequence[str]) -> None:
+    """All URLs of one stream speak one API version (the parser and subscribe message depend on it)."""
+    if len({version_of(u) for u in urls}) > 1:
+        raise ConfigError("Kraken URLs mix WS API v1 and v2 (a /v2 path means v2)", setting="K2_KRAKEN_URL")
+
+
+def _plan(urls: tuple[str, ...], pairs: tuple[str, ...]) -> ConnectionPlan:
+    """Subscribe by message in the version of the primary URL; v2 trade ids are sequential, v1 ids hashes.
+
+    Each subscription replays the last 50 trades (the snapshot): the stream's dedup drops those."""
+    version = version_of(urls[0])
+    return ConnectionPlan(urls=urls, subscribe=(subscribe_message(pairs, version),), parser=parser_for(version),
+                          sequential_ids=version == 2)
+
+
+def _check_record(record: dict[str, Any]) -> list[str]:
+    """Seed 000: legacy XBT must be normalised to BTC."""
+    vendor = record.get("vendor_data") or {}
+    if "XBT" in record["symbol"] or vendor.get("base_asset") == "XBT":
+        return [f"XBT not normalised to BTC (symbol {record['symbol']!r}, base {vendor.get('base_asset')!r})"]
+    return []
+
+
+DESCRIPTOR = ExchangeDescriptor(
+    name="kraken",
+    title="Kraken",
+    code=EXCHANGE,
+    default_topic="market.crypto.trades.kraken",
+    default_url="wss://ws.kraken.com",
+    default_failover_urls=(),
+    default_symbols=("BTC/USD", "ETH/USD"),
+    default_metrics_port=9093,
+    check_symbols=check_kraken_symbols,
+    stored_symbol=_stored_symbol,
+    plan=_plan,
+    expectation=StreamExpectation(first_trade_max_s=30, rate_min_per_s=0.1, rate_max_per_s=10,
+                                  latency_p95_max_ms=200, seed_rate="0.1-10/sec"),
+    simulator_module="k2cli.simulator.venues.kraken",
+    symbols_help="Comma-separated pairs, e.g. BTC/USD,ETH/USD (XBT/XDG accepted)",
+    url_doc="Kraken WebSocket URL (v1 `wss://ws.kraken.com`, v2 `…/v2`).",
+    symbols_doc="Comma-separated Kraken pairs, e.g. `BTC/USD`.",
+    url_note="; a /v2 path speaks Kraken WS v2",
+    check_urls=_check_urls,
+    rehearsal_url_path="/v2",
+    vendor_fields=("pair", "base_asset", "quote_asset", "order_type"),
+    check_record=_check_record,
+)
