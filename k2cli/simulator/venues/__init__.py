@@ -36,6 +36,10 @@ v1/v2) does the talking, through a `Link` to its connection that the core provid
                             cursor = link.anchor(); link.subscribe(symbol); link.recent_trades(symbol,
                             cursor) for a snapshot; await link.send([...replies, snapshots]); link.start()
 
+The Link (base.Link): conn_id, served (the configured symbols), subscriptions (this connection's, in
+subscription order), send(texts), anchor(), subscribe(symbol), recent_trades(symbol, before), start().
+Dialects keep no per-connection state of their own: what a connection has subscribed is the Link's.
+
 The core owns everything else: the market clock and buffer, the tape and tape files, the WebSocket server
 (TLS, pings, refusing unrouted paths), delivery, per-connection lag, and the faults (drops, stalls, no
 pong, garbage frames at their schedule, skipped ids, shutdown timing, slow consumers), and the stats.

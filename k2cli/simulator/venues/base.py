@@ -37,6 +37,11 @@ class Link(Protocol):
         """The symbols the simulator serves, normalised by the venue."""
         ...
 
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The symbols this connection receives (the route's, then each subscribe()'s), in that order."""
+        ...
+
     async def send(self, texts: list[str]) -> None:
         """Send text frames, in order, in one write."""
         ...
@@ -61,8 +66,8 @@ class Link(Protocol):
 class Dialect(ABC):
     """One wire protocol of a venue, served on the request paths its venue routes to it.
 
-    Dialects are stateless singletons (per-connection state lives in the core); frames are cached per
-    event by dialect identity, so do not define __eq__/__hash__.
+    Dialects are stateless singletons: per-connection state lives in the core and is read through the Link
+    (subscriptions, anchor); frames are cached per event by dialect identity, so do not define __eq__/__hash__.
     """
 
     heartbeat: str | None = None  # frame sent after heartbeat_interval without any frame; None = no heartbeats
