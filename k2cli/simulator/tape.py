@@ -52,28 +52,30 @@ class Event:
         self.trades = trades
         self.raw = raw
         self.at = 0.0  # monotonic time the market published it
-        self._text: dict[Renderer, str] = {}
-        self._frame: dict[Renderer, bytes] = {}
+        self._text: dict[str, str] = {}  # by dialect key: str keys and values keep these dicts out of the GC
+        self._frame: dict[str, bytes] = {}
 
     def text(self, dialect: Renderer) -> str:
         """The frame's text in a dialect, rendered once (a recorded frame is sent as it is)."""
         if self.raw is not None:
             return self.raw
-        cached = self._text.get(dialect)
+        cached = self._text.get(dialect.key)
         if cached is None:
-            cached = self._text[dialect] = dialect.render(self)
+            cached = self._text[dialect.key] = dialect.render(self)
         return cached
 
     def frame(self, dialect: Renderer) -> bytes:
         """The complete WebSocket text frame (server to client: unmasked, FIN) of `text(dialect)`."""
-        cached = self._frame.get(dialect)
+        cached = self._frame.get(dialect.key)
         if cached is None:
-            cached = self._frame[dialect] = ws_text_frame(self.text(dialect))
+            cached = self._frame[dialect.key] = ws_text_frame(self.text(dialect))
         return cached
 
 
 class Renderer(Protocol):
-    """What writes a tape event as a frame's text (a venue's dialect); events cache by it, so it hashes by identity."""
+    """What writes a tape event as a frame's text (a venue's dialect), and the key its frames are cached under."""
+
+    key: str
 
     def render(self, event: Event) -> str:
         """The text of the data frame that carries `event`."""

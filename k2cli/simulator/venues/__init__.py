@@ -25,8 +25,9 @@ A `Dialect` (base.Dialect; a stateless singleton, one per wire protocol: Binance
 v1/v2) does the talking, through a `Link` to its connection that the core provides:
 
   render(event) -> str      the data frame of a tape event (event.symbol, event.trades: TapeTrade with ids,
-                            price/qty as integers in 1e-8 units, ts_us, buy, market); cached per event and
-                            dialect, so it runs once per event however many clients listen: the hot path
+                            price/qty as integers in 1e-8 units, ts_us, buy, market); cached per event under
+                            the dialect's `key` (its class's qualified name, set by the base class), so it runs
+                            once per event however many clients listen: the hot path
   garbage(n) -> str         the n-th bad frame: n % 4 = invalid JSON, missing field, unknown event, zero price
   heartbeat                 frame text sent when idle for heartbeat_interval, or None for no heartbeats
   shutdown_frame(ms) -> str the shutdown notice (only for a venue with shutdown_notice)

@@ -67,10 +67,15 @@ class Dialect(ABC):
     """One wire protocol of a venue, served on the request paths its venue routes to it.
 
     Dialects are stateless singletons: per-connection state lives in the core and is read through the Link
-    (subscriptions, anchor); frames are cached per event by dialect identity, so do not define __eq__/__hash__.
+    (subscriptions, anchor). Frames are cached per event under `key`, the dialect class's qualified name.
     """
 
+    key: str  # set for each subclass: "k2cli.simulator.venues.<venue>.<Class>"
     heartbeat: str | None = None  # frame sent after heartbeat_interval without any frame; None = no heartbeats
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.key = f"{cls.__module__}.{cls.__qualname__}"
 
     @abstractmethod
     def render(self, event: Event) -> str:
