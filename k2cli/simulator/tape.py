@@ -57,18 +57,22 @@ class Event:
 
     def text(self, dialect: Renderer) -> str:
         """The frame's text in a dialect, rendered once (a recorded frame is sent as it is)."""
-        if self.raw is not None:
-            return self.raw
-        cached = self._text.get(dialect.key)
-        if cached is None:
-            cached = self._text[dialect.key] = dialect.render(self)
-        return cached
+        return self._rendered(dialect.key, dialect)
 
     def frame(self, dialect: Renderer) -> bytes:
         """The complete WebSocket text frame (server to client: unmasked, FIN) of `text(dialect)`."""
-        cached = self._frame.get(dialect.key)
+        key = dialect.key
+        cached = self._frame.get(key)
         if cached is None:
-            cached = self._frame[dialect.key] = ws_text_frame(self.text(dialect))
+            cached = self._frame[key] = ws_text_frame(self._rendered(key, dialect))
+        return cached
+
+    def _rendered(self, key: str, dialect: Renderer) -> str:
+        if self.raw is not None:
+            return self.raw
+        cached = self._text.get(key)
+        if cached is None:
+            cached = self._text[key] = dialect.render(self)
         return cached
 
 
