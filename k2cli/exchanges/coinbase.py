@@ -1,0 +1,158 @@
+"""Coinbase Exchange `matches` channel frames -> v2 trade records. Pure: no I/O.
+
+The feed (wss://ws-feed.exchange.coinbase.com) answers a subscribe with a `subscriptions` message, then
+sends per product one `last_match` (the product's latest trade before the subscription), then a `match`
+for every trade. `trade_id` counts up by one per product, so trade_id is `COINBASE-{symbol}-{trade_id}`
+and source_sequence is the trade_id. `side` is the side of the MAKER (the resting order): the taker, the
+side k2 stores, is the opposite. Prices and sizes are JSON strings, times RFC 3339 with microseconds.
+Products are BASE-QUOTE (BTC-USD); the stored symbol is base and quote without separator (BTCUSD), the
+product as sent stays in vendor_data["product_id"].
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from k2cli.errors import ConfigError
+from k2cli.exchanges.base import (
+    CONTROL_FRAME,
+    SUBSCRIBE_ERROR,
+    TRADES,
+    FrameError,
+    MessageIds,
+    Parsed,
+    exact_decimal,
+    row_to_record,
+)
+from k2cli.exchanges.rfc3339 import parse_rfc3339_us
+from k2cli.exchanges.symbols import UnknownSymbol
+
+EXCHANGE = "COINBASE"
+CHANNEL = "matches"
+TRADE_TYPES = ("match", "last_match")
+# message types of the feed that carry no trade of the matches channel (other channels, acknowledgements)
+CONTROL_TYPES = frozenset({"subscriptions", "heartbeat", "status", "ticker", "ticker_batch", "snapshot",
+                           "l2update", "received", "open", "done", "change", "activate", "auction"})
+REQUIRED = ("trade_id", "sequence", "product_id", "price", "size", "side", "time")
+VENDOR_KEYS = ("product_id", "base_asset", "quote_asset", "maker_side", "maker_order_id", "taker_order_id",
+               "sequence", "event_type", "raw_timestamp")
+_TAKER_SIDE = {"sell": "BUY", "buy": "SELL"}  # the maker sold: the taker bought (an up-tick), and back
+_PRODUCT = re.compile(r"^([A-Z0-9]{1,16})-([A-Z0-9]{1,16})$")
+
+
+def split_product(product: str) -> tuple[str, str]:
+    """(base, quote) of a Coinbase product id such as BTC-USD; raises UnknownSymbol if malformed."""
+    m = _PRODUCT.match(product)
+    if m is None:
+        raise UnknownSymbol(f"{product!r} is not a Coinbase product (BASE-QUOTE, e.g. BTC-USD)")
+    return m.group(1), m.group(2)
+
+
+def symbol_of(product: str) -> str:
+    """The k2 symbol of a product: base and quote without separator (BTC-USD -> BTCUSD)."""
+    base, quote = split_product(product)
+    return base + quote
+
+
+def check_products(symbols: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Upper-case and check the configured products at start-up; a malformed one is a ConfigError."""
+    out: list[str] = []
+    for raw in symbols:
+        product = raw.strip().upper()
+        try:
+            split_product(product)
+        except UnknownSymbol as exc:
+            raise ConfigError(f"--symbols: {exc}", setting="K2_COINBASE_SYMBOLS") from None
+        if product not in out:
+            out.append(product)
+    if not out:
+        raise ConfigError("--symbols: no Coinbase product given", setting="K2_COINBASE_SYMBOLS")
+    return tuple(out)
+
+
+def subscribe_message(products: tuple[str, ...] | list[str]) -> str:
+    """The subscribe request for the matches channel of products (BTC-USD)."""
+    return json.dumps({"type": "subscribe", "product_ids": list(products), "channels": [CHANNEL]})
+
+
+class CoinbaseParser:
+    """Turns one Coinbase frame into a Parsed result; raises FrameError for a frame that is not usable."""
+
+    def __init__(self) -> None:
+        self._ids = MessageIds()
+        self._products: dict[str, tuple[str, str, str]] = {}  # product -> (symbol, base, quote)
+
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
+        """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
+        parsed = self.parse_rows(raw, ingest_us)
+        rows: list[Any] = parsed.trades
+        if rows:
+            parsed.trades = [row_to_record(row) for row in rows]
+        return parsed
+
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+        """Parse one frame received at `ingest_us` (µs); trades as rows (the stream's hot path)."""
+        try:
+            msg = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FrameError("invalid_json", f"not JSON: {exc}") from None
+        if not isinstance(msg, dict):
+            raise FrameError("unknown_event", f"expected a JSON object, got {type(msg).__name__}")
+        kind = msg.get("type")
+        if kind == "match" or kind == "last_match":
+            rows: list[Any] = [self._row(msg, kind, ingest_us)]
+            return Parsed(TRADES, rows)
+        if kind == "error":
+            message, reason = msg.get("message", ""), msg.get("reason", "")
+            text = f"{message}: {reason}" if reason else str(message or msg)
+            if str(message).startswith("Failed to subscribe"):
+                return Parsed(SUBSCRIBE_ERROR, info=text)
+            raise FrameError("exchange_error", f"exchange error: {text}")
+        if type(kind) is str and kind in CONTROL_TYPES:
+            return CONTROL_FRAME
+        raise FrameError("unknown_event", f"unknown message type {kind!r}")
+
+    def _product(self, product: object) -> tuple[str, str, str]:
+        """(symbol, base, quote) of a product id as sent."""
+        if type(product) is not str:
+            raise FrameError("invalid_value", f"product_id {product!r} is not a string")
+        info = self._products.get(product)
+        if info is None:
+            try:
+                base, quote = split_product(product)
+            except UnknownSymbol as exc:
+                raise FrameError("unknown_symbol", str(exc)) from None
+            info = (base + quote, base, quote)
+            if len(self._products) < 10_000:
+                self._products[product] = info
+        return info
+
+    def _row(self, d: dict[str, Any], kind: str, ingest_us: int) -> tuple[Any, ...]:
+        try:
+            trade_id, seq, product = d["trade_id"], d["sequence"], d["product_id"]
+            price, size, maker_side, time_s = d["price"], d["size"], d["side"], d["time"]
+        except KeyError:
+            missing = [k for k in REQUIRED if k not in d]
+            raise FrameError("missing_field", f"{kind} without field(s) {', '.join(missing)}") from None
+        if type(trade_id) is not int or trade_id < 0:
+            raise FrameError("invalid_value", f"trade_id {trade_id!r} is not a non-negative integer")
+        if type(seq) is not int or seq < 0:
+            raise FrameError("invalid_value", f"sequence {seq!r} is not a non-negative integer")
+        side = _TAKER_SIDE.get(maker_side) if type(maker_side) is str else None
+        if side is None:
+            raise FrameError("invalid_value", f"side {maker_side!r} is not buy or sell")
+        if type(price) is not str or type(size) is not str:
+            raise FrameError("invalid_value", "price and size must be strings")
+        symbol, base, quote = self._product(product)
+        ts_us = parse_rfc3339_us(time_s)
+        vendor = (("product_id", product), ("base_asset", base), ("quote_asset", quote), ("maker_side", maker_side),
+                  ("maker_order_id", str(d.get("maker_order_id", ""))),
+                  ("taker_order_id", str(d.get("taker_order_id", ""))), ("sequence", str(seq)),
+                  ("event_type", kind), ("raw_timestamp", time_s))
+        # message_id, trade_id, symbol, exchange, asset_class, timestamp, price, quantity, currency, side,
+        # trade_conditions, source_sequence, ingestion_timestamp, platform_sequence, vendor_data
+        return (self._ids.next(), f"COINBASE-{symbol}-{trade_id}", symbol, EXCHANGE, "crypto", ts_us,
+                exact_decimal("price", price), exact_decimal("quantity", size), quote, side, (), trade_id,
+                ingest_us, None, vendor)
