@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from k2cli.errors import ConfigError
@@ -56,7 +57,7 @@ def symbol_of(product: str) -> str:
     return base + quote
 
 
-def check_products(symbols: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def check_products(symbols: Sequence[str], setting: str | None = "K2_COINBASE_SYMBOLS") -> tuple[str, ...]:
     """Upper-case and check the configured products at start-up; a malformed one is a ConfigError."""
     out: list[str] = []
     for raw in symbols:
@@ -64,11 +65,11 @@ def check_products(symbols: tuple[str, ...] | list[str]) -> tuple[str, ...]:
         try:
             split_product(product)
         except UnknownSymbol as exc:
-            raise ConfigError(f"--symbols: {exc}", setting="K2_COINBASE_SYMBOLS") from None
+            raise ConfigError(f"--symbols: {exc}", setting=setting) from None
         if product not in out:
             out.append(product)
     if not out:
-        raise ConfigError("--symbols: no Coinbase product given", setting="K2_COINBASE_SYMBOLS")
+        raise ConfigError("--symbols: no Coinbase product given", setting=setting)
     return tuple(out)
 
 

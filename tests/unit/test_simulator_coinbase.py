@@ -1,0 +1,114 @@
+"""The simulated Coinbase feed: its frames read back exactly by k2's own parser; its subscription handshake."""
+
+import json
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+
+from k2cli.errors import ConfigError
+from k2cli.exchanges.base import SUBSCRIBE_ERROR, TRADES, FrameError
+from k2cli.exchanges.coinbase import CoinbaseParser
+from k2cli.simulator.venues.coinbase import (
+    Subscriptions,
+    check_symbols,
+    error_text,
+    feed_sequence,
+    garbage,
+    match_text,
+    order_id,
+)
+
+
+@dataclass
+class T:
+    symbol: str
+    seq: int
+    ts_us: int
+    price: int
+    qty: int
+    buy: bool
+
+
+def test_match_frame_reads_back_exactly_with_the_maker_side():
+    t = T("BTC-USD", 1_000_042, 1_765_000_000_123_456, 6_500_012_000_000, 1, True)
+    msg = json.loads(match_text(t))
+    assert msg["type"] == "match" and msg["side"] == "sell"  # the taker bought: the maker sold
+    assert msg["price"] == "65000.12000000" and msg["size"] == "0.00000001"
+    assert msg["time"] == "2025-12-06T05:46:40.123456Z" and msg["sequence"] == feed_sequence(1_000_042)
+    rec = CoinbaseParser().parse(match_text(t), 7).trades[0]
+    assert rec["trade_id"] == "COINBASE-BTCUSD-1000042" and rec["source_sequence"] == 1_000_042
+    assert rec["price"] == Decimal("65000.12") and rec["quantity"] == Decimal("1E-8")
+    assert rec["timestamp"] == t.ts_us and rec["side"] == "BUY" and rec["currency"] == "USD"
+    assert rec["vendor_data"]["maker_order_id"] == order_id("BTC-USD", 1_000_042, "maker")
+    sold = CoinbaseParser().parse(match_text(T("ETH-EUR", 5, 1, 10**8, 10**8, False), "last_match"), 7).trades[0]
+    assert sold["side"] == "SELL" and sold["vendor_data"]["event_type"] == "last_match"
+    assert sold["vendor_data"]["maker_side"] == "buy" and sold["symbol"] == "ETHEUR"
+
+
+def test_order_ids_are_deterministic_distinct_uuid4():
+    a, b = order_id("BTC-USD", 1, "maker"), order_id("BTC-USD", 1, "taker")
+    assert a == order_id("BTC-USD", 1, "maker") and a != b and a != order_id("BTC-USD", 2, "maker")
+    assert uuid.UUID(a).version == 4 and uuid.UUID(b).variant == uuid.RFC_4122
+
+
+def test_garbage_frames_are_bad_frames_of_each_kind():
+    kinds = []
+    for n in range(4):
+        with pytest.raises(FrameError) as err:
+            CoinbaseParser().parse(garbage(n), 1)
+        kinds.append(err.value.error_type)
+    assert kinds == ["invalid_json", "missing_field", "unknown_event", "invalid_value"]
+
+
+def test_subscribe_is_answered_by_subscriptions_and_lists_new_products_once():
+    subs = Subscriptions(("BTC-USD", "ETH-USD"))
+    reply = subs.handle('{"type":"subscribe","product_ids":["BTC-USD"],"channels":["matches"]}')
+    assert reply.new_products == ["BTC-USD"]
+    assert json.loads(reply.texts[0]) == {"type": "subscriptions",
+                                          "channels": [{"name": "matches", "product_ids": ["BTC-USD"]}]}
+    again = subs.handle('{"type":"subscribe","channels":[{"name":"matches","product_ids":["ETH-USD","BTC-USD"]}]}')
+    assert again.new_products == ["ETH-USD"]
+    assert json.loads(again.texts[0])["channels"][0]["product_ids"] == ["BTC-USD", "ETH-USD"]
+    gone = subs.handle('{"type":"unsubscribe","product_ids":["BTC-USD"],"channels":["matches"]}')
+    assert gone.new_products == [] and subs.products == ["ETH-USD"]
+    assert json.loads(gone.texts[0])["channels"][0]["product_ids"] == ["ETH-USD"]
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    ('{"type":"subscribe","product_ids":["BTC-XYZ"],"channels":["matches"]}', "BTC-XYZ is not a valid product"),
+    ('{"type":"subscribe","product_ids":["BTC-USD"]}', "No channels provided"),
+    ('{"type":"subscribe","product_ids":["BTC-USD"],"channels":[]}', "No channels provided"),
+    ('{"type":"subscribe","channels":["matches"]}', "at least one product ID"),
+    ('{"type":"subscribe","product_ids":["BTC-USD"],"channels":["level3"]}', "level3 is not a valid channel"),
+    ('{"type":"subscribe","product_ids":"BTC-USD","channels":["matches"]}', "must be a list"),
+    ('{"type":"subscribe","product_ids":["BTC-USD"],"channels":[7]}', "7 is not a valid channel"),
+    ('{"type":"subscrib","product_ids":["BTC-USD"],"channels":["matches"]}', "neither subscribe nor unsubscribe"),
+    ("not json", "Malformed JSON"),
+])
+def test_bad_subscribe_is_an_error_the_client_reads_as_a_refusal(raw, reason):
+    subs = Subscriptions(("BTC-USD",))
+    reply = subs.handle(raw)
+    assert reply.new_products == [] and subs.products == [] and len(reply.texts) == 1
+    msg = json.loads(reply.texts[0])
+    assert msg["type"] == "error" and reason in msg["reason"]
+    if msg["message"] == "Failed to subscribe":
+        parsed = CoinbaseParser().parse(reply.texts[0], 1)
+        assert parsed.kind == SUBSCRIBE_ERROR and reason in parsed.info
+
+
+def test_a_refused_request_changes_nothing():
+    subs = Subscriptions(("BTC-USD", "ETH-USD"))
+    subs.handle('{"type":"subscribe","product_ids":["BTC-USD"],"channels":["matches"]}')
+    subs.handle('{"type":"subscribe","product_ids":["ETH-USD","DOGE-USD"],"channels":["matches"]}')
+    assert subs.products == ["BTC-USD"]
+
+
+def test_served_symbols_are_products_and_error_text_is_the_feed_form():
+    assert check_symbols(["btc-usd", "ETH-USD"]) == ("BTC-USD", "ETH-USD")
+    with pytest.raises(ConfigError) as err:
+        check_symbols(["BTCUSD"])
+    assert err.value.setting is None and "BASE-QUOTE" in str(err.value)
+    assert json.loads(error_text("x")) == {"type": "error", "message": "Failed to subscribe", "reason": "x"}
+    assert CoinbaseParser().parse(match_text(T("BTC-USD", 1, 1, 1, 1, True)), 1).kind == TRADES
