@@ -7,20 +7,49 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from k2cli.errors import ConfigError
 
-BINANCE_TOPIC = "market.crypto.trades.binance"
-KRAKEN_TOPIC = "market.crypto.trades.kraken"
 TRADES_TABLE = "market_data.trades_v2"
 CONSUMER_GROUP = "k2-iceberg-writer-crypto-v2"
 
 
 def _home() -> Path:
     return Path(os.environ.get("K2_HOME") or Path.home() / ".k2").expanduser()
+
+
+@dataclass(frozen=True)
+class ExchangeSettings:
+    """One exchange's settings: env `K2_<NAME>_<KEY>`, k2.toml `<name>_<key>` or `[<name>] <key>`."""
+
+    url: str
+    failover_urls: tuple[str, ...]
+    symbols: tuple[str, ...]
+    topic: str
+    metrics_port: int
+
+
+EXCHANGE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExchangeSettings))
+
+
+def _exchange_defaults() -> dict[str, ExchangeSettings]:
+    """Every registered exchange's settings as its descriptor gives them."""
+    from k2cli.exchanges import registry
+
+    return {d.name: ExchangeSettings(url=d.default_url, failover_urls=d.default_failover_urls,
+                                     symbols=d.default_symbols, topic=d.default_topic,
+                                     metrics_port=d.default_metrics_port) for d in registry.all()}
+
+
+def _default_topics() -> tuple[str, ...]:
+    """The default topics of `k2 consume`: every registered exchange's default topic."""
+    from k2cli.exchanges import registry
+
+    return tuple(d.default_topic for d in registry.all())
 
 
 @dataclass(frozen=True)
@@ -41,16 +70,7 @@ class Settings:
     s3_secret_key: str = ""
     s3_region: str = "us-east-1"
 
-    binance_url: str = "wss://stream.binance.com:9443/stream"
-    binance_failover_urls: tuple[str, ...] = ("wss://data-stream.binance.vision/stream",)
-    binance_symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
-    binance_topic: str = BINANCE_TOPIC
-    binance_metrics_port: int = 9091
-    kraken_url: str = "wss://ws.kraken.com"
-    kraken_failover_urls: tuple[str, ...] = ()
-    kraken_symbols: tuple[str, ...] = ("BTC/USD", "ETH/USD")
-    kraken_topic: str = KRAKEN_TOPIC
-    kraken_metrics_port: int = 9093
+    exchanges: Mapping[str, ExchangeSettings] = field(default_factory=_exchange_defaults)  # by exchange name
 
     ping_interval: float = 180.0
     pong_timeout: float = 10.0
@@ -65,7 +85,7 @@ class Settings:
     producer_buffer_max_messages: int = 100_000
 
     consumer_group: str = CONSUMER_GROUP
-    consumer_topics: tuple[str, ...] = (BINANCE_TOPIC, KRAKEN_TOPIC)
+    consumer_topics: tuple[str, ...] = field(default_factory=_default_topics)
     consumer_metrics_port: int = 9094
     batch_size: int = 500
     flush_interval: float = 5.0
@@ -111,13 +131,32 @@ class Settings:
         """A validation threshold from k2.toml's [thresholds] table, or its default."""
         return float(self.thresholds.get(name, default))
 
+    def exchange(self, name: str) -> ExchangeSettings:
+        """The settings of a registered exchange; an unknown name is a ConfigError naming the known ones."""
+        from k2cli.exchanges import registry
+
+        registry.get(name)
+        return self.exchanges[name]
+
+    def __getattr__(self, name: str) -> object:
+        """A per-exchange setting by its flat name (`<exchange>_<key>`, the K2_ variable's spelling)."""
+        exchanges = self.__dict__.get("exchanges")
+        ex, _, key = name.rpartition("_")
+        for k in EXCHANGE_KEYS:  # keys may contain "_" (failover_urls, metrics_port)
+            if exchanges is not None and name.endswith(f"_{k}"):
+                ex, key = name[: -len(k) - 1], k
+                break
+        if exchanges is None or ex not in exchanges or key not in EXCHANGE_KEYS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(exchanges[ex], key)
+
     def exchange_url(self, exchange: str) -> str:
         """The primary WebSocket URL of an exchange."""
-        return self.binance_url if exchange == "binance" else self.kraken_url
+        return self.exchange(exchange).url
 
     def exchange_topic(self, exchange: str) -> str:
         """The Kafka topic of an exchange."""
-        return self.binance_topic if exchange == "binance" else self.kraken_topic
+        return self.exchange(exchange).topic
 
 
 def env_name(name: str) -> str:
@@ -125,12 +164,27 @@ def env_name(name: str) -> str:
     return f"K2_{name.upper()}"
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "exchanges"}
+_HINTS = typing.get_type_hints(Settings)
+_EXCHANGE_HINTS = typing.get_type_hints(ExchangeSettings)
+
+
+def exchange_setting_names() -> dict[str, tuple[str, str]]:
+    """The flat name of every per-exchange setting (`<name>_<key>`, as env K2_<NAME>_<KEY>) -> (name, key)."""
+    from k2cli.exchanges import registry
+
+    return {f"{name}_{key}": (name, key) for name in registry.names() for key in EXCHANGE_KEYS}
+
+
+def _hint(name: str) -> object:
+    """The type of a setting by its flat name."""
+    per_exchange = exchange_setting_names().get(name)
+    return _EXCHANGE_HINTS[per_exchange[1]] if per_exchange else _HINTS[name]
 
 
 def _coerce(name: str, raw: object, source: str) -> object:
     """Turn a raw value from toml or env into the field's type, or say which setting is wrong."""
-    hint = typing.get_type_hints(Settings)[name]
+    hint = _hint(name)
     origin = typing.get_origin(hint)
     where = env_name(name) if source == "env" else f"{name} in {source}"
     try:
@@ -185,7 +239,8 @@ def _read_toml(path: Path) -> dict[str, object]:
                 flat[f"{key}_{sub}"] = subvalue
         else:
             flat[key] = value
-    unknown = sorted(k for k in flat if k not in _FIELDS)
+    known = _FIELDS.keys() | exchange_setting_names().keys()
+    unknown = sorted(k for k in flat if k not in known)
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}", setting=unknown[0])
     return flat
@@ -203,12 +258,13 @@ def _config_path(explicit: str | None) -> Path | None:
 def load_settings(config_file: str | None = None, **overrides: object) -> Settings:
     """Build the settings from defaults, k2.toml, K2_* variables and flags (None flags are ignored)."""
     values: dict[str, object] = {}
+    per_exchange = exchange_setting_names()
     path = _config_path(config_file)
     if path is not None:
         for key, raw in _read_toml(path).items():
             values[key] = _coerce(key, raw, str(path))
         values["config_file"] = str(path)
-    for name in _FIELDS:
+    for name in (*_FIELDS, *per_exchange):
         if name in ("config_file",):
             continue
         raw_env = os.environ.get(env_name(name))
@@ -220,12 +276,15 @@ def load_settings(config_file: str | None = None, **overrides: object) -> Settin
     for name, value in overrides.items():
         if value is None:
             continue
-        if name not in _FIELDS:
+        if name not in _FIELDS and name not in per_exchange:
             raise ConfigError(f"unknown setting {name!r}", setting=name)
-        hint = typing.get_type_hints(Settings)[name]
+        hint = _hint(name)
         already = isinstance(value, hint) if isinstance(hint, type) else False
         values[name] = value if already else _coerce(name, value, "flags")
-    settings = Settings(**values)  # type: ignore[arg-type]
+    exchanges = {ex: dataclasses.replace(es, **{key: values.pop(f"{ex}_{key}") for key in EXCHANGE_KEYS
+                                                if f"{ex}_{key}" in values})
+                 for ex, es in _exchange_defaults().items()}
+    settings = Settings(exchanges=exchanges, **values)  # type: ignore[arg-type]
     validate(settings)
     return settings
 
@@ -249,11 +308,10 @@ def validate(s: Settings) -> None:
         )
     _check_url("schema_registry_url", s.schema_registry_url, ("http", "https"))
     _check_url("prometheus_url", s.prometheus_url, ("http", "https"))
-    _check_url("binance_url", s.binance_url, ("ws", "wss"))
-    _check_url("kraken_url", s.kraken_url, ("ws", "wss"))
-    for name in ("binance_failover_urls", "kraken_failover_urls"):
-        for url in getattr(s, name):
-            _check_url(name, url, ("ws", "wss"))
+    for ex, es in s.exchanges.items():
+        _check_url(f"{ex}_url", es.url, ("ws", "wss"))
+        for url in es.failover_urls:
+            _check_url(f"{ex}_failover_urls", url, ("ws", "wss"))
     if s.iceberg_catalog_uri and not s.iceberg_catalog_uri.startswith(("sqlite:", "postgresql")):
         raise ConfigError(
             f"K2_ICEBERG_CATALOG_URI={s.iceberg_catalog_uri!r} must be a sqlite:/// or postgresql:// URI",
@@ -266,8 +324,10 @@ def validate(s: Settings) -> None:
         if getattr(s, name) <= 0:
             raise ConfigError(f"{env_name(name)} must be greater than 0, got {getattr(s, name)}",
                               setting=env_name(name))
-    for name in ("binance_metrics_port", "kraken_metrics_port", "consumer_metrics_port"):
-        if not 0 <= getattr(s, name) <= 65535:
+    ports = {**{f"{ex}_metrics_port": es.metrics_port for ex, es in s.exchanges.items()},
+             "consumer_metrics_port": s.consumer_metrics_port}
+    for name, port in ports.items():
+        if not 0 <= port <= 65535:
             raise ConfigError(f"{env_name(name)} must be a port 0..65535", setting=env_name(name))
     for name in ("stream_flush_timeout", "memory_sample_interval"):
         if getattr(s, name) <= 0:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from k2cli.settings import Settings, env_name
+from k2cli.exchanges import registry
+from k2cli.exchanges.descriptor import ExchangeDescriptor
+from k2cli.settings import EXCHANGE_KEYS, Settings, env_name
 
 HELP: dict[str, str] = {
     "home": "k2's own directory: stack state, cache, logs (default `~/.k2`).",
@@ -20,16 +22,7 @@ HELP: dict[str, str] = {
     "s3_access_key": "S3 access key.",
     "s3_secret_key": "S3 secret key.",
     "s3_region": "S3 region.",
-    "binance_url": "Binance combined-stream WebSocket URL (`ws://` allowed for local simulators).",
-    "binance_failover_urls": "Comma-separated URLs tried in turn after the primary fails.",
-    "binance_symbols": "Comma-separated Binance symbols; an unknown quote asset is refused at start-up.",
-    "binance_topic": "Kafka topic of Binance trades.",
-    "binance_metrics_port": "Metrics port of `k2 stream binance` (0 = off).",
-    "kraken_url": "Kraken WebSocket URL (v1 `wss://ws.kraken.com`, v2 `…/v2`).",
-    "kraken_failover_urls": "Comma-separated Kraken failover URLs.",
-    "kraken_symbols": "Comma-separated Kraken pairs, e.g. `BTC/USD`.",
-    "kraken_topic": "Kafka topic of Kraken trades.",
-    "kraken_metrics_port": "Metrics port of `k2 stream kraken` (0 = off).",
+    "exchanges": "Per exchange, one row for each of its settings (`k2cli/exchanges/registry.py`).",
     "ping_interval": "Seconds between our WebSocket pings (heartbeat).",
     "pong_timeout": "Seconds a pong may take before the connection is replaced.",
     "idle_timeout": "Seconds without any frame before the connection is replaced (idle watchdog).",
@@ -66,16 +59,43 @@ HELP: dict[str, str] = {
 }
 
 
-def _default(field: dataclasses.Field) -> str:
-    if field.name == "home":
-        return "~/.k2"
-    if field.default is dataclasses.MISSING:
-        return "(none)"
-    value = field.default
+def _exchange_help(d: ExchangeDescriptor, key: str) -> str:
+    """The meaning of one per-exchange setting."""
+    return {
+        "url": d.url_doc,
+        "failover_urls": f"Comma-separated {d.title} failover URLs, tried in turn after the primary fails.",
+        "symbols": d.symbols_doc,
+        "topic": f"Kafka topic of {d.title} trades.",
+        "metrics_port": f"Metrics port of `k2 stream {d.name}` (0 = off).",
+    }[key]
+
+
+def _exchange_rows() -> list[str]:
+    """One row per setting of every registered exchange, with the descriptor's defaults."""
+    rows = []
+    for d in registry.all():
+        defaults = dict(url=d.default_url, failover_urls=d.default_failover_urls, symbols=d.default_symbols,
+                        topic=d.default_topic, metrics_port=d.default_metrics_port)
+        for key in EXCHANGE_KEYS:
+            name = f"{d.name}_{key}"
+            rows.append(f"| `{env_name(name)}` | `{name}` | `{_text(defaults[key])}` | {_exchange_help(d, key)} |")
+    return rows
+
+
+def _text(value: object) -> str:
     if isinstance(value, tuple):
         return ",".join(value) or "(none)"
     text = str(value)
     return text if text not in ("", ".") else "(derived)"
+
+
+def _default(field: dataclasses.Field[object]) -> str:
+    if field.name == "home":
+        return "~/.k2"
+    value = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+    if value is dataclasses.MISSING or isinstance(value, dict):
+        return "(none)"
+    return _text(value)
 
 
 def render() -> str:
@@ -87,12 +107,16 @@ def render() -> str:
         "",
         "Precedence: defaults < `k2.toml` (or `--config FILE` / `K2_CONFIG`) < `K2_*` environment < flags.",
         "In k2.toml write `name = value`, or `[section] key = value` for `section_key` (e.g. `[kafka]",
-        "bootstrap_servers = …`). Every error about a bad value names the variable.",
+        "bootstrap_servers = …`, or an exchange's `[<exchange>] url = …`). Every error about a bad value names",
+        "the variable.",
         "",
         "| variable | k2.toml key | default | meaning |",
         "|---|---|---|---|",
     ]
     for field in dataclasses.fields(Settings):
+        if field.name == "exchanges":
+            lines += _exchange_rows()
+            continue
         variable = "K2_CONFIG" if field.name == "config_file" else env_name(field.name)
         lines.append(f"| `{variable}` | `{field.name}` | `{_default(field)}` | {HELP[field.name]} |")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""`k2 stream binance|kraken`: stream exchange trades into Kafka as Avro v2 records."""
+"""`k2 stream EXCHANGE` (one command per registered exchange): stream its trades into Kafka as Avro v2 records."""
 
 from __future__ import annotations
 
@@ -8,24 +8,25 @@ from pathlib import Path
 
 import typer
 
+from k2cli.exchanges import registry
+from k2cli.exchanges.descriptor import ExchangeDescriptor
+
 app = typer.Typer(help="Stream exchange trades into Kafka as Avro v2 records (Confluent wire format), with "
                        "heartbeat, idle watchdog, make-before-break rotation, reconnects with backoff, and a "
                        "dead-letter file for bad frames. Metrics on --metrics-port.",
                   no_args_is_help=True, add_completion=False)
 
 
-def _make(exchange: str):
-    default_port = 9091 if exchange == "binance" else 9093
+def _make(desc: ExchangeDescriptor):
+    exchange = desc.name
 
     def command(
-        symbols: str = typer.Option(None, "--symbols", "-s", help=(
-            "Comma-separated symbols, e.g. BTCUSDT,ETHUSDT" if exchange == "binance" else
-            "Comma-separated pairs, e.g. BTC/USD,ETH/USD (XBT/XDG accepted)") + f" [K2_{exchange.upper()}_SYMBOLS]"),
+        symbols: str = typer.Option(None, "--symbols", "-s", help=f"{desc.symbols_help} [{desc.setting('symbols')}]"),
         url: str = typer.Option(None, "--url", help=f"Exchange WebSocket URL (ws:// for a local simulator"
-                                f"{'; a /v2 path speaks Kraken WS v2' if exchange == 'kraken' else ''}) "
-                                f"[K2_{exchange.upper()}_URL]. Giving it drops the default failover URLs."),
+                                f"{desc.url_note}) "
+                                f"[{desc.setting('url')}]. Giving it drops the default failover URLs."),
         failover_urls: str = typer.Option(None, "--failover-urls", help="Comma-separated URLs to fail over to."),
-        topic: str = typer.Option(None, "--topic", "-t", help=f"Kafka topic [K2_{exchange.upper()}_TOPIC]."),
+        topic: str = typer.Option(None, "--topic", "-t", help=f"Kafka topic [{desc.setting('topic')}]."),
         max_messages: int = typer.Option(0, "--max-messages", "-n", help="Stop after N trades produced "
                                          "(0 = no limit)."),
         duration: float = typer.Option(0.0, "--duration", "-d", help="Stop after S seconds (0 = no limit)."),
@@ -38,7 +39,7 @@ def _make(exchange: str):
         idle_timeout: float = typer.Option(None, "--idle-timeout", help="Reconnect after S seconds without a "
                                            "frame [K2_IDLE_TIMEOUT, 30]."),
         metrics_port: int = typer.Option(None, "--metrics-port", help=f"Prometheus /metrics port, 0 = off "
-                                         f"[K2_{exchange.upper()}_METRICS_PORT, {default_port}]."),
+                                         f"[{desc.setting('metrics_port')}, {desc.default_metrics_port}]."),
         insecure: bool = typer.Option(False, "--insecure", help="Do not verify the exchange's TLS certificate "
                                       "(testing only; prints a warning)."),
         ca_bundle: Path = typer.Option(None, "--ca-bundle", help="Also trust the CAs in this PEM file "
@@ -72,7 +73,7 @@ def _make(exchange: str):
         summary = runner_run()
         _report(summary, output_format, console)
 
-    command.__doc__ = (f"Stream {exchange.capitalize()} trades into Kafka until --max-messages, --duration, "
+    command.__doc__ = (f"Stream {desc.title} trades into Kafka until --max-messages, --duration, "
                        "SIGTERM or SIGINT (then flush and exit).")
     return command
 
@@ -145,5 +146,5 @@ def _report(summary, output_format: str, console) -> None:
                       f"{summary.dlq_dir} and K2_KAFKA_BOOTSTRAP_SERVERS)", setting="K2_KAFKA_BOOTSTRAP_SERVERS")
 
 
-app.command("binance")(_make("binance"))
-app.command("kraken")(_make("kraken"))
+for _desc in registry.all():
+    app.command(_desc.name)(_make(_desc))

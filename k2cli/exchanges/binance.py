@@ -16,7 +16,8 @@ from k2cli.exchanges.base import (
     exact_decimal,
     row_to_record,
 )
-from k2cli.exchanges.symbols import UnknownSymbol, split_binance_symbol
+from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
+from k2cli.exchanges.symbols import UnknownSymbol, check_binance_symbols, split_binance_symbol
 
 EXCHANGE = "BINANCE"
 REQUIRED = ("e", "E", "s", "t", "p", "q", "T", "m")
@@ -117,3 +118,36 @@ class BinanceParser:
                 exact_decimal("price", price), exact_decimal("quantity", qty), taker_buys[1][1],  # the quote asset
                 "SELL" if maker else "BUY",
                 (), t, ingest_us, None, vendor)
+
+
+def _stored_symbol(symbol: str) -> str:
+    """A checked Binance symbol is stored as it is (BTCUSDT)."""
+    return symbol
+
+
+def _plan(urls: tuple[str, ...], symbols: tuple[str, ...]) -> ConnectionPlan:
+    """Binance serves trade streams only with the streams query: the URL itself subscribes."""
+    return ConnectionPlan(urls=tuple(stream_url(u, symbols) for u in urls), subscribe=(), parser=BinanceParser(),
+                          sequential_ids=True)
+
+
+DESCRIPTOR = ExchangeDescriptor(
+    name="binance",
+    title="Binance",
+    code=EXCHANGE,
+    default_topic="market.crypto.trades.binance",
+    default_url="wss://stream.binance.com:9443/stream",
+    default_failover_urls=("wss://data-stream.binance.vision/stream",),
+    default_symbols=("BTCUSDT", "ETHUSDT"),
+    default_metrics_port=9091,
+    check_symbols=check_binance_symbols,
+    stored_symbol=_stored_symbol,
+    plan=_plan,
+    expectation=StreamExpectation(first_trade_max_s=10, rate_min_per_s=1, rate_max_per_s=100,
+                                  latency_p95_max_ms=100, seed_rate="1-100/sec"),
+    simulator_module="k2cli.simulator.venues.binance",
+    symbols_help="Comma-separated symbols, e.g. BTCUSDT,ETHUSDT",
+    url_doc="Binance combined-stream WebSocket URL (`ws://` allowed for local simulators).",
+    symbols_doc="Comma-separated Binance symbols; an unknown quote asset is refused at start-up.",
+    vendor_fields=("base_asset", "quote_asset", "is_buyer_maker", "event_type"),
+)

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from k2cli.errors import ConfigError
 from k2cli.exchanges.base import (
     CONTROL_FRAME,
     SUBSCRIBE_ERROR,
@@ -31,8 +33,9 @@ from k2cli.exchanges.base import (
     exact_decimal,
     row_to_record,
 )
+from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
 from k2cli.exchanges.rfc3339 import parse_rfc3339_us
-from k2cli.exchanges.symbols import UnknownSymbol, kraken_v1_pair, split_kraken_pair
+from k2cli.exchanges.symbols import UnknownSymbol, check_kraken_symbols, kraken_v1_pair, split_kraken_pair
 
 EXCHANGE = "KRAKEN"
 _V1_SIDES = {"b": "BUY", "s": "SELL"}
@@ -225,3 +228,54 @@ class KrakenV2Parser(_KrakenParser):
 def parser_for(version: int) -> KrakenV1Parser | KrakenV2Parser:
     """The parser of a Kraken API version."""
     return KrakenV2Parser() if version == 2 else KrakenV1Parser()
+
+
+def _stored_symbol(pair: str) -> str:
+    """The record's symbol of a checked pair: BTC/USD -> BTCUSD."""
+    return pair.replace("/", "")
+
+
+def _check_urls(urls: Sequence[str]) -> None:
+    """All URLs of one stream speak one API version (the parser and subscribe message depend on it)."""
+    if len({version_of(u) for u in urls}) > 1:
+        raise ConfigError("Kraken URLs mix WS API v1 and v2 (a /v2 path means v2)", setting="K2_KRAKEN_URL")
+
+
+def _plan(urls: tuple[str, ...], pairs: tuple[str, ...]) -> ConnectionPlan:
+    """Subscribe by message in the version of the primary URL; v2 trade ids are sequential, v1 ids hashes."""
+    version = version_of(urls[0])
+    return ConnectionPlan(urls=urls, subscribe=(subscribe_message(pairs, version),), parser=parser_for(version),
+                          sequential_ids=version == 2)
+
+
+def _check_record(record: dict[str, Any]) -> list[str]:
+    """Seed 000: legacy XBT must be normalised to BTC."""
+    vendor = record.get("vendor_data") or {}
+    if "XBT" in record["symbol"] or vendor.get("base_asset") == "XBT":
+        return [f"XBT not normalised to BTC (symbol {record['symbol']!r}, base {vendor.get('base_asset')!r})"]
+    return []
+
+
+DESCRIPTOR = ExchangeDescriptor(
+    name="kraken",
+    title="Kraken",
+    code=EXCHANGE,
+    default_topic="market.crypto.trades.kraken",
+    default_url="wss://ws.kraken.com",
+    default_failover_urls=(),
+    default_symbols=("BTC/USD", "ETH/USD"),
+    default_metrics_port=9093,
+    check_symbols=check_kraken_symbols,
+    stored_symbol=_stored_symbol,
+    plan=_plan,
+    expectation=StreamExpectation(first_trade_max_s=30, rate_min_per_s=0.1, rate_max_per_s=10,
+                                  latency_p95_max_ms=200, seed_rate="0.1-10/sec"),
+    simulator_module="k2cli.simulator.venues.kraken",
+    symbols_help="Comma-separated pairs, e.g. BTC/USD,ETH/USD (XBT/XDG accepted)",
+    url_doc="Kraken WebSocket URL (v1 `wss://ws.kraken.com`, v2 `…/v2`).",
+    symbols_doc="Comma-separated Kraken pairs, e.g. `BTC/USD`.",
+    url_note="; a /v2 path speaks Kraken WS v2",
+    check_urls=_check_urls,
+    vendor_fields=("pair", "base_asset", "quote_asset", "order_type"),
+    check_record=_check_record,
+)

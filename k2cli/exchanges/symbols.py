@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from k2cli.errors import ConfigError
 
@@ -44,7 +45,7 @@ def split_binance_symbol(symbol: str) -> tuple[str, str]:
     raise UnknownSymbol(f"{symbol!r} does not end in a known quote asset ({', '.join(BINANCE_QUOTE_ASSETS[:8])}, …)")
 
 
-def check_binance_symbols(symbols: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def check_binance_symbols(symbols: Sequence[str]) -> tuple[str, ...]:
     """Upper-case and check the configured Binance symbols at start-up; an unknown one is a ConfigError."""
     out = []
     for raw in symbols:
@@ -85,7 +86,7 @@ def kraken_v1_pair(pair: str) -> str:
     return f"{KRAKEN_V1_NAMES.get(base, base)}/{KRAKEN_V1_NAMES.get(quote, quote)}"
 
 
-def check_kraken_symbols(symbols: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def check_kraken_symbols(symbols: Sequence[str]) -> tuple[str, ...]:
     """Normalise the configured Kraken pairs to BASE/QUOTE common codes; a malformed one is a ConfigError."""
     out = []
     for raw in symbols:

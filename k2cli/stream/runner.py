@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from k2cli.errors import ConfigError, K2Error, ServiceUnavailable
-from k2cli.exchanges import binance, kraken
+from k2cli.exchanges import registry
 from k2cli.exchanges.base import (
     ERROR_TYPES,
     ROW_SOURCE_SEQUENCE,
@@ -43,7 +43,6 @@ from k2cli.exchanges.session import (
     SessionConfig,
     SessionHandler,
 )
-from k2cli.exchanges.symbols import check_binance_symbols, check_kraken_symbols
 from k2cli.settings import Settings, ensure_writable_dir
 from k2cli.stream.dedup import Deduplicator
 
@@ -54,9 +53,9 @@ log = logging.getLogger("k2.stream")
 class StreamOptions:
     """What one `k2 stream` run does, beyond the settings."""
 
-    exchange: str  # binance | kraken
-    symbols: tuple[str, ...]
-    urls: tuple[str, ...]  # primary first, then failovers (base URLs; Binance streams are added)
+    exchange: str  # a registered exchange's name
+    symbols: tuple[str, ...]  # checked, in the exchange's subscription form
+    urls: tuple[str, ...]  # primary first, then failovers (base URLs: the connection plan may add to them)
     topic: str
     max_messages: int = 0  # 0 = unbounded
     duration: float = 0.0  # 0 = unbounded
@@ -109,28 +108,24 @@ def build_options(settings: Settings, exchange: str, *, symbols: tuple[str, ...]
                   url: str | None = None, failover_urls: tuple[str, ...] | None = None, topic: str | None = None,
                   max_messages: int = 0, duration: float = 0.0, metrics_port: int | None = None) -> StreamOptions:
     """Resolve a run's options from settings and flags; an explicit --url drops the default failovers."""
-    if exchange not in ("binance", "kraken"):
-        raise ConfigError(f"unknown exchange {exchange!r} (binance or kraken)")
-    raw_symbols = symbols or getattr(settings, f"{exchange}_symbols")
-    checked = check_binance_symbols(raw_symbols) if exchange == "binance" else check_kraken_symbols(raw_symbols)
-    primary = url or getattr(settings, f"{exchange}_url")
+    desc = registry.get(exchange)
+    conf = settings.exchange(exchange)
+    checked = desc.check_symbols(symbols or conf.symbols)
+    primary = url or conf.url
     if failover_urls is None:
-        failover_urls = () if url else getattr(settings, f"{exchange}_failover_urls")
+        failover_urls = () if url else conf.failover_urls
     urls = tuple(dict.fromkeys((primary, *failover_urls)))
     for u in urls:
         if not u.startswith(("ws://", "wss://")):
-            raise ConfigError(f"--url {u!r} is not a ws:// or wss:// URL", setting=f"K2_{exchange.upper()}_URL")
-    if exchange == "kraken" and len({kraken.version_of(u) for u in urls}) > 1:
-        raise ConfigError("Kraken URLs mix WS API v1 and v2 (a /v2 path means v2)", setting="K2_KRAKEN_URL")
+            raise ConfigError(f"--url {u!r} is not a ws:// or wss:// URL", setting=desc.setting("url"))
+    desc.check_urls(urls)
     if max_messages < 0 or duration < 0:
         raise ConfigError("--max-messages and --duration must be 0 (unbounded) or more")
-    port = getattr(settings, f"{exchange}_metrics_port") if metrics_port is None else metrics_port
+    port = conf.metrics_port if metrics_port is None else metrics_port
     if not 0 <= port <= 65535:
-        raise ConfigError(f"--metrics-port {port} is not a port 0..65535",
-                          setting=f"K2_{exchange.upper()}_METRICS_PORT")
-    return StreamOptions(exchange=exchange, symbols=checked, urls=urls,
-                         topic=topic or getattr(settings, f"{exchange}_topic"), max_messages=max_messages,
-                         duration=duration, metrics_port=port)
+        raise ConfigError(f"--metrics-port {port} is not a port 0..65535", setting=desc.setting("metrics_port"))
+    return StreamOptions(exchange=exchange, symbols=checked, urls=urls, topic=topic or conf.topic,
+                         max_messages=max_messages, duration=duration, metrics_port=port)
 
 
 class StreamRunner(SessionHandler):
@@ -146,24 +141,17 @@ class StreamRunner(SessionHandler):
         self.metrics = StreamMetrics(options.exchange)
         self.fatal: K2Error | None = None
         ex = options.exchange
-        if ex == "binance":
-            self._parser: Any = binance.BinanceParser()
-            self._key_index = ROW_SOURCE_SEQUENCE
-            session_urls = tuple(binance.stream_url(u, options.symbols) for u in options.urls)
-            subscribe: tuple[str, ...] = ()
-        else:
-            version = kraken.version_of(options.urls[0])
-            self._parser = kraken.parser_for(version)
-            self._key_index = ROW_SOURCE_SEQUENCE if version == 2 else ROW_TRADE_ID
-            session_urls = options.urls
-            subscribe = (kraken.subscribe_message(options.symbols, version),)
+        self._exchange = registry.get(ex)
+        plan = self._exchange.plan(options.urls, options.symbols)
+        self._parser = plan.parser
+        self._key_index = ROW_SOURCE_SEQUENCE if plan.sequential_ids else ROW_TRADE_ID
         self.dedup = Deduplicator(sequential=self._key_index == ROW_SOURCE_SEQUENCE)
         s = settings
         self.session_config = SessionConfig(
-            urls=session_urls, subscribe=subscribe, ping_interval=s.ping_interval, pong_timeout=s.pong_timeout,
+            urls=plan.urls, subscribe=plan.subscribe, ping_interval=s.ping_interval, pong_timeout=s.pong_timeout,
             idle_timeout=s.idle_timeout, rotation_interval=s.rotation_interval, backoff_initial=s.backoff_initial,
             backoff_max=s.backoff_max, max_reconnects=s.max_reconnects, ssl_verify=s.ssl_verify,
-            ca_bundle=s.ca_bundle, url_setting=f"K2_{ex.upper()}_URL",
+            ca_bundle=s.ca_bundle, url_setting=self._exchange.setting("url"),
         )
         self.summary = StreamSummary(exchange=ex, topic=options.topic, url=options.urls[0],
                                      symbols=list(options.symbols), dlq_dir=str(s.dlq_path))
@@ -221,7 +209,7 @@ class StreamRunner(SessionHandler):
             self.metrics.messages_received.labels(self._symbol_label(symbol))
 
     def _symbol_label(self, symbol: str) -> str:
-        return symbol.replace("/", "") if self.opts.exchange == "kraken" else symbol
+        return self._exchange.stored_symbol(symbol)
 
     # ------------------------------------------------------------------ run
 
@@ -338,7 +326,7 @@ class StreamRunner(SessionHandler):
             if kind is SHUTDOWN:
                 return SIG_SHUTDOWN
             if kind is SUBSCRIBE_ERROR:
-                setting = f"K2_{self.opts.exchange.upper()}_SYMBOLS"
+                setting = self._exchange.setting("symbols")
                 self.fatal = ConfigError(f"the exchange refused the subscription: {parsed.info}", setting=setting)
                 return SIG_FATAL
             return 0
