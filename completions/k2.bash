@@ -32,6 +32,7 @@ _k2_complete() {
             " stack up") path="$path $word" ;;
             " stream") path="$path $word" ;;
             " stream binance") path="$path $word" ;;
+            " stream coinbase") path="$path $word" ;;
             " stream kraken") path="$path $word" ;;
             " validate") path="$path $word" ;;
             " validate coverage") path="$path $word" ;;
@@ -69,8 +70,9 @@ _k2_complete() {
         " stack install") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack status") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack up") COMPREPLY=($(compgen -W "--format --help --timeout -f" -- "$cur")) ;;
-        " stream") COMPREPLY=($(compgen -W "binance kraken --help" -- "$cur")) ;;
+        " stream") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
         " stream binance") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
+        " stream coinbase") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
         " stream kraken") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
         " validate") COMPREPLY=($(compgen -W "coverage deploy e2e list prereqs resilience streaming tech-debt --help" -- "$cur")) ;;
         " validate coverage") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;

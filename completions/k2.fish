@@ -246,9 +246,10 @@ complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l timeout
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -s f
-complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance kraken' -a binance
-complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance kraken' -a kraken
-complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance kraken' -l help
+complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a binance
+complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a coinbase
+complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a kraken
+complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l ca-bundle
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l duration
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l failover-urls
@@ -271,6 +272,28 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s s
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s t
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s v
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l ca-bundle
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l duration
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l failover-urls
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l format
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l help
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l idle-timeout
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l insecure
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l max-messages
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l metrics-port
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l ping-interval
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l pong-timeout
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l rotation-interval
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l symbols
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l topic
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l url
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l verbose
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s d
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s f
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s n
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s s
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s t
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s v
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l ca-bundle
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l duration
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l failover-urls

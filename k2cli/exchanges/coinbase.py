@@ -27,6 +27,7 @@ from k2cli.exchanges.base import (
     exact_decimal,
     row_to_record,
 )
+from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
 from k2cli.exchanges.rfc3339 import parse_rfc3339_us
 from k2cli.exchanges.symbols import UnknownSymbol
 
@@ -157,3 +158,32 @@ class CoinbaseParser:
         return (self._ids.next(), f"COINBASE-{symbol}-{trade_id}", symbol, EXCHANGE, "crypto", ts_us,
                 exact_decimal("price", price), exact_decimal("quantity", size), quote, side, (), trade_id,
                 ingest_us, None, vendor)
+
+
+def _plan(urls: tuple[str, ...], products: tuple[str, ...]) -> ConnectionPlan:
+    """Subscribe by message on every connection; trade ids are consecutive per product."""
+    return ConnectionPlan(urls=urls, subscribe=(subscribe_message(products),), parser=CoinbaseParser(),
+                          sequential_ids=True)
+
+
+DESCRIPTOR = ExchangeDescriptor(
+    name="coinbase",
+    title="Coinbase",
+    code=EXCHANGE,
+    default_topic="market.crypto.trades.coinbase",
+    default_url="wss://ws-feed.exchange.coinbase.com",
+    default_failover_urls=(),
+    default_symbols=("BTC-USD", "ETH-USD"),
+    default_metrics_port=9095,
+    check_symbols=check_products,
+    stored_symbol=symbol_of,
+    plan=_plan,
+    # no seed states Coinbase figures: the last_match arrives on subscribing, the majors trade several times a second
+    expectation=StreamExpectation(first_trade_max_s=10, rate_min_per_s=0.1, rate_max_per_s=100,
+                                  latency_p95_max_ms=200, seed_rate="0.1-100/sec"),
+    simulator_module="k2cli.simulator.venues.coinbase",
+    symbols_help="Comma-separated products, e.g. BTC-USD,ETH-USD",
+    url_doc="Coinbase Exchange WebSocket feed URL (matches channel; `ws://` allowed for local simulators).",
+    symbols_doc="Comma-separated Coinbase products, `BASE-QUOTE`, e.g. `BTC-USD`.",
+    vendor_fields=VENDOR_KEYS,
+)
