@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING, Any
 from k2cli.checks import thresholds
 from k2cli.checks.evaluate import describe, judge
 from k2cli.checks.model import Event, Result, Status
+from k2cli.exchanges import registry
 
 if TYPE_CHECKING:
     from k2cli.settings import Settings
 
-EXCHANGES = ("binance", "kraken")
 
 
 @dataclass(frozen=True)
 class Options:
     """Flags of `k2 validate` that change what a checklist measures."""
 
-    exchange: str = "binance"
+    exchange: str = registry.default().name
     url: str | None = None  # a simulator (ws://) instead of the public exchange
     phase: str | None = None  # deploy: "pre" or "post"
     rehearsal_minutes: float = 0.0  # deploy --post --rehearse: the local pipeline ran this long before the checks

@@ -9,11 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from k2cli.exchanges import registry
 
 SEEDS = {
     "000": ("000_2652d2c68373a114.txt", "Consumer Validation Procedures"),
     "003": ("003_fbec648aa6143732.txt", "Phase 5 Validation Guide"),
 }
+_SEED = registry.default()  # the seeds' items name this exchange's URL, metrics, alerts and runbook
 _ITEM = re.compile(r"^\s*- \[[ xX]\] (.*?)\s*$")
 
 
@@ -115,7 +119,7 @@ ITEMS: tuple[Item, ...] = tuple(
                                             "prereqs.prometheus-k2")))
     + _items("003", "Step 01: SSL Certificate Verification",
              ("Unit tests pass (SSL context creation, certificate validation)", "resilience.unit-tests"),
-             ("Integration test: Connects to wss://stream.binance.com with SSL enabled",
+             (f"Integration test: Connects to wss://{urlsplit(_SEED.default_url).hostname} with SSL enabled",
               ("streaming.connect", "resilience.tls-valid")),
              ("Config flag `ssl_verify` defaults to True", "resilience.tls-default"),
              ("Negative test: Connection rejected with invalid certificate", "resilience.tls-bad-cert"),
@@ -123,9 +127,9 @@ ITEMS: tuple[Item, ...] = tuple(
     + _items("003", "Step 02: Connection Rotation Strategy",
              ("Unit tests pass (rotation loop, lifetime tracking)", "resilience.unit-tests"),
              ("Integration test: Connection rotates after 1h (short interval test)", "resilience.rotation"),
-             ("Metric visible: `binance_connection_rotations_total`", "resilience.rotation-metrics"),
-             ("Metric visible: `binance_connection_lifetime_seconds`", "resilience.rotation-metrics"),
-             ('Rotation logged: "binance_connection_rotation_triggered"', "resilience.rotation-logged"),
+             (f"Metric visible: `{_SEED.metric_prefix}_connection_rotations_total`", "resilience.rotation-metrics"),
+             (f"Metric visible: `{_SEED.metric_prefix}_connection_lifetime_seconds`", "resilience.rotation-metrics"),
+             (f'Rotation logged: "{_SEED.metric_prefix}_connection_rotation_triggered"', "resilience.rotation-logged"),
              ("No data loss during rotation (message continuity validated)", "resilience.rotation-continuity"))
     + _items("003", "Step 03: Bounded Serializer Cache",
              ("Unit tests pass (LRU eviction, bounded cache)", "resilience.unit-tests"),
@@ -139,8 +143,8 @@ ITEMS: tuple[Item, ...] = tuple(
              ("Metric visible: `process_memory_rss_bytes`", "resilience.memory-metrics"),
              ("Metric visible: `process_memory_vms_bytes`", "resilience.memory-metrics"),
              ("Metric visible: `memory_leak_detection_score`", "resilience.memory-metrics"),
-             ("Alert configured: `BinanceMemoryHigh` (>400MB)", "resilience.alert-memory"),
-             ("Alert configured: `BinanceMemoryLeakDetected` (score >0.8)", "resilience.alert-memory"),
+             (f"Alert configured: `{_SEED.alert('MemoryHigh')}` (>400MB)", "resilience.alert-memory"),
+             (f"Alert configured: `{_SEED.alert('MemoryLeakDetected')}` (score >0.8)", "resilience.alert-memory"),
              ("psutil dependency installed", "prereqs.dependencies"))
     + _items("003", "12h Validation Test",
              ("Run for 12 hours", "resilience.soak-12h"),
@@ -151,8 +155,8 @@ ITEMS: tuple[Item, ...] = tuple(
     + _items("003", "Step 05: WebSocket Ping-Pong Heartbeat",
              ("Unit tests pass (ping loop, pong tracking)", "resilience.unit-tests"),
              ("Integration test: Ping sent every 3min, pong received within 10s", "resilience.heartbeat"),
-             ("Metric visible: `binance_last_pong_timestamp_seconds`", "resilience.heartbeat-metrics"),
-             ("Metric visible: `binance_pong_timeouts_total`", "resilience.heartbeat-metrics"),
+             (f"Metric visible: `{_SEED.metric_prefix}_last_pong_timestamp_seconds`", "resilience.heartbeat-metrics"),
+             (f"Metric visible: `{_SEED.metric_prefix}_pong_timeouts_total`", "resilience.heartbeat-metrics"),
              ("Config parameter: `ping_interval_seconds` (default: 180)", "resilience.heartbeat-config"),
              ("Negative test: Pong timeout triggers reconnect", "resilience.pong-timeout"))
     + _items("003", "Step 06: Health Check Timeout Tuning",
@@ -161,7 +165,7 @@ ITEMS: tuple[Item, ...] = tuple(
              ("Documentation updated (README.md, runbook)", "resilience.docs"),
              ("Integration test: Reconnect triggered after 30s of no messages", "resilience.idle-reconnect"))
     + _items("003", "Step 07: 24h Soak Test Implementation",
-             ("Test file created: `tests/soak/test_binance_24h_soak.py`", "resilience.soak-command"),
+             (f"Test file created: `tests/soak/test_{_SEED.name}_24h_soak.py`", "resilience.soak-command"),
              ("Test runs for 24 hours successfully", "resilience.soak-24h"),
              ("Memory growth <50MB over 24h", "resilience.soak-24h"),
              ("Message rate >10 msg/sec average", "resilience.soak-24h"),
@@ -197,7 +201,7 @@ ITEMS: tuple[Item, ...] = tuple(
              ("Uptime: >99.9% (excluding scheduled rotations)", "deploy-post.uptime"),
              ("Alerts: Zero critical alerts over 7 days", "deploy-post.critical-alerts"),
              ("README.md updated with new config options", "deploy-pre.docs-config"),
-             ("Binance streaming runbook updated", "deploy-pre.runbook"),
+             (f"{_SEED.title} streaming runbook updated", "deploy-pre.runbook"),
              ("Prometheus alert rules documented", "deploy-pre.docs-alerts"),
              ("7-day validation report completed", "deploy-post.weekly-signoff"))
 )

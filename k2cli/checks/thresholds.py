@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from k2cli.errors import ConfigError
+from k2cli.exchanges import registry
+from k2cli.exchanges.descriptor import ExchangeDescriptor
 
 S000 = "Consumer Validation Procedures"
 S003 = "Phase 5 Validation Guide"
+_SEED = registry.default()  # the exchange the seeds' alert names belong to
 
 
 @dataclass(frozen=True)
@@ -27,27 +30,30 @@ class Threshold:
     source: str  # where the number comes from
 
 
+def _source(d: ExchangeDescriptor) -> str:
+    """Where an exchange's streaming expectations come from: seed 000, unless its descriptor says otherwise."""
+    return d.expectation.source or f"{S000}: Expected Performance"
+
+
 _ALL = (
     # ---- service health (prereqs); the seeds give no number, 5 s is the probes' own timeout
     Threshold("service_latency_max_ms", 5000, "<", "ms", "k2: a healthy service answers a probe within 5 s"),
     # ---- streaming (seed 000, "WebSocket Streaming Validation")
     Threshold("streaming_connect_max_s", 5, "<", "s", f"{S000}: Expected Performance, connection time <5s"),
-    Threshold("streaming_binance_first_trade_max_s", 10, "<", "s",
-              f"{S000}: Expected Performance, Binance time to first trade <10s"),
-    Threshold("streaming_kraken_first_trade_max_s", 30, "<", "s",
-              f"{S000}: Expected Performance, Kraken time to first trade <30s"),
+    *(Threshold(f"streaming_{d.name}_first_trade_max_s", d.expectation.first_trade_max_s, "<", "s",
+                f"{_source(d)}, {d.title} time to first trade <{d.expectation.first_trade_max_s:g}s")
+      for d in registry.all()),
     Threshold("streaming_min_valid_trades", 10, ">=", "trades", f"{S000}: Quick Validation, 10 valid trades"),
     Threshold("streaming_v2_compliance_min_pct", 100, ">=", "%", f"{S000}: Quick Validation, 100% v2 compliance"),
-    Threshold("streaming_binance_rate_min_per_s", 1, ">=", "trades/s", f"{S000}: Expected Performance, 1-100/sec"),
-    Threshold("streaming_binance_rate_max_per_s", 100, "<=", "trades/s",
-              f"{S000}: Expected Performance, 1-100/sec (above: WARN)"),
-    Threshold("streaming_kraken_rate_min_per_s", 0.1, ">=", "trades/s", f"{S000}: Expected Performance, 0.1-10/sec"),
-    Threshold("streaming_kraken_rate_max_per_s", 10, "<=", "trades/s",
-              f"{S000}: Expected Performance, 0.1-10/sec (above: WARN)"),
-    Threshold("streaming_binance_latency_p95_max_ms", 100, "<", "ms",
-              f"{S000}: Expected Performance, Binance message latency <100ms (p95 of ingestion - trade time)"),
-    Threshold("streaming_kraken_latency_p95_max_ms", 200, "<", "ms",
-              f"{S000}: Expected Performance, Kraken message latency <200ms (p95 of ingestion - trade time)"),
+    *(t for d in registry.all() for t in (
+        Threshold(f"streaming_{d.name}_rate_min_per_s", d.expectation.rate_min_per_s, ">=", "trades/s",
+                  f"{_source(d)}, {d.expectation.seed_rate}"),
+        Threshold(f"streaming_{d.name}_rate_max_per_s", d.expectation.rate_max_per_s, "<=", "trades/s",
+                  f"{_source(d)}, {d.expectation.seed_rate} (above: WARN)"))),
+    *(Threshold(f"streaming_{d.name}_latency_p95_max_ms", d.expectation.latency_p95_max_ms, "<", "ms",
+                f"{_source(d)}, {d.title} message latency <{d.expectation.latency_p95_max_ms:g}ms "
+                "(p95 of ingestion - trade time)")
+      for d in registry.all()),
     Threshold("streaming_run_max_s", 60, "", "s", "run parameter: longest a streaming run may take"),
     # ---- e2e (seed 000, "Consumer E2E Validation Procedure")
     Threshold("e2e_messages", 5000, "", "messages", f"{S000}: Step 2, run consumer for 5000 messages"),
@@ -67,8 +73,9 @@ _ALL = (
               "run parameter: the simulator skips a trade id every N trades, so the gap count is not trivially 0"),
     # ---- alert rules expected in Prometheus
     Threshold("alert_lag_messages", 10000, "==", "messages", f"{S000}: Pre-Deployment, alert on lag >10,000"),
-    Threshold("alert_memory_high_mb", 400, "==", "MB", f"{S003}: Step 04, BinanceMemoryHigh (>400MB)"),
-    Threshold("alert_leak_score", 0.8, "==", "", f"{S003}: Step 04, BinanceMemoryLeakDetected (score >0.8)"),
+    Threshold("alert_memory_high_mb", 400, "==", "MB", f"{S003}: Step 04, {_SEED.alert('MemoryHigh')} (>400MB)"),
+    Threshold("alert_leak_score", 0.8, "==", "",
+              f"{S003}: Step 04, {_SEED.alert('MemoryLeakDetected')} (score >0.8)"),
     # ---- post-deployment (seed 000) and production validation (seed 003)
     Threshold("post_lag_max_messages", 1000, "<", "messages", f"{S000}: Post-Deployment, lag <1,000 messages"),
     Threshold("post_lag_within_s", 300, "", "s", f"{S000}: Post-Deployment, lag <1,000 within 5 minutes"),

@@ -14,7 +14,7 @@ from k2cli import __version__
 # name -> (module, one-line help); the help lives here so `k2 --help` imports no group.
 GROUPS: dict[str, tuple[str, str]] = {
     "stack": ("k2cli.cli.stack", "Install, start, stop and check the local stack."),
-    "simulate": ("k2cli.cli.simulate", "Serve a local Binance or Kraken exchange with injectable faults."),
+    "simulate": ("k2cli.cli.simulate", "Serve a local exchange (its real WebSocket protocol) with injectable faults."),
     "stream": ("k2cli.cli.stream", "Stream exchange trades into Kafka as Avro v2 records."),
     "consume": ("k2cli.cli.consume", "Write Kafka trades into Iceberg exactly once."),
     "query": ("k2cli.cli.query", "Query the lake: trades, OHLCV, SQL, snapshots, freshness."),

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from k2cli.cli._output import FORMAT_OPTION, OUTPUT_OPTION, OutFormat, emit
+from k2cli.exchanges import registry
 
 app = typer.Typer(
     help="Query the lake: trades, OHLCV, SQL, snapshots, freshness.\n\n"
@@ -28,7 +29,8 @@ class Order(enum.StrEnum):
 TABLE_OPTION = typer.Option(None, "--table", metavar="NS.TABLE", help="Table to read (default: K2_TABLE).")
 SINCE_OPTION = typer.Option(None, "--since", metavar="TIME", help="Only trades at or after TIME.")
 UNTIL_OPTION = typer.Option(None, "--until", metavar="TIME", help="Only trades before TIME.")
-EXCHANGE_OPTION = typer.Option(None, "--exchange", "-e", help="Only this exchange (e.g. BINANCE, KRAKEN).")
+EXCHANGE_OPTION = typer.Option(None, "--exchange", "-e",
+                               help=f"Only this exchange (e.g. {', '.join(d.code for d in registry.all())}).")
 
 TRADE_TABLE_COLUMNS = ("timestamp", "exchange", "symbol", "side", "price", "quantity", "trade_id",
                        "source_sequence")

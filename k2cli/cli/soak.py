@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from k2cli.cli._common import print_json
+from k2cli.exchanges import registry
 
 app = typer.Typer(
     help="Run `k2 stream` (and with --consumer `k2 consume`) as child processes for hours, sample their memory "
@@ -26,7 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-EXCHANGES = ("binance", "kraken")
+EXCHANGES = registry.names()
 
 
 def _err(message: str, code: int = 2) -> typer.Exit:
@@ -56,7 +57,7 @@ def soak(
     ctx: typer.Context,
     hours: float = typer.Option(None, "--hours", help="How long to run, in hours (fractions allowed)."),
     minutes: float = typer.Option(None, "--minutes", help="How long to run, in minutes (for short runs)."),
-    exchange: str = typer.Option(None, "--exchange", "-e", help="binance or kraken."),
+    exchange: str = typer.Option(None, "--exchange", "-e", help=f"{registry.names_text()}."),
     url: str = typer.Option(None, "--url", help="WebSocket URL to stream from (default: the exchange's URL "
                             "setting); ws:// for a local `k2 simulate`."),
     sample_interval: float = typer.Option(60.0, "--sample-interval", min=0.1, metavar="S",
@@ -79,8 +80,8 @@ def soak(
     fmt = _check_format(fmt)
     seconds = _duration(hours, minutes)
     if exchange not in EXCHANGES:
-        raise _err(f"--exchange must be binance or kraken, got {exchange!r}" if exchange
-                   else "give --exchange binance or --exchange kraken")
+        raise _err(f"--exchange must be {registry.names_text()}, got {exchange!r}" if exchange
+                   else f"give {registry.names_text('--exchange {}')}")
     if sample_interval > seconds:
         raise _err(f"--sample-interval {sample_interval:g} s is longer than the run ({seconds:g} s)")
 
@@ -271,7 +272,7 @@ def report(
     directory: Path = typer.Argument(None, metavar="[DIR]", help="A soak output directory to render again."),
     exchange: str = typer.Option(None, "--exchange", "-e",
                                  help="Which exchange's run (needed only when DIR holds several; "
-                                 "with --prometheus: binance (default) or kraken)."),
+                                 f"with --prometheus: {registry.names_text(mark_default=True)})."),
     prometheus: str = typer.Option(None, "--prometheus", metavar="URL",
                                    help="Build the seeds' 7-day production validation report from this Prometheus."),
     days: float = typer.Option(7.0, "--days", min=0.0001, help="Look-back window for --prometheus (default 7)."),
@@ -283,7 +284,7 @@ def report(
     if (directory is None) == (prometheus is None):
         raise _err("give either a soak directory or --prometheus URL")
     if prometheus is not None:
-        _weekly(prometheus, exchange or "binance", days, output, _check_format(fmt, ("rich", "json", "markdown")))
+        _weekly(prometheus, exchange or registry.default().name, days, output, _check_format(fmt, ("rich", "json", "markdown")))
         return
     fmt = _check_format(fmt)
     from k2cli.soak.report import rerender
@@ -307,7 +308,7 @@ def report(
 
 def _weekly(url: str, exchange: str, days: float, output: Path | None, fmt: str) -> None:
     if exchange not in EXCHANGES:
-        raise _err(f"--exchange must be binance or kraken, got {exchange!r}")
+        raise _err(f"--exchange must be {registry.names_text()}, got {exchange!r}")
     if not url.startswith(("http://", "https://")):
         raise _err(f"--prometheus {url!r} is not an http:// or https:// URL")
     from k2cli.settings import load_settings

@@ -13,6 +13,8 @@ from typing import Any
 
 import typer
 
+from k2cli.exchanges import registry
+
 app = typer.Typer(
     help="Run the operators' validation checklists with pass/fail reports.\n\n"
     "Each checklist measures the pipeline through real connections, compares against thresholds "
@@ -39,11 +41,8 @@ class ListFormat(enum.StrEnum):
     markdown = "markdown"
 
 
-class Exchange(enum.StrEnum):
-    """Exchanges k2 streams from."""
-
-    binance = "binance"
-    kraken = "kraken"
+# Exchanges k2 streams from: the registered ones
+Exchange = enum.StrEnum("Exchange", {name: name for name in registry.names()})  # type: ignore[misc]  # members: the registry
 
 
 STYLES = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim", "MANUAL": "cyan",
@@ -58,7 +57,7 @@ RETRY = typer.Option(0.0, "--retry-timeout", metavar="S", min=0.0,
                      help="Re-run failing steps until they pass or S seconds have gone by.")
 RETRY_INTERVAL = typer.Option(2.0, "--retry-interval", metavar="S", min=0.1,
                               help="Seconds between retry rounds (with --retry-timeout).")
-EXCHANGE = typer.Option(Exchange.binance, "--exchange", "-e", case_sensitive=False,
+EXCHANGE = typer.Option(Exchange(registry.default().name), "--exchange", "-e", case_sensitive=False,
                         help="Exchange to validate.")
 STEPS = typer.Option(None, "--step", metavar="ID",
                      help="Run only this step (and the steps it depends on); repeatable or comma-separated.")
@@ -306,7 +305,8 @@ def _rehearse(minutes: float, keep: bool) -> Any:
         typer.echo(f"k2: error: {exc}", err=True)
         raise typer.Exit(3) from None
     n, t = rehearsal.names, rehearsal.timing
-    console.print(f"rehearsal: simulated binance and kraken over wss:// into {', '.join(n.topics)} -> {n.table} "
+    simulated = " and ".join(registry.names())
+    console.print(f"rehearsal: simulated {simulated} over wss:// into {', '.join(n.topics)} -> {n.table} "
                   f"(group {n.group}); {minutes:g} min window, rotations every {t.rotation_interval:g} s, pings "
                   f"every {t.ping_interval:g} s; logs in {rehearsal.workdir}", soft_wrap=True)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())

@@ -39,7 +39,8 @@ class StreamExpectation:
     rate_min_per_s: float
     rate_max_per_s: float
     latency_p95_max_ms: float
-    seed_rate: str  # the seed's wording of the rate range, e.g. "1-100/sec"
+    seed_rate: str  # the source's wording of the rate range, e.g. "1-100/sec"
+    source: str = ""  # where the numbers come from; empty: seed 000's "Expected Performance"
 
 
 def _no_url_rules(urls: Sequence[str]) -> None:
@@ -90,6 +91,10 @@ class ExchangeDescriptor:
     def scrape_job(self) -> str:
         """The Prometheus scrape job of its stream (deploy/prometheus/prometheus.yml.tmpl)."""
         return f"k2-stream-{self.name}"
+
+    def alert(self, kind: str) -> str:
+        """The name of one of its Prometheus alerts (deploy/prometheus/rules/k2-stream.yml), e.g. TitleMemoryHigh."""
+        return f"{self.title}{kind}"
 
     @property
     def env_prefix(self) -> str:

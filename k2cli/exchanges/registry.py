@@ -35,10 +35,18 @@ def all() -> tuple[ExchangeDescriptor, ...]:
 
 
 def default() -> ExchangeDescriptor:
-    """The exchange a command uses when none is given (the first registered)."""
+    """The exchange a command uses when none is given: the first registered, the one the operators' seed
+    procedures (docs/seeds) were written for."""
     return _ALL[0]
 
 
 def by_code(code: str) -> ExchangeDescriptor | None:
     """The exchange whose records carry this `exchange` code (BINANCE), or None."""
     return next((d for d in _ALL if d.code == code.upper()), None)
+
+
+def names_text(template: str = "{}", mark_default: bool = False) -> str:
+    """The names for a sentence, each put into `template`: "a or b", "a, b or c" ("a (default) or b")."""
+    words = [template.format(name) + (" (default)" if mark_default and name == default().name else "")
+             for name in names()]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
