@@ -174,13 +174,13 @@ DESCRIPTOR = ExchangeDescriptor(
     default_url="wss://ws-feed.exchange.coinbase.com",
     default_failover_urls=(),
     default_symbols=("BTC-USD", "ETH-USD"),
-    default_metrics_port=9095,
+    default_metrics_port=9095,  # 9091 binance, 9093 kraken, 9094 consumer
     check_symbols=check_products,
     stored_symbol=symbol_of,
     plan=_plan,
-    # no seed states Coinbase figures: the last_match arrives on subscribing, the majors trade several times a second
     expectation=StreamExpectation(first_trade_max_s=10, rate_min_per_s=0.1, rate_max_per_s=100,
-                                  latency_p95_max_ms=200, seed_rate="0.1-100/sec"),
+                                  latency_p95_max_ms=200, seed_rate="0.1-100/sec",
+                                  source="k2's estimate (no seed gives Coinbase figures)"),
     simulator_module="k2cli.simulator.venues.coinbase",
     symbols_help="Comma-separated products, e.g. BTC-USD,ETH-USD",
     url_doc="Coinbase Exchange WebSocket feed URL (matches channel; `ws://` allowed for local simulators).",
