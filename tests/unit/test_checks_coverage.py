@@ -97,7 +97,6 @@ def test_checklist_catalogue():
 def test_every_threshold_is_used_by_a_step():
     from k2cli.checks import thresholds
     from k2cli.checks.checklists import streaming
-
     from k2cli.exchanges import registry
 
     checklists = [*every_checklist(), *(streaming.build(Options(exchange=name)) for name in registry.names())]
