@@ -53,9 +53,9 @@ def split_product(product: str) -> tuple[str, str]:
 
 
 def symbol_of(product: str) -> str:
-    """The k2 symbol of a product: base and quote without separator (BTC-USD -> BTCUSD)."""
-    base, quote = split_product(product)
-    return base + quote
+    """The k2 symbol of a checked product: base and quote without separator (BTC-USD -> BTCUSD); a symbol
+    already in that form is returned as it is."""
+    return product.replace("-", "")
 
 
 def check_products(symbols: Sequence[str], setting: str | None = "K2_COINBASE_SYMBOLS") -> tuple[str, ...]:

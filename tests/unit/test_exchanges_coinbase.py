@@ -191,7 +191,7 @@ def test_missing_fields_are_all_named():
 
 def test_products_split_check_and_subscribe():
     assert split_product("BTC-USD") == ("BTC", "USD") and split_product("1INCH-USDC") == ("1INCH", "USDC")
-    assert symbol_of("ETH-EUR") == "ETHEUR"
+    assert symbol_of("ETH-EUR") == "ETHEUR" and symbol_of("ETHEUR") == "ETHEUR"
     for bad in ("BTCUSD", "BTC/USD", "BTC-", "-USD", "BTC-USD-X", "btc-usd", ""):
         with pytest.raises(UnknownSymbol):
             split_product(bad)
