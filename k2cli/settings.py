@@ -10,6 +10,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from k2cli.errors import ConfigError
@@ -176,6 +177,12 @@ def exchange_setting_names() -> dict[str, tuple[str, str]]:
     return {f"{name}_{key}": (name, key) for name in registry.names() for key in EXCHANGE_KEYS}
 
 
+def setting_names() -> list[str]:
+    """The flat name of every setting in reference order (each exchange's settings where `exchanges` stands)."""
+    flat = list(exchange_setting_names())
+    return [n for f in dataclasses.fields(Settings) for n in (flat if f.name == "exchanges" else [f.name])]
+
+
 def _hint(name: str) -> object:
     """The type of a setting by its flat name."""
     per_exchange = exchange_setting_names().get(name)
@@ -198,10 +205,12 @@ def _coerce(name: str, raw: object, source: str) -> object:
                 return False
             raise ValueError(f"expected true or false, got {raw!r}")
         if hint is int:
-            if isinstance(raw, bool):
-                raise ValueError("expected a whole number")
+            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+                raise ValueError(f"expected a whole number, got {raw!r}")
             return int(raw)
         if hint is float:
+            if not isinstance(raw, int | float | str):
+                raise ValueError(f"expected a number, got {raw!r}")
             return float(raw)
         if hint is Path:
             return Path(str(raw)).expanduser()
@@ -281,9 +290,10 @@ def load_settings(config_file: str | None = None, **overrides: object) -> Settin
         hint = _hint(name)
         already = isinstance(value, hint) if isinstance(hint, type) else False
         values[name] = value if already else _coerce(name, value, "flags")
-    exchanges = {ex: dataclasses.replace(es, **{key: values.pop(f"{ex}_{key}") for key in EXCHANGE_KEYS
-                                                if f"{ex}_{key}" in values})
-                 for ex, es in _exchange_defaults().items()}
+    exchanges = {}
+    for ex, defaults in _exchange_defaults().items():
+        given: dict[str, Any] = {key: values.pop(f"{ex}_{key}") for key in EXCHANGE_KEYS if f"{ex}_{key}" in values}
+        exchanges[ex] = dataclasses.replace(defaults, **given)
     settings = Settings(exchanges=exchanges, **values)  # type: ignore[arg-type]
     validate(settings)
     return settings

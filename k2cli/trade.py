@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from k2cli.errors import InvalidTrade
+from k2cli.exchanges.schema_doc import EXCHANGE_FIELD_DOC
 
 NAMESPACE = "com.k2.marketdata"
 RECORD_NAME = "TradeV2"
@@ -32,7 +33,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("message_id", "uuid", False, "UUID assigned at ingestion, for deduplication"),
     FieldSpec("trade_id", "string", False, "Exchange trade id as {EXCHANGE}-{id}"),
     FieldSpec("symbol", "string", False, "Normalised symbol without separator, e.g. BTCUSDT"),
-    FieldSpec("exchange", "string", False, "Exchange code, e.g. BINANCE, KRAKEN"),
+    FieldSpec("exchange", "string", False, EXCHANGE_FIELD_DOC),
     FieldSpec("asset_class", "asset_class", False, "Asset class"),
     FieldSpec("timestamp", "timestamp_us", False, "Exchange trade time, UTC microseconds"),
     FieldSpec("price", "decimal", False, "Trade price, decimal(18,8)"),

@@ -18,7 +18,7 @@ def stream_job(exchange: str) -> str:
 
 
 def stream(exchange: str, family: str) -> str:
-    """A stream metric family of an exchange, e.g. binance_connection_rotations_total (k2cli/observe/metrics.py)."""
+    """A stream metric family of an exchange, `<exchange>_<family>` (k2cli/observe/metrics.py)."""
     return f"{exchange}_{family}"
 
 

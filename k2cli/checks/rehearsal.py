@@ -1,6 +1,6 @@
 """A dress rehearsal for `k2 validate deploy --post`: a short-lived production-shaped pipeline on the local stack.
 
-Two simulated exchanges serve wss:// with a throw-away CA; `k2 stream binance`, `k2 stream kraken` and
+A simulator per registered exchange serves wss:// with a throw-away CA; a `k2 stream` per exchange and
 `k2 consume` run on the metrics ports Prometheus scrapes, into topics, a table, a group and a DLQ of their
 own (so no simulated trade reaches the real ones). Rotation and ping intervals are scaled down so the
 window holds enough of them, and the 7-day look-back shrinks to the window. The post-deployment checklist
@@ -18,10 +18,12 @@ from pathlib import Path
 
 from k2cli.checks.probes.proc import Spawned, error_line, spawn_k2
 from k2cli.errors import ConfigError, K2Error
+from k2cli.exchanges import registry
+from k2cli.exchanges.descriptor import ExchangeDescriptor
 from k2cli.settings import Settings
 from k2cli.stack.health import port_open
 
-K2_JOBS = ("k2-stream-binance", "k2-stream-kraken", "k2-consumer")  # the scrape jobs of the stack's Prometheus
+K2_JOBS = (*(d.scrape_job for d in registry.all()), "k2-consumer")  # the scrape jobs of the stack's Prometheus
 RATE_PER_EXCHANGE = 150.0  # trades/s each simulator serves: 300 msg/s for the consumer, above the 100 msg/s limit
 MIN_MINUTES = 1.0
 
@@ -64,23 +66,22 @@ def timing(minutes: float) -> Timing:
 class Names:
     """Where the rehearsal pipeline writes: never the operator's own topics, table, group or DLQ."""
 
-    binance_topic: str
-    kraken_topic: str
+    topic: dict[str, str]  # exchange name -> its rehearsal topic
     table: str
     group: str
     dlq_dir: Path
 
     @property
-    def topics(self) -> tuple[str, str]:
-        """Both topics."""
-        return (self.binance_topic, self.kraken_topic)
+    def topics(self) -> tuple[str, ...]:
+        """Every exchange's topic."""
+        return tuple(self.topic.values())
 
 
 def names(settings: Settings, workdir: Path, run_id: str) -> Names:
     """Rehearsal names derived from the operator's, tagged with the run id."""
     namespace, _, table = settings.table.rpartition(".")
     tag = f"rehearsal-{run_id}"
-    return Names(f"{settings.binance_topic}.{tag}", f"{settings.kraken_topic}.{tag}",
+    return Names({name: f"{es.topic}.{tag}" for name, es in settings.exchanges.items()},
                  f"{namespace or 'default'}.{table}_{tag.replace('-', '_')}", f"{settings.consumer_group}.{tag}",
                  workdir / "dlq")
 
@@ -90,11 +91,10 @@ def environment(settings: Settings, t: Timing, n: Names, urls: dict[str, str], c
     thresholds = {**settings.thresholds, "prod_window_days": t.window_s / 86400, "post_error_window_s": t.window_s,
                   "post_throughput_window_s": min(300.0, t.window_s)}
     return {
-        "K2_BINANCE_URL": urls["binance"], "K2_BINANCE_FAILOVER_URLS": urls["binance"],
-        "K2_KRAKEN_URL": urls["kraken"], "K2_KRAKEN_FAILOVER_URLS": urls["kraken"],
+        **{registry.get(name).setting(key): url for name, url in urls.items() for key in ("url", "failover_urls")},
         "K2_SSL_VERIFY": "true", "K2_CA_BUNDLE": str(ca_bundle),
         "K2_ROTATION_INTERVAL": f"{t.rotation_interval:g}", "K2_PING_INTERVAL": f"{t.ping_interval:g}",
-        "K2_BINANCE_TOPIC": n.binance_topic, "K2_KRAKEN_TOPIC": n.kraken_topic,
+        **{registry.get(name).setting("topic"): topic for name, topic in n.topic.items()},
         "K2_CONSUMER_TOPICS": ",".join(n.topics), "K2_TABLE": n.table, "K2_CONSUMER_GROUP": n.group,
         "K2_DLQ_DIR": str(n.dlq_dir),
         "K2_THRESHOLDS": ",".join(f"{k}={v!r}" for k, v in thresholds.items()),
@@ -122,7 +122,7 @@ class Rehearsal:
     def start(self) -> dict[str, str]:
         """Start simulators, streams and consumer; return the environment the checklist must run with."""
         s = self.settings
-        ports = {"binance_metrics_port": s.binance_metrics_port, "kraken_metrics_port": s.kraken_metrics_port,
+        ports = {**{f"{name}_metrics_port": es.metrics_port for name, es in s.exchanges.items()},
                  "consumer_metrics_port": s.consumer_metrics_port}
         for setting, port in ports.items():
             if port_open(port):
@@ -132,12 +132,11 @@ class Rehearsal:
         from k2cli.checks.probes.tls import make_tls
 
         tls = make_tls(self.workdir / "tls")
-        urls = {"binance": self._simulator("binance", tls.cert, tls.key),
-                "kraken": self._simulator("kraken", tls.cert, tls.key).rstrip("/") + "/v2"}
+        urls = {d.name: self._simulator(d, tls.cert, tls.key) for d in registry.all()}
         self.env = environment(s, self.timing, self.names, urls, tls.ca)
         self._create_topics()
-        self._spawn("stream-binance", ["stream", "binance", "--verbose"])
-        self._spawn("stream-kraken", ["stream", "kraken", "--verbose"])
+        for name in registry.names():
+            self._spawn(f"stream-{name}", ["stream", name, "--verbose"])
         self._spawn("consumer", ["consume", "--verbose"])
         self._wait_scraped()
         return self.env
@@ -154,12 +153,14 @@ class Rehearsal:
         if not ok:
             raise RehearsalError(f"Prometheus at {self.settings.prometheus_url} is not ready: {text}")
 
-    def _simulator(self, exchange: str, cert: Path, key: Path) -> str:
+    def _simulator(self, exchange: ExchangeDescriptor, cert: Path, key: Path) -> str:
+        """Start an exchange's simulator; the URL its stream uses (with the path of the API version rehearsed)."""
         from k2cli.checks.probes.pipeline import launch_simulator
 
-        sim = launch_simulator(self.workdir, exchange, rate=RATE_PER_EXCHANGE, tls_cert=cert, tls_key=key)
-        self.processes[f"simulate-{exchange}"] = sim.process
-        return sim.url
+        sim = launch_simulator(self.workdir, exchange.name, rate=RATE_PER_EXCHANGE, tls_cert=cert, tls_key=key)
+        self.processes[f"simulate-{exchange.name}"] = sim.process
+        path = exchange.rehearsal_url_path
+        return sim.url.rstrip("/") + path if path else sim.url
 
     def _spawn(self, name: str, args: list[str]) -> None:
         self.processes[name] = spawn_k2(args, str(self.workdir), self.env or None)
@@ -222,7 +223,7 @@ class Rehearsal:
 
     def stop(self) -> dict[str, int | None]:
         """SIGTERM every process (consumer and streams first); remove the topics and table unless keep."""
-        order = ["consumer", "stream-binance", "stream-kraken", "simulate-binance", "simulate-kraken"]
+        order = ["consumer", *(f"stream-{n}" for n in registry.names()), *(f"simulate-{n}" for n in registry.names())]
         codes: dict[str, int | None] = {}
         for name in sorted(self.processes, key=lambda n: order.index(n) if n in order else len(order)):
             codes[name] = self.processes[name].stop().returncode

@@ -284,7 +284,8 @@ def report(
     if (directory is None) == (prometheus is None):
         raise _err("give either a soak directory or --prometheus URL")
     if prometheus is not None:
-        _weekly(prometheus, exchange or registry.default().name, days, output, _check_format(fmt, ("rich", "json", "markdown")))
+        _weekly(prometheus, exchange or registry.default().name, days, output,
+                _check_format(fmt, ("rich", "json", "markdown")))
         return
     fmt = _check_format(fmt)
     from k2cli.soak.report import rerender

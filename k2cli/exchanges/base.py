@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from k2cli.errors import InvalidTrade
 from k2cli.trade import FIELD_NAMES, to_decimal
@@ -32,9 +32,11 @@ class FrameError(Exception):
 # A row is a trade as a tuple in k2cli.trade.FIELDS order, with trade_conditions a tuple and vendor_data a
 # tuple of (key, value) pairs: the hot path (parse -> dedup -> encode) never builds dicts. Index constants:
 ROW_TRADE_ID, ROW_SYMBOL, ROW_TIMESTAMP, ROW_SOURCE_SEQUENCE = 1, 2, 5, 11
+Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
-def row_to_record(row: tuple) -> dict[str, Any]:
+def row_to_record(row: Row) -> dict[str, Any]:
     """The v2 record (a dict in field order) of a row."""
     record = dict(zip(FIELD_NAMES, row, strict=True))
     record["trade_conditions"] = list(row[10])
@@ -43,18 +45,22 @@ def row_to_record(row: tuple) -> dict[str, Any]:
     return record
 
 
-class Parsed:
+class Parsed(Generic[T]):
     """The meaning of one frame: its kind, its trades (kind TRADES: rows or records) and a short note."""
 
     __slots__ = ("kind", "trades", "info")
 
-    def __init__(self, kind: str, trades: list[dict[str, Any]] | None = None, info: str = "") -> None:
+    def __init__(self, kind: str, trades: list[T] | None = None, info: str = "") -> None:
         self.kind = kind
-        self.trades = trades if trades is not None else []
+        self.trades: list[T] = trades if trades is not None else []
         self.info = info
 
+    def as_records(self: Parsed[Row]) -> Parsed[dict[str, Any]]:
+        """The same result with its rows as v2 records (dicts)."""
+        return Parsed(self.kind, [row_to_record(row) for row in self.trades], self.info)
 
-CONTROL_FRAME = Parsed(CONTROL)
+
+CONTROL_FRAME: Parsed[Any] = Parsed(CONTROL)
 
 
 class MessageIds:
@@ -105,8 +111,9 @@ def exact_decimal(field: str, value: object) -> Decimal:
                             _checked.clear()
                         _checked[value] = d
                     return d
+    # a JSON number read as Decimal (Kraken v2): to_decimal's checks (a finite Decimal's exponent is an int)
     elif (type(value) is Decimal and value.is_finite() and 0 < value < _LIMIT
-          and value.as_tuple().exponent >= -8):  # a JSON number read as Decimal (Kraken v2): to_decimal's checks
+          and type(exponent := value.as_tuple().exponent) is int and exponent >= -8):
         return value
     try:
         return to_decimal(field, value)

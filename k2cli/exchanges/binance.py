@@ -13,8 +13,8 @@ from k2cli.exchanges.base import (
     FrameError,
     MessageIds,
     Parsed,
+    Row,
     exact_decimal,
-    row_to_record,
 )
 from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
 from k2cli.exchanges.symbols import UnknownSymbol, check_binance_symbols, split_binance_symbol
@@ -39,9 +39,9 @@ class BinanceParser:
 
     def __init__(self) -> None:
         self._ids = MessageIds()
-        self._assets: dict[str, tuple[tuple, tuple]] = {}  # symbol -> its vendor_data heads
+        self._assets: dict[str, tuple[Row, Row]] = {}  # symbol -> its vendor_data heads
 
-    def _split(self, symbol: str) -> tuple[tuple, tuple]:
+    def _split(self, symbol: str) -> tuple[Row, Row]:
         """The vendor_data entries a symbol's trades start with: (for m=false, for m=true)."""
         heads = self._assets.get(symbol)
         if heads is None:
@@ -49,20 +49,18 @@ class BinanceParser:
                 base, quote = split_binance_symbol(symbol)
             except UnknownSymbol as exc:
                 raise FrameError("unknown_symbol", str(exc)) from None
-            heads = tuple((("base_asset", base), ("quote_asset", quote), ("is_buyer_maker", flag),
-                           ("event_type", "trade")) for flag in ("false", "true"))
+            taker_buys, taker_sells = ((("base_asset", base), ("quote_asset", quote), ("is_buyer_maker", flag),
+                                        ("event_type", "trade")) for flag in ("false", "true"))
+            heads = (taker_buys, taker_sells)
             if len(self._assets) < 10_000:
                 self._assets[symbol] = heads
         return heads
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
         """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
-        parsed = self.parse_rows(raw, ingest_us)
-        if parsed.trades:
-            parsed.trades = [row_to_record(row) for row in parsed.trades]
-        return parsed
+        return self.parse_rows(raw, ingest_us).as_records()
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows (the stream's hot path)."""
         try:
             msg = json.loads(raw)
@@ -84,7 +82,7 @@ class BinanceParser:
             raise FrameError("exchange_error", f"exchange error {msg.get('code')}: {msg.get('msg')}")
         raise FrameError("unknown_event", f"unknown event {event!r}")
 
-    def _row(self, d: dict[str, Any], ingest_us: int) -> tuple:
+    def _row(self, d: dict[str, Any], ingest_us: int) -> Row:
         try:
             symbol = d["s"]
             t = d["t"]

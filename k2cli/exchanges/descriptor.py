@@ -6,17 +6,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from k2cli.exchanges.base import Parsed
+from k2cli.exchanges.base import Parsed, Row
 
 
 class Parser(Protocol):
     """Turns one frame into a Parsed result (raising FrameError for an unusable one)."""
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
         """Trades as v2 records (dicts)."""
         ...
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Trades as rows in k2cli.trade.FIELDS order (the stream's hot path)."""
         ...
 
@@ -78,6 +78,7 @@ class ExchangeDescriptor:
     url_note: str = ""  # appended to the --url help, e.g. "; a /v2 path speaks WS v2"
     # raises ConfigError when the URLs cannot work together (e.g. two API versions)
     check_urls: Callable[[Sequence[str]], None] = _no_url_rules
+    rehearsal_url_path: str = ""  # what the deploy rehearsal appends to its simulator's URL (an API version)
     vendor_fields: tuple[str, ...] = ()  # vendor_data keys every record of this exchange carries
     # the seeds' exchange-specific record rules beyond the v2 schema: one line per problem ([] = none)
     check_record: Callable[[dict[str, Any]], list[str]] = _no_record_rules

@@ -30,8 +30,8 @@ from k2cli.exchanges.base import (
     FrameError,
     MessageIds,
     Parsed,
+    Row,
     exact_decimal,
-    row_to_record,
 )
 from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
 from k2cli.exchanges.rfc3339 import parse_rfc3339_us
@@ -72,14 +72,11 @@ class _KrakenParser:
         self._ids = MessageIds()
         self._pairs: dict[str, tuple[str, str, str]] = {}
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
         """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
-        parsed = self.parse_rows(raw, ingest_us)
-        if parsed.trades:
-            parsed.trades = [row_to_record(row) for row in parsed.trades]
-        return parsed
+        return self.parse_rows(raw, ingest_us).as_records()
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:  # pragma: no cover - abstract
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _pair(self, pair: object) -> tuple[str, str, str]:
@@ -103,7 +100,7 @@ class KrakenV1Parser(_KrakenParser):
 
     version = 1
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows."""
         try:
             msg = json.loads(raw)
@@ -124,14 +121,14 @@ class KrakenV1Parser(_KrakenParser):
             raise FrameError("exchange_error", f"exchange error: {msg.get('errorMessage', msg)}")
         raise FrameError("unknown_event", f"unknown event {event!r}")
 
-    def _trades(self, msg: list[Any], ingest_us: int) -> Parsed:
+    def _trades(self, msg: list[Any], ingest_us: int) -> Parsed[Row]:
         if len(msg) < 4 or msg[-2] != "trade":
             raise FrameError("unknown_event", f"array frame of channel {msg[-2] if len(msg) >= 2 else None!r}")
         rows, pair = msg[1], msg[-1]
         if not isinstance(rows, list) or not rows:
             raise FrameError("missing_field", "trade frame without trades")
         symbol, base, quote = self._pair(pair)
-        out = []
+        out: list[Row] = []
         seen: dict[tuple[Any, ...], int] = {}
         for row in rows:
             if not isinstance(row, list) or len(row) < 5:
@@ -167,7 +164,7 @@ class KrakenV2Parser(_KrakenParser):
 
     version = 2
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows."""
         try:
             # one decoder for every frame (json.loads(raw, parse_float=...) builds a new one per call); bytes and
@@ -192,12 +189,12 @@ class KrakenV2Parser(_KrakenParser):
             raise FrameError("exchange_error", f"exchange error: {msg['error']}")
         raise FrameError("unknown_event", f"unknown channel {channel!r} / method {method!r}")
 
-    def _trades(self, msg: dict[str, Any], ingest_us: int) -> Parsed:
+    def _trades(self, msg: dict[str, Any], ingest_us: int) -> Parsed[Row]:
         rows = msg.get("data")
         if not isinstance(rows, list) or not rows:
             raise FrameError("missing_field", "trade frame without data")
         kind = str(msg.get("type", ""))
-        out = []
+        out: list[Row] = []
         for row in rows:
             if not isinstance(row, dict):
                 raise FrameError("invalid_value", f"trade {row!r} is not an object")
@@ -242,7 +239,9 @@ def _check_urls(urls: Sequence[str]) -> None:
 
 
 def _plan(urls: tuple[str, ...], pairs: tuple[str, ...]) -> ConnectionPlan:
-    """Subscribe by message in the version of the primary URL; v2 trade ids are sequential, v1 ids hashes."""
+    """Subscribe by message in the version of the primary URL; v2 trade ids are sequential, v1 ids hashes.
+
+    Each subscription replays the last 50 trades (the snapshot): the stream's dedup drops those."""
     version = version_of(urls[0])
     return ConnectionPlan(urls=urls, subscribe=(subscribe_message(pairs, version),), parser=parser_for(version),
                           sequential_ids=version == 2)
@@ -276,6 +275,7 @@ DESCRIPTOR = ExchangeDescriptor(
     symbols_doc="Comma-separated Kraken pairs, e.g. `BTC/USD`.",
     url_note="; a /v2 path speaks Kraken WS v2",
     check_urls=_check_urls,
+    rehearsal_url_path="/v2",
     vendor_fields=("pair", "base_asset", "quote_asset", "order_type"),
     check_record=_check_record,
 )

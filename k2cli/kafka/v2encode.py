@@ -1,7 +1,7 @@
 """A fast Avro binary encoder for the v2 trade record, byte-for-byte what fastavro writes.
 
 fastavro spends about 26 µs per v2 record on this machine (the decimal logical type and the vendor map
-dominate); this encoder needs about 4 µs (a Binance or Kraken v2 row, cached heads, price encodings and
+dominate); this encoder needs about 4 µs (a v2 row of a streamed exchange, cached heads, price encodings and
 high varint groups), which is a good part of what lets one `k2 stream` process normalise and produce
 50,000+ trades/s. It only knows the field layout of k2cli.trade.FIELDS as it is today: when that
 layout changes, `make_encoder` falls back to fastavro instead of writing wrong bytes. The unit tests

@@ -10,9 +10,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from k2cli.exchanges import registry
+
 WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000)
-KNOWN_EXCHANGES = frozenset({"binance", "kraken", "coinbase", "bybit", "okx", "bitstamp"})
+# the registered exchanges, and venues whose records may reach the topics from other producers
+KNOWN_EXCHANGES = frozenset({*registry.names(), "bybit", "okx", "bitstamp"})
 
 
 def exchange_label(exchange: str) -> str:

@@ -14,7 +14,7 @@ LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 
 class StreamMetrics:
-    """Every metric of one stream process; `exchange` is binance or kraken (the family prefix)."""
+    """Every metric of one stream process; `exchange` is a registered exchange's name (the family prefix)."""
 
     def __init__(self, exchange: str, registry: CollectorRegistry | None = None) -> None:
         self.exchange = exchange

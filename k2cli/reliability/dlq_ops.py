@@ -310,8 +310,10 @@ def target_topic(entry: DLQEntry, to_topic: str | None, settings: Any) -> str:
         if not source.get("topic"):
             raise DLQOpError("the entry names no source topic; pass --to-topic")
         return str(source["topic"])
+    from k2cli.exchanges import registry
+
     exchange = str(source.get("exchange") or (entry.record or {}).get("exchange") or "").lower()
-    if exchange not in ("binance", "kraken"):
+    if exchange not in registry.names():
         raise DLQOpError(f"unknown exchange {exchange!r}; pass --to-topic")
     return settings.exchange_topic(exchange)
 

@@ -35,6 +35,7 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from k2cli.exchanges import registry
 from k2cli.soak.profile import ABORTED, COMPLETED, CRASHED, INTERRUPTED, MB, NOT_RUN, RunRecord, Sample
 
 S003 = "seed 003 Phase 5, Level 3 soak"
@@ -49,7 +50,8 @@ THRESHOLDS: dict[str, tuple[float, str]] = {
     "soak_drops_24h_max": (10, f"connection drops < 10 over 24 h excluding rotations ({S003})"),
     "soak_leak_score_max": (0.5, f"memory leak detection score < 0.5 ({S003})"),
     "soak_integrity_errors_max": (0, f"zero data integrity errors ({S003})"),
-    "soak_rss_hard_max_mb": (450, "hard failure above 450 MB RSS (issue 7; BinanceMemoryHigh alerts at 400 MB)"),
+    "soak_rss_hard_max_mb": (450, "hard failure above 450 MB RSS "
+                                  f"(issue 7; {registry.default().alert('MemoryHigh')} alerts at 400 MB)"),
     "soak_consumer_rss_hard_max_mb": (500, f"memory usage < 500 MB for a single consumer ({S000})"),
     "soak_leak_min_growth_mb": (2, "a leak score counts only when the fitted RSS line grows at least this much"),
     "soak_warmup_fraction": (0.1, "run parameter: share of the planned duration treated as warm-up"),

@@ -1,7 +1,7 @@
 """The soak's files: the memory profile (a JSON array, one sample per interval) and the run record.
 
 The profile is a top-level array so the seeds' own commands work on it unchanged, e.g.
-`jq '[.[] | .rss_mb] | add / length' binance_soak_memory_profile.json`.
+`jq '[.[] | .rss_mb] | add / length' <exchange>_soak_memory_profile.json`.
 """
 
 from __future__ import annotations

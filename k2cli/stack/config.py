@@ -4,11 +4,12 @@ stack-only knobs read from K2_STACK_* variables."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from k2cli.exchanges import registry
 from k2cli.stack.errors import StackConfigError
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -22,7 +23,7 @@ class StackConfig:
     kafka_port: int = 9092
     kafka_controller_port: int = 19093
     kafka_heap: str = "512m"
-    topics: tuple[str, ...] = ("market.crypto.trades.binance", "market.crypto.trades.kraken")
+    topics: tuple[str, ...] = field(default_factory=lambda: tuple(d.default_topic for d in registry.all()))
     topic_partitions: int = 6
     registry_port: int = 8081
     apicurio_port: int = 18081
@@ -35,8 +36,9 @@ class StackConfig:
     registry_database: str = "k2_registry"
     prometheus_port: int = 9090
     scrape_interval: str = "5s"
-    stream_binance_metrics_port: int = 9091
-    stream_kraken_metrics_port: int = 9093
+    # (exchange name, metrics port of its `k2 stream`) per registered exchange: Prometheus scrapes these
+    stream_metrics_ports: tuple[tuple[str, int], ...] = field(
+        default_factory=lambda: tuple((d.name, d.default_metrics_port) for d in registry.all()))
     consumer_metrics_port: int = 9094
 
 
@@ -79,8 +81,7 @@ def load_stack_config(settings: Any = None) -> StackConfig:
     if pg.hostname not in LOCAL_HOSTS:
         raise StackConfigError(f"K2_POSTGRES_URI points at {pg.hostname!r}; `k2 stack` runs services on localhost "
                                "only", setting="K2_POSTGRES_URI")
-    topics = tuple(t for t in (_read(settings, "binance_topic", "market.crypto.trades.binance"),
-                               _read(settings, "kraken_topic", "market.crypto.trades.kraken")) if t)
+    topics = tuple(t for t in (_read(settings, f"{d.name}_topic", d.default_topic) for d in registry.all()) if t)
     cfg = StackConfig(
         home=home,
         kafka_port=_local_port(bootstrap, "K2_KAFKA_BOOTSTRAP_SERVERS", 9092),
@@ -100,12 +101,21 @@ def load_stack_config(settings: Any = None) -> StackConfig:
         registry_database=os.environ.get("K2_STACK_REGISTRY_DATABASE", "k2_registry"),
         prometheus_port=_local_port(str(_read(settings, "prometheus_url", "http://localhost:9090")),
                                     "K2_PROMETHEUS_URL", 80),
-        stream_binance_metrics_port=int(_read(settings, "binance_metrics_port", 9091)),
-        stream_kraken_metrics_port=int(_read(settings, "kraken_metrics_port", 9093)),
+        stream_metrics_ports=tuple((d.name, int(_read(settings, f"{d.name}_metrics_port", d.default_metrics_port)))
+                                   for d in registry.all()),
         consumer_metrics_port=int(_read(settings, "consumer_metrics_port", 9094)),
     )
     _check_distinct(cfg)
     return cfg
+
+
+def stream_scrape_configs(ports: tuple[tuple[str, int], ...]) -> str:
+    """The Prometheus scrape jobs of the streams (prometheus.yml.tmpl's {{stream_scrape_configs}})."""
+    return "\n".join(f"  - job_name: {registry.get(name).scrape_job}\n"
+                     "    static_configs:\n"
+                     f'      - targets: ["127.0.0.1:{port}"]\n'
+                     "        labels:\n"
+                     f"          exchange: {name}" for name, port in ports)
 
 
 def _check_distinct(cfg: StackConfig) -> None:
@@ -118,8 +128,7 @@ def _check_distinct(cfg: StackConfig) -> None:
         "apicurio management (K2_STACK_APICURIO_MANAGEMENT_PORT)": cfg.apicurio_management_port,
         "postgres": cfg.postgres_port,
         "prometheus": cfg.prometheus_port,
-        "stream-binance metrics": cfg.stream_binance_metrics_port,
-        "stream-kraken metrics": cfg.stream_kraken_metrics_port,
+        **{f"stream-{name} metrics": port for name, port in cfg.stream_metrics_ports},
         "consumer metrics": cfg.consumer_metrics_port,
     }
     seen: dict[int, str] = {}

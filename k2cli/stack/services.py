@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from k2cli.stack import install, proc
-from k2cli.stack.config import StackConfig
+from k2cli.stack.config import StackConfig, stream_scrape_configs
 from k2cli.stack.errors import InstallError, StackConfigError, StackError
 from k2cli.stack.health import Health, http_get, http_json, port_open
 from k2cli.stack.paths import StackPaths, find_deploy_dir
@@ -567,8 +567,7 @@ class Prometheus(Service):
         values = {
             "scrape_interval": c.scrape_interval,
             "rule_files": f'  - "{rules}/*.yml"',
-            "stream_binance_metrics_port": c.stream_binance_metrics_port,
-            "stream_kraken_metrics_port": c.stream_kraken_metrics_port,
+            "stream_scrape_configs": stream_scrape_configs(c.stream_metrics_ports),
             "consumer_metrics_port": c.consumer_metrics_port,
             "prometheus_port": c.prometheus_port,
         }

@@ -1,11 +1,14 @@
 """Dropping trades already seen, and deciding when a rotation's old connection may close. Pure logic.
 
-Two connections overlap during a make-before-break rotation (and a Kraken re-subscription replays the
-last 50 trades), so the same trade can arrive twice. Keys are per symbol:
+Two connections overlap during a make-before-break rotation (and an exchange may replay recent trades when
+a connection re-subscribes), so the same trade can arrive twice. Keys are per symbol, in the mode the
+exchange's connection plan gives (ExchangeDescriptor.plan -> ConnectionPlan.sequential_ids):
 
-- sequential (Binance `t`, Kraken v2 `trade_id`): a bitmap of the last WINDOW ids below the highest id
-  seen; an id far below that window is taken as a sequence reset and starts a new window.
-- opaque (Kraken v1 hash ids): a set of the last SET_WINDOW ids with FIFO eviction.
+- sequential (trade ids consecutive per symbol, carried in source_sequence): a bitmap of the last WINDOW
+  ids below the highest id seen; an id far below that window is taken as a sequence reset and starts a
+  new window.
+- opaque (trade ids without order, e.g. hashes of the trade's fields): a set of the last SET_WINDOW ids
+  with FIFO eviction.
 
 Handover: the old connection may close once, for every symbol, nothing it could still deliver is
 missing from the new one:
@@ -13,7 +16,7 @@ missing from the new one:
   symbol once its last id >= (the new connection's first id) - 1;
 - opaque: once both connections delivered one same id (either side first): the new connection's trades
   run on without a gap from that id, so whatever the old one would still deliver, the new one delivers
-  too (Kraken's snapshot on subscribe usually gives this at once; waiting instead for the old
+  too (a snapshot of recent trades on subscribe usually gives this at once; waiting instead for the old
   connection's latest id would never end while the new connection lags the old one);
 - a symbol neither connection delivered since the handover began is quiet: nothing is in flight, once
   the caller says the new connection has streamed long enough (`quiet_ok`). Until then, the new

@@ -199,6 +199,7 @@ def _query(prom: str, query: str) -> list[dict]:
 def pipeline(tmp_path_factory):
     """Simulators, both streams, a consumer and a private Prometheus built from the stack's template."""
     require("kafka", "schema-registry")
+    from k2cli.stack.config import stream_scrape_configs
     from k2cli.stack.templates import render
 
     tmp = tmp_path_factory.mktemp("alerts")
@@ -235,7 +236,8 @@ def pipeline(tmp_path_factory):
             template = (ROOT / "deploy" / "prometheus" / "prometheus.yml.tmpl").read_text()
             config = render(template, {
                 "scrape_interval": "1s", "rule_files": f'  - "{RULES_DIR}/*.yml"',
-                "stream_binance_metrics_port": ports["binance"], "stream_kraken_metrics_port": ports["kraken"],
+                "stream_scrape_configs": stream_scrape_configs((("binance", ports["binance"]),
+                                                                ("kraken", ports["kraken"]))),
                 "consumer_metrics_port": ports["consumer"], "prometheus_port": ports["prometheus"]})
             (tmp / "prometheus.yml").write_text(config)
             prom_bin = shutil.which("prometheus")

@@ -34,8 +34,8 @@ def test_too_short_a_rehearsal_names_the_flag():
 def test_names_never_touch_the_operators_topics_table_or_group():
     s = Settings()
     n = names(s, Path("/tmp/w"), "abc123")
-    assert n.binance_topic == "market.crypto.trades.binance.rehearsal-abc123"
-    assert n.kraken_topic == "market.crypto.trades.kraken.rehearsal-abc123"
+    assert n.topic["binance"] == "market.crypto.trades.binance.rehearsal-abc123"
+    assert n.topic["kraken"] == "market.crypto.trades.kraken.rehearsal-abc123"
     assert n.table == "market_data.trades_v2_rehearsal_abc123"
     assert n.group == "k2-iceberg-writer-crypto-v2.rehearsal-abc123"
     assert n.dlq_dir == Path("/tmp/w/dlq")

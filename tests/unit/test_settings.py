@@ -50,7 +50,60 @@ def test_lists_and_bools_from_env(monkeypatch):
     monkeypatch.setenv("K2_BINANCE_SYMBOLS", "BTCUSDT, ETHUSDT,SOLUSDT")
     monkeypatch.setenv("K2_SSL_VERIFY", "false")
     s = load_settings()
-    assert s.binance_symbols == ("BTCUSDT", "ETHUSDT", "SOLUSDT") and s.ssl_verify is False
+    assert s.exchange("binance").symbols == ("BTCUSDT", "ETHUSDT", "SOLUSDT") and s.ssl_verify is False
+    assert s.binance_symbols == s.exchange("binance").symbols  # the flat name still reads
+
+
+def test_per_exchange_settings_come_from_the_registry():
+    from k2cli.exchanges import registry
+
+    s = load_settings()
+    assert tuple(s.exchanges) == registry.names()
+    for d in registry.all():
+        es = s.exchange(d.name)
+        assert (es.url, es.failover_urls, es.symbols, es.topic, es.metrics_port) == (
+            d.default_url, d.default_failover_urls, d.default_symbols, d.default_topic, d.default_metrics_port)
+    assert s.consumer_topics == tuple(d.default_topic for d in registry.all())
+    with pytest.raises(ConfigError, match="known: binance, kraken"):
+        s.exchange("nasdaq")
+
+
+def test_every_per_exchange_variable_still_works(monkeypatch):
+    monkeypatch.setenv("K2_BINANCE_URL", "ws://127.0.0.1:1/stream")
+    monkeypatch.setenv("K2_BINANCE_FAILOVER_URLS", "ws://a:1/stream,ws://b:2/stream")
+    monkeypatch.setenv("K2_KRAKEN_SYMBOLS", "XBT/USD")
+    monkeypatch.setenv("K2_KRAKEN_TOPIC", "t.kraken")
+    monkeypatch.setenv("K2_KRAKEN_METRICS_PORT", "0")
+    s = load_settings()
+    assert s.exchange("binance").url == "ws://127.0.0.1:1/stream"
+    assert s.exchange("binance").failover_urls == ("ws://a:1/stream", "ws://b:2/stream")
+    kraken = s.exchange("kraken")
+    assert (kraken.symbols, kraken.topic, kraken.metrics_port) == (("XBT/USD",), "t.kraken", 0)
+    assert s.exchange_url("binance") == "ws://127.0.0.1:1/stream" and s.exchange_topic("kraken") == "t.kraken"
+
+
+def test_exchange_settings_in_toml_top_level_or_as_sections(tmp_path, monkeypatch):
+    (tmp_path / "k2.toml").write_text('binance_url = "ws://top:1/stream"\n[kraken]\nurl = "ws://section:2/v2"\n'
+                                      'symbols = ["ETH/USD"]\nmetrics_port = 9193\n')
+    s = load_settings()
+    assert s.exchange("binance").url == "ws://top:1/stream"
+    assert s.exchange("kraken").url == "ws://section:2/v2" and s.exchange("kraken").symbols == ("ETH/USD",)
+    assert s.exchange("kraken").metrics_port == 9193
+    monkeypatch.setenv("K2_KRAKEN_URL", "ws://env:3")  # the environment still wins over k2.toml
+    assert load_settings().exchange("kraken").url == "ws://env:3"
+
+
+@pytest.mark.parametrize("toml,setting", [
+    ('[kraken]\nmetrics_port = 70000\n', "K2_KRAKEN_METRICS_PORT"),
+    ('[binance]\nfailover_urls = ["http://x"]\n', "K2_BINANCE_FAILOVER_URLS"),
+    ('[binance]\nmetrics_port = "lots"\n', "K2_BINANCE_METRICS_PORT"),
+    ('[kraken]\nurll = "ws://x"\n', "kraken_urll"),
+])
+def test_bad_exchange_settings_name_the_variable(tmp_path, toml, setting):
+    (tmp_path / "k2.toml").write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert err.value.setting == setting
 
 
 @pytest.mark.parametrize("env,value,setting", [

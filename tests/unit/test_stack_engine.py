@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from k2cli.stack import proc
-from k2cli.stack.config import load_stack_config
+from k2cli.stack.config import load_stack_config, stream_scrape_configs
 from k2cli.stack.errors import PortInUse, StackConfigError, StackError
 from k2cli.stack.paths import StackPaths, find_deploy_dir
 from k2cli.stack.templates import packaged, render, render_file
@@ -74,10 +74,13 @@ def test_shipped_templates_render_with_the_values_services_give():
         packaged("kafka", "server.properties"), values)
     deploy = find_deploy_dir()
     assert deploy is not None, "deploy/prometheus/prometheus.yml.tmpl not found"
+    ports = (("binance", 9091), ("kraken", 9093))
     prom = render_file(deploy / "prometheus" / "prometheus.yml.tmpl",
-                       {"scrape_interval": "5s", "rule_files": "  - r/*.yml", "stream_binance_metrics_port": 9091,
-                        "stream_kraken_metrics_port": 9093, "consumer_metrics_port": 9094, "prometheus_port": 9090})
+                       {"scrape_interval": "5s", "rule_files": "  - r/*.yml",
+                        "stream_scrape_configs": stream_scrape_configs(ports), "consumer_metrics_port": 9094,
+                        "prometheus_port": 9090})
     assert "127.0.0.1:9093" in prom and "scrape_interval: 5s" in prom
+    assert "job_name: k2-stream-kraken" in prom and "exchange: kraken" in prom
 
 
 def test_port_in_use_names_port_and_service():

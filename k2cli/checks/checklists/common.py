@@ -48,11 +48,11 @@ def broker_step(step_id: str) -> Step:
 
 
 def measure_topics(ctx: Context) -> Result:
-    """Check both trade topics exist with partitions and no errors."""
+    """Check every exchange's trade topic exists with partitions and no errors."""
     from k2cli.checks.probes import kafka
 
     meta = kafka.cluster(ctx.settings)
-    wanted = [ctx.settings.binance_topic, ctx.settings.kraken_topic]
+    wanted = [es.topic for es in ctx.settings.exchanges.values()]
     evidence, missing = [], []
     for topic in wanted:
         info = meta.topics.get(topic)
@@ -122,7 +122,7 @@ def measure_subjects(ctx: Context) -> Result:
     from k2cli.trade import FIELD_NAMES
 
     evidence, wrong, registered = [], [], 0
-    for topic in (ctx.settings.binance_topic, ctx.settings.kraken_topic):
+    for topic in (es.topic for es in ctx.settings.exchanges.values()):
         subject = f"{topic}-value"
         status, body = _registry_get(ctx, f"/subjects/{subject}/versions/latest")
         if status == 404:

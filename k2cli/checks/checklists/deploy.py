@@ -235,8 +235,7 @@ def measure_consumer_sigterm(ctx: Context) -> Result:
 def measure_stream_sigterm(ctx: Context) -> Result:
     """SIGTERM to `k2 stream`: it flushes the producer and exits 0; every trade it counted is in Kafka."""
     ex = ctx.options.exchange
-    sim = pipeline.start_simulator(ctx, ex, symbols=list(ctx.settings.binance_symbols if ex == "binance"
-                                                         else ctx.settings.kraken_symbols), rate=200)
+    sim = pipeline.start_simulator(ctx, ex, symbols=list(ctx.settings.exchange(ex).symbols), rate=200)
     topic = pipeline.scratch_topic(ctx, "stream-sigterm")
     proc = spawn_k2(["stream", ex, "--url", sim.url, "--topic", topic, "--metrics-port", "0", "--format", "json"],
                     str(ctx.workdir))
@@ -303,14 +302,12 @@ def measure_lag_alert(ctx: Context) -> Result:
 
 def measure_docs_config(ctx: Context) -> Result:
     """README/docs mention the environment variable of every setting."""
-    import dataclasses
-
-    from k2cli.settings import Settings, env_name
+    from k2cli.settings import env_name, setting_names
 
     root = source_root()
     if root is None:
         return Result.needs_person(Manual("no checkout to search", "check the README documents every K2_* setting"))
-    names = tuple(env_name(f.name) for f in dataclasses.fields(Settings) if f.name not in ("config_file",))
+    names = tuple(env_name(n) for n in setting_names() if n not in ("config_file",))
     found, missing = resilience.docs_mentions(root, names)
     if missing:
         return Result.failed(f"{len(missing)} of {len(names)} settings are not documented: {', '.join(missing[:8])}"
@@ -490,7 +487,7 @@ def measure_post_logs(ctx: Context) -> Result:
     prom = common.prometheus(ctx)
     w = f"{max(1, int(ctx.threshold('post_error_window_s')))}s"
     exprs = [f"sum(increase({mn.CONSUMER_ERRORS}[{w}]))", f"sum(increase(k2_stream_produce_errors_total[{w}]))",
-             f"sum(increase({{__name__=~\"(binance|kraken)_message_errors_total\"}}[{w}]))"]
+             f"sum(increase({{__name__=~\"({'|'.join(ctx.settings.exchanges)})_message_errors_total\"}}[{w}]))"]
     found = {e: prom.value(e) for e in exprs}
     bad = {e: v for e, v in found.items() if v}
     evidence = [f"{e} = {v if v is not None else 'no series'}" for e, v in found.items()]

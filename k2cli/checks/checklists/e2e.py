@@ -151,7 +151,7 @@ def measure_test_data(ctx: Context) -> Result:
         if ctx.options.url:
             url = ctx.options.url
         else:
-            symbols = ctx.settings.binance_symbols if exchange == "binance" else ctx.settings.kraken_symbols
+            symbols = ctx.settings.exchange(exchange).symbols
             # slow enough that the run spans three Prometheus scrapes of the consumer, so its rate is measurable
             interval = scrape_interval(ctx)
             rate = min(ctx.threshold("e2e_stream_rate"), max(1.0, need / (3 * interval)))

@@ -21,6 +21,7 @@ from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.probes import pipeline
 from k2cli.checks.probes.proc import built, run_k2
 from k2cli.checks.probes.source import source_root
+from k2cli.exchanges import registry
 
 # seed 003's unit-test areas, matched against test module/class/function names
 UNIT_AREAS = {
@@ -35,8 +36,7 @@ DOC_SETTINGS = ("K2_SSL_VERIFY", "K2_CA_BUNDLE", "K2_ROTATION_INTERVAL", "K2_PIN
 
 
 def _symbols(ctx: Context) -> list[str]:
-    s = ctx.settings
-    return list(s.binance_symbols if ctx.options.exchange == "binance" else s.kraken_symbols)
+    return list(ctx.settings.exchange(ctx.options.exchange).symbols)
 
 
 def _family(ctx: Context, family: str) -> str:
@@ -151,7 +151,7 @@ def measure_tls_default(ctx: Context) -> Result:
     from k2cli.settings import env_name
 
     s = ctx.settings
-    urls = [s.binance_url, *s.binance_failover_urls, s.kraken_url, *s.kraken_failover_urls]
+    urls = [u for es in s.exchanges.values() for u in (es.url, *es.failover_urls)]
     plain = [u for u in urls if not u.startswith("wss://")]
     evidence = [f"default ssl_verify = {_default('ssl_verify')}", f"in force: {s.ssl_verify}",
                 f"ca_bundle: {s.ca_bundle or '(certifi only)'}", *[f"url: {u}" for u in urls]]
@@ -298,7 +298,7 @@ def measure_rotation_continuity(ctx: Context) -> Result:
             runs.setdefault(rec["symbol"], []).append(rec["source_sequence"])
     if not runs:
         return Result.errored(f"{ctx.options.exchange} trades carry no source_sequence; continuity cannot be "
-                              "measured (use --exchange binance)")
+                              f"measured (use --exchange {registry.default().name})")
     gaps = sum(v2check.sequence_gaps(seqs) for seqs in runs.values())
     dups = sum(len(seqs) - len(set(seqs)) for seqs in runs.values())
     evidence = [f"{sym}: {min(s)}..{max(s)}, {len(s)} trades, {v2check.sequence_gaps(s)} gaps"
@@ -447,7 +447,8 @@ def _sample_record() -> dict[str, Any]:
     from k2cli.trade import new_trade
 
     now = int(time.time() * 1_000_000)
-    return new_trade(trade_id="BINANCE-1", symbol="BTCUSDT", exchange="BINANCE", timestamp_us=now, price="1",
+    code = registry.default().code
+    return new_trade(trade_id=f"{code}-1", symbol="BTCUSDT", exchange=code, timestamp_us=now, price="1",
                      quantity="1", currency="USDT", side="BUY", ingestion_timestamp_us=now)
 
 
@@ -575,14 +576,15 @@ def measure_soak_command(ctx: Context) -> Result:
     return Result.passed("`k2 soak --hours H --exchange E --output-dir DIR` is available", evidence=[done.command])
 
 
+_SEED = registry.default()  # the exchange the seeds' soak procedure runs against
 SOAK_12H = Manual("a 12-hour run; validation checklists run for minutes",
-                  "run `k2 soak --hours 12 --exchange binance --output-dir DIR` and check its report: verdict PASS, "
-                  "memory growth < 30 MB, 3 rotations (every 4 h), message rate > 10 msg/s sustained, zero critical "
-                  "errors (`k2 soak report DIR` re-renders it)")
+                  f"run `k2 soak --hours 12 --exchange {_SEED.name} --output-dir DIR` and check its report: "
+                  "verdict PASS, memory growth < 30 MB, 3 rotations (every 4 h), message rate > 10 msg/s sustained, "
+                  "zero critical errors (`k2 soak report DIR` re-renders it)")
 SOAK_24H = Manual("a 24-hour run; validation checklists run for minutes",
-                  "run `k2 soak --hours 24 --exchange binance --output-dir DIR` and check its report: verdict PASS "
-                  "(24 h without crashes), memory growth < 50 MB, rate > 10 msg/s average, connection drops < 10, "
-                  "and DIR/binance_soak_memory_profile.json written")
+                  f"run `k2 soak --hours 24 --exchange {_SEED.name} --output-dir DIR` and check its report: "
+                  "verdict PASS (24 h without crashes), memory growth < 50 MB, rate > 10 msg/s average, connection "
+                  f"drops < 10, and DIR/{_SEED.name}_soak_memory_profile.json written")
 
 
 def build(options: Options) -> Checklist:

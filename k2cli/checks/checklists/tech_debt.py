@@ -15,13 +15,13 @@ from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.probes import pipeline
 from k2cli.checks.probes.proc import free_port, require_built, run_k2
 from k2cli.checks.probes.source import source_root
+from k2cli.exchanges import registry
 
 # The interface contract of /work/shared/DESIGN.md: every command path and the flags it must take.
+_STREAM_FLAGS = ("--symbols", "--url", "--topic", "--max-messages", "--duration", "--rotation-interval",
+                 "--ping-interval", "--pong-timeout", "--idle-timeout", "--metrics-port")
 CONTRACT: dict[tuple[str, ...], tuple[str, ...]] = {
-    ("stream", "binance"): ("--symbols", "--url", "--topic", "--max-messages", "--duration", "--rotation-interval",
-                            "--ping-interval", "--pong-timeout", "--idle-timeout", "--metrics-port"),
-    ("stream", "kraken"): ("--symbols", "--url", "--topic", "--max-messages", "--duration", "--rotation-interval",
-                           "--ping-interval", "--pong-timeout", "--idle-timeout", "--metrics-port"),
+    **{("stream", name): _STREAM_FLAGS for name in registry.names()},
     ("consume",): ("--topics", "--max-messages", "--batch-size", "--group", "--format"),
     ("query", "trades"): ("--symbol", "--limit", "--order", "--format"),
     ("query", "sql"): ("--format",),
@@ -79,16 +79,17 @@ def edge_records() -> list[dict[str, Any]]:
     """v2 trades at the edges of every type: smallest/largest decimals, µs times, UUIDs, unicode, nulls."""
     from k2cli.trade import new_trade
 
-    base = dict(symbol="BTCUSDT", exchange="BINANCE", currency="USDT", side="BUY")
+    code = registry.default().code
+    base = dict(symbol="BTCUSDT", exchange=code, currency="USDT", side="BUY")
     return [
-        new_trade(trade_id="BINANCE-1", timestamp_us=1, price="0.00000001", quantity="0.00000001",
+        new_trade(trade_id=f"{code}-1", timestamp_us=1, price="0.00000001", quantity="0.00000001",
                   ingestion_timestamp_us=2, source_sequence=None, vendor_data=None, message_id=str(uuid.uuid4()),
                   **base),
-        new_trade(trade_id="BINANCE-2", timestamp_us=4_102_444_799_999_999, price="9999999999.99999999",
+        new_trade(trade_id=f"{code}-2", timestamp_us=4_102_444_799_999_999, price="9999999999.99999999",
                   quantity="1234567.89012345", ingestion_timestamp_us=4_102_444_800_000_000,
                   source_sequence=2**62, platform_sequence=-1, trade_conditions=["odd-lot", "ünïcødé"],
                   vendor_data={"is_buyer_maker": "true", "note": "€ ✓ 日本"}, **base),
-        new_trade(trade_id="BINANCE-3", timestamp_us=1_768_318_245_123_456, price="16500.1",
+        new_trade(trade_id=f"{code}-3", timestamp_us=1_768_318_245_123_456, price="16500.1",
                   quantity="100", ingestion_timestamp_us=1_768_318_245_123_457, source_sequence=0,
                   vendor_data={}, side="SELL", **{k: v for k, v in base.items() if k != "side"}),
     ]
@@ -251,8 +252,7 @@ def measure_metric_labels(ctx: Context) -> Result:
     from k2cli.observe.metrics import StreamMetrics
 
     ex = ctx.options.exchange
-    sim = pipeline.start_simulator(ctx, ex, symbols=list(ctx.settings.binance_symbols if ex == "binance"
-                                                         else ctx.settings.kraken_symbols), rate=50)
+    sim = pipeline.start_simulator(ctx, ex, symbols=list(ctx.settings.exchange(ex).symbols), rate=50)
     run = pipeline.stream_run(ctx, ex, sim.url, duration=4)
     scraped = run.last_scrape.samples
     if not scraped:

@@ -7,14 +7,11 @@ import re
 from typing import Any
 
 from k2cli.errors import InvalidTrade
+from k2cli.exchanges import registry
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _SYMBOL = re.compile(r"^[A-Z0-9]+$")
-# seed 000, "Exchange-Specific Validation"
-VENDOR_KEYS = {
-    "binance": ("base_asset", "quote_asset", "is_buyer_maker", "event_type"),
-    "kraken": ("pair", "base_asset", "quote_asset", "order_type"),
-}
+# seed 000, "Exchange-Specific Validation": each descriptor's vendor_fields and check_record
 
 
 def to_micros(value: Any) -> Any:
@@ -43,7 +40,8 @@ def problems(record: dict[str, Any], exchange: str) -> list[str]:
     except InvalidTrade as exc:
         found.append(str(exc))
         return found
-    code = exchange.upper()
+    desc = registry.get(exchange) if exchange in registry.names() else None
+    code = desc.code if desc is not None else exchange.upper()
     if len(str(rec["message_id"])) != 36:
         found.append(f"message_id {rec['message_id']!r} is not a 36-character UUID")
     if rec["exchange"] != code:
@@ -57,11 +55,11 @@ def problems(record: dict[str, Any], exchange: str) -> list[str]:
     if not str(rec["trade_id"]).startswith(f"{code}-"):
         found.append(f"trade_id {rec['trade_id']!r} does not start with {code}-")
     vendor = rec.get("vendor_data") or {}
-    missing = [k for k in VENDOR_KEYS.get(exchange, ()) if k not in vendor]
+    missing = [k for k in (desc.vendor_fields if desc is not None else ()) if k not in vendor]
     if missing:
         found.append(f"vendor_data lacks {', '.join(missing)}")
-    if exchange == "kraken" and ("XBT" in rec["symbol"] or vendor.get("base_asset") == "XBT"):
-        found.append(f"XBT not normalised to BTC (symbol {rec['symbol']!r}, base {vendor.get('base_asset')!r})")
+    if desc is not None:
+        found += desc.check_record(rec)
     return found
 
 

@@ -208,10 +208,12 @@ def scratch_lake(ctx: Context, purpose: str) -> ScratchLake:
                                                "K2_CONSUMER_METRICS_PORT": "0"})
 
 
-def make_trades(symbol: str, sequences: Sequence[int], exchange: str = "BINANCE") -> list[dict]:
-    """v2 trades of one symbol with the given source sequences (one ms apart, ending now)."""
+def make_trades(symbol: str, sequences: Sequence[int], exchange: str = "") -> list[dict]:
+    """v2 trades of one symbol with the given source sequences (one ms apart, ending now); exchange: a code."""
+    from k2cli.exchanges import registry
     from k2cli.trade import new_trade
 
+    exchange = exchange or registry.default().code
     now = int(time.time() * 1_000_000)
     quote = "USDT" if symbol.endswith("USDT") else symbol[-3:]
     return [new_trade(trade_id=f"{exchange}-{seq}", symbol=symbol, exchange=exchange,
