@@ -24,8 +24,8 @@ from k2cli.exchanges.base import (
     FrameError,
     MessageIds,
     Parsed,
+    Row,
     exact_decimal,
-    row_to_record,
 )
 from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
 from k2cli.exchanges.rfc3339 import parse_rfc3339_us
@@ -86,15 +86,11 @@ class CoinbaseParser:
         self._ids = MessageIds()
         self._products: dict[str, tuple[str, str, str]] = {}  # product -> (symbol, base, quote)
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
         """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
-        parsed = self.parse_rows(raw, ingest_us)
-        rows: list[Any] = parsed.trades
-        if rows:
-            parsed.trades = [row_to_record(row) for row in rows]
-        return parsed
+        return self.parse_rows(raw, ingest_us).as_records()
 
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed:
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows (the stream's hot path)."""
         try:
             msg = json.loads(raw)
@@ -104,8 +100,7 @@ class CoinbaseParser:
             raise FrameError("unknown_event", f"expected a JSON object, got {type(msg).__name__}")
         kind = msg.get("type")
         if kind == "match" or kind == "last_match":
-            rows: list[Any] = [self._row(msg, kind, ingest_us)]
-            return Parsed(TRADES, rows)
+            return Parsed(TRADES, [self._row(msg, kind, ingest_us)])
         if kind == "error":
             message, reason = msg.get("message", ""), msg.get("reason", "")
             text = f"{message}: {reason}" if reason else str(message or msg)
@@ -131,7 +126,7 @@ class CoinbaseParser:
                 self._products[product] = info
         return info
 
-    def _row(self, d: dict[str, Any], kind: str, ingest_us: int) -> tuple[Any, ...]:
+    def _row(self, d: dict[str, Any], kind: str, ingest_us: int) -> Row:
         try:
             trade_id, seq, product = d["trade_id"], d["sequence"], d["product_id"]
             price, size, maker_side, time_s = d["price"], d["size"], d["side"], d["time"]

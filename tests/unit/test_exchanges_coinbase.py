@@ -203,3 +203,21 @@ def test_products_split_check_and_subscribe():
         check_products([" "])
     assert json.loads(subscribe_message(["BTC-USD", "ETH-USD"])) == \
         {"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channels": ["matches"]}
+
+
+def test_descriptor_plan_subscribes_by_message_with_sequential_ids():
+    from k2cli.exchanges import registry
+
+    d = registry.get("coinbase")
+    assert d.code == "COINBASE" and d.default_topic == "market.crypto.trades.coinbase"
+    assert d.default_url == "wss://ws-feed.exchange.coinbase.com" and d.default_symbols == ("BTC-USD", "ETH-USD")
+    assert d.default_metrics_port not in (9090, 9091, 9092, 9093, 9094) and registry.by_code("COINBASE") is d
+    products = d.check_symbols(["btc-usd", "ETH-EUR"])
+    assert products == ("BTC-USD", "ETH-EUR") and d.stored_symbol("BTC-USD") == "BTCUSD"
+    plan = d.plan(("wss://a", "ws://b"), products)
+    assert plan.urls == ("wss://a", "ws://b") and plan.sequential_ids is True
+    assert json.loads(plan.subscribe[0]) == {"type": "subscribe", "product_ids": ["BTC-USD", "ETH-EUR"],
+                                             "channels": ["matches"]}
+    row = plan.parser.parse_rows(frame(product_id="ETH-EUR"), 10).trades[0]
+    assert row[ROW_SOURCE_SEQUENCE] == 10 and row[2] == "ETHEUR"
+    assert d.vendor_fields == VENDOR_KEYS and d.check_record(CoinbaseParser().parse(frame(), 1).trades[0]) == []
