@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from k2cli.errors import ConfigError
-from k2cli.exchanges.base import SUBSCRIBE_ERROR, TRADES, FrameError
+from k2cli.exchanges.base import CONTROL, SUBSCRIBE_ERROR, TRADES, FrameError
 from k2cli.exchanges.coinbase import CoinbaseParser
 from k2cli.simulator.venues.coinbase import (
     Subscriptions,
@@ -64,45 +64,46 @@ def test_garbage_frames_are_bad_frames_of_each_kind():
 
 def test_subscribe_is_answered_by_subscriptions_and_lists_new_products_once():
     subs = Subscriptions(("BTC-USD", "ETH-USD"))
-    reply = subs.handle('{"type":"subscribe","product_ids":["BTC-USD"],"channels":["matches"]}')
+    reply = subs.handle({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matches"]})
     assert reply.new_products == ["BTC-USD"]
     assert json.loads(reply.texts[0]) == {"type": "subscriptions",
                                           "channels": [{"name": "matches", "product_ids": ["BTC-USD"]}]}
-    again = subs.handle('{"type":"subscribe","channels":[{"name":"matches","product_ids":["ETH-USD","BTC-USD"]}]}')
-    assert again.new_products == ["ETH-USD"]
+    again = subs.handle({"type": "subscribe", "channels": [{"name": "matches", "product_ids": ["ETH-USD", "BTC-USD"]}]})
+    assert again.new_products == ["ETH-USD"] and subs.products == ["BTC-USD", "ETH-USD"]
     assert json.loads(again.texts[0])["channels"][0]["product_ids"] == ["BTC-USD", "ETH-USD"]
-    gone = subs.handle('{"type":"unsubscribe","product_ids":["BTC-USD"],"channels":["matches"]}')
-    assert gone.new_products == [] and subs.products == ["ETH-USD"]
-    assert json.loads(gone.texts[0])["channels"][0]["product_ids"] == ["ETH-USD"]
+    assert CoinbaseParser().parse(again.texts[0], 1).kind == CONTROL
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    ('{"type":"subscribe","product_ids":["BTC-XYZ"],"channels":["matches"]}', "BTC-XYZ is not a valid product"),
-    ('{"type":"subscribe","product_ids":["BTC-USD"]}', "No channels provided"),
-    ('{"type":"subscribe","product_ids":["BTC-USD"],"channels":[]}', "No channels provided"),
-    ('{"type":"subscribe","channels":["matches"]}', "at least one product ID"),
-    ('{"type":"subscribe","product_ids":["BTC-USD"],"channels":["level3"]}', "level3 is not a valid channel"),
-    ('{"type":"subscribe","product_ids":"BTC-USD","channels":["matches"]}', "must be a list"),
-    ('{"type":"subscribe","product_ids":["BTC-USD"],"channels":[7]}', "7 is not a valid channel"),
-    ('{"type":"subscrib","product_ids":["BTC-USD"],"channels":["matches"]}', "neither subscribe nor unsubscribe"),
-    ("not json", "Malformed JSON"),
+@pytest.mark.parametrize(("msg", "reason"), [
+    ({"type": "subscribe", "product_ids": ["BTC-XYZ"], "channels": ["matches"]}, "BTC-XYZ is not a valid product"),
+    ({"type": "subscribe", "product_ids": ["BTC-USD"]}, "No channels provided"),
+    ({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": []}, "No channels provided"),
+    ({"type": "subscribe", "channels": ["matches"]}, "at least one product ID"),
+    ({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["level3"]}, "level3 is not a valid channel"),
+    ({"type": "subscribe", "product_ids": "BTC-USD", "channels": ["matches"]}, "must be a list"),
+    ({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": [7]}, "7 is not a valid channel"),
+    ({"type": "subscrib", "product_ids": ["BTC-USD"], "channels": ["matches"]}, "neither subscribe nor unsubscribe"),
 ])
-def test_bad_subscribe_is_an_error_the_client_reads_as_a_refusal(raw, reason):
+def test_bad_subscribe_is_an_error_the_client_reads_as_a_refusal(msg, reason):
     subs = Subscriptions(("BTC-USD",))
-    reply = subs.handle(raw)
+    reply = subs.handle(msg)
     assert reply.new_products == [] and subs.products == [] and len(reply.texts) == 1
-    msg = json.loads(reply.texts[0])
-    assert msg["type"] == "error" and reason in msg["reason"]
-    if msg["message"] == "Failed to subscribe":
-        parsed = CoinbaseParser().parse(reply.texts[0], 1)
-        assert parsed.kind == SUBSCRIBE_ERROR and reason in parsed.info
+    error = json.loads(reply.texts[0])
+    assert error["type"] == "error" and error["message"] == "Failed to subscribe" and reason in error["reason"]
+    parsed = CoinbaseParser().parse(reply.texts[0], 1)
+    assert parsed.kind == SUBSCRIBE_ERROR and reason in parsed.info
 
 
-def test_a_refused_request_changes_nothing():
+def test_a_refused_request_changes_nothing_and_unsubscribe_is_refused():
     subs = Subscriptions(("BTC-USD", "ETH-USD"))
-    subs.handle('{"type":"subscribe","product_ids":["BTC-USD"],"channels":["matches"]}')
-    subs.handle('{"type":"subscribe","product_ids":["ETH-USD","DOGE-USD"],"channels":["matches"]}')
+    subs.handle({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matches"]})
+    subs.handle({"type": "subscribe", "product_ids": ["ETH-USD", "DOGE-USD"], "channels": ["matches"]})
     assert subs.products == ["BTC-USD"]
+    reply = subs.handle({"type": "unsubscribe", "product_ids": ["BTC-USD"], "channels": ["matches"]})
+    assert json.loads(reply.texts[0])["message"] == "Failed to unsubscribe" and subs.products == ["BTC-USD"]
+    with pytest.raises(FrameError) as err:  # k2 counts it as an exchange error, not as a refused subscription
+        CoinbaseParser().parse(reply.texts[0], 1)
+    assert err.value.error_type == "exchange_error"
 
 
 def test_served_symbols_are_products_and_error_text_is_the_feed_form():

@@ -93,32 +93,25 @@ class Reply:
 
 
 class Subscriptions:
-    """One connection's subscriptions to the matches channel, changed by its subscribe/unsubscribe messages."""
+    """One connection's subscriptions to the matches channel, grown by its subscribe messages."""
 
     def __init__(self, served: Sequence[str]) -> None:
         self.served = tuple(served)
         self.products: list[str] = []  # subscribed, in subscription order
 
-    def handle(self, raw: str | bytes) -> Reply:
-        """Apply one client message; a refused request changes nothing and is answered by an error."""
-        try:
-            msg = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return Reply([error_text("Malformed JSON", "Failed to parse message")])
-        if not isinstance(msg, dict) or msg.get("type") not in ("subscribe", "unsubscribe"):
-            kind = msg.get("type") if isinstance(msg, dict) else None
+    def handle(self, msg: dict[str, Any]) -> Reply:
+        """Apply one client message (a JSON object); a refused request changes nothing and is answered by an
+        error. Unsubscribing is not simulated (k2 never unsubscribes): it is refused."""
+        kind = msg.get("type")
+        if kind == "unsubscribe":
+            return Reply([error_text("unsubscribe is not simulated", "Failed to unsubscribe")])
+        if kind != "subscribe":
             return Reply([error_text(f"Type {kind!r} is neither subscribe nor unsubscribe")])
-        subscribing = msg["type"] == "subscribe"
-        verb = "subscribe" if subscribing else "unsubscribe"
         wanted = self._wanted(msg)
         if isinstance(wanted, str):
-            return Reply([error_text(wanted, f"Failed to {verb}")])
-        if subscribing:
-            new = [p for p in wanted if p not in self.products]
-            self.products.extend(new)
-        else:
-            new = []
-            self.products = [p for p in self.products if p not in wanted]
+            return Reply([error_text(wanted)])
+        new = [p for p in wanted if p not in self.products]
+        self.products.extend(new)
         return Reply([self.subscriptions_text()], new)
 
     def _wanted(self, msg: dict[str, Any]) -> list[str] | str:
@@ -150,5 +143,4 @@ class Subscriptions:
 
     def subscriptions_text(self) -> str:
         """The subscriptions message: every channel of the connection with its products."""
-        channels = [{"name": CHANNEL, "product_ids": list(self.products)}] if self.products else []
-        return json.dumps({"type": "subscriptions", "channels": channels})
+        return json.dumps({"type": "subscriptions", "channels": [{"name": CHANNEL, "product_ids": self.products}]})
