@@ -141,15 +141,11 @@ class Settings:
 
     def __getattr__(self, name: str) -> object:
         """A per-exchange setting by its flat name (`<exchange>_<key>`, the K2_ variable's spelling)."""
-        exchanges = self.__dict__.get("exchanges")
-        ex, _, key = name.rpartition("_")
-        for k in EXCHANGE_KEYS:  # keys may contain "_" (failover_urls, metrics_port)
-            if exchanges is not None and name.endswith(f"_{k}"):
-                ex, key = name[: -len(k) - 1], k
-                break
-        if exchanges is None or ex not in exchanges or key not in EXCHANGE_KEYS:
+        exchanges = self.__dict__.get("exchanges")  # absent while unpickling
+        flat = exchange_setting_names().get(name) if exchanges is not None and not name.startswith("_") else None
+        if exchanges is None or flat is None or flat[0] not in exchanges:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(exchanges[ex], key)
+        return getattr(exchanges[flat[0]], flat[1])
 
     def exchange_url(self, exchange: str) -> str:
         """The primary WebSocket URL of an exchange."""

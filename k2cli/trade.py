@@ -116,6 +116,7 @@ def iceberg_schema():  # -> pyiceberg.schema.Schema
     from pyiceberg.schema import Schema
     from pyiceberg.types import (
         DecimalType,
+        IcebergType,
         ListType,
         LongType,
         MapType,
@@ -126,7 +127,7 @@ def iceberg_schema():  # -> pyiceberg.schema.Schema
 
     nested_ids = iter(range(100, 200))
 
-    def typ(kind: str):
+    def typ(kind: str) -> IcebergType:
         if kind in ("string", "uuid", "asset_class", "side"):
             return StringType()
         if kind == "timestamp_us":

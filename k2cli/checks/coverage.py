@@ -9,9 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import urlsplit
 
 from k2cli.exchanges import registry
+
+if TYPE_CHECKING:
+    from k2cli.checks.model import Step
 
 SEEDS = {
     "000": ("000_2652d2c68373a114.txt", "Consumer Validation Procedures"),
@@ -207,19 +211,31 @@ ITEMS: tuple[Item, ...] = tuple(
 )
 
 
-def step_index() -> dict[str, tuple[str, object]]:
+def step_index() -> dict[str, tuple[str, Step]]:
     """step id -> (checklist name, Step) over every checklist and variant."""
     from k2cli.checks.checklists import every_checklist
 
     return {step.id: (checklist.name, step) for checklist in every_checklist() for step in checklist.steps}
 
 
-def rows() -> list[dict[str, object]]:
+class CoverageRow(TypedDict):
+    """One seed item: where it comes from, its steps, their kind and any MANUAL reasons."""
+
+    seed: str
+    section: str
+    item: str
+    steps: list[str]
+    kind: str
+    manual: list[str]
+
+
+def rows() -> list[CoverageRow]:
     """The coverage table: one row per seed item, with its steps, their kind and any MANUAL reason."""
     index = step_index()
-    out = []
+    out: list[CoverageRow] = []
     for item in ITEMS:
-        kinds, manual = [], []
+        kinds: list[str] = []
+        manual: list[str] = []
         for step_id in item.steps:
             step = index[step_id][1] if step_id in index else None
             kinds.append(getattr(step, "kind", "missing"))

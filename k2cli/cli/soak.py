@@ -6,11 +6,17 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from k2cli.cli._common import print_json
 from k2cli.exchanges import registry
+
+if TYPE_CHECKING:
+    from k2cli.soak.criteria import Evaluation
+    from k2cli.soak.profile import RunRecord, Sample
+    from k2cli.soak.runner import SoakEvent, SoakPlan
 
 app = typer.Typer(
     help="Run `k2 stream` (and with --consumer `k2 consume`) as child processes for hours, sample their memory "
@@ -46,7 +52,7 @@ def _duration(hours: float | None, minutes: float | None) -> float:
         raise _err("give either --hours or --minutes, not both")
     if hours is None and minutes is None:
         raise _err("give the soak's length with --hours H or --minutes M (e.g. --hours 24)")
-    seconds = hours * 3600 if hours is not None else minutes * 60
+    seconds = hours * 3600 if hours is not None else (minutes or 0.0) * 60
     if seconds <= 0:
         raise _err("--hours/--minutes must be greater than 0")
     return float(seconds)
@@ -136,16 +142,16 @@ def _n(value: float | None) -> str:
 class _LiveView:
     """The live display: progress with ETA, current RSS, rate, drops; re-rendered every second."""
 
-    def __init__(self, plan) -> None:
+    def __init__(self, plan: SoakPlan) -> None:
         self.plan = plan
-        self.event = None
-        self.sample = None  # the latest sample (kept when the finished event carries none)
+        self.event: SoakEvent | None = None
+        self.sample: Sample | None = None  # the latest sample (kept when the finished event carries none)
         self.taken = 0
         self.ready_at: float | None = None
         self.ended_at: float | None = None
         self.started = time.monotonic()
 
-    def update(self, event) -> None:
+    def update(self, event: SoakEvent) -> None:
         self.event = event
         if event.sample is not None:
             self.sample, self.taken = event.sample, event.samples_taken
@@ -237,7 +243,7 @@ def _run_live(plan, thresholds):
     return result
 
 
-def _stderr_lines(event) -> None:
+def _stderr_lines(event: SoakEvent) -> None:
     """Plain progress on stderr (for --format json and logs)."""
     s = event.sample
     if event.kind == "sample" and s is not None:
@@ -248,7 +254,7 @@ def _stderr_lines(event) -> None:
         print(f"k2 soak: {event.kind}: {event.message}", file=sys.stderr, flush=True)
 
 
-def _summary(record, evaluation, directory: Path) -> dict:
+def _summary(record: RunRecord, evaluation: Evaluation, directory: Path) -> dict[str, Any]:
     from k2cli.soak.profile import CHART_SUFFIX, PROFILE_SUFFIX, REPORT_SUFFIX, path_for
 
     return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -17,7 +18,7 @@ app = typer.Typer(help="Stream exchange trades into Kafka as Avro v2 records (Co
                   no_args_is_help=True, add_completion=False)
 
 
-def _make(desc: ExchangeDescriptor):
+def _make(desc: ExchangeDescriptor) -> Callable[..., None]:
     exchange = desc.name
 
     def command(

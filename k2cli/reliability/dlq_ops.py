@@ -451,8 +451,8 @@ def plan_purge(directory: Path, older_than: _dt.timedelta, now: _dt.datetime | N
     cutoff = now - older_than
     data = scan(directory)
     doomed = [e for e in data.entries if (t := entry_time(e)) is not None and t < cutoff]
-    per_file = Counter(e.file for e in doomed)
-    total = Counter(e.file for e in data.entries)
+    per_file = Counter(e.file or "" for e in doomed)  # scanned entries always carry their file
+    total = Counter(e.file or "" for e in data.entries)
     whole = sorted(f for f, n in per_file.items() if n == total[f] and not data.bad_lines.get(f))
     partial = {f: n for f, n in sorted(per_file.items()) if f not in whole}
     return PurgePlan(cutoff, doomed, whole, partial)

@@ -16,6 +16,7 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from k2cli.stack import install, proc
 from k2cli.stack.config import StackConfig, stream_scrape_configs
@@ -23,6 +24,9 @@ from k2cli.stack.errors import InstallError, StackConfigError, StackError
 from k2cli.stack.health import Health, http_get, http_json, port_open
 from k2cli.stack.paths import StackPaths, find_deploy_dir
 from k2cli.stack.templates import packaged, render, render_file, write_if_changed
+
+if TYPE_CHECKING:
+    from k2cli.stack.install import Apicurio as ApicurioDist  # in the class, the method `install` hides the module
 
 Progress = Callable[[str], None]
 
@@ -432,7 +436,7 @@ class Apicurio(Service):
             install.apt_install(["maven"], progress)
         self._dist = install.ensure_apicurio(self.paths, progress)
 
-    def _distribution(self) -> install.Apicurio:
+    def _distribution(self) -> ApicurioDist:
         dist = getattr(self, "_dist", None)
         if dist is None:
             dist = self._dist = install.ensure_apicurio(self.paths)

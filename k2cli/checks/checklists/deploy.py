@@ -107,7 +107,8 @@ def measure_unit_tests(ctx: Context) -> Result:
                              threshold="== 0", unit="failed", evidence=evidence)
     # Unit tests cover pure logic; I/O code is tested against real services by the integration and fault
     # suites, so the coverage that counts is the whole suite's (scripts/coverage.sh) when it matches this checkout.
-    suite = suite_coverage(source_root())
+    root = source_root()
+    suite = suite_coverage(root) if root is not None else None
     if suite is not None:
         evidence.append(f"whole-suite coverage measured by scripts/coverage.sh at commit {suite.commit[:12]}")
         if run.coverage_pct is not None:

@@ -59,7 +59,7 @@ def topic_of(ctx: Context) -> str:
 
 def is_poison(value: bytes | None) -> bool:
     """Whether a Kafka value is a poison record a validation run injected."""
-    return bool(value) and value.startswith(POISON_PREFIX)
+    return value is not None and value.startswith(POISON_PREFIX)
 
 
 def _summary(snapshot: Any) -> dict[str, str]:
@@ -116,8 +116,8 @@ def measure_baseline(ctx: Context) -> Result:
     for p, (low, _high) in marks.items():
         if (topic, p) in table_offsets:
             start[p], source[p] = max(low, table_offsets[(topic, p)]), "table"
-        elif committed.get(p) is not None:
-            start[p], source[p] = max(low, committed[p]), "group"
+        elif (group_offset := committed.get(p)) is not None:
+            start[p], source[p] = max(low, group_offset), "group"
         else:
             start[p], source[p] = low, "earliest"
     pending = sum(max(0, marks[p][1] - start[p]) for p in marks)
@@ -387,14 +387,14 @@ def measure_snapshots(ctx: Context) -> Result:
     if len(new) < expected or problems:
         return Result.failed(problems[0] if problems else f"{len(new)} new snapshots, expected at least {expected}",
                              measured=len(new), threshold=threshold, unit="snapshots", evidence=problems + evidence)
-    summary = f"{len(new)} new snapshots for {written} records at batch size {batch}"
+    text = f"{len(new)} new snapshots for {written} records at batch size {batch}"
     if len(new) > expected:
         if ctx.state["plan"]["need"]:  # streamed while consuming: a batch may age out before it fills
-            summary += f" ({len(new) - expected} partial batches flushed by age while the test data trickled in)"
+            text += f" ({len(new) - expected} partial batches flushed by age while the test data trickled in)"
         else:  # a backlog fills every batch: extra commits mean the consumer flushes early
-            return Result.warned(summary + " (time-based flushes made smaller commits from a full backlog)",
+            return Result.warned(text + " (time-based flushes made smaller commits from a full backlog)",
                                  measured=len(new), threshold=threshold, unit="snapshots", evidence=evidence)
-    return Result.passed(summary, measured=len(new), threshold=threshold, unit="snapshots", evidence=evidence)
+    return Result.passed(text, measured=len(new), threshold=threshold, unit="snapshots", evidence=evidence)
 
 
 def measure_records(ctx: Context) -> Result:
@@ -444,7 +444,7 @@ def run_query(ctx: Context) -> Result:
             counts[rec["symbol"]] = counts.get(rec["symbol"], 0) + 1
     if not counts:
         return Result.failed("the run wrote no trades to query")
-    symbol = max(counts, key=counts.get)
+    symbol = max(counts, key=counts.__getitem__)
     limit = int(ctx.threshold("e2e_query_limit"))
     done = run_k2(["query", "trades", "--symbol", symbol, "--limit", str(limit), "--order", "desc", "--format",
                    "json"], timeout=120)
@@ -452,7 +452,10 @@ def run_query(ctx: Context) -> Result:
         return Result.failed(f"`{done.command}` exited {done.returncode}: {done.stderr.strip()[-200:]}")
     rows = done.json()
     table = common.load_table(ctx)
-    in_table = table.scan(row_filter=EqualTo("symbol", symbol)).count()
+    if table is None:
+        return Result.errored(f"table {ctx.settings.table} does not exist")
+    # pyiceberg's expressions are pydantic models: mypy sees the model's fields, not EqualTo's own __init__
+    in_table = table.scan(row_filter=EqualTo("symbol", symbol)).count()  # type: ignore[call-arg, arg-type]
     ctx.state["query"] = {"rows": rows, "symbol": symbol, "limit": limit, "in_table": in_table, "table": table}
     return Result.passed(f"`k2 query trades --symbol {symbol}` returned {len(rows)} rows in {done.duration:.1f} s",
                          measured=len(rows), unit="rows", evidence=[done.command])
@@ -483,8 +486,9 @@ def micros(value: Any) -> int | None:
 def measure_query_order(ctx: Context) -> Result:
     """Timestamps are in descending order."""
     rows = ctx.state["query"]["rows"]
-    stamps = [micros(r.get("timestamp")) for r in rows]
-    if any(s is None for s in stamps):
+    read = [micros(r.get("timestamp")) for r in rows]
+    stamps = [s for s in read if s is not None]
+    if len(stamps) < len(read):
         return Result.failed("some rows have no readable timestamp", evidence=[str(rows[0].get("timestamp"))])
     wrong = [i for i in range(1, len(stamps)) if stamps[i] > stamps[i - 1]]
     evidence = [f"newest {rows[0]['timestamp']}, oldest {rows[-1]['timestamp']}"] if rows else []

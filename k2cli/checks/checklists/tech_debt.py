@@ -80,7 +80,7 @@ def edge_records() -> list[dict[str, Any]]:
     from k2cli.trade import new_trade
 
     code = registry.default().code
-    base = dict(symbol="BTCUSDT", exchange=code, currency="USDT", side="BUY")
+    base: dict[str, Any] = dict(symbol="BTCUSDT", exchange=code, currency="USDT", side="BUY")
     return [
         new_trade(trade_id=f"{code}-1", timestamp_us=1, price="0.00000001", quantity="0.00000001",
                   ingestion_timestamp_us=2, source_sequence=None, vendor_data=None, message_id=str(uuid.uuid4()),
@@ -154,7 +154,8 @@ def measure_error_classes(ctx: Context) -> Result:
         "corrupt Avro body": (frame(schema_id, b"\xff\xff\xff\xff\xff\xff"), "invalid_record"),
         "tombstone": (None, "null_value"),
     }
-    problems, evidence = [], []
+    problems: list[str] = []
+    evidence: list[str] = []
     decoder = AvroDeserializer(registry)
     try:
         for name, (value, expected) in cases.items():
