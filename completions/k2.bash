@@ -61,8 +61,8 @@ _k2_complete() {
         " query sql") COMPREPLY=($(compgen -W "--format --help --max-rows --output --table -f -o" -- "$cur")) ;;
         " query trades") COMPREPLY=($(compgen -W "--exchange --format --help --limit --order --output --since --symbol --table --until -e -f -n -o -s" -- "$cur")) ;;
         " simulate") COMPREPLY=($(compgen -W "binance kraken --help" -- "$cur")) ;;
-        " simulate binance") COMPREPLY=($(compgen -W "--buffer --drop-every --format --garbage-every --help --host --kraken-version --lag-ms --no-pong --ping-interval --ping-timeout --port --rate --record --seed --shutdown-every --shutdown-grace --skip-ids-every --stall-after --symbols --tape --tls-cert --tls-key --url-file -f -p -r -s" -- "$cur")) ;;
-        " simulate kraken") COMPREPLY=($(compgen -W "--buffer --drop-every --format --garbage-every --help --host --kraken-version --lag-ms --no-pong --ping-interval --ping-timeout --port --rate --record --seed --shutdown-every --shutdown-grace --skip-ids-every --stall-after --symbols --tape --tls-cert --tls-key --url-file -f -p -r -s" -- "$cur")) ;;
+        " simulate binance") COMPREPLY=($(compgen -W "--buffer --drop-every --format --garbage-every --help --host --lag-ms --no-pong --ping-interval --ping-timeout --port --rate --record --seed --shutdown-every --shutdown-grace --skip-ids-every --stall-after --symbols --tape --tls-cert --tls-key --url-file -f -p -r -s" -- "$cur")) ;;
+        " simulate kraken") COMPREPLY=($(compgen -W "--buffer --drop-every --format --garbage-every --help --host --kraken-version --lag-ms --no-pong --ping-interval --ping-timeout --port --rate --record --seed --skip-ids-every --stall-after --symbols --tape --tls-cert --tls-key --url-file -f -p -r -s" -- "$cur")) ;;
         " soak") COMPREPLY=($(compgen -W "report --consumer --exchange --format --group --help --hours --minutes --output-dir --sample-interval --startup-timeout --symbols --topic --url -e -f -o" -- "$cur")) ;;
         " soak report") COMPREPLY=($(compgen -W "--days --exchange --format --help --output --prometheus -e -f" -- "$cur")) ;;
         " stack") COMPREPLY=($(compgen -W "down install status up --help" -- "$cur")) ;;

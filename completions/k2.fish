@@ -153,7 +153,6 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l garbage-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l help
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l host
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l kraken-version
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l lag-ms
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l no-pong
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l ping-interval
@@ -190,8 +189,6 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l rate
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l record
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l seed
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l shutdown-every
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l shutdown-grace
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l skip-ids-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l stall-after
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l symbols

@@ -1,87 +1,133 @@
-"""`k2 simulate binance|kraken`: serve a local exchange with injectable faults."""
+"""`k2 simulate VENUE`: serve a local exchange with injectable faults; one command per simulated venue."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from k2cli.cli._common import print_json
+from k2cli.simulator.venues import load_venue, venue_names
 
-app = typer.Typer(help="Serve a local Binance or Kraken exchange (real WebSocket protocol) from a tape, "
-                       "optionally over TLS, with faults to inject. Prints the URL to stream from.",
+if TYPE_CHECKING:
+    from k2cli.simulator.server import Simulator
+    from k2cli.simulator.venues.base import Venue
+
+_FAULTS = ("drop_every", "no_pong", "stall_after", "garbage_every", "skip_ids_every", "shutdown_every", "lag_ms")
+
+
+def _either(titles: list[str]) -> str:
+    """"A", "A or B", "A, B or C"."""
+    return " or ".join([", ".join(titles[:-1]), titles[-1]] if len(titles) > 1 else titles)
+
+
+app = typer.Typer(help=f"Serve a local {_either([load_venue(n).title for n in venue_names()])} exchange (real "
+                       "WebSocket protocol) from a tape, optionally over TLS, with faults to inject. Prints the URL "
+                       "to stream from.",
                   no_args_is_help=True, add_completion=False)
 
+Param = tuple[str, type, Any]  # parameter name (a SimulatorConfig field, or below), type, typer.Option
 
-def _make(exchange: str):
-    default_port_help = "Port to listen on (0 = a free port; the URL is printed)."
 
-    def command(
-        symbols: str = typer.Option(None, "--symbols", "-s", help="Comma-separated symbols (default: the "
-                                    f"{exchange}_symbols setting)."),
-        port: int = typer.Option(0, "--port", "-p", help=default_port_help),
-        host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
-        rate: float = typer.Option(100.0, "--rate", "-r", help="Trades per second over all symbols; 0 = as fast "
-                                   "as clients read."),
-        seed: int = typer.Option(1, "--seed", help="Seed of the generated tape (same seed, same trades)."),
-        tape: Path = typer.Option(None, "--tape", help="Serve the frames of a recorded file (one raw frame per "
-                                  "line) instead of a generated tape."),
-        record: Path = typer.Option(None, "--record", help="Append every generated trade to this JSONL file "
-                                    "(symbol, seq, ts_us, price, qty, side)."),
-        kraken_version: int = typer.Option(1, "--kraken-version", help="Kraken: WS API version served on paths "
-                                           "other than /v2 (/v2 always serves v2)."),
-        tls_cert: Path = typer.Option(None, "--tls-cert", help="Serve wss:// with this certificate (PEM)."),
-        tls_key: Path = typer.Option(None, "--tls-key", help="Private key of --tls-cert (PEM)."),
-        ping_interval: float = typer.Option(20.0, "--ping-interval", help="Server pings every S seconds "
-                                            "(0 = none); unanswered for --ping-timeout closes the connection."),
-        ping_timeout: float = typer.Option(60.0, "--ping-timeout", help="Seconds a client has to answer a ping."),
-        drop_every: float = typer.Option(0.0, "--drop-every", help="Fault: drop each connection abruptly S "
-                                         "seconds after it opened."),
-        no_pong: bool = typer.Option(False, "--no-pong", help="Fault: never answer the client's pings."),
-        stall_after: float = typer.Option(0.0, "--stall-after", help="Fault: stop sending anything S seconds "
-                                          "after a connection opened (the connection stays open)."),
-        garbage_every: int = typer.Option(0, "--garbage-every", help="Fault: after every N data frames send a "
-                                          "bad frame (invalid JSON, missing field, unknown event, zero price)."),
-        skip_ids_every: int = typer.Option(0, "--skip-ids-every", help="Fault: skip a trade id every N trades."),
-        shutdown_every: float = typer.Option(0.0, "--shutdown-every", help="Fault (Binance): send serverShutdown "
-                                             "S seconds after a connection opened, close it --shutdown-grace later."),
-        shutdown_grace: float = typer.Option(5.0, "--shutdown-grace", help="Seconds between serverShutdown and "
-                                             "the close."),
-        lag_ms: float = typer.Option(0.0, "--lag-ms", help="Fault: each connection delivers with its own fixed "
-                                     "delay, drawn from 0..N ms (connections drift apart)."),
-        buffer_events: int = typer.Option(200_000, "--buffer", help="Events kept for slow clients; a client "
-                                          "further behind is closed as a slow consumer."),
-        url_file: Path = typer.Option(None, "--url-file", help="Write the URL to this file once listening."),
-        output_format: str = typer.Option("rich", "--format", "-f", help="rich (default) or json (a JSON line "
-                                          "with the URL at start, the statistics at exit)."),
-    ) -> None:
-        from k2cli.exchanges.simulator import SimulatorConfig, run_simulator
-        from k2cli.settings import load_settings
+def _serving(venue: Venue) -> list[Param]:
+    return [
+        ("symbols", str, typer.Option(None, "--symbols", "-s", help="Comma-separated symbols (default: the "
+                                      f"{venue.name}_symbols setting).")),
+        ("port", int, typer.Option(0, "--port", "-p", help="Port to listen on (0 = a free port; the URL is printed).")),
+        ("host", str, typer.Option("127.0.0.1", "--host", help="Address to bind.")),
+        ("rate", float, typer.Option(100.0, "--rate", "-r", help="Trades per second over all symbols; 0 = as fast "
+                                     "as clients read.")),
+        ("seed", int, typer.Option(1, "--seed", help="Seed of the generated tape (same seed, same trades).")),
+        ("tape_file", Path, typer.Option(None, "--tape", help="Serve the frames of a recorded file (one raw frame "
+                                         "per line) instead of a generated tape.")),
+        ("record_file", Path, typer.Option(None, "--record", help="Append every generated trade to this JSONL file "
+                                           "(symbol, seq, ts_us, price, qty, side).")),
+    ]
 
-        settings = load_settings()
-        chosen = tuple(s for s in (symbols.split(",") if symbols else getattr(settings, f"{exchange}_symbols"))
-                       if s.strip())
-        cfg = SimulatorConfig(
-            exchange=exchange, symbols=chosen, host=host, port=port, rate=rate, seed=seed, tape_file=tape,
-            record_file=record, kraken_version=kraken_version, tls_cert=tls_cert, tls_key=tls_key,
-            ping_interval=ping_interval, ping_timeout=ping_timeout, drop_every=drop_every, no_pong=no_pong,
-            stall_after=stall_after, garbage_every=garbage_every, skip_ids_every=skip_ids_every,
-            shutdown_every=shutdown_every, shutdown_grace=shutdown_grace, buffer_events=buffer_events, lag_ms=lag_ms,
-        )
-        stats = run_simulator(cfg, lambda url, sim: _announce(url, sim, url_file, output_format))
-        if output_format == "json":
-            sys.stdout.write(json.dumps({"event": "stopped", "stats": stats.as_dict()}) + "\n")
-        else:
-            print_json(stats.as_dict()) if not sys.stdout.isatty() else _rich_summary(stats.as_dict())
 
-    where = "combined @trade streams at /stream" if exchange == "binance" else "WS v1 at /, v2 at /v2"
-    command.__doc__ = f"Serve a simulated {exchange.capitalize()} exchange until SIGTERM/SIGINT ({where})."
+def _venue_options(venue: Venue) -> list[Param]:
+    return [(o.name, type(o.default), typer.Option(o.default, o.flag, help=o.help)) for o in venue.options]
+
+
+def _connection_and_faults() -> list[Param]:
+    return [
+        ("tls_cert", Path, typer.Option(None, "--tls-cert", help="Serve wss:// with this certificate (PEM).")),
+        ("tls_key", Path, typer.Option(None, "--tls-key", help="Private key of --tls-cert (PEM).")),
+        ("ping_interval", float, typer.Option(20.0, "--ping-interval", help="Server pings every S seconds "
+                                              "(0 = none); unanswered for --ping-timeout closes the connection.")),
+        ("ping_timeout", float, typer.Option(60.0, "--ping-timeout", help="Seconds a client has to answer a ping.")),
+        ("drop_every", float, typer.Option(0.0, "--drop-every", help="Fault: drop each connection abruptly S "
+                                           "seconds after it opened.")),
+        ("no_pong", bool, typer.Option(False, "--no-pong", help="Fault: never answer the client's pings.")),
+        ("stall_after", float, typer.Option(0.0, "--stall-after", help="Fault: stop sending anything S seconds "
+                                            "after a connection opened (the connection stays open).")),
+        ("garbage_every", int, typer.Option(0, "--garbage-every", help="Fault: after every N data frames send a "
+                                            "bad frame (invalid JSON, missing field, unknown event, zero price).")),
+        ("skip_ids_every", int, typer.Option(0, "--skip-ids-every", help="Fault: skip a trade id every N trades.")),
+    ]
+
+
+def _shutdown(venue: Venue) -> list[Param]:
+    """The shutdown fault; hidden for a venue without a shutdown notice (the config check then refuses it)."""
+    notice, hidden = venue.shutdown_notice or "", venue.shutdown_notice is None
+    return [
+        ("shutdown_every", float, typer.Option(0.0, "--shutdown-every", hidden=hidden, help=f"Fault ({venue.title}): "
+                                               f"send {notice} S seconds after a connection opened, close it "
+                                               "--shutdown-grace later.")),
+        ("shutdown_grace", float, typer.Option(5.0, "--shutdown-grace", hidden=hidden, help=f"Seconds between "
+                                               f"{notice} and the close.")),
+    ]
+
+
+def _tail() -> list[Param]:
+    return [
+        ("lag_ms", float, typer.Option(0.0, "--lag-ms", help="Fault: each connection delivers with its own fixed "
+                                       "delay, drawn from 0..N ms (connections drift apart).")),
+        ("buffer_events", int, typer.Option(200_000, "--buffer", help="Events kept for slow clients; a client "
+                                            "further behind is closed as a slow consumer.")),
+        ("url_file", Path, typer.Option(None, "--url-file", help="Write the URL to this file once listening.")),
+        ("output_format", str, typer.Option("rich", "--format", "-f", help="rich (default) or json (a JSON line "
+                                            "with the URL at start, the statistics at exit).")),
+    ]
+
+
+def _make(venue: Venue) -> Callable[..., None]:
+    """The command of one venue: the common options with the venue's own in their place."""
+
+    def command(**values: Any) -> None:
+        _serve(venue, values)
+
+    params = [*_serving(venue), *_venue_options(venue), *_connection_and_faults(), *_shutdown(venue), *_tail()]
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # typer reads the signature
+        [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=kind)
+         for name, kind, opt in params])
+    command.__doc__ = f"Serve a simulated {venue.title} exchange until SIGTERM/SIGINT ({venue.summary})."
     return command
 
 
-def _announce(url: str, sim, url_file: Path | None, output_format: str) -> None:
+def _serve(venue: Venue, values: dict[str, Any]) -> None:
+    from k2cli.settings import load_settings
+    from k2cli.simulator.config import SimulatorConfig
+    from k2cli.simulator.server import run_simulator
+
+    symbols, url_file, output_format = values.pop("symbols"), values.pop("url_file"), values.pop("output_format")
+    chosen = tuple(s for s in (symbols.split(",") if symbols else venue.default_symbols(load_settings()))
+                   if s.strip())
+    options = {o.name: values.pop(o.name) for o in venue.options}
+    cfg = SimulatorConfig(exchange=venue.name, symbols=chosen, options=options, **values)
+    stats = run_simulator(cfg, lambda url, sim: _announce(url, sim, url_file, output_format))
+    if output_format == "json":
+        sys.stdout.write(json.dumps({"event": "stopped", "stats": stats.as_dict()}) + "\n")
+    else:
+        print_json(stats.as_dict()) if not sys.stdout.isatty() else _rich_summary(stats.as_dict())
+
+
+def _announce(url: str, sim: Simulator, url_file: Path | None, output_format: str) -> None:
     cfg = sim.cfg
     if url_file is not None:
         url_file.write_text(url + "\n")
@@ -89,14 +135,13 @@ def _announce(url: str, sim, url_file: Path | None, output_format: str) -> None:
         sys.stdout.write(json.dumps({"event": "listening", "url": url, "port": sim.port, "exchange": cfg.exchange,
                                      "symbols": list(cfg.symbols), "rate": cfg.rate}) + "\n")
     else:
-        faults = [f"{k}={getattr(cfg, k)}" for k in ("drop_every", "no_pong", "stall_after", "garbage_every",
-                                                    "skip_ids_every", "shutdown_every", "lag_ms") if getattr(cfg, k)]
+        faults = [f"{k}={getattr(cfg, k)}" for k in _FAULTS if getattr(cfg, k)]
         sys.stdout.write(f"k2 simulate: serving {cfg.exchange} on {url} symbols={','.join(cfg.symbols)} "
                          f"rate={cfg.rate:g}/s{' faults: ' + ' '.join(faults) if faults else ''}\n")
     sys.stdout.flush()
 
 
-def _rich_summary(stats: dict) -> None:
+def _rich_summary(stats: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -106,5 +151,5 @@ def _rich_summary(stats: dict) -> None:
     Console().print(table)
 
 
-app.command("binance")(_make("binance"))
-app.command("kraken")(_make("kraken"))
+for _name in venue_names():
+    app.command(_name)(_make(load_venue(_name)))

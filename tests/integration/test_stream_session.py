@@ -10,7 +10,8 @@ import pytest
 from k2cli.errors import ServiceUnavailable
 from k2cli.exchanges.binance import BinanceParser, stream_url
 from k2cli.exchanges.session import SIG_DATA, Session, SessionConfig, SessionHandler
-from k2cli.exchanges.simulator import Simulator, SimulatorConfig
+from k2cli.simulator.config import SimulatorConfig
+from k2cli.simulator.server import Simulator
 from tests.integration.stream_support import free_port
 
 pytestmark = pytest.mark.integration

@@ -74,18 +74,19 @@ def test_rows_from_the_parsers_encode_exactly_like_their_records():
     from k2cli.exchanges.base import row_to_record
     from k2cli.exchanges.binance import BinanceParser
     from k2cli.exchanges.kraken import KrakenV1Parser, KrakenV2Parser
-    from k2cli.exchanges.tape import GeneratedTape
     from k2cli.kafka.v2encode import encode_row, make_row_encoder
+    from k2cli.simulator.tape import GeneratedTape
+    from k2cli.simulator.venues import binance, kraken
 
     assert make_row_encoder() is encode_row
     reference = fastavro_encoder()
-    cases = [("binance", "binance", BinanceParser(), ("BTCUSDT", "ETHBTC")),
-             ("kraken", "kraken1", KrakenV1Parser(), ("BTC/USD", "DOGE/EUR")),
-             ("kraken", "kraken2", KrakenV2Parser(), ("BTC/USD", "ETH/USD"))]
-    for exchange, protocol, parser, symbols in cases:
-        tape = GeneratedTape(exchange, symbols, seed=3)
+    cases = [(binance.VENUE, binance.COMBINED, BinanceParser(), ("BTCUSDT", "ETHBTC")),
+             (kraken.VENUE, kraken.V1, KrakenV1Parser(), ("BTC/USD", "DOGE/EUR")),
+             (kraken.VENUE, kraken.V2, KrakenV2Parser(), ("BTC/USD", "ETH/USD"))]
+    for venue, dialect, parser, symbols in cases:
+        tape = GeneratedTape(symbols, seed=3, multi=venue.multi_trade_events)
         for _ in range(300):
-            frame = tape.next_event(time.time_ns() // 1000).text(protocol)
+            frame = tape.next_event(time.time_ns() // 1000).text(dialect)
             for row in parser.parse_rows(frame, 1_700_000_000_000_000).trades:
                 record = trade.validate_trade(row_to_record(row))
                 assert encode_row(row) == encode_v2(record) == reference(record)
@@ -95,13 +96,14 @@ def test_row_encoder_writes_the_header_first_and_decimals_like_scaleb():
     import time
 
     from k2cli.exchanges.binance import BinanceParser
-    from k2cli.exchanges.tape import GeneratedTape
     from k2cli.kafka.v2encode import _decimal, encode_row
+    from k2cli.simulator.tape import GeneratedTape
+    from k2cli.simulator.venues.binance import COMBINED
 
-    tape, parser = GeneratedTape("binance", ("BTCUSDT",), seed=5), BinanceParser()
+    tape, parser = GeneratedTape(("BTCUSDT",), seed=5), BinanceParser()
     header = b"\x00\x00\x00\x00\x07"
     for _ in range(50):
-        row = parser.parse_rows(tape.next_event(time.time_ns() // 1000).text("binance"), 1).trades[0]
+        row = parser.parse_rows(tape.next_event(time.time_ns() // 1000).text(COMBINED), 1).trades[0]
         assert encode_row(row, header) == header + encode_row(row)
     for text in ("0.00000001", "1", "1.10000000", "9999999999.99999999", "1.0000000000", "123.4567890000",
                  "-5.5", "0", "1E+3", "2.5E-7", "12345678901234567.8"):

@@ -18,7 +18,7 @@ from k2cli.checks.probes import kafka
 from k2cli.checks.probes.proc import Completed, Spawned, StepError, free_port, spawn_k2, wait_for
 from k2cli.soak.scrape import Metrics, ScrapeError, fetch
 
-# `k2 simulate` flags for the simulator's settings and faults (k2cli.exchanges.simulator.SimulatorConfig).
+# `k2 simulate` flags for the simulator's settings and faults (k2cli.simulator.config.SimulatorConfig).
 SIM_FLAGS = {
     "rate": "--rate", "symbols": "--symbols", "tls_cert": "--tls-cert", "tls_key": "--tls-key",
     "ping_interval": "--ping-interval", "drop_every": "--drop-every", "no_pong": "--no-pong",

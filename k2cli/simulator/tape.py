@@ -1,10 +1,11 @@
-"""The simulator's tape: a deterministic stream of trades (or the frames of a recorded file) and how each
-exchange protocol writes them.
+"""The simulator's tape: a deterministic stream of trades (or the frames of a recorded file), and each event's
+frames, rendered once per dialect and cached.
 
 A generated tape is reproducible from its seed: per symbol, trade ids count up from a start id (with a
 gap every `skip_ids_every` trades when that fault is on), prices walk in ticks of 0.01 and quantities
-are whole multiples of 1e-8. Only the trade times come from the clock. A Kraken event (one frame) holds
-1..3 trades of one pair, and now and then two identical trades in the same microsecond.
+are whole multiples of 1e-8. Only the trade times come from the clock. On a multi-trade tape (a venue whose
+frames carry several trades) an event holds 1..3 trades of one symbol, and now and then two identical trades
+in the same microsecond; otherwise one trade.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-from k2cli.exchanges.symbols import kraken_v1_pair
+from typing import Protocol
 
 _BASE_PRICES = {"BTC": 65_000, "ETH": 3_500, "BNB": 600, "SOL": 150, "XRP": 1, "DOGE": 1, "ADA": 1, "LTC": 80}
 TICK = 1_000_000  # 0.01 in units of 1e-8
@@ -52,25 +52,32 @@ class Event:
         self.trades = trades
         self.raw = raw
         self.at = 0.0  # monotonic time the market published it
-        self._text: dict[str, str] = {}
-        self._frame: dict[str, bytes] = {}
+        self._text: dict[Renderer, str] = {}
+        self._frame: dict[Renderer, bytes] = {}
 
-    def text(self, protocol: str) -> str:
-        """The frame in a protocol ("binance", "binance-raw", "kraken1", "kraken2"), formatted once."""
+    def text(self, dialect: Renderer) -> str:
+        """The frame's text in a dialect, rendered once (a recorded frame is sent as it is)."""
         if self.raw is not None:
             return self.raw
-        cached = self._text.get(protocol)
+        cached = self._text.get(dialect)
         if cached is None:
-            cached = self._text[protocol] = FORMATTERS[protocol](self)
+            cached = self._text[dialect] = dialect.render(self)
+        return cached
+
+    def frame(self, dialect: Renderer) -> bytes:
+        """The complete WebSocket text frame (server to client: unmasked, FIN) of `text(dialect)`."""
+        cached = self._frame.get(dialect)
+        if cached is None:
+            cached = self._frame[dialect] = ws_text_frame(self.text(dialect))
         return cached
 
 
-    def frame(self, protocol: str) -> bytes:
-        """The complete WebSocket text frame (server to client: unmasked, FIN) of `text(protocol)`."""
-        cached = self._frame.get(protocol)
-        if cached is None:
-            cached = self._frame[protocol] = ws_text_frame(self.text(protocol))
-        return cached
+class Renderer(Protocol):
+    """What writes a tape event as a frame's text (a venue's dialect); events cache by it, so it hashes by identity."""
+
+    def render(self, event: Event) -> str:
+        """The text of the data frame that carries `event`."""
+        ...
 
 
 def ws_text_frame(text: str) -> bytes:
@@ -91,32 +98,10 @@ def units(value: int, places: int) -> str:
     return f"{whole}.{digits}" if places else str(whole)
 
 
-def _json_number(value: int) -> str:
-    """An amount in units of 1e-8 as a JSON number without trailing zeros (Kraken v2 style)."""
+def json_number(value: int) -> str:
+    """An amount in units of 1e-8 as a JSON number without trailing zeros."""
     text = units(value, 8).rstrip("0")
     return text[:-1] if text.endswith(".") else text
-
-
-def _binance_payload(t: TapeTrade) -> str:
-    ms = t.ts_us // 1000
-    return (f'{{"e":"trade","E":{ms + 1},"s":"{t.symbol}","t":{t.seq},"p":"{units(t.price, 8)}",'
-            f'"q":"{units(t.qty, 8)}","T":{ms},"m":{"false" if t.buy else "true"},"M":true}}')
-
-
-def _binance(event: Event) -> str:
-    t = event.trades[0]
-    return f'{{"stream":"{t.symbol.lower()}@trade","data":{_binance_payload(t)}}}'
-
-
-def _binance_raw(event: Event) -> str:
-    return _binance_payload(event.trades[0])
-
-
-def _kraken1(event: Event) -> str:
-    rows = ",".join(
-        f'["{units(t.price, 5)}","{units(t.qty, 8)}","{t.ts_us // 1_000_000}.{t.ts_us % 1_000_000:06d}",'
-        f'"{"b" if t.buy else "s"}","{"m" if t.market else "l"}",""]' for t in event.trades)
-    return f'[{CHANNEL_ID},[{rows}],"trade","{kraken_v1_pair(event.symbol or "")}"]'
 
 
 def rfc3339(ts_us: int) -> str:
@@ -125,37 +110,18 @@ def rfc3339(ts_us: int) -> str:
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{ts_us % 1_000_000:06d}Z"
 
 
-def kraken2_trade(t: TapeTrade) -> str:
-    """One trade object of a Kraken v2 trade message."""
-    return (f'{{"symbol":"{t.symbol}","side":"{"buy" if t.buy else "sell"}","price":{_json_number(t.price)},'
-            f'"qty":{_json_number(t.qty)},"ord_type":"{"market" if t.market else "limit"}","trade_id":{t.seq},'
-            f'"timestamp":"{rfc3339(t.ts_us)}"}}')
-
-
-def _kraken2(event: Event) -> str:
-    return f'{{"channel":"trade","type":"update","data":[{",".join(kraken2_trade(t) for t in event.trades)}]}}'
-
-
-CHANNEL_ID = 337
-FORMATTERS = {"binance": _binance, "binance-raw": _binance_raw, "kraken1": _kraken1, "kraken2": _kraken2}
-
-
 class GeneratedTape:
-    """Deterministic trades for the symbols (Binance BTCUSDT / Kraken BTC/USD forms)."""
+    """Deterministic trades for the symbols (in the venue's form: BTCUSDT, BTC/USD, BTC-USD ...)."""
 
-    def __init__(self, exchange: str, symbols: tuple[str, ...], seed: int = 1, skip_ids_every: int = 0,
-                 start_id: int = 1_000_000) -> None:
-        self.exchange = exchange
+    def __init__(self, symbols: tuple[str, ...], seed: int = 1, skip_ids_every: int = 0, start_id: int = 1_000_000,
+                 *, multi: bool = False) -> None:
         self.symbols = symbols
         self._rng = random.Random(seed)
         self._skip_every = skip_ids_every
         self._count = 0
         self._next_id = {s: start_id + i * 10_000_000 for i, s in enumerate(symbols)}
-        self._price = {}
-        for s in symbols:
-            base = s.split("/")[0] if "/" in s else next((b for b in _BASE_PRICES if s.startswith(b)), "")
-            self._price[s] = _BASE_PRICES.get(base, 100) * 10**8
-        self._multi = exchange == "kraken"
+        self._price = {s: _BASE_PRICES.get(_base_asset(s), 100) * 10**8 for s in symbols}
+        self._multi = multi
 
     def next_event(self, now_us: int) -> Event:
         """The next frame's trades, stamped `now_us`."""
@@ -164,7 +130,7 @@ class GeneratedTape:
         symbol = self.symbols[bits % len(self.symbols)]
         n = (1, 1, 2, 3)[(bits >> 8) & 3] if self._multi else 1
         bits >>= 10
-        trades = []
+        trades: list[TapeTrade] = []
         for i in range(n):
             self._count += 1
             seq = self._next_id[symbol]
@@ -174,13 +140,21 @@ class GeneratedTape:
             price = max(TICK, self._price[symbol] + ((bits & 7) % 7 - 3) * TICK)
             self._price[symbol] = price
             if i > 0 and (bits >> 3) % 10 < 3:
-                prev = trades[-1]  # an identical trade in the same µs (Kraken v1 cannot tell them apart by id)
+                prev = trades[-1]  # an identical trade in the same µs (without trade ids, indistinguishable)
                 trades.append(TapeTrade(symbol, seq, prev.ts_us, prev.price, prev.qty, prev.buy, prev.market))
             else:
                 qty = rng.getrandbits(22) % 5_000_000 + 1
                 trades.append(TapeTrade(symbol, seq, now_us + i, price, qty, bool(bits & 0x80), (bits >> 8) % 5 == 0))
             bits >>= 16
         return Event(symbol, trades)
+
+
+def _base_asset(symbol: str) -> str:
+    """The base asset of a symbol written with a separator (BTC/USD, BTC-USD) or without one (BTCUSDT)."""
+    for sep in "/-":
+        if sep in symbol:
+            return symbol.split(sep)[0]
+    return next((b for b in _BASE_PRICES if symbol.startswith(b)), "")
 
 
 def read_tape_file(path: Path) -> Iterator[Event]:

@@ -1,0 +1,66 @@
+"""Simulated venues: one module per exchange holds everything protocol-specific; the core names none.
+
+Adding a venue = one module here + one entry in `_MODULES` below (later: the exchange's descriptor in
+k2cli.exchanges.registry, whose `simulator_module` names the module). Nothing else changes: the core
+(k2cli.simulator: market, tape, server, connection, faults) and the `k2 simulate NAME` command are generic.
+
+The module `k2cli.simulator.venues.<name>` defines `VENUE`, an instance of a `Venue` subclass
+(k2cli.simulator.venues.base), with:
+
+  name, title, summary      "binance", "Binance", "combined @trade streams at /stream" (command, help)
+  url_path                  path of the URL printed once listening ("/stream"; "" for the root)
+  multi_trade_events        True: a tape event (one frame) carries 1..3 trades of one symbol; False: one
+  shutdown_notice           name of the venue's shutdown notice ("serverShutdown"), or None: the generic
+                            --shutdown-every fault is then refused for this venue (its flags are hidden)
+  options                   VenueOption(name, flag, default, help) for flags only this venue has; values
+                            arrive in SimulatorConfig.options[name] (read them with base.option(...))
+  default_symbols(settings) the symbols served without --symbols
+  normalise_symbol(raw)     the served form of a --symbols entry; ValueError with one line if impossible
+  check(cfg)                ConfigError (one line) for impossible values of its options
+  route(path, cfg)          Route(dialect, symbols) for a request path (+ query), None = HTTP 400; symbols
+                            are those the path itself subscribes (Binance's /stream?streams=...)
+
+A `Dialect` (base.Dialect; a stateless singleton, one per wire protocol: Binance combined/raw, Kraken
+v1/v2) does the talking, through a `Link` to its connection that the core provides:
+
+  render(event) -> str      the data frame of a tape event (event.symbol, event.trades: TapeTrade with ids,
+                            price/qty as integers in 1e-8 units, ts_us, buy, market); cached per event and
+                            dialect, so it runs once per event however many clients listen: the hot path
+  garbage(n) -> str         the n-th bad frame: n % 4 = invalid JSON, missing field, unknown event, zero price
+  heartbeat                 frame text sent when idle for heartbeat_interval, or None for no heartbeats
+  shutdown_frame(ms) -> str the shutdown notice (only for a venue with shutdown_notice)
+  async open(link)          connection opened: greet (link.send) and wait for a subscribe, or link.start()
+                            at once (the default; the route's symbols are subscribed already)
+  async on_message(link, msg)  a JSON object from the client: answer pings, handle subscribe requests:
+                            cursor = link.anchor(); link.subscribe(symbol); link.recent_trades(symbol,
+                            cursor) for a snapshot; await link.send([...replies, snapshots]); link.start()
+
+The core owns everything else: the market clock and buffer, the tape and tape files, the WebSocket server
+(TLS, pings, refusing unrouted paths), delivery, per-connection lag, and the faults (drops, stalls, no
+pong, garbage frames at their schedule, skipped ids, shutdown timing, slow consumers), and the stats.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from k2cli.simulator.venues.base import Venue
+
+# venue name -> the module that defines its VENUE
+_MODULES: dict[str, str] = {
+    "binance": "k2cli.simulator.venues.binance",
+    "kraken": "k2cli.simulator.venues.kraken",
+}
+
+
+def venue_names() -> tuple[str, ...]:
+    """The names of the simulated venues, in the order their commands are listed."""
+    return tuple(_MODULES)
+
+
+def load_venue(name: str) -> Venue:
+    """The venue called `name`; KeyError when there is none."""
+    venue: Venue = importlib.import_module(_MODULES[name]).VENUE
+    return venue
