@@ -2,17 +2,16 @@
 
 import json
 import uuid
-from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
 
-from k2cli.errors import ConfigError
 from k2cli.exchanges.base import CONTROL, SUBSCRIBE_ERROR, TRADES, FrameError
 from k2cli.exchanges.coinbase import CoinbaseParser
+from k2cli.simulator.tape import TapeTrade
 from k2cli.simulator.venues.coinbase import (
+    VENUE,
     Subscriptions,
-    check_symbols,
     error_text,
     feed_sequence,
     garbage,
@@ -21,14 +20,8 @@ from k2cli.simulator.venues.coinbase import (
 )
 
 
-@dataclass
-class T:
-    symbol: str
-    seq: int
-    ts_us: int
-    price: int
-    qty: int
-    buy: bool
+def T(symbol, seq, ts_us, price, qty, buy):
+    return TapeTrade(symbol, seq, ts_us, price, qty, buy, False)
 
 
 def test_match_frame_reads_back_exactly_with_the_maker_side():
@@ -107,9 +100,8 @@ def test_a_refused_request_changes_nothing_and_unsubscribe_is_refused():
 
 
 def test_served_symbols_are_products_and_error_text_is_the_feed_form():
-    assert check_symbols(["btc-usd", "ETH-USD"]) == ("BTC-USD", "ETH-USD")
-    with pytest.raises(ConfigError) as err:
-        check_symbols(["BTCUSD"])
-    assert err.value.setting is None and "BASE-QUOTE" in str(err.value)
+    assert VENUE.normalise_symbol(" btc-usd") == "BTC-USD"
+    with pytest.raises(ValueError, match="BASE-QUOTE"):
+        VENUE.normalise_symbol("BTCUSD")
     assert json.loads(error_text("x")) == {"type": "error", "message": "Failed to subscribe", "reason": "x"}
     assert CoinbaseParser().parse(match_text(T("BTC-USD", 1, 1, 1, 1, True)), 1).kind == TRADES

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 _MODULES: dict[str, str] = {
     "binance": "k2cli.simulator.venues.binance",
     "kraken": "k2cli.simulator.venues.kraken",
+    "coinbase": "k2cli.simulator.venues.coinbase",
 }
 
 

@@ -14,39 +14,16 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
-from k2cli.exchanges.coinbase import CHANNEL, check_products
+from k2cli.exchanges.coinbase import CHANNEL, split_product
+from k2cli.simulator.tape import Event, TapeTrade, rfc3339, units
+from k2cli.simulator.venues.base import Dialect, Link, Route, Venue
 
-PROTOCOL = "coinbase"
-SUBSCRIBE_TIMEOUT = 5.0  # seconds: the real feed disconnects a client that has not subscribed by then
-
-
-class Trade(Protocol):
-    """The tape trade fields a frame needs (amounts in units of 1e-8)."""
-
-    symbol: str
-    seq: int
-    ts_us: int
-    price: int
-    qty: int
-    buy: bool  # the taker bought
-
-
-def check_symbols(symbols: Sequence[str]) -> tuple[str, ...]:
-    """The products to serve (BTC-USD form); a malformed one is a ConfigError naming --symbols."""
-    return check_products(symbols, setting=None)
-
-
-def _amount(units: int) -> str:
-    whole, frac = divmod(units, 10**8)
-    return f"{whole}.{frac:08d}"
-
-
-def _time(ts_us: int) -> str:
-    dt = datetime.fromtimestamp(ts_us // 1_000_000, UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ts_us % 1_000_000:06d}Z"
+if TYPE_CHECKING:
+    from k2cli.settings import Settings
+    from k2cli.simulator.config import SimulatorConfig
 
 
 def order_id(product: str, trade_id: int, role: str) -> str:
@@ -61,12 +38,12 @@ def feed_sequence(trade_id: int) -> int:
     return trade_id * 3 + 1
 
 
-def match_text(t: Trade, kind: str = "match") -> str:
+def match_text(t: TapeTrade, kind: str = "match") -> str:
     """The match (or last_match) message of a tape trade."""
     return (f'{{"type":"{kind}","trade_id":{t.seq},"maker_order_id":"{order_id(t.symbol, t.seq, "maker")}",'
             f'"taker_order_id":"{order_id(t.symbol, t.seq, "taker")}","side":"{"sell" if t.buy else "buy"}",'
-            f'"size":"{_amount(t.qty)}","price":"{_amount(t.price)}","product_id":"{t.symbol}",'
-            f'"sequence":{feed_sequence(t.seq)},"time":"{_time(t.ts_us)}"}}')
+            f'"size":"{units(t.qty, 8)}","price":"{units(t.price, 8)}","product_id":"{t.symbol}",'
+            f'"sequence":{feed_sequence(t.seq)},"time":"{rfc3339(t.ts_us)}"}}')
 
 
 def error_text(reason: str, message: str = "Failed to subscribe") -> str:
@@ -144,3 +121,62 @@ class Subscriptions:
     def subscriptions_text(self) -> str:
         """The subscriptions message: every channel of the connection with its products."""
         return json.dumps({"type": "subscriptions", "channels": [{"name": CHANNEL, "product_ids": self.products}]})
+
+
+class MatchesFeed(Dialect):
+    """The feed's wire protocol: nothing is delivered until a subscribe; no heartbeats on this channel."""
+
+    def __init__(self) -> None:
+        self._subscriptions: WeakKeyDictionary[Link, Subscriptions] = WeakKeyDictionary()  # per connection
+
+    def render(self, event: Event) -> str:
+        return match_text(event.trades[0])  # one trade per event: this venue's tape is not multi-trade
+
+    def garbage(self, n: int) -> str:
+        return garbage(n)
+
+    async def open(self, link: Link) -> None:
+        return None  # the client speaks first: its subscribe starts the delivery
+
+    async def on_message(self, link: Link, msg: dict[str, Any]) -> None:
+        subscriptions = self._subscriptions.get(link)
+        if subscriptions is None:
+            subscriptions = self._subscriptions[link] = Subscriptions(link.served)
+        reply = subscriptions.handle(msg)
+        if not reply.new_products:
+            await link.send(reply.texts)
+            return
+        cursor = link.anchor()
+        last_matches = []
+        for product in reply.new_products:
+            link.subscribe(product)
+            recent = link.recent_trades(product, cursor)
+            if recent:  # the product's latest trade before this connection joined
+                last_matches.append(match_text(recent[-1], "last_match"))
+        await link.send(reply.texts + last_matches)
+        link.start()
+
+
+FEED = MatchesFeed()
+
+
+class Coinbase(Venue):
+    """The Coinbase Exchange venue (its matches channel)."""
+
+    name = "coinbase"
+    title = "Coinbase"
+    summary = "matches channel at / (subscribe by message)"
+
+    def default_symbols(self, settings: Settings) -> tuple[str, ...]:
+        return settings.exchange(self.name).symbols
+
+    def normalise_symbol(self, raw: str) -> str:
+        product = raw.strip().upper()
+        split_product(product)
+        return product
+
+    def route(self, path: str, cfg: SimulatorConfig) -> Route | None:
+        return Route(FEED)
+
+
+VENUE = Coinbase()
