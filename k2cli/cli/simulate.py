@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from k2cli.cli._common import print_json
-from k2cli.simulator.venues import load_venue, venue_names
+from k2cli.exchanges import registry
+from k2cli.simulator.venues import load_venue
 
 if TYPE_CHECKING:
     from k2cli.simulator.server import Simulator
@@ -26,7 +27,7 @@ def _either(titles: list[str]) -> str:
     return " or ".join([", ".join(titles[:-1]), titles[-1]] if len(titles) > 1 else titles)
 
 
-app = typer.Typer(help=f"Serve a local {_either([load_venue(n).title for n in venue_names()])} exchange (real "
+app = typer.Typer(help=f"Serve a local {_either([d.title for d in registry.all()])} exchange (real "
                        "WebSocket protocol) from a tape, optionally over TLS, with faults to inject. Prints the URL "
                        "to stream from.",
                   no_args_is_help=True, add_completion=False)
@@ -116,7 +117,7 @@ def _serve(venue: Venue, values: dict[str, Any]) -> None:
     from k2cli.simulator.server import run_simulator
 
     symbols, url_file, output_format = values.pop("symbols"), values.pop("url_file"), values.pop("output_format")
-    chosen = tuple(s for s in (symbols.split(",") if symbols else venue.default_symbols(load_settings()))
+    chosen = tuple(s for s in (symbols.split(",") if symbols else load_settings().exchange(venue.name).symbols)
                    if s.strip())
     options = {o.name: values.pop(o.name) for o in venue.options}
     cfg = SimulatorConfig(exchange=venue.name, symbols=chosen, options=options, **values)
@@ -151,5 +152,5 @@ def _rich_summary(stats: dict[str, Any]) -> None:
     Console().print(table)
 
 
-for _name in venue_names():
+for _name in registry.names():
     app.command(_name)(_make(load_venue(_name)))

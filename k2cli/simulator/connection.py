@@ -35,7 +35,7 @@ class Connection:
         self.market = market
         self.ws = ws
         self.dialect = dialect
-        self.subscribed: set[str] = set(symbols)
+        self.subscribed: dict[str, None] = dict.fromkeys(symbols)  # an ordered set
         self.cursor: int | None = None
         self.opened = time.monotonic()
         self.last_sent = self.opened
@@ -78,9 +78,14 @@ class Connection:
             self.cursor = self.market.head
         return self.cursor
 
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The symbols this connection receives, in the order they were subscribed."""
+        return tuple(self.subscribed)
+
     def subscribe(self, symbol: str) -> None:
         """Deliver this symbol's events from now on."""
-        self.subscribed.add(symbol)
+        self.subscribed[symbol] = None
 
     def recent_trades(self, symbol: str, before: int) -> list[TapeTrade]:
         """The symbol's last trades before market index `before` (none on a file tape)."""

@@ -11,10 +11,10 @@ from k2cli.exchanges.coinbase import CoinbaseParser
 from k2cli.simulator.tape import TapeTrade
 from k2cli.simulator.venues.coinbase import (
     VENUE,
-    Subscriptions,
     error_text,
     feed_sequence,
     garbage,
+    handle,
     match_text,
     order_id,
 )
@@ -56,19 +56,21 @@ def test_garbage_frames_are_bad_frames_of_each_kind():
 
 
 def test_subscribe_is_answered_by_subscriptions_and_lists_new_products_once():
-    subs = Subscriptions(("BTC-USD", "ETH-USD"))
-    reply = subs.handle({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matches"]})
+    served = ("BTC-USD", "ETH-USD")
+    reply = handle({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matches"]}, served, ())
     assert reply.new_products == ["BTC-USD"]
     assert json.loads(reply.texts[0]) == {"type": "subscriptions",
                                           "channels": [{"name": "matches", "product_ids": ["BTC-USD"]}]}
-    again = subs.handle({"type": "subscribe", "channels": [{"name": "matches", "product_ids": ["ETH-USD", "BTC-USD"]}]})
-    assert again.new_products == ["ETH-USD"] and subs.products == ["BTC-USD", "ETH-USD"]
+    again = handle({"type": "subscribe", "channels": [{"name": "matches", "product_ids": ["ETH-USD", "BTC-USD"]}]},
+                   served, ("BTC-USD",))
+    assert again.new_products == ["ETH-USD"]
     assert json.loads(again.texts[0])["channels"][0]["product_ids"] == ["BTC-USD", "ETH-USD"]
     assert CoinbaseParser().parse(again.texts[0], 1).kind == CONTROL
 
 
 @pytest.mark.parametrize(("msg", "reason"), [
     ({"type": "subscribe", "product_ids": ["BTC-XYZ"], "channels": ["matches"]}, "BTC-XYZ is not a valid product"),
+    ({"type": "subscribe", "product_ids": ["BTC-USD", "BTC-XYZ"], "channels": ["matches"]}, "BTC-XYZ is not a valid"),
     ({"type": "subscribe", "product_ids": ["BTC-USD"]}, "No channels provided"),
     ({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": []}, "No channels provided"),
     ({"type": "subscribe", "channels": ["matches"]}, "at least one product ID"),
@@ -77,23 +79,19 @@ def test_subscribe_is_answered_by_subscriptions_and_lists_new_products_once():
     ({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": [7]}, "7 is not a valid channel"),
     ({"type": "subscrib", "product_ids": ["BTC-USD"], "channels": ["matches"]}, "neither subscribe nor unsubscribe"),
 ])
-def test_bad_subscribe_is_an_error_the_client_reads_as_a_refusal(msg, reason):
-    subs = Subscriptions(("BTC-USD",))
-    reply = subs.handle(msg)
-    assert reply.new_products == [] and subs.products == [] and len(reply.texts) == 1
+def test_bad_subscribe_subscribes_nothing_and_is_read_as_a_refusal(msg, reason):
+    reply = handle(msg, ("BTC-USD",), ())
+    assert reply.new_products == [] and len(reply.texts) == 1
     error = json.loads(reply.texts[0])
     assert error["type"] == "error" and error["message"] == "Failed to subscribe" and reason in error["reason"]
     parsed = CoinbaseParser().parse(reply.texts[0], 1)
     assert parsed.kind == SUBSCRIBE_ERROR and reason in parsed.info
 
 
-def test_a_refused_request_changes_nothing_and_unsubscribe_is_refused():
-    subs = Subscriptions(("BTC-USD", "ETH-USD"))
-    subs.handle({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matches"]})
-    subs.handle({"type": "subscribe", "product_ids": ["ETH-USD", "DOGE-USD"], "channels": ["matches"]})
-    assert subs.products == ["BTC-USD"]
-    reply = subs.handle({"type": "unsubscribe", "product_ids": ["BTC-USD"], "channels": ["matches"]})
-    assert json.loads(reply.texts[0])["message"] == "Failed to unsubscribe" and subs.products == ["BTC-USD"]
+def test_unsubscribe_is_refused():
+    reply = handle({"type": "unsubscribe", "product_ids": ["BTC-USD"], "channels": ["matches"]}, ("BTC-USD",),
+                   ("BTC-USD",))
+    assert reply.new_products == [] and json.loads(reply.texts[0])["message"] == "Failed to unsubscribe"
     with pytest.raises(FrameError) as err:  # k2 counts it as an exchange error, not as a refused subscription
         CoinbaseParser().parse(reply.texts[0], 1)
     assert err.value.error_type == "exchange_error"

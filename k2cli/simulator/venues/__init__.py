@@ -1,20 +1,21 @@
 """Simulated venues: one module per exchange holds everything protocol-specific; the core names none.
 
-Adding a venue = one module here + one entry in `_MODULES` below (later: the exchange's descriptor in
-k2cli.exchanges.registry, whose `simulator_module` names the module). Nothing else changes: the core
-(k2cli.simulator: market, tape, server, connection, faults) and the `k2 simulate NAME` command are generic.
+Adding a venue = one module here, named by its exchange descriptor's `simulator_module` (the descriptor's
+line in k2cli.exchanges.registry is what makes `k2 simulate NAME` exist). Nothing else changes: the core
+(k2cli.simulator: config, market, tape, server, connection, faults) and the command are generic; the
+venue's title and default symbols come from its descriptor and settings.
 
-The module `k2cli.simulator.venues.<name>` defines `VENUE`, an instance of a `Venue` subclass
-(k2cli.simulator.venues.base), with:
+The module defines `VENUE`, an instance of a `Venue` subclass (k2cli.simulator.venues.base), with:
 
-  name, title, summary      "binance", "Binance", "combined @trade streams at /stream" (command, help)
+  name                      the exchange's registry name ("binance"): command, SimulatorConfig.exchange
+  summary                   what is served where, for the command's help ("combined @trade streams at /stream")
   url_path                  path of the URL printed once listening ("/stream"; "" for the root)
   multi_trade_events        True: a tape event (one frame) carries 1..3 trades of one symbol; False: one
   shutdown_notice           name of the venue's shutdown notice ("serverShutdown"), or None: the generic
                             --shutdown-every fault is then refused for this venue (its flags are hidden)
   options                   VenueOption(name, flag, default, help) for flags only this venue has; values
-                            arrive in SimulatorConfig.options[name] (read them with base.option(...))
-  default_symbols(settings) the symbols served without --symbols
+                            arrive in SimulatorConfig.options[name] (read them with base.option(...));
+                            names must differ from SimulatorConfig's fields (they become the command's too)
   normalise_symbol(raw)     the served form of a --symbols entry; ValueError with one line if impossible
   check(cfg)                ConfigError (one line) for impossible values of its options
   route(path, cfg)          Route(dialect, symbols) for a request path (+ query), None = HTTP 400; symbols
@@ -35,6 +36,10 @@ v1/v2) does the talking, through a `Link` to its connection that the core provid
                             cursor = link.anchor(); link.subscribe(symbol); link.recent_trades(symbol,
                             cursor) for a snapshot; await link.send([...replies, snapshots]); link.start()
 
+The Link (base.Link): conn_id, served (the configured symbols), subscriptions (this connection's, in
+subscription order), send(texts), anchor(), subscribe(symbol), recent_trades(symbol, before), start().
+Dialects keep no per-connection state of their own: what a connection has subscribed is the Link's.
+
 The core owns everything else: the market clock and buffer, the tape and tape files, the WebSocket server
 (TLS, pings, refusing unrouted paths), delivery, per-connection lag, and the faults (drops, stalls, no
 pong, garbage frames at their schedule, skipped ids, shutdown timing, slow consumers), and the stats.
@@ -48,20 +53,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from k2cli.simulator.venues.base import Venue
 
-# venue name -> the module that defines its VENUE
-_MODULES: dict[str, str] = {
-    "binance": "k2cli.simulator.venues.binance",
-    "kraken": "k2cli.simulator.venues.kraken",
-    "coinbase": "k2cli.simulator.venues.coinbase",
-}
-
 
 def venue_names() -> tuple[str, ...]:
-    """The names of the simulated venues, in the order their commands are listed."""
-    return tuple(_MODULES)
+    """The names of the simulated venues (every registered exchange), in registration order."""
+    from k2cli.exchanges import registry
+
+    return registry.names()
 
 
 def load_venue(name: str) -> Venue:
-    """The venue called `name`; KeyError when there is none."""
-    venue: Venue = importlib.import_module(_MODULES[name]).VENUE
+    """The venue of a registered exchange; an unknown name is a ConfigError naming the known ones."""
+    from k2cli.exchanges import registry
+
+    venue: Venue = importlib.import_module(registry.get(name).simulator_module).VENUE
     return venue

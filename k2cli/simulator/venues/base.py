@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from k2cli.settings import Settings
     from k2cli.simulator.config import SimulatorConfig
     from k2cli.simulator.tape import Event, TapeTrade
 
@@ -38,6 +37,11 @@ class Link(Protocol):
         """The symbols the simulator serves, normalised by the venue."""
         ...
 
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The symbols this connection receives (the route's, then each subscribe()'s), in that order."""
+        ...
+
     async def send(self, texts: list[str]) -> None:
         """Send text frames, in order, in one write."""
         ...
@@ -62,8 +66,8 @@ class Link(Protocol):
 class Dialect(ABC):
     """One wire protocol of a venue, served on the request paths its venue routes to it.
 
-    Dialects are stateless singletons (per-connection state lives in the core); frames are cached per
-    event by dialect identity, so do not define __eq__/__hash__.
+    Dialects are stateless singletons: per-connection state lives in the core and is read through the Link
+    (subscriptions, anchor); frames are cached per event by dialect identity, so do not define __eq__/__hash__.
     """
 
     heartbeat: str | None = None  # frame sent after heartbeat_interval without any frame; None = no heartbeats
@@ -101,17 +105,19 @@ class Route(NamedTuple):
 class Venue(ABC):
     """A simulated exchange: its symbols, request paths, dialects, options and faults it supports."""
 
-    name: str  # the command (`k2 simulate NAME`) and SimulatorConfig.exchange
-    title: str  # "Binance", in help and messages
+    name: str  # its exchange's registry name: the command (`k2 simulate NAME`) and SimulatorConfig.exchange
     summary: str  # what is served where, for the command's help ("WS v1 at /, v2 at /v2")
     url_path: str = ""  # path of the URL printed once listening
     multi_trade_events: bool = False  # frames carry 1..3 trades of one symbol (else one trade)
     shutdown_notice: str | None = None  # name of its shutdown notice; None: --shutdown-every is refused
     options: tuple[VenueOption, ...] = ()
 
-    @abstractmethod
-    def default_symbols(self, settings: Settings) -> tuple[str, ...]:
-        """The symbols served when --symbols is not given."""
+    @property
+    def title(self) -> str:
+        """Its exchange's name for people ("Binance"), from the exchange's descriptor."""
+        from k2cli.exchanges import registry
+
+        return registry.get(self.name).title
 
     @abstractmethod
     def normalise_symbol(self, raw: str) -> str:

@@ -15,7 +15,6 @@ from k2cli.simulator.tape import Event, TapeTrade, units
 from k2cli.simulator.venues.base import Dialect, Link, Route, Venue
 
 if TYPE_CHECKING:
-    from k2cli.settings import Settings
     from k2cli.simulator.config import SimulatorConfig
 
 
@@ -73,13 +72,9 @@ class Binance(Venue):
     """The Binance venue."""
 
     name = "binance"
-    title = "Binance"
     summary = "combined @trade streams at /stream"
     url_path = "/stream"
     shutdown_notice = "serverShutdown"
-
-    def default_symbols(self, settings: Settings) -> tuple[str, ...]:
-        return settings.binance_symbols
 
     def normalise_symbol(self, raw: str) -> str:
         symbol = raw.strip().upper()

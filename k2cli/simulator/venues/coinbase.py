@@ -15,14 +15,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
 
 from k2cli.exchanges.coinbase import CHANNEL, split_product
 from k2cli.simulator.tape import Event, TapeTrade, rfc3339, units
 from k2cli.simulator.venues.base import Dialect, Link, Route, Venue
 
 if TYPE_CHECKING:
-    from k2cli.settings import Settings
     from k2cli.simulator.config import SimulatorConfig
 
 
@@ -69,65 +67,56 @@ class Reply:
     new_products: list[str] = field(default_factory=list)  # matches products that need their last_match now
 
 
-class Subscriptions:
-    """One connection's subscriptions to the matches channel, grown by its subscribe messages."""
+def handle(msg: dict[str, Any], served: Sequence[str], subscribed: Sequence[str]) -> Reply:
+    """The feed's answer to one client message (a JSON object) on a connection subscribed to `subscribed`;
+    a refused request subscribes nothing. Unsubscribing is not simulated (k2 never unsubscribes): refused."""
+    kind = msg.get("type")
+    if kind == "unsubscribe":
+        return Reply([error_text("unsubscribe is not simulated", "Failed to unsubscribe")])
+    if kind != "subscribe":
+        return Reply([error_text(f"Type {kind!r} is neither subscribe nor unsubscribe")])
+    wanted = _wanted(msg, served)
+    if isinstance(wanted, str):
+        return Reply([error_text(wanted)])
+    new = [p for p in wanted if p not in subscribed]
+    return Reply([subscriptions_text([*subscribed, *new])], new)
 
-    def __init__(self, served: Sequence[str]) -> None:
-        self.served = tuple(served)
-        self.products: list[str] = []  # subscribed, in subscription order
 
-    def handle(self, msg: dict[str, Any]) -> Reply:
-        """Apply one client message (a JSON object); a refused request changes nothing and is answered by an
-        error. Unsubscribing is not simulated (k2 never unsubscribes): it is refused."""
-        kind = msg.get("type")
-        if kind == "unsubscribe":
-            return Reply([error_text("unsubscribe is not simulated", "Failed to unsubscribe")])
-        if kind != "subscribe":
-            return Reply([error_text(f"Type {kind!r} is neither subscribe nor unsubscribe")])
-        wanted = self._wanted(msg)
-        if isinstance(wanted, str):
-            return Reply([error_text(wanted)])
-        new = [p for p in wanted if p not in self.products]
-        self.products.extend(new)
-        return Reply([self.subscriptions_text()], new)
+def _wanted(msg: dict[str, Any], served: Sequence[str]) -> list[str] | str:
+    """The matches products a subscribe request names, or the reason it is refused."""
+    channels = msg.get("channels")
+    top = msg.get("product_ids")
+    if not isinstance(channels, list) or not channels:
+        return "No channels provided"
+    if top is not None and not isinstance(top, list):
+        return "product_ids must be a list"
+    wanted: list[str] = []
+    for channel in channels:
+        if isinstance(channel, str):
+            name, products = channel, top or []
+        elif isinstance(channel, dict) and isinstance(channel.get("name"), str):
+            name, products = channel["name"], channel.get("product_ids", top) or []
+        else:
+            return f"{channel!r} is not a valid channel"
+        if name != CHANNEL:
+            return f"{name} is not a valid channel (this simulator serves {CHANNEL})"
+        if not isinstance(products, list) or not products:
+            return f"You must specify at least one product ID for channel {name}"
+        for product in products:
+            if product not in served:
+                return f"{product} is not a valid product"
+            if product not in wanted:
+                wanted.append(product)
+    return wanted
 
-    def _wanted(self, msg: dict[str, Any]) -> list[str] | str:
-        """The matches products a request names, or the reason it is refused."""
-        channels = msg.get("channels")
-        top = msg.get("product_ids")
-        if not isinstance(channels, list) or not channels:
-            return "No channels provided"
-        if top is not None and not isinstance(top, list):
-            return "product_ids must be a list"
-        wanted: list[str] = []
-        for channel in channels:
-            if isinstance(channel, str):
-                name, products = channel, top or []
-            elif isinstance(channel, dict) and isinstance(channel.get("name"), str):
-                name, products = channel["name"], channel.get("product_ids", top) or []
-            else:
-                return f"{channel!r} is not a valid channel"
-            if name != CHANNEL:
-                return f"{name} is not a valid channel (this simulator serves {CHANNEL})"
-            if not isinstance(products, list) or not products:
-                return f"You must specify at least one product ID for channel {name}"
-            for product in products:
-                if product not in self.served:
-                    return f"{product} is not a valid product"
-                if product not in wanted:
-                    wanted.append(product)
-        return wanted
 
-    def subscriptions_text(self) -> str:
-        """The subscriptions message: every channel of the connection with its products."""
-        return json.dumps({"type": "subscriptions", "channels": [{"name": CHANNEL, "product_ids": self.products}]})
+def subscriptions_text(products: Sequence[str]) -> str:
+    """The subscriptions message: the connection's channel with its products."""
+    return json.dumps({"type": "subscriptions", "channels": [{"name": CHANNEL, "product_ids": list(products)}]})
 
 
 class MatchesFeed(Dialect):
     """The feed's wire protocol: nothing is delivered until a subscribe; no heartbeats on this channel."""
-
-    def __init__(self) -> None:
-        self._subscriptions: WeakKeyDictionary[Link, Subscriptions] = WeakKeyDictionary()  # per connection
 
     def render(self, event: Event) -> str:
         return match_text(event.trades[0])  # one trade per event: this venue's tape is not multi-trade
@@ -139,10 +128,7 @@ class MatchesFeed(Dialect):
         return None  # the client speaks first: its subscribe starts the delivery
 
     async def on_message(self, link: Link, msg: dict[str, Any]) -> None:
-        subscriptions = self._subscriptions.get(link)
-        if subscriptions is None:
-            subscriptions = self._subscriptions[link] = Subscriptions(link.served)
-        reply = subscriptions.handle(msg)
+        reply = handle(msg, link.served, link.subscriptions)
         if not reply.new_products:
             await link.send(reply.texts)
             return
@@ -164,11 +150,7 @@ class Coinbase(Venue):
     """The Coinbase Exchange venue (its matches channel)."""
 
     name = "coinbase"
-    title = "Coinbase"
     summary = "matches channel at / (subscribe by message)"
-
-    def default_symbols(self, settings: Settings) -> tuple[str, ...]:
-        return settings.exchange(self.name).symbols
 
     def normalise_symbol(self, raw: str) -> str:
         product = raw.strip().upper()

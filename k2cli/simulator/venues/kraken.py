@@ -19,7 +19,6 @@ from k2cli.simulator.tape import Event, TapeTrade, json_number, rfc3339, units
 from k2cli.simulator.venues.base import Dialect, Link, Route, Venue, VenueOption, option
 
 if TYPE_CHECKING:
-    from k2cli.settings import Settings
     from k2cli.simulator.config import SimulatorConfig
 
 CHANNEL_ID = 337
@@ -166,13 +165,9 @@ class Kraken(Venue):
     """The Kraken venue."""
 
     name = "kraken"
-    title = "Kraken"
     summary = "WS v1 at /, v2 at /v2"
     multi_trade_events = True
     options = (VERSION,)
-
-    def default_symbols(self, settings: Settings) -> tuple[str, ...]:
-        return settings.kraken_symbols
 
     def normalise_symbol(self, raw: str) -> str:
         base, quote = split_kraken_pair(raw.strip().upper())
