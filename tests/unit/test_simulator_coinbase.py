@@ -1,5 +1,6 @@
 """The simulated Coinbase feed: its frames read back exactly by k2's own parser; its subscription handshake."""
 
+import asyncio
 import json
 import uuid
 from decimal import Decimal
@@ -8,8 +9,9 @@ import pytest
 
 from k2cli.exchanges.base import CONTROL, SUBSCRIBE_ERROR, TRADES, FrameError
 from k2cli.exchanges.coinbase import CoinbaseParser
-from k2cli.simulator.tape import TapeTrade
+from k2cli.simulator.tape import GeneratedTape, TapeTrade, ws_text_frame
 from k2cli.simulator.venues.coinbase import (
+    FEED,
     VENUE,
     error_text,
     feed_sequence,
@@ -103,3 +105,70 @@ def test_served_symbols_are_products_and_error_text_is_the_feed_form():
         VENUE.normalise_symbol("BTCUSD")
     assert json.loads(error_text("x")) == {"type": "error", "message": "Failed to subscribe", "reason": "x"}
     assert CoinbaseParser().parse(match_text(T("BTC-USD", 1, 1, 1, 1, True)), 1).kind == TRADES
+
+
+def test_generated_tape_frames_parse_back_to_the_tape_trades():
+    tape = GeneratedTape(("BTC-USD", "ETH-USD"), seed=7)
+    parser = CoinbaseParser()
+    for _ in range(300):
+        event = tape.next_event(1_700_000_000_123_456)
+        assert len(event.trades) == 1 and event.frame(FEED) == ws_text_frame(event.text(FEED))
+        t, rec = event.trades[0], parser.parse(event.text(FEED), 1).trades[0]
+        assert (rec["source_sequence"], rec["price"], rec["quantity"], rec["timestamp"], rec["side"]) == \
+            (t.seq, Decimal(t.price).scaleb(-8), Decimal(t.qty).scaleb(-8), t.ts_us, "BUY" if t.buy else "SELL")
+        assert rec["symbol"] == t.symbol.replace("-", "") and rec["vendor_data"]["event_type"] == "match"
+
+
+class Link:
+    """A link over a fixed market position (anchor 10) that records what the dialect does."""
+
+    def __init__(self, served, recent):
+        self.served, self.recent, self.conn_id = served, recent, 7
+        self.sent: list[str] = []
+        self.subscriptions: tuple[str, ...] = ()
+        self.started = False
+
+    async def send(self, texts):
+        self.sent.extend(texts)
+
+    def anchor(self):
+        return 10
+
+    def subscribe(self, symbol):
+        self.subscriptions = (*self.subscriptions, symbol)
+
+    def recent_trades(self, symbol, before):
+        return self.recent.get(symbol, []) if before == 10 else []
+
+    def start(self):
+        self.started = True
+
+
+def _talk(link, *messages):
+    async def main():
+        await FEED.open(link)
+        for msg in messages:
+            await FEED.on_message(link, msg)
+
+    asyncio.run(main())
+
+
+def test_handshake_waits_for_a_subscribe_then_sends_subscriptions_and_one_last_match_per_product():
+    older, latest = T("BTC-USD", 41, 5, 10**8, 10**8, True), T("BTC-USD", 42, 6, 2 * 10**8, 10**8, False)
+    link = Link(("BTC-USD", "ETH-USD"), {"BTC-USD": [older, latest]})
+    _talk(link)
+    assert link.sent == [] and not link.started  # the client speaks first
+    _talk(link, {"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channels": ["matches"]})
+    subscriptions, last_match = link.sent  # ETH-USD has no trade yet: no last_match for it
+    assert json.loads(subscriptions)["channels"] == [{"name": "matches", "product_ids": ["BTC-USD", "ETH-USD"]}]
+    assert last_match == match_text(latest, "last_match")
+    assert link.subscriptions == ("BTC-USD", "ETH-USD") and link.started
+    rec = CoinbaseParser().parse(last_match, 1).trades[0]
+    assert rec["source_sequence"] == 42 and rec["side"] == "SELL" and rec["vendor_data"]["event_type"] == "last_match"
+
+
+def test_a_refused_subscribe_starts_nothing():
+    link = Link(("BTC-USD",), {})
+    _talk(link, {"type": "subscribe", "product_ids": ["BTC-USD", "SOL-USD"], "channels": ["matches"]})
+    assert len(link.sent) == 1 and json.loads(link.sent[0])["reason"] == "SOL-USD is not a valid product"
+    assert link.subscriptions == () and not link.started
