@@ -22,6 +22,7 @@ _k2_complete() {
             " query trades") path="$path $word" ;;
             " simulate") path="$path $word" ;;
             " simulate binance") path="$path $word" ;;
+            " simulate coinbase") path="$path $word" ;;
             " simulate kraken") path="$path $word" ;;
             " soak") path="$path $word" ;;
             " soak report") path="$path $word" ;;
@@ -32,6 +33,7 @@ _k2_complete() {
             " stack up") path="$path $word" ;;
             " stream") path="$path $word" ;;
             " stream binance") path="$path $word" ;;
+            " stream coinbase") path="$path $word" ;;
             " stream kraken") path="$path $word" ;;
             " validate") path="$path $word" ;;
             " validate coverage") path="$path $word" ;;
@@ -59,8 +61,9 @@ _k2_complete() {
         " query snapshots") COMPREPLY=($(compgen -W "--format --help --limit --output --table -f -n -o" -- "$cur")) ;;
         " query sql") COMPREPLY=($(compgen -W "--format --help --max-rows --output --table -f -o" -- "$cur")) ;;
         " query trades") COMPREPLY=($(compgen -W "--exchange --format --help --limit --order --output --since --symbol --table --until -e -f -n -o -s" -- "$cur")) ;;
-        " simulate") COMPREPLY=($(compgen -W "binance kraken --help" -- "$cur")) ;;
+        " simulate") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
         " simulate binance") COMPREPLY=($(compgen -W "--buffer --drop-every --format --garbage-every --help --host --lag-ms --no-pong --ping-interval --ping-timeout --port --rate --record --seed --shutdown-every --shutdown-grace --skip-ids-every --stall-after --symbols --tape --tls-cert --tls-key --url-file -f -p -r -s" -- "$cur")) ;;
+        " simulate coinbase") COMPREPLY=($(compgen -W "--buffer --drop-every --format --garbage-every --help --host --lag-ms --no-pong --ping-interval --ping-timeout --port --rate --record --seed --skip-ids-every --stall-after --symbols --tape --tls-cert --tls-key --url-file -f -p -r -s" -- "$cur")) ;;
         " simulate kraken") COMPREPLY=($(compgen -W "--buffer --drop-every --format --garbage-every --help --host --kraken-version --lag-ms --no-pong --ping-interval --ping-timeout --port --rate --record --seed --skip-ids-every --stall-after --symbols --tape --tls-cert --tls-key --url-file -f -p -r -s" -- "$cur")) ;;
         " soak") COMPREPLY=($(compgen -W "report --consumer --exchange --format --group --help --hours --minutes --output-dir --sample-interval --startup-timeout --symbols --topic --url -e -f -o" -- "$cur")) ;;
         " soak report") COMPREPLY=($(compgen -W "--days --exchange --format --help --output --prometheus -e -f" -- "$cur")) ;;
@@ -69,8 +72,9 @@ _k2_complete() {
         " stack install") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack status") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack up") COMPREPLY=($(compgen -W "--format --help --timeout -f" -- "$cur")) ;;
-        " stream") COMPREPLY=($(compgen -W "binance kraken --help" -- "$cur")) ;;
+        " stream") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
         " stream binance") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
+        " stream coinbase") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
         " stream kraken") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
         " validate") COMPREPLY=($(compgen -W "coverage deploy e2e list prereqs resilience streaming tech-debt --help" -- "$cur")) ;;
         " validate coverage") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;

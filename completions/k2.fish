@@ -144,9 +144,10 @@ complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -s n
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -s o
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -s s
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and not __fish_seen_subcommand_from binance kraken' -a binance
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and not __fish_seen_subcommand_from binance kraken' -a kraken
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and not __fish_seen_subcommand_from binance kraken' -l help
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and not __fish_seen_subcommand_from binance coinbase kraken' -a binance
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and not __fish_seen_subcommand_from binance coinbase kraken' -a coinbase
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and not __fish_seen_subcommand_from binance coinbase kraken' -a kraken
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and not __fish_seen_subcommand_from binance coinbase kraken' -l help
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l buffer
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l drop-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l format
@@ -174,6 +175,31 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -s p
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -s r
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -s s
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l buffer
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l drop-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l format
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l garbage-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l help
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l host
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l lag-ms
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l no-pong
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l ping-interval
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l ping-timeout
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l port
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l rate
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l record
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l seed
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l skip-ids-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l stall-after
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l symbols
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l tape
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l tls-cert
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l tls-key
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l url-file
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -s f
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -s p
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -s r
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -s s
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l buffer
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l drop-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l format
@@ -243,9 +269,10 @@ complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l timeout
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -s f
-complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance kraken' -a binance
-complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance kraken' -a kraken
-complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance kraken' -l help
+complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a binance
+complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a coinbase
+complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a kraken
+complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l ca-bundle
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l duration
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l failover-urls
@@ -268,6 +295,28 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s s
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s t
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s v
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l ca-bundle
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l duration
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l failover-urls
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l format
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l help
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l idle-timeout
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l insecure
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l max-messages
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l metrics-port
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l ping-interval
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l pong-timeout
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l rotation-interval
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l symbols
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l topic
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l url
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l verbose
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s d
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s f
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s n
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s s
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s t
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s v
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l ca-bundle
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l duration
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l failover-urls

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from k2cli.errors import ConfigError
-from k2cli.exchanges import binance, kraken
+from k2cli.exchanges import binance, coinbase, kraken
 from k2cli.exchanges.descriptor import ExchangeDescriptor
 
 # one line per exchange; the first is the default of commands that take --exchange.
@@ -11,6 +11,7 @@ from k2cli.exchanges.descriptor import ExchangeDescriptor
 _ALL: tuple[ExchangeDescriptor, ...] = (
     binance.DESCRIPTOR,
     kraken.DESCRIPTOR,
+    coinbase.DESCRIPTOR,
 )
 _BY_NAME = {d.name: d for d in _ALL}
 

@@ -97,8 +97,9 @@ def test_checklist_catalogue():
 def test_every_threshold_is_used_by_a_step():
     from k2cli.checks import thresholds
     from k2cli.checks.checklists import streaming
+    from k2cli.exchanges import registry
 
-    checklists = [*every_checklist(), streaming.build(Options(exchange="kraken"))]
+    checklists = [*every_checklist(), *(streaming.build(Options(exchange=name)) for name in registry.names())]
     listed = {name for c in checklists for s in c.steps for name in s.thresholds}
     assert listed <= set(thresholds.THRESHOLDS), "a step lists an unknown threshold"
     assert set(thresholds.THRESHOLDS) - listed == set(), "thresholds no step uses"

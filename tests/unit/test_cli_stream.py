@@ -13,6 +13,7 @@ from tests.conftest import run_k2
     (["stream", "binance", "--url", "http://example.com"], 2, "is not a ws:// or wss:// URL"),
     (["stream", "kraken", "--symbols", "BTCUSD"], 2, "is not a Kraken pair"),
     (["stream", "kraken", "--url", "ws://h/v2", "--failover-urls", "ws://h"], 2, "mix WS API v1 and v2"),
+    (["stream", "coinbase", "--symbols", "BTCUSD"], 2, "is not a Coinbase product"),
     (["stream", "binance", "--metrics-port", "70000"], 2, "is not a port"),
     (["stream", "binance", "--max-messages", "-1"], 2, "must be 0 (unbounded) or more"),
     (["simulate", "kraken", "--shutdown-every", "3"], 2, "--shutdown-every is a Binance fault"),
@@ -48,5 +49,8 @@ def test_build_options_defaults_and_explicit_url_drops_failovers():
     assert local.urls == ("ws://127.0.0.1:1/stream",) and local.symbols == ("BTCUSDT",)
     kr = build_options(settings, "kraken", symbols=("XBT/USD", "eth/eur"), metrics_port=0)
     assert kr.symbols == ("BTC/USD", "ETH/EUR") and kr.metrics_port == 0 and kr.topic.endswith(".kraken")
+    cb = build_options(settings, "coinbase", symbols=("btc-usd", "ETH-EUR"))
+    assert cb.symbols == ("BTC-USD", "ETH-EUR") and cb.urls == ("wss://ws-feed.exchange.coinbase.com",)
+    assert cb.metrics_port == 9095 and cb.topic == "market.crypto.trades.coinbase"
     with pytest.raises(ConfigError):
-        build_options(settings, "coinbase")
+        build_options(settings, "bybit")

@@ -10,18 +10,18 @@ from k2cli.exchanges.base import ROW_SOURCE_SEQUENCE, ROW_SYMBOL, TRADES
 
 
 def test_registered_exchanges_and_their_lookups():
-    assert registry.names() == ("binance", "kraken")
+    assert registry.names() == ("binance", "kraken", "coinbase")
     assert [d.name for d in registry.all()] == list(registry.names())
     assert registry.default().name == "binance"
     assert registry.get("kraken").code == "KRAKEN" and registry.by_code("binance").name == "binance"
     assert registry.by_code("NASDAQ") is None
-    assert registry.names_text() == "binance or kraken"
-    assert registry.names_text("--exchange {}") == "--exchange binance or --exchange kraken"
-    assert registry.names_text(mark_default=True) == "binance (default) or kraken"
+    assert registry.names_text() == "binance, kraken or coinbase"
+    assert registry.names_text("--exchange {}") == "--exchange binance, --exchange kraken or --exchange coinbase"
+    assert registry.names_text(mark_default=True) == "binance (default), kraken or coinbase"
 
 
 def test_an_unknown_exchange_names_the_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown exchange 'nasdaq' \(known: binance, kraken"):
+    with pytest.raises(ConfigError, match=r"unknown exchange 'nasdaq' \(known: binance, kraken, coinbase"):
         registry.get("nasdaq")
 
 

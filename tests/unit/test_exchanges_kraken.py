@@ -186,7 +186,7 @@ def test_rfc3339_fast_path_agrees_with_the_general_parser():
     import datetime as dt
     import random
 
-    from k2cli.exchanges.kraken import _parse_rfc3339_us
+    from k2cli.exchanges.rfc3339 import _parse_rfc3339_us
 
     rng = random.Random(3)
     cases = ["2023-09-25T07:48:36.925533Z", "2024-02-29T23:59:59.999999Z", "1970-01-01T00:00:00.000000Z",

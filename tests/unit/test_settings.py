@@ -25,7 +25,8 @@ def test_defaults_follow_the_contract():
     assert s.schema_registry_url == "http://localhost:8081"
     assert s.consumer_group == "k2-iceberg-writer-crypto-v2"
     assert s.table == "market_data.trades_v2"
-    assert s.consumer_topics == ("market.crypto.trades.binance", "market.crypto.trades.kraken")
+    assert s.consumer_topics == ("market.crypto.trades.binance", "market.crypto.trades.kraken",
+                                 "market.crypto.trades.coinbase")
     assert s.catalog_uri.startswith("sqlite:///") and s.warehouse.startswith("file://")
     assert s.ping_interval == 180 and s.pong_timeout == 10 and s.idle_timeout == 30
     assert s.rotation_interval == 4 * 3600 and s.serializer_cache_max_size == 10

@@ -35,7 +35,8 @@ def test_config_derives_ports_from_settings():
     assert (cfg.kafka_port, cfg.registry_port, cfg.postgres_port, cfg.prometheus_port) == (29092, 28081, 25432,
                                                                                           29090)
     assert (cfg.postgres_user, cfg.postgres_password, cfg.postgres_database) == ("u", "p", "cat")
-    assert cfg.topics == ("market.crypto.trades.binance", "market.crypto.trades.kraken")
+    assert cfg.topics == ("market.crypto.trades.binance", "market.crypto.trades.kraken",
+                          "market.crypto.trades.coinbase")
     assert cfg.topic_partitions == 6
 
 

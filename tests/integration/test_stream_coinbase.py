@@ -1,0 +1,254 @@
+"""Coinbase Exchange end to end: `k2 simulate coinbase` (the matches channel over a real WebSocket) ->
+`k2 stream coinbase` -> Kafka + Schema Registry -> decoded records, compared with what the simulator sent.
+
+Exact records, make-before-break rotation without loss or duplicates, heartbeat and pong timeout, the idle
+watchdog, dropped connections, bad frames in the dead-letter file, a refused subscription.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+import uuid
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+
+from tests.conftest import require
+from tests.integration.stream_support import (
+    create_topic,
+    free_port,
+    metric_value,
+    micros,
+    parse_summary,
+    read_record_file,
+    read_topic,
+    run_stream,
+    scrape,
+    simulator,
+    stream_cmd,
+)
+
+pytestmark = pytest.mark.integration
+RATE = 100
+MAKER = "ac928c66-ca53-498f-9c13-a110027a60e8"
+TAKER = "132fb6ae-456b-4654-b4e0-d681ac05cea1"
+
+
+def _match(kind, trade_id, product, side, size, price, sequence, time_s):
+    return json.dumps({"type": kind, "trade_id": trade_id, "maker_order_id": MAKER, "taker_order_id": TAKER,
+                       "side": side, "size": size, "price": price, "product_id": product, "sequence": sequence,
+                       "time": time_s})
+
+
+TAPE = [
+    _match("last_match", 1000, "BTC-USD", "sell", "0.00012345", "36512.34000001", 5000, "2023-11-14T22:13:20.120000Z"),
+    _match("match", 1001, "BTC-USD", "buy", "0.00000001", "9999999999.99999999", 5003, "2023-11-14T22:13:20.300001Z"),
+    _match("match", 77, "ETH-BTC", "sell", "12.50000000", "0.05432100", 900, "2023-11-14T22:13:21.000000Z"),
+]
+
+
+def _common(rec, started_us):
+    """Check and strip the fields the tape does not fix."""
+    assert uuid.UUID(rec.pop("message_id")).version == 4
+    assert started_us <= micros(rec.pop("ingestion_timestamp")) <= int(time.time() * 1e6)
+    rec["timestamp"] = micros(rec["timestamp"])
+    return rec
+
+
+def _after(recs, seconds_after_first):
+    """How many records carry an exchange time later than the first record + seconds."""
+    times = sorted(micros(r["timestamp"]) for _, r in recs)
+    return sum(1 for t in times if t > times[0] + seconds_after_first * 1_000_000)
+
+
+def test_coinbase_records_are_exact(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    tape = tmp_path / "tape.txt"
+    tape.write_text("\n".join(TAPE) + "\n")
+    topic = f"test.stream.records.coinbase.{unique}"
+    create_topic(topic, partitions=2)
+    started = int(time.time() * 1e6)
+    with simulator("coinbase", ["--tape", str(tape), "--rate", "50", "--symbols", "BTC-USD,ETH-BTC"], k2_env,
+                   tmp_path) as url:
+        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD,ETH-BTC", "--topic", topic,
+                                                     "--max-messages", "3"], k2_env, timeout=90)
+    assert code == 0, err
+    assert summary["status"] == "completed" and summary["produced"] == 3 and summary["undelivered"] == 0
+    got = read_topic(topic)
+    assert len(got) == 3
+    by_id = {rec["trade_id"]: (key, _common(rec, started)) for key, rec in got}
+    assert set(by_id) == {"COINBASE-BTCUSD-1000", "COINBASE-BTCUSD-1001", "COINBASE-ETHBTC-77"}
+    key, last = by_id["COINBASE-BTCUSD-1000"]
+    assert key == "BTCUSD"
+    assert last == {
+        "trade_id": "COINBASE-BTCUSD-1000", "symbol": "BTCUSD", "exchange": "COINBASE", "asset_class": "crypto",
+        "timestamp": 1700000000120000, "price": Decimal("36512.34000001"), "quantity": Decimal("0.00012345"),
+        "currency": "USD", "side": "BUY", "trade_conditions": [], "source_sequence": 1000, "platform_sequence": None,
+        "vendor_data": {"product_id": "BTC-USD", "base_asset": "BTC", "quote_asset": "USD", "maker_side": "sell",
+                        "maker_order_id": MAKER, "taker_order_id": TAKER, "sequence": "5000",
+                        "event_type": "last_match", "raw_timestamp": "2023-11-14T22:13:20.120000Z"},
+    }
+    _, big = by_id["COINBASE-BTCUSD-1001"]
+    assert big["price"] == Decimal("9999999999.99999999") and big["quantity"] == Decimal("0.00000001")
+    assert big["side"] == "SELL" and big["timestamp"] == 1700000000300001  # the maker bought: the taker sold
+    assert big["vendor_data"]["event_type"] == "match" and big["vendor_data"]["sequence"] == "5003"
+    key, eth = by_id["COINBASE-ETHBTC-77"]
+    assert key == "ETHBTC" and eth["currency"] == "BTC" and eth["side"] == "BUY" and eth["source_sequence"] == 77
+    assert eth["price"] == Decimal("0.054321") and eth["quantity"] == Decimal("12.5")
+    assert eth["vendor_data"]["base_asset"] == "ETH" and eth["timestamp"] == 1700000001000000
+
+
+def _assert_exact_prefix(recs, record_file):
+    """Kafka holds, per product, exactly the first N trades the simulator generated, compared field by field
+    (prices and quantities as Decimals, µs times, the taker's side)."""
+    tape = defaultdict(list)
+    for t in read_record_file(record_file):
+        tape[t["symbol"].replace("-", "")].append(t)
+    by_symbol = defaultdict(list)
+    for key, rec in recs:
+        assert key == rec["symbol"] and rec["exchange"] == "COINBASE"
+        by_symbol[rec["symbol"]].append(rec)
+    assert set(by_symbol) == set(tape)
+    for symbol, got in by_symbol.items():
+        seqs = [r["source_sequence"] for r in got]
+        assert len(seqs) == len(set(seqs)), f"{symbol}: {len(seqs) - len(set(seqs))} duplicated trades"
+        expected = tape[symbol][:len(got)]
+        missing = sorted({t["seq"] for t in expected} - set(seqs))
+        assert not missing, f"{symbol}: {len(missing)} trades lost, first {missing[:5]}"
+        by_seq = {r["source_sequence"]: r for r in got}
+        for t in expected:
+            r = by_seq[t["seq"]]
+            assert r["trade_id"] == f"COINBASE-{symbol}-{t['seq']}"
+            assert r["price"] == Decimal(t["price"]) and r["quantity"] == Decimal(t["qty"])
+            assert r["side"] == t["side"].upper() and micros(r["timestamp"]) == t["ts_us"]
+            assert r["vendor_data"]["maker_side"] == ("sell" if t["side"] == "buy" else "buy")
+
+
+def test_coinbase_rotation_every_3s_loses_and_duplicates_nothing(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    topic = f"test.stream.rotate.coinbase.{unique}"
+    create_topic(topic, partitions=2)
+    record = tmp_path / "tape.jsonl"
+    with simulator("coinbase", ["--rate", "300", "--symbols", "BTC-USD,ETH-USD", "--record", str(record),
+                                "--lag-ms", "300"], k2_env, tmp_path) as url:
+        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD,ETH-USD", "--topic", topic,
+                                                     "--duration", "15", "--rotation-interval", "3"], k2_env)
+    assert code == 0, err
+    assert summary["rotations"].get("scheduled", 0) >= 3 and summary["reconnects"] == {}, (summary, err[-3000:])
+    assert summary["undelivered"] == 0 and summary["frame_errors"] == {}
+    assert summary["duplicates_dropped"] > 0  # each new connection's last_match, and the overlaps
+    recs = read_topic(topic)
+    assert len(recs) == summary["produced"] > 1000
+    _assert_exact_prefix(recs, record)
+
+
+def test_coinbase_heartbeat_pongs_and_pong_timeout(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    topic = f"test.stream.pong.coinbase.{unique}"
+    create_topic(topic)
+    with simulator("coinbase", ["--rate", str(RATE), "--symbols", "BTC-USD"], k2_env, tmp_path) as url:
+        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD", "--topic", topic,
+                                                     "--duration", "4", "--ping-interval", "1"], k2_env)
+    assert code == 0, err
+    assert summary["pings_sent"] >= 2 and summary["pong_timeouts"] == 0 and summary["reconnects"] == {}, summary
+    assert summary["produced"] > 2 * RATE
+
+    port = free_port()
+    with simulator("coinbase", ["--no-pong", "--rate", str(RATE), "--symbols", "BTC-USD"], k2_env, tmp_path) as url:
+        proc = subprocess.Popen(stream_cmd("coinbase", [
+            "--url", url, "--symbols", "BTC-USD", "--topic", topic, "--duration", "10", "--ping-interval", "1",
+            "--pong-timeout", "1", "--metrics-port", str(port)]), env=k2_env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        metrics = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            try:
+                metrics = scrape(port)
+            except Exception:
+                continue
+            if (metric_value(metrics, "coinbase_reconnects_total", 'reason="pong_timeout"') or 0) >= 1:
+                break
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    summary = parse_summary(out)
+    assert summary["pong_timeouts"] >= 2 and summary["reconnects"].get("pong_timeout", 0) >= 2, (summary, err)
+    assert metric_value(metrics, "coinbase_pong_timeouts_total") >= 1
+    assert metric_value(metrics, "coinbase_messages_received_total", 'symbol="BTCUSD"') > 0
+    assert metric_value(metrics, "k2_stream_messages_produced_total", 'exchange="coinbase"') > 0
+
+
+def test_coinbase_idle_stall_reconnects_without_duplicates(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    topic = f"test.stream.idle.coinbase.{unique}"
+    create_topic(topic)
+    with simulator("coinbase", ["--stall-after", "2", "--rate", str(RATE), "--symbols", "BTC-USD"], k2_env,
+                   tmp_path) as url:
+        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD", "--topic", topic,
+                                                     "--duration", "9", "--idle-timeout", "1.5"], k2_env)
+    assert code == 0, err
+    assert summary["reconnects"].get("idle_timeout", 0) >= 2, summary
+    assert "idle timeout" in err
+    recs = read_topic(topic)
+    assert len(recs) == summary["produced"] and _after(recs, 3) > 0
+    seqs = [r["source_sequence"] for _, r in recs]
+    assert len(seqs) == len(set(seqs))  # each reconnect's last_match repeats a trade already kept: dropped
+
+
+def test_coinbase_dropped_connection_reconnects(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    topic = f"test.stream.drop.coinbase.{unique}"
+    create_topic(topic)
+    with simulator("coinbase", ["--drop-every", "2", "--rate", str(RATE), "--symbols", "BTC-USD,ETH-USD"], k2_env,
+                   tmp_path) as url:
+        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD,ETH-USD", "--topic", topic,
+                                                     "--duration", "8"], k2_env)
+    assert code == 0, err
+    assert summary["reconnects"].get("connection_closed", 0) >= 2, summary
+    recs = read_topic(topic)
+    assert len(recs) == summary["produced"] and _after(recs, 4) > 0
+    seqs = [(r["symbol"], r["source_sequence"]) for _, r in recs]
+    assert len(seqs) == len(set(seqs))
+
+
+def test_coinbase_bad_frames_go_to_the_dead_letter_file(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    topic = f"test.stream.garbage.coinbase.{unique}"
+    create_topic(topic)
+    with simulator("coinbase", ["--garbage-every", "10", "--rate", "200", "--symbols", "BTC-USD"], k2_env,
+                   tmp_path) as url:
+        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD", "--topic", topic,
+                                                     "--max-messages", "400"], k2_env)
+    assert code == 0, err
+    errors = summary["frame_errors"]
+    assert set(errors) == {"invalid_json", "missing_field", "unknown_event", "invalid_value"}, errors
+    assert all(n >= 8 for n in errors.values()) and summary["produced"] == 400 and summary["reconnects"] == {}
+    entries = [json.loads(line) for f in sorted((tmp_path / "dlq").glob("dlq-stream-*.jsonl"))
+               for line in f.read_text().splitlines()]
+    assert len(entries) == summary["dlq_entries"] == sum(errors.values())
+    for entry in entries:
+        assert entry["origin"] == "stream" and entry["error_type"] in errors and entry["error"]
+        assert entry["raw_frame"] and entry["source"]["exchange"] == "coinbase"
+        assert dt.datetime.fromisoformat(entry["timestamp"]).utcoffset() == dt.timedelta(0)
+    zero_price = [e for e in entries if e["error_type"] == "invalid_value"]
+    assert '"price":"0.00"' in zero_price[0]["raw_frame"] and "not positive" in zero_price[0]["error"]
+    recs = read_topic(topic)
+    seqs = sorted(r["source_sequence"] for _, r in recs)
+    assert len(seqs) == 400 and seqs == list(range(seqs[0], seqs[0] + 400))  # nothing lost around bad frames
+
+
+def test_coinbase_subscription_refused_is_a_clear_config_error(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    with simulator("coinbase", ["--symbols", "BTC-USD"], k2_env, tmp_path) as url:
+        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD,ETH-USD", "--topic",
+                                                     f"test.stream.refused.coinbase.{unique}", "--duration", "20"],
+                                        k2_env)
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("k2: error: the exchange refused the subscription: Failed to subscribe: ETH-USD is not "
+                           "a valid product") and "K2_COINBASE_SYMBOLS" in last
+    assert "Traceback" not in err
