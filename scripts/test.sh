@@ -20,6 +20,10 @@ mkdir -p "$results"
 rm -f "$results/run.json" "$results/junit.xml"
 commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 dirty="$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l || echo 1)"
+# the type checker and the linter first (config in pyproject.toml); a finding fails the run after the tests
+static=0
+python -m mypy || static=1
+python -m ruff check . || static=1
 status=0
 python -m ${K2_PYTEST_RUNNER:-pytest} -p no:cacheprovider --junitxml="$results/junit.xml" "$@" || status=$?
 python - "$results/run.json" "$commit" "$dirty" "$status" "$@" <<'PY'
@@ -29,4 +33,5 @@ finished = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 json.dump({"commit": commit, "dirty_files": int(dirty), "exit": int(status), "args": args, "finished": finished},
           open(path, "w"))
 PY
+if [ "$status" = 0 ] && [ "$static" != 0 ]; then echo "test.sh: mypy or ruff found problems (above)" >&2; status=1; fi
 exit "$status"
