@@ -65,8 +65,9 @@ class StreamSummary:
             kept = f"all {lost} are kept in {where}" if many else f"it is kept in {where}"
         else:
             kept = f"{self.dlq_trades} are kept in {where}, {lost - self.dlq_trades} could not be kept"
+        them = "them" if many else "it"
         return (f"{lost} trade{'s were' if many else ' was'} not delivered to Kafka; {kept}: "
-                f"`k2 dlq replay` produces {'them' if many else 'it'} once Kafka is back")
+                f"`k2 dlq replay` produces {them} once Kafka can take {them}")
 
     def note_stop(self, why: StoppedBy) -> None:
         """Record what stopped the run; the first reason wins."""

@@ -125,7 +125,7 @@ def test_broker_gone_mid_stream_what_it_never_acknowledged_is_replayed_once(tmp_
                                                                             throwaway_kafka):  # noqa: F811
     require("schema-registry")
     bootstrap, topic, kafka = throwaway_kafka
-    env = _env(k2_env, bootstrap, unique)
+    env = {**_env(k2_env, bootstrap, unique), "K2_PRODUCER_BUFFER_MAX_MESSAGES": "200"}  # full within the outage
     record = tmp_path / "tape.jsonl"
     port = free_port()
     with simulator("binance", ["--rate", "200", "--symbols", SYMBOLS, "--record", str(record)], env,
@@ -147,6 +147,8 @@ def test_broker_gone_mid_stream_what_it_never_acknowledged_is_replayed_once(tmp_
     assert summary["produced"] + summary["undelivered"] == summary["trades_accepted"]
     kept = _dead_lettered(env)
     assert len(kept) == summary["undelivered"] and {e.error_type for e, _ in kept} == {UNACKNOWLEDGED}
+    stages = {e.source["stage"] for e, _ in kept}
+    assert {"queue", "buffer"} <= stages, stages  # taken back from librdkafka's queue and from our own buffer
 
     kafka.start_and_wait()  # the broker is back
     before = {(r["symbol"], r["source_sequence"]): (r["price"], r["quantity"]) for _, r in read_topic(topic, bootstrap)}
@@ -157,6 +159,38 @@ def test_broker_gone_mid_stream_what_it_never_acknowledged_is_replayed_once(tmp_
     _assert_sent(trades, _tape(record))
 
     rows = _replay_and_consume(env, topic, unique, expected=len(trades), replayed=len(dead))
+    _assert_table(rows, trades)
+
+
+def test_records_the_broker_refuses_are_dead_lettered_and_replay_once_the_topic_is_fixed(tmp_path, k2_env, unique):
+    """The other way a trade is not delivered: the broker refuses it (a topic whose max.message.bytes is too
+    small for a trade). Once the topic is fixed, `k2 dlq replay` produces the kept records once."""
+    require("kafka", "schema-registry")
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+
+    topic = f"test.stream.refused.{unique}"
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1,
+                                  config={"max.message.bytes": "100"})])[topic].result(30)
+    record = tmp_path / "tape.jsonl"
+    env = _env(k2_env, BOOTSTRAP, unique)
+    with simulator("binance", ["--rate", "200", "--symbols", SYMBOLS, "--record", str(record)], env,
+                   tmp_path) as url:
+        code, summary, err = run_stream("binance", ["--url", url, "--symbols", SYMBOLS, "--topic", topic,
+                                                    "--max-messages", "20"], env)
+    assert code == 1, err
+    assert summary["produce_errors"] == {"MSG_SIZE_TOO_LARGE": 20} and summary["undelivered"] == 0, summary
+    assert summary["dlq_trades"] == 20
+    assert "20 trades were not delivered to Kafka; all 20 are kept" in " ".join(err.split())
+    kept = _dead_lettered(env)
+    assert len(kept) == 20 and {e.error_type for e, _ in kept} == {"delivery_failed"}
+    trades = {(r["symbol"], r["source_sequence"]): (r["price"], r["quantity"]) for _, r in kept}
+    _assert_sent(trades, _tape(record))
+
+    fix = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("max.message.bytes", "1048588", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([fix])[fix].result(30)
+    rows = _replay_and_consume(env, topic, unique, expected=20, replayed=20)
     _assert_table(rows, trades)
 
 

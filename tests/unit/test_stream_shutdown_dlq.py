@@ -62,16 +62,16 @@ def test_the_last_line_counts_the_trades_kept():
     assert summary.not_delivered == 10
     assert summary.not_delivered_line() == (
         "10 trades were not delivered to Kafka; all 10 are kept in the dead-letter directory /d: "
-        "`k2 dlq replay` produces them once Kafka is back")
+        "`k2 dlq replay` produces them once Kafka can take them")
 
 
 def test_the_last_line_says_how_many_could_not_be_kept():
     assert _summary(undelivered=5, dlq_trades=3).not_delivered_line() == (
         "5 trades were not delivered to Kafka; 3 are kept in the dead-letter directory /d, 2 could not be kept: "
-        "`k2 dlq replay` produces them once Kafka is back")
+        "`k2 dlq replay` produces them once Kafka can take them")
     assert _summary(undelivered=1, dlq_trades=1).not_delivered_line() == (
         "1 trade was not delivered to Kafka; it is kept in the dead-letter directory /d: "
-        "`k2 dlq replay` produces it once Kafka is back")
+        "`k2 dlq replay` produces it once Kafka can take it")
 
 
 def test_no_line_when_everything_was_delivered():
