@@ -82,6 +82,9 @@ class DeadLetterSink:
     def unacknowledged(self, key: bytes | None, value: bytes | None, stage: Stage) -> None:
         """Keep a record Kafka had not acknowledged when the stream stopped (its Avro value, replayable)."""
         self.buffer.append(unacknowledged_entry(self.exchange, self.topic, key, value, stage))
+        if len(self.buffer) >= MAX_BUFFERED:  # a full producer buffer taken back: write as we go, bounded memory
+            batch, self.buffer = self.buffer, []
+            self._write(batch)
 
     def _write(self, batch: list[DLQEntry]) -> None:
         assert self.writer is not None, "open() first"
