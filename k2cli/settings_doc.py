@@ -45,7 +45,8 @@ HELP: dict[str, str] = {
     "thresholds": "Validation and soak thresholds (`[thresholds]` table in k2.toml; in the environment "
                   "`name=value,...`, added to the table; `k2 validate list` shows them).",
     "config_file": "The k2.toml in force (set with `--config` or `K2_CONFIG`).",
-    "stream_flush_timeout": "Seconds `k2 stream` waits for Kafka to take buffered records at shutdown.",
+    "stream_flush_timeout": ("Seconds `k2 stream` waits for Kafka to take buffered records at shutdown; what it has "
+                             "not acknowledged by then goes to the dead-letter queue, replayable."),
     "memory_sample_interval": "Seconds between RSS samples of the leak score (window: 120 samples).",
     "debug_leak_mb_per_min": "Test-only fault: `k2 stream` retains this many MiB per minute (for soak tests).",
     "consumer_instance_id": "Static group member id; empty: `<group>-<host>-<free slot>`.",

@@ -160,8 +160,8 @@ def replay(
 ) -> None:
     """Re-produce dead-lettered records to Kafka, at most once per entry (recorded in a ledger).
 
-    Entries holding Kafka value bytes (consume entries, stream delivery failures): the original bytes, unchanged,
-    to the source topic.
+    Entries holding Kafka value bytes (consume entries; stream records Kafka refused or had not acknowledged
+    when the stream stopped): the original bytes, unchanged, to the source topic.
 
     stream entries with a parsed record and no bytes: that record, Avro-encoded, to the exchange topic.
 

@@ -146,10 +146,8 @@ def _report(summary: StreamSummary, output_format: str, console: Console) -> Non
         Console().print(_panel(summary))
         if summary.dlq_entries:
             Console().print(f"{summary.dlq_entries} entries written to the dead-letter directory {summary.dlq_dir}")
-    if summary.undelivered or summary.produce_errors:
-        lost = summary.undelivered + sum(summary.produce_errors.values())
-        raise K2Error(f"{lost} trades were not delivered to Kafka (see the dead-letter directory "
-                      f"{summary.dlq_dir} and K2_KAFKA_BOOTSTRAP_SERVERS)", setting="K2_KAFKA_BOOTSTRAP_SERVERS")
+    if summary.not_delivered:
+        raise K2Error(summary.not_delivered_line(), setting="K2_KAFKA_BOOTSTRAP_SERVERS")
 
 
 for _desc in registry.all():

@@ -4,8 +4,9 @@ Back-pressure: librdkafka's queue holds at most `buffer_max_messages` records (a
 full `try_produce` returns False and the caller keeps the record and waits, so memory stays bounded
 while Kafka is down. Messages never time out in the queue (message.timeout.ms=0): they wait for the
 broker to return, and what is still queued at shutdown after the flush timeout is reported as
-undelivered. Delivery reports are requested for failures only; every failure is counted and handed to
-`on_failure` (the stream writes it to its dead-letter file). Nothing is dropped silently.
+undelivered and taken back with `purge` (each record comes back through `on_failure`). Delivery reports are
+requested for failures only; every failure is counted and handed to `on_failure` (the stream writes it to
+its dead-letter file). Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class TradeProducer:
         self.broker_down = False
         self.last_error = ""
         self._on_failure = on_failure
+        self._purging = False
         conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
@@ -82,13 +84,33 @@ class TradeProducer:
         """Wait up to `timeout` seconds for everything queued; returns how many are still not acknowledged."""
         return self._producer.flush(timeout)
 
+    def purge(self, timeout: float = 5.0) -> tuple[int, int]:
+        """Take back every record not yet acknowledged; each is reported to `on_failure` as _PURGE_QUEUE
+        (never sent) or _PURGE_INFLIGHT (sent, unacknowledged: it may have been stored).
+
+        Returns (records reported, records still held after `timeout` seconds of serving the reports)."""
+        import time
+
+        self._purging = True
+        before = self._purged()
+        self._producer.purge(in_queue=True, in_flight=True, blocking=True)
+        deadline = time.monotonic() + timeout
+        while len(self._producer) and time.monotonic() < deadline:
+            self._producer.poll(0.05)
+        return self._purged() - before, len(self._producer)
+
+    def _purged(self) -> int:
+        return self.failures["_PURGE_QUEUE"] + self.failures["_PURGE_INFLIGHT"]
+
     def _delivery(self, err: Any, msg: Any) -> None:
         if err is None:
             return
         name = err.name() if hasattr(err, "name") else str(err)
         self.failed += 1
         self.failures[name] += 1
-        log.error("Kafka did not take a record for %s: %s", self.topic, err.str() if hasattr(err, "str") else err)
+        if not self._purging:  # a purge reports every record it takes back: the caller sums them up instead
+            log.error("Kafka did not take a record for %s: %s", self.topic,
+                      err.str() if hasattr(err, "str") else err)
         if self._on_failure is not None:
             self._on_failure(msg.key(), msg.value(), name, err.str() if hasattr(err, "str") else str(err))
 

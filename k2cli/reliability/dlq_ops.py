@@ -3,8 +3,10 @@
 Replay means, per entry:
 
 - entries that hold Kafka value bytes (every ``consume`` entry; ``stream`` entries whose Kafka delivery
-  failed): the ORIGINAL value bytes are produced again, unchanged, with the original key, to the source
-  topic (or ``to_topic``), with a ``k2-dlq-entry`` header naming the entry.
+  failed, or that Kafka had not acknowledged when the stream stopped): the ORIGINAL value bytes are produced
+  again, unchanged, with the original key, to the source topic (or ``to_topic``), with a ``k2-dlq-entry``
+  header naming the entry. A stream record that was in flight at the stop may have been stored too: its
+  replay can duplicate it in the topic, and the consumer writes each trade id once.
 - ``stream`` entries that carry a parsed v2 ``record`` but no bytes: the record is validated, Avro-encoded
   through the Schema Registry and produced to the exchange's topic (or ``to_topic``), keeping its message_id.
 - ``stream`` entries with only a raw exchange frame are NOT replayable: the frame never became a record, and

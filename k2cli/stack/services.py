@@ -339,7 +339,7 @@ class Kafka(Service):
         progress(f"formatting Kafka storage in {self.data_dir}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [self._java(), "-Xmx256m", *self._log_opts(), "-cp", self._classpath(), "kafka.tools.StorageTool",
-               "format", "--standalone", "--ignore-formatted", "-t", _cluster_id(),
+               "format", "--standalone", "--ignore-formatted", f"--cluster-id={_cluster_id()}",
                "-c", str(self.dir / "server.properties")]
         with open(self.log_file, "ab") as log:
             result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

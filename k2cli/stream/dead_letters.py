@@ -1,4 +1,5 @@
-"""The stream's dead-letter sink: bad frames and records Kafka refused, kept for inspection and replay.
+"""The stream's dead-letter sink: bad frames, records Kafka refused and records Kafka had not acknowledged
+when the stream stopped, kept for inspection and (the records) for `k2 dlq replay`.
 
 Entries are buffered on the event loop (the hot path only appends) and written durably by a flusher
 every half second, in a thread; a flood of bad frames is written at once instead of held in memory.
@@ -14,11 +15,28 @@ from typing import Any, Protocol
 
 from k2cli.exchanges.session import Connection
 from k2cli.reliability.dlq import DeadLetterQueue, DLQEntry
+from k2cli.stream.kafka_sink import Stage
 
 log = logging.getLogger("k2.stream")
 
 FLUSH_INTERVAL = 0.5  # seconds between background writes
 MAX_BUFFERED = 10_000  # entries held before a synchronous write
+UNACKNOWLEDGED = "unacknowledged_at_shutdown"  # error_type of the records Kafka had not acknowledged at the stop
+_STAGE_REASONS: dict[Stage, str] = {
+    "buffer": "never handed to the Kafka client (held in the stream's buffer while Kafka was slow or down)",
+    "queue": "queued in the Kafka client, never sent",
+    "in_flight": ("sent, but no acknowledgement came: Kafka may have stored it, so a replay can put it in the "
+                  "topic twice (k2 consume writes each trade id once)"),
+}
+
+
+def unacknowledged_entry(exchange: str, topic: str, key: bytes | None, value: bytes | None,
+                         stage: Stage) -> DLQEntry:
+    """The replayable entry of a record Kafka had not acknowledged when the stream stopped."""
+    return DLQEntry(error=f"Kafka had not acknowledged the record when the stream stopped: {_STAGE_REASONS[stage]}",
+                    error_type=UNACKNOWLEDGED, origin="stream", transient=True, value=value,
+                    source={"exchange": exchange, "topic": topic, "stage": stage,
+                            "key": key.decode("utf-8", "replace") if key else None})
 
 
 class EntryWriter(Protocol):
@@ -28,9 +46,11 @@ class EntryWriter(Protocol):
 
 
 class DeadLetterSink:
-    """Buffers dead-letter entries and writes them off the event loop; `written(n)` counts what is on disk."""
+    """Buffers dead-letter entries and writes them off the event loop.
 
-    def __init__(self, exchange: str, topic: str, written: Callable[[int], None]) -> None:
+    `written(entries, trades)` counts what is on disk: all entries, and those that keep a trade's record."""
+
+    def __init__(self, exchange: str, topic: str, written: Callable[[int, int], None]) -> None:
         self.exchange = exchange
         self.topic = topic
         self.writer: EntryWriter | None = None  # set by open()
@@ -59,15 +79,22 @@ class DeadLetterSink:
                                     source={"exchange": self.exchange, "topic": self.topic,
                                             "key": key.decode("utf-8", "replace") if key else None}))
 
+    def unacknowledged(self, key: bytes | None, value: bytes | None, stage: Stage) -> None:
+        """Keep a record Kafka had not acknowledged when the stream stopped (its Avro value, replayable)."""
+        self.buffer.append(unacknowledged_entry(self.exchange, self.topic, key, value, stage))
+        if len(self.buffer) >= MAX_BUFFERED:  # a full producer buffer taken back: write as we go, bounded memory
+            batch, self.buffer = self.buffer, []
+            self._write(batch)
+
     def _write(self, batch: list[DLQEntry]) -> None:
         assert self.writer is not None, "open() first"
         self.writer.write(batch)
-        self._written(len(batch))
+        self._written(len(batch), _trades(batch))
 
     async def _write_in_thread(self, batch: list[DLQEntry]) -> None:
         assert self.writer is not None, "open() first"
         await asyncio.to_thread(self.writer.write, batch)
-        self._written(len(batch))  # on the event loop, like every other count
+        self._written(len(batch), _trades(batch))  # on the event loop, like every other count
 
     async def flush(self) -> None:
         """Write everything buffered; also awaits a write the flusher began before it was cancelled."""
@@ -90,3 +117,8 @@ class DeadLetterSink:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
             await self.flush()
+
+
+def _trades(batch: list[DLQEntry]) -> int:
+    """The entries that keep a trade's Kafka record (a bad frame keeps only the frame)."""
+    return sum(1 for entry in batch if isinstance(entry, DLQEntry) and entry.value is not None)

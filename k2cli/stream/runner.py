@@ -82,7 +82,8 @@ class StreamRunner(SessionEvents):
         serializer = cache.get(f"{opts.topic}-value")
         header = frame(serializer.schema_id, b"")  # registers the schema: fails fast if the registry is down
         encode = make_row_encoder()
-        self._attach(KafkaSink.open(s, opts.topic, self._delivery_failed), encode, header)
+        self._attach(KafkaSink.open(s, opts.topic, self._delivery_failed, self.dead_letters.unacknowledged),
+                     encode, header)
         self.monitor.prime_labels()
 
     def _attach(self, sink: KafkaSink, encode: RowEncoder, header: bytes) -> None:
@@ -137,13 +138,15 @@ class StreamRunner(SessionEvents):
         return tasks
 
     async def _shutdown(self, error: BaseException | None) -> None:
-        """Flush everything: pending records into the producer, the producer into Kafka, the DLQ to disk."""
+        """Flush everything: pending records into the producer, the producer into Kafka, the DLQ to disk.
+
+        What Kafka has not acknowledged by the deadline is taken back and dead-lettered (replayable) by the
+        dead letters' last flush."""
         assert self.sink is not None
-        # what Kafka has not acknowledged by the deadline is counted here, before the dead letters' last flush
         self.summary.undelivered = self.sink.drain(self.settings.stream_flush_timeout)
         if self.summary.undelivered:
-            log.error("%d trades were not acknowledged by Kafka within %.0fs", self.summary.undelivered,
-                      self.settings.stream_flush_timeout)
+            log.error("%d trades were not acknowledged by Kafka within %.0fs; keeping them in the dead-letter "
+                      "directory", self.summary.undelivered, self.settings.stream_flush_timeout)
         await self.dead_letters.flush()
         self.monitor.refresh(final=True)
         self.summary.finish(error)
@@ -165,9 +168,10 @@ class StreamRunner(SessionEvents):
         self.summary.produce_errors[name] = self.summary.produce_errors.get(name, 0) + 1
         self.dead_letters.delivery_failed(key, value, message)
 
-    def _count_dlq(self, n: int) -> None:
-        self.summary.dlq_entries += n
-        self.metrics.dlq_entries.inc(n)
+    def _count_dlq(self, entries: int, trades: int) -> None:
+        self.summary.dlq_entries += entries
+        self.summary.dlq_trades += trades
+        self.metrics.dlq_entries.inc(entries)
 
     def _stop_producing(self) -> None:
         if self.pipeline is not None:

@@ -38,6 +38,7 @@ class StreamSummary:
     kafka_down: bool = False
     connected: bool = False
     dlq_entries: int = 0
+    dlq_trades: int = 0  # of dlq_entries, those keeping a trade's record (refused, or unacknowledged at the stop)
     dlq_dir: str = ""
     rss_bytes: int = 0
     leak_score: float = 0.0
@@ -47,6 +48,26 @@ class StreamSummary:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return asdict(self)
+
+    @property
+    def not_delivered(self) -> int:
+        """Trades Kafka refused during the run or had not acknowledged when it stopped."""
+        return self.undelivered + sum(self.produce_errors.values())
+
+    def not_delivered_line(self) -> str:
+        """The run's last line when trades were not delivered: how many, and how many the DLQ keeps ("" if none)."""
+        lost = self.not_delivered
+        if not lost:
+            return ""
+        where = f"the dead-letter directory {self.dlq_dir}"
+        many = lost > 1
+        if self.dlq_trades >= lost:
+            kept = f"all {lost} are kept in {where}" if many else f"it is kept in {where}"
+        else:
+            kept = f"{self.dlq_trades} are kept in {where}, {lost - self.dlq_trades} could not be kept"
+        them = "them" if many else "it"
+        return (f"{lost} trade{'s were' if many else ' was'} not delivered to Kafka; {kept}: "
+                f"`k2 dlq replay` produces {them} once Kafka can take {them}")
 
     def note_stop(self, why: StoppedBy) -> None:
         """Record what stopped the run; the first reason wins."""

@@ -39,9 +39,9 @@ class Built:
         desc = registry.get(exchange)
         plan = desc.plan(("ws://127.0.0.1:1",), symbols)
         self.queue = Queue(capacity)
-        self.sink = KafkaSink(self.queue)  # type: ignore[arg-type]  # a stand-in for TradeProducer
+        self.sink = KafkaSink(self.queue, lambda key, value, stage: None)  # type: ignore[arg-type]  # a stand-in for TradeProducer
         self.summary = StreamSummary(exchange=exchange, topic="t", url="ws://127.0.0.1:1", symbols=list(symbols))
-        self.dead_letters = DeadLetterSink(exchange, "t", lambda n: None)
+        self.dead_letters = DeadLetterSink(exchange, "t", lambda entries, trades: None)
         self.limits: list[str] = []
         self.fatal: list[K2Error] = []
         self.pipeline = FramePipeline(
