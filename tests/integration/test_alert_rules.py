@@ -3,7 +3,7 @@
 - promtool checks the rule files and runs their unit tests (deploy/prometheus/tests), and every alert of a
   tested rule file has a test;
 - every metric an alert expression or a dashboard panel names, with every label it matches or groups by,
-  is exported by a running `k2 stream` (Binance and Kraken, against the simulator) or `k2 consume`;
+  is exported by a running `k2 stream` (every registered exchange, against the simulator) or `k2 consume`;
 - a private Prometheus, configured from the stack's own template (deploy/prometheus/prometheus.yml.tmpl),
   scrapes those processes and evaluates every rule without error; the memory rules' instance join picks
   exactly the stream of their exchange;
@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from k2cli.exchanges import registry
 from tests.conftest import require, run_k2
 from tests.integration.stream_support import create_topic, free_port, simulator
 
@@ -111,14 +112,18 @@ def test_promtool_unit_tests_pass():
 
 
 def test_every_alert_of_a_tested_rule_file_has_a_firing_and_a_quiet_case():
+    cases_by_rule_file: dict[Path, list[dict]] = {}  # a rule file may be tested by several files (one generated)
     for test_file in sorted(TESTS_DIR.glob("*.yml")):
         spec = yaml.safe_load(test_file.read_text())
         cases = [c for t in spec["tests"] for c in t.get("alert_rule_test", [])]
         for rule_file in spec["rule_files"]:
-            for alert in alerts_in((test_file.parent / rule_file).resolve()):
-                mine = [c for c in cases if c["alertname"] == alert["alert"]]
-                assert any(c.get("exp_alerts") for c in mine), f"{alert['alert']}: no test where it fires"
-                assert any(not c.get("exp_alerts") for c in mine), f"{alert['alert']}: no test where it stays quiet"
+            cases_by_rule_file.setdefault((test_file.parent / rule_file).resolve(), []).extend(cases)
+    assert cases_by_rule_file
+    for rule_file, cases in cases_by_rule_file.items():
+        for alert in alerts_in(rule_file):
+            mine = [c for c in cases if c["alertname"] == alert["alert"]]
+            assert any(c.get("exp_alerts") for c in mine), f"{alert['alert']}: no test where it fires"
+            assert any(not c.get("exp_alerts") for c in mine), f"{alert['alert']}: no test where it stays quiet"
 
 
 def test_seed_alerts_exist_with_the_seed_thresholds():
@@ -146,9 +151,9 @@ def _registry_labels() -> dict[str, set[str]]:
     from k2cli.observe.metrics import StreamMetrics
 
     out: dict[str, set[str]] = {}
-    registries = [StreamMetrics("binance").registry, StreamMetrics("kraken").registry, ConsumerMetrics().registry]
-    for registry in registries:
-        for collector, names in registry._collector_to_names.items():
+    registries = [*(StreamMetrics(name).registry for name in registry.names()), ConsumerMetrics().registry]
+    for metrics_registry in registries:
+        for collector, names in metrics_registry._collector_to_names.items():
             labels = set(getattr(collector, "_labelnames", ()))
             for name in names:
                 out.setdefault(name, set()).update(labels | ({"le"} if name.endswith("_bucket") else set()))
@@ -197,7 +202,7 @@ def _query(prom: str, query: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """Simulators, both streams, a consumer and a private Prometheus built from the stack's template."""
+    """Simulators and streams of every exchange, a consumer and a private Prometheus built from the stack's template."""
     require("kafka", "schema-registry")
     from k2cli.stack.config import stream_scrape_configs
     from k2cli.stack.templates import render
@@ -206,21 +211,18 @@ def pipeline(tmp_path_factory):
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("K2_")}
     env.update({"K2_HOME": str(tmp / "k2home"), "K2_DATA_DIR": str(tmp / "data"), "K2_DLQ_DIR": str(tmp / "dlq"),
                 "PYTHONUNBUFFERED": "1"})
-    topics = {ex: f"test.alerts.{ex}.{tmp.name}" for ex in ("binance", "kraken")}
+    symbols = {d.name: d.default_symbols[0] for d in registry.all()}  # BTCUSDT, BTC/USD, BTC-USD
+    topics = {ex: f"test.alerts.{ex}.{tmp.name}" for ex in symbols}
     for topic in topics.values():
         create_topic(topic)
-    ports = {"binance": free_port(), "kraken": free_port(), "consumer": free_port(), "prometheus": free_port()}
+    ports = {**{ex: free_port() for ex in symbols}, "consumer": free_port(), "prometheus": free_port()}
     procs: list[subprocess.Popen] = []
     logs = []
     with contextlib.ExitStack() as stack:
-        urls = {
-            "binance": stack.enter_context(simulator("binance", ["--rate", str(RATE), "--symbols", "BTCUSDT"], env,
-                                                     tmp)),
-            "kraken": stack.enter_context(simulator("kraken", ["--rate", str(RATE), "--symbols", "BTC/USD"], env,
-                                                    tmp)),
-        }
+        urls = {ex: stack.enter_context(simulator(ex, ["--rate", str(RATE), "--symbols", symbol], env, tmp))
+                for ex, symbol in symbols.items()}
         try:
-            for ex, symbol in (("binance", "BTCUSDT"), ("kraken", "BTC/USD")):
+            for ex, symbol in symbols.items():
                 log = open(tmp / f"stream-{ex}.log", "w")  # noqa: SIM115 - closed below
                 logs.append(log)
                 procs.append(subprocess.Popen(
@@ -236,8 +238,7 @@ def pipeline(tmp_path_factory):
             template = (ROOT / "deploy" / "prometheus" / "prometheus.yml.tmpl").read_text()
             config = render(template, {
                 "scrape_interval": "1s", "rule_files": f'  - "{RULES_DIR}/*.yml"',
-                "stream_scrape_configs": stream_scrape_configs((("binance", ports["binance"]),
-                                                                ("kraken", ports["kraken"]))),
+                "stream_scrape_configs": stream_scrape_configs(tuple((ex, ports[ex]) for ex in symbols)),
                 "consumer_metrics_port": ports["consumer"], "prometheus_port": ports["prometheus"]})
             (tmp / "prometheus.yml").write_text(config)
             prom_bin = shutil.which("prometheus")
@@ -253,11 +254,12 @@ def pipeline(tmp_path_factory):
                 _wait_http(f"http://127.0.0.1:{port}{path}", 90, proc, name)
             prom = f"http://127.0.0.1:{ports['prometheus']}"
             deadline = time.monotonic() + 90  # until every target is scraped and trades are flowing
+            all_flowing = " and on () ".join(f"sum(rate({d.metric_prefix}_messages_received_total[10s])) > 0"
+                                             for d in registry.all())
             while True:
                 targets = _query(prom, "up == 1")
-                flowing = _query(prom, "sum(rate(binance_messages_received_total[10s])) > 0 and on () "
-                                       "sum(rate(kraken_messages_received_total[10s])) > 0")
-                if len(targets) >= 4 and flowing:
+                flowing = _query(prom, all_flowing)
+                if len(targets) >= len(ports) and flowing:
                     break
                 if time.monotonic() > deadline:
                     raise AssertionError(f"Prometheus targets not all up with trades flowing: {targets}")
@@ -273,7 +275,7 @@ def pipeline(tmp_path_factory):
 def test_every_metric_named_by_rules_and_dashboard_is_exported(pipeline):
     exported: set[str] = {"up", "ALERTS"}
     live_labels: dict[str, set[str]] = {}
-    for name in ("binance", "kraken", "consumer"):
+    for name in (*registry.names(), "consumer"):
         names, labels = _scrape(pipeline["ports"][name])
         exported |= names
         for k, v in labels.items():
@@ -321,12 +323,12 @@ def test_prometheus_evaluates_every_rule_without_error(pipeline):
 
 def test_memory_joins_pick_exactly_the_stream_of_their_exchange(pipeline):
     prom = pipeline["prometheus"]
-    assert len(_query(prom, "process_memory_rss_bytes")) == 3  # both streams and the consumer export it
-    for ex in ("binance", "kraken"):
-        rows = _query(prom, f"process_memory_rss_bytes and on (instance) {ex}_connection_status")
-        assert [r["metric"]["job"] for r in rows] == [f"k2-stream-{ex}"]
+    assert len(_query(prom, "process_memory_rss_bytes")) == len(registry.all()) + 1  # every stream and the consumer
+    for d in registry.all():
+        rows = _query(prom, f"process_memory_rss_bytes and on (instance) {d.metric_prefix}_connection_status")
+        assert [r["metric"]["job"] for r in rows] == [d.scrape_job]
         assert float(rows[0]["value"][1]) > 10 * 2**20
-        assert _query(prom, f"memory_leak_detection_score and on (instance) {ex}_connection_status")
+        assert _query(prom, f"memory_leak_detection_score and on (instance) {d.metric_prefix}_connection_status")
     rows = _query(prom, "process_memory_rss_bytes and on (instance) k2_consumer_assigned_partitions")
     assert [r["metric"]["job"] for r in rows] == ["k2-consumer"]
 

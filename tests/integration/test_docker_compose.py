@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from k2cli.exchanges import registry
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,7 +35,7 @@ def test_compose_has_the_pipeline_services():
     assert proc.returncode == 0, proc.stderr
     services = json.loads(proc.stdout)["services"]
     for name in ("kafka", "schema-registry", "postgres", "minio", "minio-init", "prometheus", "grafana",
-                 "stream-binance", "stream-kraken", "consumer"):
+                 "stream-binance", "stream-kraken", *(f"stream-{n}" for n in registry.names()), "consumer"):
         assert name in services, name
     mounts = " ".join(str(v.get("source", "")) for v in services["prometheus"].get("volumes", []))
     assert "deploy/prometheus/rules" in mounts

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from k2cli.exchanges import registry
 from tests.conftest import require, run_k2
 
 pytestmark = pytest.mark.integration
@@ -168,6 +169,8 @@ def test_prometheus_ready_with_k2_rules_and_targets():
         by_job = {t["labels"]["job"]: t["scrapeUrl"] for t in targets}
         assert by_job.get("k2-stream-binance") == "http://127.0.0.1:9091/metrics"
         assert by_job.get("k2-stream-kraken") == "http://127.0.0.1:9093/metrics"
+        for d in registry.all():  # and every exchange registered since (coinbase :9095)
+            assert by_job.get(d.scrape_job) == f"http://127.0.0.1:{d.default_metrics_port}/metrics", d.name
         assert by_job.get("k2-consumer") == "http://127.0.0.1:9094/metrics"
         config = http.get("/api/v1/status/config").json()["data"]["yaml"]
         assert "scrape_interval: 5s" in config
