@@ -63,7 +63,7 @@ class Simulator:
 
         cfg = self.cfg
         self.market = Market(cfg, self.stats, self.venue.multi_trade_events)
-        api = self.venue.rest_api()
+        api = self.venue.rest_api(cfg)
         self.rest = RestService(cfg, api, self.market.history, self.stats) if api is not None else None
         create_connection = no_pong_connection_class() if cfg.no_pong else ServerConnection
         async with serve(

@@ -167,8 +167,8 @@ class Venue(ABC):
     def route(self, path: str, cfg: SimulatorConfig) -> Route | None:
         """The route of a request path (with its query), or None to refuse it (HTTP 400)."""
 
-    def rest_api(self) -> RestApi | None:
-        """A new instance of the venue's REST trade history API, or None when it has none."""
+    def rest_api(self, cfg: SimulatorConfig) -> RestApi | None:
+        """A new instance of the venue's REST trade history API for a config, or None when it has none."""
         return None
 
 

@@ -167,7 +167,7 @@ class Binance(Venue):
             symbols.append(name.upper())
         return Route(dialect, tuple(symbols))
 
-    def rest_api(self) -> RestApi:
+    def rest_api(self, cfg: SimulatorConfig) -> RestApi:
         return HistoricalTrades()
 
 
