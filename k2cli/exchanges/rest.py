@@ -60,12 +60,14 @@ class TradeFetcher:
         if d.ids_need_time and after_us is None:
             raise RestGaveUp("this REST API pages by time: the time of the trade before the gap is needed", 0)
         fetched = 0
+        lowest = from_id  # one above the last id yielded: a page overlapping the one before yields nothing twice
         cursor: int | None = d.ids_start(from_id, to_id, after_us)
-        while cursor is not None and from_id <= to_id:
+        while cursor is not None and lowest <= to_id:
             page = await self._page(d.ids_request(symbol, cursor), symbol, window=False, fetched=fetched)
-            rows = [r for r in page.rows if from_id <= r[ROW_SOURCE_SEQUENCE] <= to_id]
+            rows = [r for r in page.rows if lowest <= r[ROW_SOURCE_SEQUENCE] <= to_id]
             if rows:
                 fetched += len(rows)
+                lowest = rows[-1][ROW_SOURCE_SEQUENCE] + 1
                 yield rows
             cursor = d.ids_next(page, cursor, to_id)
 
