@@ -104,8 +104,8 @@ class TradeFetcher:
             wait = retries.failed()
             if retries.failures >= MAX_FAILURES:
                 raise RestGaveUp(f"{retries.failures} failed calls in a row, last: {decision.reason}", fetched)
-            if decision.action == "wait":
-                wait = decision.wait
+            if decision.action == "wait":  # Retry-After is a floor: repeated limits wait longer, as backoff grows
+                wait = max(wait, decision.wait)
             self._pause_until = max(self._pause_until, time.monotonic() + wait)
 
     async def _attempt(self, request: RestRequest, symbol: str, window: bool) -> tuple[Decision, RestPage | None]:
