@@ -49,6 +49,8 @@ class TradeFetcher:
         self.timeout = timeout
         self._on_request = on_request
         self._headers = {dialect.api_key_header: api_key} if api_key and dialect.api_key_header else {}
+        self.backoff = BACKOFF  # between retries of 5xx and timeouts
+        self.max_failures = MAX_FAILURES  # consecutive failed calls of one page before RestGaveUp
         self._client: httpx.AsyncClient | None = None
         self._last_call: float | None = None  # monotonic time of the last call (the venue's pace)
         self._pause_until = 0.0  # monotonic time before which no call goes out (weight budget, Retry-After)
@@ -94,7 +96,7 @@ class TradeFetcher:
 
     async def _page(self, request: RestRequest, symbol: str, *, window: bool, fetched: int) -> RestPage:
         """One page, retried through rate limits, 5xx and timeouts; RestGaveUp when it cannot be had."""
-        retries = Retries(BACKOFF)
+        retries = Retries(self.backoff)
         while True:
             decision, page = await self._attempt(request, symbol, window)
             if decision.action == "ok" and page is not None:
@@ -102,7 +104,7 @@ class TradeFetcher:
             if decision.action == "give_up":
                 raise RestGaveUp(decision.reason, fetched)
             wait = retries.failed()
-            if retries.failures >= MAX_FAILURES:
+            if retries.failures >= self.max_failures:
                 raise RestGaveUp(f"{retries.failures} failed calls in a row, last: {decision.reason}", fetched)
             if decision.action == "wait":  # Retry-After is a floor: repeated limits wait longer, as backoff grows
                 wait = max(wait, decision.wait)

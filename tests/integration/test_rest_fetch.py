@@ -156,3 +156,26 @@ def test_kraken_v1_window_gives_the_live_v1_ids(tmp_path, k2_env):
     in_window = {tid for tid, row in live.items() if since <= row[ROW_TIMESTAMP] < until}
     assert {r[1] for r in rows} == in_window  # the same trade, the same hashed id, from either side
     assert all(row_to_record(r)["vendor_data"]["source"] == "rest" for r in rows)
+
+
+@pytest.mark.parametrize(("fault", "timeout", "label"), [
+    (["--rest-5xx-every", "1"], 10.0, "5xx"),  # every answer a 503 or 500
+    (["--rest-delay-ms", "800"], 0.3, "timeout"),  # every answer later than the client waits
+])
+def test_a_venue_that_keeps_failing_ends_in_rest_gave_up(fault, timeout, label, tmp_path, k2_env):
+    labels: list[str] = []
+
+    async def run() -> None:
+        fetcher = TradeFetcher(registry.get("binance"), _rest_base(url), timeout=timeout, on_request=labels.append)
+        fetcher.max_failures = 3
+        try:
+            async for _ in fetcher.fetch_ids("BTCUSDT", 1, 10):
+                pass
+        finally:
+            await fetcher.aclose()
+
+    with simulator("binance", ["--symbols", "BTCUSDT", *fault], k2_env, tmp_path) as url, \
+            pytest.raises(RestGaveUp) as gave_up:
+        asyncio.run(run())
+    assert labels == [label] * 3
+    assert gave_up.value.reason.startswith("3 failed calls in a row") and gave_up.value.fetched == 0
