@@ -15,9 +15,10 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from k2cli.consume.engine import ConsumeEngine
+    from k2cli.consume.engine import ConsumeEngine, ConsumeOptions
     from k2cli.errors import K2Error
     from k2cli.observe.consumer_metrics import ConsumerMetrics
+    from k2cli.settings import Settings
 
 app = typer.Typer(help="Write Kafka trades into Iceberg exactly once.", add_completion=False)
 
@@ -52,36 +53,19 @@ def consume(
     # Before pyarrow loads (here and in the decode workers, which inherit it): malloc returns freed Arrow
     # buffers to the OS where the bundled allocator keeps them, for a lower peak RSS.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-    from k2cli.consume.engine import ConsumeEngine, ConsumeOptions, stop_on_signals
-    from k2cli.errors import K2Error
+    from k2cli.consume.engine import ConsumeEngine
     from k2cli.observe.consumer_metrics import ConsumerMetrics
     from k2cli.settings import load_settings
 
-    topic_list = [t.strip() for t in topics.split(",") if t.strip()] if topics is not None else None
-    if topics is not None and not topic_list:
-        raise usage_error("--topics needs at least one topic name")
-    settings = load_settings(consumer_topics=topic_list, batch_size=batch_size, flush_interval=flush_interval,
-                             consumer_group=group, table=table, consumer_metrics_port=metrics_port,
-                             consumer_instance_id=instance_id)
-    options = ConsumeOptions(topics=tuple(settings.consumer_topics), group=settings.consumer_group,
-                             table=settings.table, batch_size=settings.batch_size,
-                             flush_interval=settings.flush_interval, max_messages=max_messages,
-                             instance_id=settings.consumer_instance_id,
-                             decode_workers=settings.consumer_decode_workers,
-                             startup_timeout=settings.consumer_startup_timeout)
+    settings = load_settings(consumer_topics=_topic_list(topics), batch_size=batch_size,
+                             flush_interval=flush_interval, consumer_group=group, table=table,
+                             consumer_metrics_port=metrics_port, consumer_instance_id=instance_id)
     console = _setup_logging(verbose)
     metrics = ConsumerMetrics()
-    engine = ConsumeEngine(settings, options, metrics=metrics)
+    engine = ConsumeEngine(settings, _options(settings, max_messages), metrics=metrics)
     server = _serve_metrics(metrics, settings.consumer_metrics_port)
-    failure: K2Error | None = None
     try:
-        with stop_on_signals(engine):
-            if sys.stdout.isatty() and output_format == "rich":
-                _run_live(engine, console)
-            else:
-                engine.run()
-    except K2Error as exc:
-        failure = exc
+        failure = _run(engine, console, live=sys.stdout.isatty() and output_format == "rich")
     finally:
         if server is not None:
             server.shutdown()
@@ -89,6 +73,41 @@ def consume(
         _report(engine, output_format, failure)
     if failure is not None:
         raise failure
+
+
+def _topic_list(topics: str | None) -> list[str] | None:
+    """--topics as a list (None: the setting); a usage error when it names no topic."""
+    topic_list = [t.strip() for t in topics.split(",") if t.strip()] if topics is not None else None
+    if topics is not None and not topic_list:
+        raise usage_error("--topics needs at least one topic name")
+    return topic_list
+
+
+def _options(settings: Settings, max_messages: int | None) -> ConsumeOptions:
+    from k2cli.consume.engine import ConsumeOptions
+
+    return ConsumeOptions(topics=tuple(settings.consumer_topics), group=settings.consumer_group,
+                          table=settings.table, batch_size=settings.batch_size,
+                          flush_interval=settings.flush_interval, max_messages=max_messages,
+                          instance_id=settings.consumer_instance_id,
+                          decode_workers=settings.consumer_decode_workers,
+                          startup_timeout=settings.consumer_startup_timeout)
+
+
+def _run(engine: ConsumeEngine, console: Console, live: bool) -> K2Error | None:
+    """Run the engine until it ends or a signal stops it; the K2Error that ended it early, if any."""
+    from k2cli.consume.engine import stop_on_signals
+    from k2cli.errors import K2Error
+
+    try:
+        with stop_on_signals(engine):
+            if live:
+                _run_live(engine, console)
+            else:
+                engine.run()
+    except K2Error as exc:
+        return exc
+    return None
 
 
 def _serve_metrics(metrics: ConsumerMetrics, port: int) -> Any:

@@ -217,29 +217,43 @@ def render_svg(record: RunRecord, samples: Sequence[Sample], evaluation: Evaluat
     """The chart as a standalone SVG document."""
     t_max = max([s.elapsed_s for s in samples] + [record.planned_duration_s if not record.partial else 0.0, 1.0])
     has_consumer = any(s.consumer is not None for s in samples)
-    parts: list[str] = []
+    parts = _title(record, samples, evaluation)
+    mem = _memory_panel(parts, record, samples, evaluation, t_max, has_consumer)
+    rate = _rate_panel(parts, record, samples, mem.top + mem.height + 70, t_max, has_consumer)
+    height = _footer(parts, record, COLORS[evaluation.verdict], rate.top + rate.height + 40)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
+            f'viewBox="0 0 {WIDTH} {height:.0f}" {FONT}>\n'
+            f'<rect width="100%" height="100%" fill="#ffffff"/>\n' + "\n".join(parts) + "\n</svg>\n")
+
+
+def _title(record: RunRecord, samples: Sequence[Sample], evaluation: Evaluation) -> list[str]:
+    """The title, the verdict badge and the line saying when, how long and from where."""
     color = COLORS[evaluation.verdict]
     started = _dt.datetime.fromtimestamp(record.started_at or 0, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     state = "PARTIAL - " + record.status.replace("_", " ") if record.partial else "complete"
-    parts.append(f'<text x="{LEFT}" y="30" font-size="20" font-weight="bold" fill="#24292f">'
-                 f'k2 soak: {_esc(record.exchange)}</text>')
-    parts.append(f'<rect x="{WIDTH - RIGHT - 60}" y="10" width="{RIGHT + 40}" height="30" rx="6" fill="{color}"/>')
-    parts.append(f'<text x="{WIDTH - RIGHT - 60 + (RIGHT + 40) / 2}" y="31" text-anchor="middle" font-size="16" '
-                 f'font-weight="bold" fill="#ffffff">{evaluation.verdict.value} (exit {evaluation.exit_code})</text>')
     sub = (f"{started} · ran {fmt_elapsed(samples[-1].elapsed_s) if samples else '0s'} of "
            f"{fmt_elapsed(record.planned_duration_s)} ({state}) · {len(samples)} samples every "
            f"{record.sample_interval_s:g}s · {record.url}")
-    parts.append(f'<text x="{LEFT}" y="52" font-size="12" fill="#57606a">{_esc(sub)}</text>')
+    return [
+        f'<text x="{LEFT}" y="30" font-size="20" font-weight="bold" fill="#24292f">'
+        f'k2 soak: {_esc(record.exchange)}</text>',
+        f'<rect x="{WIDTH - RIGHT - 60}" y="10" width="{RIGHT + 40}" height="30" rx="6" fill="{color}"/>',
+        f'<text x="{WIDTH - RIGHT - 60 + (RIGHT + 40) / 2}" y="31" text-anchor="middle" font-size="16" '
+        f'font-weight="bold" fill="#ffffff">{evaluation.verdict.value} (exit {evaluation.exit_code})</text>',
+        f'<text x="{LEFT}" y="52" font-size="12" fill="#57606a">{_esc(sub)}</text>',
+    ]
 
-    # ---- memory panel
+
+def _memory_panel(parts: list[str], record: RunRecord, samples: Sequence[Sample], evaluation: Evaluation,
+                  t_max: float, has_consumer: bool) -> _Panel:
+    """Draw the RSS panel (growth and hard limits, figures note, legend) into parts; returns the panel."""
     rss = [s.rss_bytes / MB for s in samples]
     crss = [s.consumer.rss_bytes / MB for s in samples if s.consumer is not None]
     figures = evaluation.figures
     growth_line = None
     start_mb = figures.get("stream_start_rss_mb")
     if start_mb is not None:
-        growth_line = start_mb + growth_limit_mb(figures.get("hours") or 0.0,
-                                                                      _thresholds(record))
+        growth_line = start_mb + growth_limit_mb(figures.get("hours") or 0.0, _thresholds(record))
     hard = _thresholds(record)["soak_rss_hard_max_mb"]
     extra = [growth_line] if growth_line is not None else []
     lo, hi = _range(rss + crss, extra)
@@ -256,10 +270,7 @@ def render_svg(record: RunRecord, samples: Sequence[Sample], evaluation: Evaluat
     mem.line([(s.elapsed_s, s.rss_bytes / MB) for s in samples], STREAM)
     if has_consumer:
         mem.line([(s.elapsed_s, s.consumer.rss_bytes / MB if s.consumer else None) for s in samples], CONSUMER)
-    score = figures.get("stream_leak_score")
-    growth = figures.get("stream_growth_mb")
-    note = (f"growth {growth:+.1f} MiB · leak score {score:.2f}" if growth is not None and score is not None
-            else f"growth {growth:+.1f} MiB" if growth is not None else "too few samples to measure growth")
+    note = _memory_note(figures.get("stream_growth_mb"), figures.get("stream_leak_score"))
     if not show_hard:
         note += f" · hard limit {hard:g} MiB off scale"
     parts += mem.parts + mem.overlay
@@ -271,13 +282,24 @@ def render_svg(record: RunRecord, samples: Sequence[Sample], evaluation: Evaluat
     if show_hard:
         legend.append((LIMIT, "hard limit", True))
     _legend(parts, mem.top, legend)
+    return mem
 
-    # ---- rate panel
+
+def _memory_note(growth: float | None, score: float | None) -> str:
+    """The memory panel's figures: growth and leak score, as far as they were measured."""
+    if growth is None:
+        return "too few samples to measure growth"
+    return f"growth {growth:+.1f} MiB · leak score {score:.2f}" if score is not None else f"growth {growth:+.1f} MiB"
+
+
+def _rate_panel(parts: list[str], record: RunRecord, samples: Sequence[Sample], top: float, t_max: float,
+                has_consumer: bool) -> _Panel:
+    """Draw the message-rate panel (minimum rate, rotation and drop markers, legend) into parts; returns it."""
     rmin = _thresholds(record)["soak_rate_min_msg_per_s"]
     rates = [s.rate_msg_s for s in samples if s.rate_msg_s is not None]
     crates = [s.consumer.rate_msg_s for s in samples if s.consumer is not None and s.consumer.rate_msg_s is not None]
     lo, hi = _range(rates + crates, [rmin], floor_zero=True)
-    rate = _Panel(top=mem.top + mem.height + 70, height=190, t_max=t_max, y_lo=lo, y_hi=hi)
+    rate = _Panel(top=top, height=190, t_max=t_max, y_lo=lo, y_hi=hi)
     rate.shade(0, record.warmup_s, "warm-up")
     rate.frame("Message rate", "msg/s")
     rate.hline(rmin, LIMIT, f"minimum {rmin:g} msg/s")
@@ -292,17 +314,18 @@ def render_svg(record: RunRecord, samples: Sequence[Sample], evaluation: Evaluat
     legend = [(RATE, "stream msg/s", False)] + ([(CRATE, "consumed msg/s", False)] if has_consumer else [])
     legend += [(LIMIT, "minimum rate", True), (ROTATION, "rotation", True), (DROP, "drop", True)]
     _legend(parts, rate.top, legend)
-    bottom = rate.top + rate.height + 40
+    return rate
+
+
+def _footer(parts: list[str], record: RunRecord, color: str, bottom: float) -> float:
+    """The time-axis caption and, for a run that ended early, why; returns the document's height."""
     parts.append(f'<text x="{LEFT + PLOT_W / 2}" y="{bottom - 8}" text-anchor="middle" font-size="12" '
                  'fill="#57606a">time since the soak started</text>')
     if record.partial and record.end_reason:
         parts.append(f'<text x="{LEFT}" y="{bottom + 12}" font-size="13" fill="{color}">'
                      f'{_esc("Ended early: " + record.end_reason)}</text>')
         bottom += 20
-    height = bottom + 10
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
-            f'viewBox="0 0 {WIDTH} {height:.0f}" {FONT}>\n'
-            f'<rect width="100%" height="100%" fill="#ffffff"/>\n' + "\n".join(parts) + "\n</svg>\n")
+    return bottom + 10
 
 
 def _thresholds(record: RunRecord) -> dict[str, float]:

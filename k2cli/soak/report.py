@@ -43,11 +43,25 @@ def _stats(values: list[float]) -> str:
 
 def render_text(record: RunRecord, samples: list[Sample], ev: Evaluation) -> str:
     """The human-readable report of a run."""
-    lines: list[str] = []
+    lines = [*_heading(record, samples, ev), *_criteria(ev), *_stream(record, samples, ev)]
+    if record.consumer_command:
+        lines += _consumer(samples, ev)
+    if record.log_tail:
+        lines += ["", "Last log lines of the process that ended the run", "-" * 48]
+        lines += [f"  {line}" for line in record.log_tail]
+    lines += _files(record)
+    lines.append("")
+    lines.append("Thresholds: " + ", ".join(f"{k}={v:g}" for k, v in sorted(record.thresholds.items())))
+    lines.append(f"Rendered {_utc(_dt.datetime.now(_dt.UTC).timestamp())} by k2 {record.k2_version}")
+    return "\n".join(lines) + "\n"
+
+
+def _heading(record: RunRecord, samples: list[Sample], ev: Evaluation) -> list[str]:
+    """Title, verdict and the run's facts: status, times, source, commands, sampling."""
     title = f"K2 SOAK TEST REPORT: {record.exchange}"
     if ev.partial:
         title += f"  [PARTIAL: {record.status.replace('_', ' ')}]"
-    lines += [title, "=" * len(title), ""]
+    lines = [title, "=" * len(title), ""]
     lines.append(f"Verdict:   {ev.verdict.value} (exit {ev.exit_code})")
     ran_s = samples[-1].elapsed_s if samples else 0.0
     lines.append(f"Status:    {record.status.replace('_', ' ')}; ran {ran_s / 3600:.3f} h of "
@@ -65,13 +79,23 @@ def render_text(record: RunRecord, samples: list[Sample], ev: Evaluation) -> str
     lines.append(f"Samples:   {len(samples)} every {record.sample_interval_s:g} s; the first "
                  f"{record.warmup_s:g} s are warm-up, left out of the growth, rate and leak figures")
     lines.append("Units:     1 MB = 2^20 bytes (as psutil and the leak score count them)")
-    lines += ["", "Criteria", "--------"]
+    return lines
+
+
+def _criteria(ev: Evaluation) -> list[str]:
+    """One line per criterion (and its detail under it)."""
+    lines = ["", "Criteria", "--------"]
     width = max((len(c.name) for c in ev.criteria), default=10)
     for c in ev.criteria:
         lines.append(f"  {c.status.value:<5}  {c.name:<{width}}  {c.measured}   (limit {c.limit})")
         if c.detail:
             lines.append(f"         {'':<{width}}  {c.detail}")
-    lines += ["", "Stream process", "--------------"]
+    return lines
+
+
+def _stream(record: RunRecord, samples: list[Sample], ev: Evaluation) -> list[str]:
+    """The stream process: memory, leak score, messages, reconnects and the counters."""
+    lines = ["", "Stream process", "--------------"]
     lines.append(f"  RSS MB:            {_stats([s.rss_bytes / MB for s in samples])}")
     lines.append(f"  VMS MB:            {_stats([s.vms_bytes / MB for s in samples])}")
     f = ev.figures
@@ -91,23 +115,30 @@ def render_text(record: RunRecord, samples: list[Sample], ev: Evaluation) -> str
                      f"pings {_num(last.pings, 0)}; pong timeouts {_num(last.pong_timeouts, 0)}; integrity errors "
                      f"{_num(last.integrity_errors, 0)}")
     lines.append(f"  Metric scrapes that failed: {record.scrape_failures}")
-    if record.consumer_command:
-        cs = [s.consumer for s in samples if s.consumer is not None]
-        lines += ["", "Consumer process", "----------------"]
-        lines.append(f"  RSS MB:            {_stats([c.rss_bytes / MB for c in cs])}")
-        lines.append(f"  Growth after warm-up: {_num(f.get('consumer_growth_mb'))} MB; leak score "
-                     f"{_num(f.get('consumer_leak_score'), 2)} (its steady state taken from "
-                     f"{_num(f.get('consumer_warmup_s'), 0)} s: 30 s after its first commit, or the warm-up)")
-        if cs:
-            newest = cs[-1]
-            lines.append(f"  Consumed {_num(newest.consumed, 0)}, written {_num(newest.written, 0)}, "
-                         f"lag {_num(newest.lag, 0)}, dead-lettered {_num(newest.dlq_entries, 0)}, "
-                         f"breaker state {_num(newest.breaker_state, 0)} "
-                         "(0 closed, 1 half-open, 2 open)")
-    if record.log_tail:
-        lines += ["", "Last log lines of the process that ended the run", "-" * 48]
-        lines += [f"  {line}" for line in record.log_tail]
-    lines += ["", "Files", "-----"]
+    return lines
+
+
+def _consumer(samples: list[Sample], ev: Evaluation) -> list[str]:
+    """The consumer process: memory, leak score and its newest counters."""
+    f = ev.figures
+    cs = [s.consumer for s in samples if s.consumer is not None]
+    lines = ["", "Consumer process", "----------------"]
+    lines.append(f"  RSS MB:            {_stats([c.rss_bytes / MB for c in cs])}")
+    lines.append(f"  Growth after warm-up: {_num(f.get('consumer_growth_mb'))} MB; leak score "
+                 f"{_num(f.get('consumer_leak_score'), 2)} (its steady state taken from "
+                 f"{_num(f.get('consumer_warmup_s'), 0)} s: 30 s after its first commit, or the warm-up)")
+    if cs:
+        newest = cs[-1]
+        lines.append(f"  Consumed {_num(newest.consumed, 0)}, written {_num(newest.written, 0)}, "
+                     f"lag {_num(newest.lag, 0)}, dead-lettered {_num(newest.dlq_entries, 0)}, "
+                     f"breaker state {_num(newest.breaker_state, 0)} "
+                     "(0 closed, 1 half-open, 2 open)")
+    return lines
+
+
+def _files(record: RunRecord) -> list[str]:
+    """The files a run leaves in its directory."""
+    lines = ["", "Files", "-----"]
     for suffix, what in ((PROFILE_SUFFIX, "memory profile, one sample per interval (JSON array)"),
                          (RUN_SUFFIX, "run record: commands, thresholds, exit statuses"),
                          (CHART_SUFFIX, "chart of RSS and message rate (open in a browser)"),
@@ -117,10 +148,7 @@ def render_text(record: RunRecord, samples: list[Sample], ev: Evaluation) -> str
         if suffix == CONSUMER_LOG_SUFFIX and not record.consumer_command:
             continue
         lines.append(f"  {record.exchange}{suffix:<32} {what}")
-    lines.append("")
-    lines.append("Thresholds: " + ", ".join(f"{k}={v:g}" for k, v in sorted(record.thresholds.items())))
-    lines.append(f"Rendered {_utc(_dt.datetime.now(_dt.UTC).timestamp())} by k2 {record.k2_version}")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write_outputs(directory: Path, record: RunRecord, samples: list[Sample]) -> tuple[Evaluation, str]:

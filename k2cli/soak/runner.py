@@ -7,21 +7,16 @@ answers; there is one sample at the end of every interval (1,440 for 24 h at 60 
 
 from __future__ import annotations
 
-import os
 import platform
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from k2cli.proc import child_env, free_port, k2_argv, start, stop
+from k2cli.proc import child_env, free_port, k2_argv
 from k2cli.soak import criteria
+from k2cli.soak.child import Child, tail
 from k2cli.soak.profile import (
     ABORTED,
     COMPLETED,
@@ -32,18 +27,16 @@ from k2cli.soak.profile import (
     NOT_RUN,
     RUNNING,
     STREAM_LOG_SUFFIX,
-    ConsumerSample,
     ProfileWriter,
     RunRecord,
     Sample,
     path_for,
     write_run,
 )
-from k2cli.soak.scrape import ScrapeError, consumer_reading, fetch, stream_reading
+from k2cli.soak.sampler import Sampler
+from k2cli.soak.scrape import ScrapeError, fetch
 
-LOG_TAIL_LINES = 25
 POLL_S = 0.25  # how often the waits look at the children and the stop flag
-CONSUMER_RATE_WINDOW_S = 30.0
 
 
 @dataclass
@@ -97,62 +90,23 @@ class SoakResult:
         return self.evaluation.exit_code
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: have the kernel send SIGTERM to the child if the soak itself dies."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
-    """The last lines of a log file."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    out = [line.rstrip() for line in deque(data.splitlines(), maxlen=lines)]
-    return out or [f"(nothing in {path.name})"]
+def _stream_argv(plan: SoakPlan, port: int) -> list[str]:
+    # --verbose: connections, reconnects and rotations go to the log the report quotes after a crash
+    argv = k2_argv(["stream", plan.exchange, "--url", plan.url, "--metrics-port", str(port), "--verbose"])
+    if plan.topic:
+        argv += ["--topic", plan.topic]
+    if plan.symbols:
+        argv += ["--symbols", plan.symbols]
+    return argv + list(plan.stream_args)
 
 
-class _Child:
-    """One child process with its log file and metrics port."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path, port: int, env: dict[str, str]) -> None:
-        self.name, self.argv, self.log_path, self.port = name, argv, log_path, port
-        self.metrics_url = f"http://127.0.0.1:{port}/metrics"
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        kwargs: dict[str, Any] = {}
-        if sys.platform.startswith("linux"):
-            kwargs["preexec_fn"] = _die_with_parent
-        # own session: a Ctrl-C in the terminal reaches the soak, which then stops the child in order
-        self.proc = start(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, **kwargs)
-        import psutil
-
-        self.ps = psutil.Process(self.proc.pid)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def exited(self) -> int | None:
-        return self.proc.poll()
-
-    def memory(self) -> tuple[int, int]:
-        info = self.ps.memory_info()
-        return int(info.rss), int(info.vms)
-
-    def stop(self, timeout: float) -> int | None:
-        """SIGTERM its process group, wait, then SIGKILL the group; returns the exit status."""
-        code = stop(self.proc, grace=timeout, kill_wait=10)
-        self._log.close()
-        return code
+def _consumer_argv(plan: SoakPlan, port: int) -> list[str]:
+    argv = k2_argv(["consume", "--metrics-port", str(port), "--verbose"])
+    if plan.topic:
+        argv += ["--topics", plan.topic]
+    if plan.consumer_group:
+        argv += ["--group", plan.consumer_group]
+    return argv
 
 
 class SoakRunner:
@@ -166,8 +120,8 @@ class SoakRunner:
         self._stop = threading.Event()
         self._stop_reason = ""
         self.samples: list[Sample] = []
-        self.stream: _Child | None = None
-        self.consumer: _Child | None = None
+        self.stream: Child | None = None
+        self.consumer: Child | None = None
         self._profile = ProfileWriter(plan.output_dir, plan.exchange)
         from k2cli import __version__
 
@@ -189,52 +143,41 @@ class SoakRunner:
         self.on_event(SoakEvent(kind, self.plan, self.record, sample, len(self.samples), message))
 
     # ---- children
-    def _stream_argv(self, port: int) -> list[str]:
-        p = self.plan
-        # --verbose: connections, reconnects and rotations go to the log the report quotes after a crash
-        argv = k2_argv(["stream", p.exchange, "--url", p.url, "--metrics-port", str(port), "--verbose"])
-        if p.topic:
-            argv += ["--topic", p.topic]
-        if p.symbols:
-            argv += ["--symbols", p.symbols]
-        return argv + list(p.stream_args)
-
-    def _consumer_argv(self, port: int) -> list[str]:
-        p = self.plan
-        argv = k2_argv(["consume", "--metrics-port", str(port), "--verbose"])
-        if p.topic:
-            argv += ["--topics", p.topic]
-        if p.consumer_group:
-            argv += ["--group", p.consumer_group]
-        return argv
-
-    def _stream(self) -> _Child:
+    def _stream(self) -> Child:
         """The stream child (started by _start before any sampling)."""
         if self.stream is None:
             raise RuntimeError("the stream process has not been started")
         return self.stream
 
-    def _children(self) -> list[_Child]:
+    def _children(self) -> list[Child]:
         return [c for c in (self.stream, self.consumer) if c is not None]
 
     def _start(self) -> bool:
         """Start the children and wait until their metrics endpoints answer; False if they never do."""
+        self._spawn()
+        return self._wait_ready()
+
+    def _spawn(self) -> None:
+        """Start the stream (and the consumer) and write the run record with their commands and pids."""
         out = self.plan.output_dir
         env = child_env(self.plan.env)
         port = free_port()
-        argv = self._stream_argv(port)
+        argv = _stream_argv(self.plan, port)
         self.record.stream_command = argv
-        self.stream = _Child("stream", argv, path_for(out, self.plan.exchange, STREAM_LOG_SUFFIX), port, env)
+        self.stream = Child("stream", argv, path_for(out, self.plan.exchange, STREAM_LOG_SUFFIX), port, env)
         self.record.stream_pid = self.stream.pid
         if self.plan.consumer:
             cport = free_port()
-            cargv = self._consumer_argv(cport)
+            cargv = _consumer_argv(self.plan, cport)
             self.record.consumer_command = cargv
-            self.consumer = _Child("consumer", cargv, path_for(out, self.plan.exchange, CONSUMER_LOG_SUFFIX), cport,
-                                   env)
+            self.consumer = Child("consumer", cargv, path_for(out, self.plan.exchange, CONSUMER_LOG_SUFFIX), cport,
+                                  env)
             self.record.consumer_pid = self.consumer.pid
         write_run(out, self.record)
         self._emit("starting", message=f"started stream pid {self.stream.pid}")
+
+    def _wait_ready(self) -> bool:
+        """Wait until every child's metrics endpoint answers; False (and why in the record) if one never does."""
         deadline = time.monotonic() + self.plan.startup_timeout_s
         pending = {c.name: c for c in self._children()}
         while pending:
@@ -259,91 +202,14 @@ class SoakRunner:
                 return False
         return True
 
-    def _not_ready(self, child: _Child, reason: str) -> bool:
+    def _not_ready(self, child: Child, reason: str) -> bool:
         self.record.status = NOT_RUN
         self.record.end_reason = reason
         self.record.log_tail = tail(child.log_path)
         return False
 
-    # ---- sampling
-    def _read_stream(self) -> tuple[Any, str | None]:
-        try:
-            return stream_reading(fetch(self._stream().metrics_url), self.plan.exchange), None
-        except ScrapeError as exc:
-            self.record.scrape_failures += 1
-            return None, str(exc)
-
-    def _baseline(self) -> None:
-        reading, _ = self._read_stream()
-        base: dict[str, Any] = {}
-        if reading is not None:
-            base = {"messages": reading.messages, "reconnects": dict(reading.reconnects),
-                    "rotations": reading.rotations, "pings": reading.pings, "pong_timeouts": reading.pong_timeouts,
-                    "integrity_errors": reading.integrity_errors}
-        if self.consumer is not None:
-            try:
-                c = consumer_reading(fetch(self.consumer.metrics_url))
-                base["consumer_consumed"] = c.consumed
-            except ScrapeError:
-                pass
-        self.record.baseline = base
-
-    def _delta(self, value: float | None, key: str) -> float | None:
-        if value is None:
-            return None
-        base = self.record.baseline.get(key)
-        return value - (base or 0.0)
-
-    def _sample(self, elapsed: float, prev: Sample | None) -> Sample:
-        rss, vms = self._stream().memory()
-        reading, error = self._read_stream()
-        s = Sample(timestamp=time.time(), elapsed_s=round(elapsed, 3), rss_bytes=rss, vms_bytes=vms,
-                   rss_mb=round(rss / MB, 3), vms_mb=round(vms / MB, 3), scrape_error=error)
-        if reading is not None:
-            s.messages = self._delta(reading.messages, "messages")
-            base_rc = self.record.baseline.get("reconnects") or {}
-            s.reconnects = {k: v - base_rc.get(k, 0.0) for k, v in reading.reconnects.items()}
-            s.drops = sum(s.reconnects.values())
-            s.rotations = self._delta(reading.rotations, "rotations")
-            s.pings = self._delta(reading.pings, "pings")
-            s.pong_timeouts = self._delta(reading.pong_timeouts, "pong_timeouts")
-            s.integrity_errors = self._delta(reading.integrity_errors, "integrity_errors")
-            s.reported_leak_score = reading.leak_score
-            before = prev.messages if prev is not None and prev.messages is not None else 0.0
-            dt = elapsed - (prev.elapsed_s if prev is not None else 0.0)
-            if s.messages is not None and dt > 0:
-                s.rate_msg_s = round((s.messages - before) / dt, 3)
-        if self.consumer is not None:
-            s.consumer = self._sample_consumer(self.consumer, elapsed)
-        steady = [x for x in [*self.samples, s] if x.elapsed_s >= self.record.warmup_s]
-        if len(steady) >= criteria.MIN_TREND_SAMPLES:
-            s.leak_score = round(criteria.leak_score_of(steady), 4)
-        return s
-
-    def _sample_consumer(self, consumer: _Child, elapsed: float) -> ConsumerSample:
-        crss, cvms = consumer.memory()
-        c = ConsumerSample(rss_bytes=crss, vms_bytes=cvms, rss_mb=round(crss / MB, 3))
-        try:
-            r = consumer_reading(fetch(consumer.metrics_url))
-        except ScrapeError as exc:
-            self.record.scrape_failures += 1
-            c.scrape_error = str(exc)
-            return c
-        c.consumed = self._delta(r.consumed, "consumer_consumed")
-        c.written, c.lag, c.dlq_entries, c.breaker_state = r.written, r.lag, r.dlq_entries, r.breaker_state
-        # The consumer counts per committed batch (every few seconds), so its rate is taken over a trailing
-        # window of at least CONSUMER_RATE_WINDOW_S rather than one short interval (which reads 0, 130, 0 ...).
-        since, before = 0.0, 0.0
-        for old in reversed(self.samples):
-            if old.consumer is not None and old.consumer.consumed is not None and \
-                    elapsed - old.elapsed_s >= CONSUMER_RATE_WINDOW_S:
-                since, before = old.elapsed_s, old.consumer.consumed
-                break
-        if c.consumed is not None and elapsed > since:
-            c.rate_msg_s = round((c.consumed - before) / (elapsed - since), 3)
-        return c
-
-    def _crashed_child(self) -> _Child | None:
+    # ---- the run
+    def _crashed_child(self) -> Child | None:
         return next((c for c in self._children() if c.exited() is not None), None)
 
     def _wait_until(self, due: float) -> str | None:
@@ -366,7 +232,7 @@ class SoakRunner:
             return f"consumer RSS {s.consumer.rss_bytes / MB:.1f} MB went above the hard limit of {chard:g} MB"
         return None
 
-    def _loop(self, t0: float) -> None:
+    def _loop(self, sampler: Sampler, t0: float) -> None:
         n = self.plan.sample_count
         interval = self.plan.sample_interval_s
         for k in range(1, n + 1):
@@ -383,7 +249,7 @@ class SoakRunner:
                 self.record.log_tail = tail(child.log_path)
                 return
             try:
-                sample = self._sample(time.monotonic() - t0, self.samples[-1] if self.samples else None)
+                sample = sampler.sample(time.monotonic() - t0, self.samples)
             except Exception as exc:  # psutil.NoSuchProcess: the child died between the poll and the read
                 if self._crashed_child() is not None:
                     continue  # the next wait reports the crash with its exit status
@@ -405,13 +271,14 @@ class SoakRunner:
         out.mkdir(parents=True, exist_ok=True)
         try:
             if self._start():
-                self._baseline()
+                sampler = Sampler(self.plan.exchange, self.record, self._stream(), self.consumer)
+                sampler.baseline()
                 self.record.started_at = time.time()
                 self.record.status = RUNNING
                 write_run(out, self.record)
                 self._profile.flush()
                 self._emit("ready", message=f"stream metrics at {self._stream().metrics_url}")
-                self._loop(time.monotonic())
+                self._loop(sampler, time.monotonic())
         except (OSError, ValueError) as exc:  # e.g. a child could not be started, a file not written
             self.record.status = NOT_RUN
             self.record.end_reason = f"the soak could not go on: {exc}"

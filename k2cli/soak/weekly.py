@@ -117,92 +117,133 @@ def build_weekly(url: str, exchange: str, days: float, settings: Any, now: float
         prom.close()
 
 
-def _judge(prom: Prometheus, url: str, exchange: str, days: float, settings: Any, now: float | None) -> Weekly:
+@dataclass
+class _Window:
+    """The window being judged and the PromQL pieces every figure's query uses."""
+
+    prom: Prometheus
+    exchange: str
+    start: float
+    end: float
+    step: float  # seconds between the points of a range query (about 600 points per window)
+    lookback: str  # the window as a PromQL range, e.g. 604800s
+    conn: str  # <exchange>_connection_status, the series that marks the exchange's stream
+    sel: str  # joins a per-instance expression onto the exchange's stream instances
+    coverage_s: float = 0.0  # the part of the window the data covers
+
+
+def _window(prom: Prometheus, exchange: str, days: float, now: float | None) -> _Window:
     end = time.time() if now is None else now
     window = days * 86400
-    start = end - window
     w = f"{max(1, int(window))}s"
-    ex = exchange
-    conn = f"{ex}_connection_status"
-    sel = f"and on (instance) max_over_time({conn}[{w}])"
-    step = max(1.0, window / 600)
-    report = Weekly(exchange=ex, prometheus=url, start=start, end=end, days=days, coverage_days=0.0)
+    conn = f"{exchange}_connection_status"
+    return _Window(prom, exchange, start=end - window, end=end, step=max(1.0, window / 600), lookback=w, conn=conn,
+                   sel=f"and on (instance) max_over_time({conn}[{w}])")
 
-    status_points = prom.series(f"max({conn})", start, end, step)
-    if not status_points:
-        report.lines.append(Line("data", Status.ERROR, f"No data: Prometheus has no `{conn}` series in the window "
-                                 f"(is the {ex} stream scraped by {url}?)"))
-        report.issues.append(f"No {ex} stream data in Prometheus for the window.")
+
+def _judge(prom: Prometheus, url: str, exchange: str, days: float, settings: Any, now: float | None) -> Weekly:
+    q = _window(prom, exchange, days, now)
+    report = Weekly(exchange=exchange, prometheus=url, start=q.start, end=q.end, days=days, coverage_days=0.0)
+    if not _coverage(q, report, url):
         return report
-    coverage_s = min(window, status_points[-1][0] - status_points[0][0] + step)
-    report.coverage_days = coverage_s / 86400
+    for judge in (_memory, _leak, _rotations, _heartbeat, _uptime, _reconnects, _rate, _alerts):
+        judge(q, report, settings)
+    _collect_issues(report)
+    return report
+
+
+def _coverage(q: _Window, report: Weekly, url: str) -> bool:
+    """How much of the window the data covers (a WARN below COVERAGE_MIN); False when there is none at all."""
+    status_points = q.prom.series(f"max({q.conn})", q.start, q.end, q.step)
+    if not status_points:
+        report.lines.append(Line("data", Status.ERROR, f"No data: Prometheus has no `{q.conn}` series in the window "
+                                 f"(is the {q.exchange} stream scraped by {url}?)"))
+        report.issues.append(f"No {q.exchange} stream data in Prometheus for the window.")
+        return False
+    window = report.days * 86400
+    q.coverage_s = min(window, status_points[-1][0] - status_points[0][0] + q.step)
+    report.coverage_days = q.coverage_s / 86400
     cov_days = report.coverage_days
-    if cov_days < days * COVERAGE_MIN:
+    if cov_days < report.days * COVERAGE_MIN:
         report.lines.append(Line("coverage", Status.WARN, f"Data coverage: {span(cov_days * 86400)} of {span(window)} "
                                  "(per-day figures use the covered time)"))
+    return True
 
-    # memory
-    rss = prom.series(f"max(process_memory_rss_bytes and on (instance) {conn})", start, end, step)
-    peak = prom.value(f"max(max_over_time(process_memory_rss_bytes[{w}]) {sel})", end)
+
+def _memory(q: _Window, report: Weekly, settings: Any) -> None:
+    rss = q.prom.series(f"max(process_memory_rss_bytes and on (instance) {q.conn})", q.start, q.end, q.step)
+    peak = q.prom.value(f"max(max_over_time(process_memory_rss_bytes[{q.lookback}]) {q.sel})", q.end)
     mem_max = _threshold(settings, "prod_memory_max_mb")
     growth_max = _threshold(settings, "prod_memory_growth_max_mb")
-    if rss and peak is not None:
-        values = [v / MB for _, v in rss]
-        edge = max(1, min(len(values) // 4, int(3600 / step)))  # an hour at each end (a quarter of short windows)
-        growth = statistics.median(values[-edge:]) - statistics.median(values[:edge])
-        report.figures.update(rss_min_mb=min(values), rss_peak_mb=peak / MB, rss_median_mb=statistics.median(values),
-                              rss_growth_mb=growth)
-        ok = peak / MB <= mem_max and growth < growth_max
-        report.lines.append(Line("memory", Status.PASS if ok else Status.FAIL,
-                                 f"Memory stable: {min(values):.0f}-{peak / MB:.0f}MB (median "
-                                 f"{statistics.median(values):.0f}MB), {growth:+.1f}MB growth over "
-                                 f"{span(cov_days * 86400)} "
-                                 f"(limits: peak <= {mem_max:g}MB, growth < {growth_max:g}MB)"))
-    else:
+    if not rss or peak is None:
         report.lines.append(Line("memory", Status.ERROR, "Memory: no process_memory_rss_bytes from the stream"))
+        return
+    values = [v / MB for _, v in rss]
+    edge = max(1, min(len(values) // 4, int(3600 / q.step)))  # an hour at each end (a quarter of short windows)
+    growth = statistics.median(values[-edge:]) - statistics.median(values[:edge])
+    report.figures.update(rss_min_mb=min(values), rss_peak_mb=peak / MB, rss_median_mb=statistics.median(values),
+                          rss_growth_mb=growth)
+    ok = peak / MB <= mem_max and growth < growth_max
+    report.lines.append(Line("memory", Status.PASS if ok else Status.FAIL,
+                             f"Memory stable: {min(values):.0f}-{peak / MB:.0f}MB (median "
+                             f"{statistics.median(values):.0f}MB), {growth:+.1f}MB growth over "
+                             f"{span(report.coverage_days * 86400)} "
+                             f"(limits: peak <= {mem_max:g}MB, growth < {growth_max:g}MB)"))
 
-    leak = prom.value(f"max(max_over_time(memory_leak_detection_score[{w}]) {sel})", end)
-    if leak is not None:
-        from k2cli.soak.criteria import thresholds_from
 
-        lmax = thresholds_from(settings.thresholds)["soak_leak_score_max"]
-        report.figures["leak_score_max"] = leak
-        report.lines.append(Line("leak", Status.PASS if leak < lmax else Status.FAIL,
-                                 f"Memory leak score: highest {leak:.2f} (< {lmax:g})"))
+def _leak(q: _Window, report: Weekly, settings: Any) -> None:
+    leak = q.prom.value(f"max(max_over_time(memory_leak_detection_score[{q.lookback}]) {q.sel})", q.end)
+    if leak is None:
+        return
+    from k2cli.soak.criteria import thresholds_from
 
-    # rotations and heartbeat
+    lmax = thresholds_from(settings.thresholds)["soak_leak_score_max"]
+    report.figures["leak_score_max"] = leak
+    report.lines.append(Line("leak", Status.PASS if leak < lmax else Status.FAIL,
+                             f"Memory leak score: highest {leak:.2f} (< {lmax:g})"))
+
+
+def _rotations(q: _Window, report: Weekly, settings: Any) -> None:
     tol = _threshold(settings, "prod_rate_tolerance_pct")
-    rotations = prom.value(f"sum(increase({ex}_connection_rotations_total[{w}]))", end) or 0.0
+    rotations = q.prom.value(f"sum(increase({q.exchange}_connection_rotations_total[{q.lookback}]))", q.end) or 0.0
     expected_rot = 86400 / settings.rotation_interval
-    rot_day = _per_day(rotations, cov_days)
+    rot_day = _per_day(rotations, report.coverage_days)
     report.figures.update(rotations=rotations, rotations_per_day=rot_day)
     report.lines.append(Line("rotations", Status.PASS if _within(rot_day, expected_rot, tol) else Status.WARN,
                              f"Connection rotations: {rotations:.0f} total ({rot_day:.1f} per day; expected "
                              f"{expected_rot:g} per day, every {span(settings.rotation_interval)}, "
                              f"±{tol:g}%)"))
-    pings = prom.value(f"sum(increase({ex}_pings_sent_total[{w}]))", end) or 0.0
-    timeouts = prom.value(f"sum(increase({ex}_pong_timeouts_total[{w}]))", end) or 0.0
+
+
+def _heartbeat(q: _Window, report: Weekly, settings: Any) -> None:
+    tol = _threshold(settings, "prod_rate_tolerance_pct")
+    pings = q.prom.value(f"sum(increase({q.exchange}_pings_sent_total[{q.lookback}]))", q.end) or 0.0
+    timeouts = q.prom.value(f"sum(increase({q.exchange}_pong_timeouts_total[{q.lookback}]))", q.end) or 0.0
     expected_pings = 86400 / settings.ping_interval
-    ping_day = _per_day(pings, cov_days)
+    ping_day = _per_day(pings, report.coverage_days)
     report.figures.update(pings=pings, pings_per_day=ping_day, pong_timeouts=timeouts)
     ok = _within(ping_day, expected_pings, tol) and round(timeouts) == 0
     report.lines.append(Line("heartbeat", Status.PASS if ok else Status.WARN,
                              f"Ping-pong heartbeat: {pings:.0f} pings ({ping_day:.0f} per day; expected "
                              f"{expected_pings:g}), {timeouts:.0f} pong timeouts"))
 
-    # uptime: share of scrapes that answered x share of those with a live connection
-    scraped = prom.value(f"min(avg_over_time(up[{w}]) {sel})", end)
-    connected = prom.value(f"min(avg_over_time({conn}[{w}]))", end)
-    up_min = _threshold(settings, "prod_uptime_min_pct")
-    if scraped is not None and connected is not None:
-        uptime = 100 * scraped * connected
-        report.figures["uptime_pct"] = uptime
-        report.lines.append(Line("uptime", Status.PASS if uptime >= up_min else Status.FAIL,
-                                 f"Uptime: {uptime:.2f}% (target >= {up_min:g}%; process answered "
-                                 f"{100 * scraped:.2f}% of scrapes, connected {100 * connected:.2f}% of them)"))
 
-    # unscheduled reconnects
-    rows = prom.query(f"sum by (reason) (increase({ex}_reconnects_total[{w}]))", end)
+def _uptime(q: _Window, report: Weekly, settings: Any) -> None:
+    """Share of scrapes that answered x share of those with a live connection."""
+    scraped = q.prom.value(f"min(avg_over_time(up[{q.lookback}]) {q.sel})", q.end)
+    connected = q.prom.value(f"min(avg_over_time({q.conn}[{q.lookback}]))", q.end)
+    up_min = _threshold(settings, "prod_uptime_min_pct")
+    if scraped is None or connected is None:
+        return
+    uptime = 100 * scraped * connected
+    report.figures["uptime_pct"] = uptime
+    report.lines.append(Line("uptime", Status.PASS if uptime >= up_min else Status.FAIL,
+                             f"Uptime: {uptime:.2f}% (target >= {up_min:g}%; process answered "
+                             f"{100 * scraped:.2f}% of scrapes, connected {100 * connected:.2f}% of them)"))
+
+
+def _reconnects(q: _Window, report: Weekly, settings: Any) -> None:
+    rows = q.prom.query(f"sum by (reason) (increase({q.exchange}_reconnects_total[{q.lookback}]))", q.end)
     by_reason = {r.get("reason", "?"): v for r, v in rows if round(v) > 0}
     total = sum(by_reason.values())
     rmax = _threshold(settings, "prod_unscheduled_reconnects_max")
@@ -211,22 +252,25 @@ def _judge(prom: Prometheus, url: str, exchange: str, days: float, settings: Any
     report.lines.append(Line("reconnects", Status.PASS if round(total) <= rmax else Status.FAIL,
                              f"Unscheduled reconnections: {total:.0f} ({detail}; target <= {rmax:g})"))
 
-    # message rate
-    received = prom.value(f"sum(increase({ex}_messages_received_total[{w}]))", end)
-    rate_min = _threshold(settings, "prod_stream_rate_min_per_s")
-    if received is not None:
-        avg = received / coverage_s
-        rate_series = prom.series(f"sum(rate({ex}_messages_received_total[5m]))", start, end, step)
-        lowest = min((v for _, v in rate_series), default=None)
-        report.figures.update(messages=received, avg_rate_msg_s=avg, lowest_5m_rate_msg_s=lowest)
-        low = f"; lowest 5-minute rate {lowest:.1f}" if lowest is not None else ""
-        report.lines.append(Line("rate", Status.PASS if avg > rate_min else Status.FAIL,
-                                 f"Message rate: {avg:.1f} msg/sec average (>{rate_min:g} msg/sec target){low}"))
-    else:
-        report.lines.append(Line("rate", Status.ERROR, f"Message rate: no {ex}_messages_received_total"))
 
-    # alerts
-    fired = prom.query(f'max by (alertname, severity) (max_over_time(ALERTS{{alertstate="firing"}}[{w}]))', end)
+def _rate(q: _Window, report: Weekly, settings: Any) -> None:
+    received = q.prom.value(f"sum(increase({q.exchange}_messages_received_total[{q.lookback}]))", q.end)
+    rate_min = _threshold(settings, "prod_stream_rate_min_per_s")
+    if received is None:
+        report.lines.append(Line("rate", Status.ERROR, f"Message rate: no {q.exchange}_messages_received_total"))
+        return
+    avg = received / q.coverage_s
+    rate_series = q.prom.series(f"sum(rate({q.exchange}_messages_received_total[5m]))", q.start, q.end, q.step)
+    lowest = min((v for _, v in rate_series), default=None)
+    report.figures.update(messages=received, avg_rate_msg_s=avg, lowest_5m_rate_msg_s=lowest)
+    low = f"; lowest 5-minute rate {lowest:.1f}" if lowest is not None else ""
+    report.lines.append(Line("rate", Status.PASS if avg > rate_min else Status.FAIL,
+                             f"Message rate: {avg:.1f} msg/sec average (>{rate_min:g} msg/sec target){low}"))
+
+
+def _alerts(q: _Window, report: Weekly, settings: Any) -> None:
+    fired = q.prom.query(f'max by (alertname, severity) (max_over_time(ALERTS{{alertstate="firing"}}[{q.lookback}]))',
+                         q.end)
     critical = sorted({r.get("alertname", "?") for r, _ in fired if r.get("severity") == "critical"})
     amax = _threshold(settings, "prod_critical_alerts_max")
     report.figures["alerts_fired"] = sorted(f"{r.get('alertname')} ({r.get('severity', '-')})" for r, _ in fired)
@@ -236,13 +280,15 @@ def _judge(prom: Prometheus, url: str, exchange: str, days: float, settings: Any
         text = "Alerts: Zero critical alerts triggered"
     report.lines.append(Line("alerts", Status.PASS if len(critical) <= amax else Status.FAIL, text))
 
+
+def _collect_issues(report: Weekly) -> None:
+    """Every line short of PASS, then the non-critical alerts that fired."""
     for line in report.lines:
         if line.status is not Status.PASS:
             report.issues.append(f"{line.status.value}: {line.text}")
     others = [a for a in report.figures["alerts_fired"] if "(critical)" not in a]
     if others:
         report.issues.append("Other alerts that fired: " + ", ".join(others))
-    return report
 
 
 def _day(ts: float) -> str:

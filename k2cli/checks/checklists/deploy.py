@@ -562,9 +562,6 @@ def _manual(step_id: str, title: str, reason: str, check: str) -> Step:
     return Step(step_id, title, check, manual=Manual(reason, check))
 
 
-BLUE_GREEN = "blue/green is a deployment-platform procedure (images, containers, cutover) that k2 does not drive"
-
-
 def build_pre(options: Options) -> Checklist:
     """The pre-deployment checklist."""
     return Checklist(
@@ -627,95 +624,127 @@ def build_pre(options: Options) -> Checklist:
 
 def build_post(options: Options) -> Checklist:
     """The post-deployment checklist."""
-    weekly_dep = ("deploy-post.weekly-report",)
     return Checklist(
         "deploy-post", "Post-deployment checklist",
         "The running pipeline (group, lag, throughput, DLQ, snapshots, freshness, metrics, alerts) and the seed's "
         "7-day production figures from Prometheus; blue/green and sign-off steps are MANUAL.",
-        (
-            common.broker_step("deploy-post.broker"),
-            common.catalog_step("deploy-post.catalog"),
-            common.prometheus_step("deploy-post.prometheus"),
-            Step("deploy-post.group-healthy", "Consumer group healthy",
-                 "The consumer group is Stable with members, without rebalancing, over three samples.", measure_group,
-                 depends_on=("deploy-post.broker",)),
-            Step("deploy-post.lag", "Consumer lag < 1,000 within 5 minutes",
-                 "End offsets minus the table's offsets fall below 1,000 within 5 minutes.", measure_lag,
-                 depends_on=("deploy-post.broker", "deploy-post.catalog"),
-                 thresholds=("post_lag_max_messages", "post_lag_within_s")),
-            Step("deploy-post.throughput", "Throughput > 100 msg/s",
-                 "rate(k2_messages_consumed_total[5m]) above 100 msg/s.", measure_post_throughput,
-                 depends_on=("deploy-post.prometheus",),
-                 thresholds=("post_throughput_min_msg_per_s", "post_throughput_window_s")),
-            Step("deploy-post.dlq", "No unexpected DLQ entries",
-                 "The DLQ is empty or holds only validation poison records (anything else: a person decides).",
-                 measure_post_dlq),
-            Step("deploy-post.snapshots", "Iceberg snapshots increasing",
-                 "The newest snapshot is younger than 5 minutes.", measure_post_snapshots,
-                 depends_on=("deploy-post.catalog",), thresholds=("post_snapshot_max_age_s",)),
-            Step("deploy-post.freshness", "Query engine returns fresh data (< 5 min)",
-                 "`k2 query sql 'SELECT max(timestamp) FROM trades'` is under 5 minutes old.", measure_freshness,
-                 thresholds=("post_freshness_max_s",)),
-            Step("deploy-post.metrics", "Prometheus metrics reporting",
-                 "The consumer and at least one stream are up in Prometheus.", measure_post_metrics,
-                 depends_on=("deploy-post.prometheus",)),
-            Step("deploy-post.grafana", "Grafana dashboards as expected", GRAFANA.check, manual=GRAFANA),
-            Step("deploy-post.alerts-firing", "No alerts firing", "Prometheus has no firing alert.", measure_firing,
-                 depends_on=("deploy-post.prometheus",)),
-            Step("deploy-post.logs", "Logs show no errors or warnings",
-                 "Error counters flat for an hour; a person reads the logs.", measure_post_logs, manual=LOGS,
-                 depends_on=("deploy-post.prometheus",), thresholds=("post_error_window_s",)),
-            Step("deploy-post.tls", "SSL verification enabled in production",
-                 "ssl_verify is on and every exchange URL is wss://.", measure_post_tls),
-            Step("deploy-post.weekly-report", "7-day validation report generated",
-                 "`k2 soak report --prometheus URL --days 7` builds the seed's production report.",
-                 measure_weekly_report, depends_on=("deploy-post.prometheus",), thresholds=("prod_window_days",)),
-            Step("deploy-post.memory", "Memory stable (200-250 MB)",
-                 "Stream RSS stays under 250 MB and grows less than 50 MB (7-day report).",
-                 weekly_line("memory", "leak"), depends_on=weekly_dep,
-                 thresholds=("prod_memory_max_mb", "prod_memory_growth_max_mb")),
-            Step("deploy-post.rotations", "Connection rotations: 6 per day",
-                 "Rotations per day match the rotation interval (7-day report).", weekly_line("rotations"),
-                 depends_on=weekly_dep, thresholds=("prod_rotations_per_day", "prod_rate_tolerance_pct")),
-            Step("deploy-post.heartbeat", "Ping-pong heartbeat: 480 pings per day",
-                 "Pings per day match the ping interval, pongs keep coming (7-day report).", weekly_line("heartbeat"),
-                 depends_on=weekly_dep, thresholds=("prod_pings_per_day", "prod_rate_tolerance_pct")),
-            Step("deploy-post.stream-rate", "Message rate > 10 msg/s sustained",
-                 "The stream's average rate exceeds 10 msg/s (7-day report).", weekly_line("rate"),
-                 depends_on=weekly_dep, thresholds=("prod_stream_rate_min_per_s",)),
-            Step("deploy-post.reconnects", "Zero unscheduled reconnections",
-                 "Reconnects other than rotations (7-day report).", weekly_line("reconnects"), depends_on=weekly_dep,
-                 thresholds=("prod_unscheduled_reconnects_max",)),
-            Step("deploy-post.critical-alerts", "No critical alerts",
-                 "No critical alert fired in the window (7-day report).", weekly_line("alerts"),
-                 depends_on=weekly_dep, thresholds=("prod_critical_alerts_max",)),
-            Step("deploy-post.uptime", "Uptime > 99.9%",
-                 "Connected share of the window, scheduled rotations excluded (7-day report).", weekly_line("uptime"),
-                 depends_on=weekly_dep, thresholds=("prod_uptime_min_pct",)),
-            Step("deploy-post.weekly-signoff", "7-day validation report completed", WEEKLY_SIGNOFF.check,
-                 manual=WEEKLY_SIGNOFF),
-            _manual("deploy-post.phase5-complete", "All 9 Phase 5 steps complete",
-                    "a roll-up over steps that span days (soak, blue/green, 7-day production)",
-                    "`k2 validate resilience`, `k2 validate deploy --pre/--post`, the 24 h `k2 soak` and the 7-day "
-                    "report are all green"),
-            _manual("deploy-post.bg-image", "New image built", BLUE_GREEN,
-                    "the new image (e.g. k2-platform:v2.0-stable) is built from the release and `k2 --version` in it "
-                    "prints the release"),
-            _manual("deploy-post.bg-green-deployed", "Green deployed alongside blue", BLUE_GREEN,
-                    "the green stream runs next to blue (Prometheus shows two stream targets up)"),
-            _manual("deploy-post.bg-dual", "Both producing to Kafka (10 min)", BLUE_GREEN,
-                    "for 10 minutes both streams' <exchange>_messages_received_total rise and Kafka receives from both "
-                    "(duplicates are removed by the consumer's message_id/sequence tracking)"),
-            _manual("deploy-post.bg-cutover", "Cutover to green, blue stopped gracefully", BLUE_GREEN,
-                    "blue is stopped with SIGTERM and exits 0 after flushing (deploy-pre.stream-sigterm proves the "
-                    "mechanism)"),
-            _manual("deploy-post.bg-green-validated", "Green handling all traffic (15 min)", BLUE_GREEN,
-                    "for 15 minutes only green produces, and `k2 validate deploy --post` is green"),
-            _manual("deploy-post.bg-rollback", "Rollback procedure tested", BLUE_GREEN,
-                    "the rollback (start blue, stop green, verify blue's metrics) was rehearsed and takes < 2 minutes"),
-        ),
+        (*_post_services(), *_post_pipeline(), *_post_weekly(), *_post_signoff(), *_post_blue_green()),
         source=f"{common.SEED_CONSUMER} (Post-Deployment Checklist); {common.SEED_PHASE5} (Steps 08-09, Success "
                "Criteria)",
+    )
+
+
+def _post_services() -> tuple[Step, ...]:
+    """Post-deployment: the services the running pipeline needs."""
+    return (
+        common.broker_step("deploy-post.broker"),
+        common.catalog_step("deploy-post.catalog"),
+        common.prometheus_step("deploy-post.prometheus"),
+    )
+
+
+def _post_pipeline() -> tuple[Step, ...]:
+    """Post-deployment: the running pipeline (group, lag, throughput, DLQ, snapshots, freshness, metrics, logs)."""
+    return (
+        Step("deploy-post.group-healthy", "Consumer group healthy",
+             "The consumer group is Stable with members, without rebalancing, over three samples.", measure_group,
+             depends_on=("deploy-post.broker",)),
+        Step("deploy-post.lag", "Consumer lag < 1,000 within 5 minutes",
+             "End offsets minus the table's offsets fall below 1,000 within 5 minutes.", measure_lag,
+             depends_on=("deploy-post.broker", "deploy-post.catalog"),
+             thresholds=("post_lag_max_messages", "post_lag_within_s")),
+        Step("deploy-post.throughput", "Throughput > 100 msg/s",
+             "rate(k2_messages_consumed_total[5m]) above 100 msg/s.", measure_post_throughput,
+             depends_on=("deploy-post.prometheus",),
+             thresholds=("post_throughput_min_msg_per_s", "post_throughput_window_s")),
+        Step("deploy-post.dlq", "No unexpected DLQ entries",
+             "The DLQ is empty or holds only validation poison records (anything else: a person decides).",
+             measure_post_dlq),
+        Step("deploy-post.snapshots", "Iceberg snapshots increasing",
+             "The newest snapshot is younger than 5 minutes.", measure_post_snapshots,
+             depends_on=("deploy-post.catalog",), thresholds=("post_snapshot_max_age_s",)),
+        Step("deploy-post.freshness", "Query engine returns fresh data (< 5 min)",
+             "`k2 query sql 'SELECT max(timestamp) FROM trades'` is under 5 minutes old.", measure_freshness,
+             thresholds=("post_freshness_max_s",)),
+        Step("deploy-post.metrics", "Prometheus metrics reporting",
+             "The consumer and at least one stream are up in Prometheus.", measure_post_metrics,
+             depends_on=("deploy-post.prometheus",)),
+        Step("deploy-post.grafana", "Grafana dashboards as expected", GRAFANA.check, manual=GRAFANA),
+        Step("deploy-post.alerts-firing", "No alerts firing", "Prometheus has no firing alert.", measure_firing,
+             depends_on=("deploy-post.prometheus",)),
+        Step("deploy-post.logs", "Logs show no errors or warnings",
+             "Error counters flat for an hour; a person reads the logs.", measure_post_logs, manual=LOGS,
+             depends_on=("deploy-post.prometheus",), thresholds=("post_error_window_s",)),
+        Step("deploy-post.tls", "SSL verification enabled in production",
+             "ssl_verify is on and every exchange URL is wss://.", measure_post_tls),
+    )
+
+
+def _post_weekly() -> tuple[Step, ...]:
+    """Post-deployment: the seed's 7-day production report and the figures read from it."""
+    weekly_dep = ("deploy-post.weekly-report",)
+    return (
+        Step("deploy-post.weekly-report", "7-day validation report generated",
+             "`k2 soak report --prometheus URL --days 7` builds the seed's production report.",
+             measure_weekly_report, depends_on=("deploy-post.prometheus",), thresholds=("prod_window_days",)),
+        Step("deploy-post.memory", "Memory stable (200-250 MB)",
+             "Stream RSS stays under 250 MB and grows less than 50 MB (7-day report).",
+             weekly_line("memory", "leak"), depends_on=weekly_dep,
+             thresholds=("prod_memory_max_mb", "prod_memory_growth_max_mb")),
+        Step("deploy-post.rotations", "Connection rotations: 6 per day",
+             "Rotations per day match the rotation interval (7-day report).", weekly_line("rotations"),
+             depends_on=weekly_dep, thresholds=("prod_rotations_per_day", "prod_rate_tolerance_pct")),
+        Step("deploy-post.heartbeat", "Ping-pong heartbeat: 480 pings per day",
+             "Pings per day match the ping interval, pongs keep coming (7-day report).", weekly_line("heartbeat"),
+             depends_on=weekly_dep, thresholds=("prod_pings_per_day", "prod_rate_tolerance_pct")),
+        Step("deploy-post.stream-rate", "Message rate > 10 msg/s sustained",
+             "The stream's average rate exceeds 10 msg/s (7-day report).", weekly_line("rate"),
+             depends_on=weekly_dep, thresholds=("prod_stream_rate_min_per_s",)),
+        Step("deploy-post.reconnects", "Zero unscheduled reconnections",
+             "Reconnects other than rotations (7-day report).", weekly_line("reconnects"), depends_on=weekly_dep,
+             thresholds=("prod_unscheduled_reconnects_max",)),
+        Step("deploy-post.critical-alerts", "No critical alerts",
+             "No critical alert fired in the window (7-day report).", weekly_line("alerts"),
+             depends_on=weekly_dep, thresholds=("prod_critical_alerts_max",)),
+        Step("deploy-post.uptime", "Uptime > 99.9%",
+             "Connected share of the window, scheduled rotations excluded (7-day report).", weekly_line("uptime"),
+             depends_on=weekly_dep, thresholds=("prod_uptime_min_pct",)),
+    )
+
+
+def _post_signoff() -> tuple[Step, ...]:
+    """Post-deployment: the MANUAL sign-offs of the 7-day report and of Phase 5 as a whole."""
+    return (
+        Step("deploy-post.weekly-signoff", "7-day validation report completed", WEEKLY_SIGNOFF.check,
+             manual=WEEKLY_SIGNOFF),
+        _manual("deploy-post.phase5-complete", "All 9 Phase 5 steps complete",
+                "a roll-up over steps that span days (soak, blue/green, 7-day production)",
+                "`k2 validate resilience`, `k2 validate deploy --pre/--post`, the 24 h `k2 soak` and the 7-day "
+                "report are all green"),
+    )
+
+
+BLUE_GREEN = "blue/green is a deployment-platform procedure (images, containers, cutover) that k2 does not drive"
+
+
+def _post_blue_green() -> tuple[Step, ...]:
+    """Post-deployment: the blue/green rollout (seed Step 08), MANUAL because of BLUE_GREEN; its steps go here."""
+    return (
+        _manual("deploy-post.bg-image", "New image built", BLUE_GREEN,
+                "the new image (e.g. k2-platform:v2.0-stable) is built from the release and `k2 --version` in it "
+                "prints the release"),
+        _manual("deploy-post.bg-green-deployed", "Green deployed alongside blue", BLUE_GREEN,
+                "the green stream runs next to blue (Prometheus shows two stream targets up)"),
+        _manual("deploy-post.bg-dual", "Both producing to Kafka (10 min)", BLUE_GREEN,
+                "for 10 minutes both streams' <exchange>_messages_received_total rise and Kafka receives from both "
+                "(duplicates are removed by the consumer's message_id/sequence tracking)"),
+        _manual("deploy-post.bg-cutover", "Cutover to green, blue stopped gracefully", BLUE_GREEN,
+                "blue is stopped with SIGTERM and exits 0 after flushing (deploy-pre.stream-sigterm proves the "
+                "mechanism)"),
+        _manual("deploy-post.bg-green-validated", "Green handling all traffic (15 min)", BLUE_GREEN,
+                "for 15 minutes only green produces, and `k2 validate deploy --post` is green"),
+        _manual("deploy-post.bg-rollback", "Rollback procedure tested", BLUE_GREEN,
+                "the rollback (start blue, stop green, verify blue's metrics) was rehearsed and takes < 2 minutes"),
     )
 
 

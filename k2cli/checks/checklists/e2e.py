@@ -683,74 +683,118 @@ def _is_validation_poison(entry_id: str) -> bool:
 
 def build(options: Options) -> Checklist:
     """The consumer E2E checklist."""
-    consume = ("e2e.2-consume",)
-    query = ("e2e.4-query",)
     return Checklist(
         "e2e",
         "Consumer E2E validation (steps 1-6)",
         "Baseline, a consumer run over a known number of messages (streamed from a simulator when the topic has "
         "too few), snapshot and record deltas, the query check, Prometheus performance and the DLQ check with an "
         "injected poison record.",
-        (
-            common.broker_step("e2e.broker"),
-            common.registry_step("e2e.registry"),
-            common.catalog_step("e2e.catalog"),
-            common.prometheus_step("e2e.prometheus"),
-            Step("e2e.clean-state", "Consumer group idle",
-                 "No other consumer is active in the group (Prerequisites 3, clean state).", measure_clean_state,
-                 depends_on=("e2e.broker",)),
-            Step("e2e.1-baseline", "Step 1: baseline",
-                 "Record the table's snapshots, record count and resume offsets, and the pending messages.",
-                 measure_baseline, depends_on=("e2e.broker", "e2e.catalog", "e2e.clean-state")),
-            Step("e2e.test-data", "Test data available",
-                 "Plan a known message count (pending + streamed from the simulator + 1 poison record).",
-                 measure_test_data, depends_on=("e2e.1-baseline", "e2e.registry"),
-                 thresholds=("e2e_messages", "e2e_max_backlog", "e2e_stream_rate", "e2e_gap_every"), retry=False),
-            Step("e2e.2-consume", "Step 2: run the consumer with a known message count",
-                 "`k2 consume --max-messages M --format json` processes exactly the planned messages.", run_consume,
-                 depends_on=("e2e.test-data",), thresholds=("e2e_run_max_s",), retry=False),
-            Step("e2e.2-no-loss", "Messages consumed == written (no loss)",
-                 "Every consumed message was written or dead-lettered.", measure_no_loss, depends_on=consume),
-            Step("e2e.2-errors", "Errors == 0", "The consumer reports no unhandled errors.", measure_errors,
-                 depends_on=consume, thresholds=("e2e_errors_max",)),
-            Step("e2e.2-sequence-gaps", "Sequence gaps tracked correctly",
-                 "The consumer's gap count equals the gaps in the consumed records' source sequences.",
-                 measure_gaps, depends_on=consume),
-            Step("e2e.2-throughput", "Duration and throughput within range",
-                 "Throughput above 100 msg/s and cold start under 60 s.", measure_throughput, depends_on=consume,
-                 thresholds=("e2e_throughput_min_msg_per_s", "e2e_cold_start_max_s")),
-            Step("e2e.3-snapshots", "Step 3: snapshots added",
-                 "At least ceil(written/batch size) snapshots, each with added-records and added-data-files.",
-                 measure_snapshots, depends_on=consume),
-            Step("e2e.3-records", "Step 3: records added",
-                 "Total records grew by the written count and every consumed message_id is in the new files.",
-                 measure_records, depends_on=consume),
-            Step("e2e.4-query", "Step 4: query the written data",
-                 "`k2 query trades --symbol S --limit 100 --order desc --format json` answers.", run_query,
-                 depends_on=consume, thresholds=("e2e_query_limit",)),
-            Step("e2e.4-count", "Query returns the expected number of records",
-                 "min(limit, rows of the symbol in the table) rows.", measure_query_count, depends_on=query),
-            Step("e2e.4-order", "Timestamp ordering correct", "Rows are newest first.", measure_query_order,
-                 depends_on=query),
-            Step("e2e.4-fields", "All v2 fields present", "Every row carries all 15 v2 fields.",
-                 measure_query_fields, depends_on=query),
-            Step("e2e.4-types", "Data types match the schema",
-                 "The table has the v2 Iceberg schema; prices are exact decimal strings, times ISO, values valid.",
-                 measure_query_types, depends_on=query),
-            Step("e2e.5-throughput", "Step 5: throughput in Prometheus",
-                 "rate(k2_messages_consumed_total) over the run above 100 msg/s.", measure_prom_throughput,
-                 depends_on=(*consume, "e2e.prometheus"), thresholds=("e2e_throughput_min_msg_per_s",)),
-            Step("e2e.5-write-p99", "Step 5: p99 Iceberg write duration",
-                 "histogram_quantile(0.99, k2_iceberg_write_duration_seconds) over the run under 2 s.",
-                 measure_prom_write_p99, depends_on=(*consume, "e2e.prometheus"), thresholds=("e2e_write_p99_max_s",)),
-            Step("e2e.5-memory", "Step 5: consumer memory", "Peak consumer RSS under 500 MB.", measure_memory,
-                 depends_on=consume, thresholds=("e2e_memory_max_mb",)),
-            Step("e2e.6-dlq-poison", "Step 6: injected poison record in the DLQ",
-                 "The poison record is dead-lettered with its original bytes and a descriptive error.",
-                 measure_poison, depends_on=consume),
-            Step("e2e.6-dlq-clean", "Step 6: no other DLQ entries",
-                 "Nothing but the poison record was dead-lettered during the run.", measure_dlq_clean,
-                 depends_on=consume),
-        ),
+        (*_prerequisites(), *_step1_baseline(), *_step2_consume(), *_step3_lake(), *_step4_query(),
+         *_step5_performance(), *_step6_dlq()),
         source=f"{common.SEED_CONSUMER} (Consumer E2E Validation Procedure, Steps 1-6)",
+    )
+
+
+_CONSUME = ("e2e.2-consume",)  # the consumer run most later steps read
+_QUERY = ("e2e.4-query",)
+
+
+def _prerequisites() -> tuple[Step, ...]:
+    """The services, and no other consumer in the group."""
+    return (
+        common.broker_step("e2e.broker"),
+        common.registry_step("e2e.registry"),
+        common.catalog_step("e2e.catalog"),
+        common.prometheus_step("e2e.prometheus"),
+        Step("e2e.clean-state", "Consumer group idle",
+             "No other consumer is active in the group (Prerequisites 3, clean state).", measure_clean_state,
+             depends_on=("e2e.broker",)),
+    )
+
+
+def _step1_baseline() -> tuple[Step, ...]:
+    """Step 1: the table's state before the run, and the messages the run will consume."""
+    return (
+        Step("e2e.1-baseline", "Step 1: baseline",
+             "Record the table's snapshots, record count and resume offsets, and the pending messages.",
+             measure_baseline, depends_on=("e2e.broker", "e2e.catalog", "e2e.clean-state")),
+        Step("e2e.test-data", "Test data available",
+             "Plan a known message count (pending + streamed from the simulator + 1 poison record).",
+             measure_test_data, depends_on=("e2e.1-baseline", "e2e.registry"),
+             thresholds=("e2e_messages", "e2e_max_backlog", "e2e_stream_rate", "e2e_gap_every"), retry=False),
+    )
+
+
+def _step2_consume() -> tuple[Step, ...]:
+    """Step 2: the consumer run and what its statistics show."""
+    return (
+        Step("e2e.2-consume", "Step 2: run the consumer with a known message count",
+             "`k2 consume --max-messages M --format json` processes exactly the planned messages.", run_consume,
+             depends_on=("e2e.test-data",), thresholds=("e2e_run_max_s",), retry=False),
+        Step("e2e.2-no-loss", "Messages consumed == written (no loss)",
+             "Every consumed message was written or dead-lettered.", measure_no_loss, depends_on=_CONSUME),
+        Step("e2e.2-errors", "Errors == 0", "The consumer reports no unhandled errors.", measure_errors,
+             depends_on=_CONSUME, thresholds=("e2e_errors_max",)),
+        Step("e2e.2-sequence-gaps", "Sequence gaps tracked correctly",
+             "The consumer's gap count equals the gaps in the consumed records' source sequences.",
+             measure_gaps, depends_on=_CONSUME),
+        Step("e2e.2-throughput", "Duration and throughput within range",
+             "Throughput above 100 msg/s and cold start under 60 s.", measure_throughput, depends_on=_CONSUME,
+             thresholds=("e2e_throughput_min_msg_per_s", "e2e_cold_start_max_s")),
+    )
+
+
+def _step3_lake() -> tuple[Step, ...]:
+    """Step 3: the snapshots and records the run added to the table."""
+    return (
+        Step("e2e.3-snapshots", "Step 3: snapshots added",
+             "At least ceil(written/batch size) snapshots, each with added-records and added-data-files.",
+             measure_snapshots, depends_on=_CONSUME),
+        Step("e2e.3-records", "Step 3: records added",
+             "Total records grew by the written count and every consumed message_id is in the new files.",
+             measure_records, depends_on=_CONSUME),
+    )
+
+
+def _step4_query() -> tuple[Step, ...]:
+    """Step 4: `k2 query trades` over the written data."""
+    return (
+        Step("e2e.4-query", "Step 4: query the written data",
+             "`k2 query trades --symbol S --limit 100 --order desc --format json` answers.", run_query,
+             depends_on=_CONSUME, thresholds=("e2e_query_limit",)),
+        Step("e2e.4-count", "Query returns the expected number of records",
+             "min(limit, rows of the symbol in the table) rows.", measure_query_count, depends_on=_QUERY),
+        Step("e2e.4-order", "Timestamp ordering correct", "Rows are newest first.", measure_query_order,
+             depends_on=_QUERY),
+        Step("e2e.4-fields", "All v2 fields present", "Every row carries all 15 v2 fields.",
+             measure_query_fields, depends_on=_QUERY),
+        Step("e2e.4-types", "Data types match the schema",
+             "The table has the v2 Iceberg schema; prices are exact decimal strings, times ISO, values valid.",
+             measure_query_types, depends_on=_QUERY),
+    )
+
+
+def _step5_performance() -> tuple[Step, ...]:
+    """Step 5: the run's throughput, write latency and memory as Prometheus recorded them."""
+    return (
+        Step("e2e.5-throughput", "Step 5: throughput in Prometheus",
+             "rate(k2_messages_consumed_total) over the run above 100 msg/s.", measure_prom_throughput,
+             depends_on=(*_CONSUME, "e2e.prometheus"), thresholds=("e2e_throughput_min_msg_per_s",)),
+        Step("e2e.5-write-p99", "Step 5: p99 Iceberg write duration",
+             "histogram_quantile(0.99, k2_iceberg_write_duration_seconds) over the run under 2 s.",
+             measure_prom_write_p99, depends_on=(*_CONSUME, "e2e.prometheus"), thresholds=("e2e_write_p99_max_s",)),
+        Step("e2e.5-memory", "Step 5: consumer memory", "Peak consumer RSS under 500 MB.", measure_memory,
+             depends_on=_CONSUME, thresholds=("e2e_memory_max_mb",)),
+    )
+
+
+def _step6_dlq() -> tuple[Step, ...]:
+    """Step 6: the injected poison record, and nothing else, in the DLQ."""
+    return (
+        Step("e2e.6-dlq-poison", "Step 6: injected poison record in the DLQ",
+             "The poison record is dead-lettered with its original bytes and a descriptive error.",
+             measure_poison, depends_on=_CONSUME),
+        Step("e2e.6-dlq-clean", "Step 6: no other DLQ entries",
+             "Nothing but the poison record was dead-lettered during the run.", measure_dlq_clean,
+             depends_on=_CONSUME),
     )

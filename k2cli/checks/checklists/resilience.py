@@ -589,97 +589,153 @@ SOAK_24H = Manual("a 24-hour run; validation checklists run for minutes",
 
 def build(options: Options) -> Checklist:
     """The resilience checklist."""
-    probe = ("resilience.stream-probe",)
     return Checklist(
         "resilience",
         f"Phase 5 resilience (P0/P1): {options.exchange}",
         "TLS on by default and a bad certificate refused, rotation with a short interval and no loss, heartbeat "
         "and pong-timeout reconnect, bounded serializer cache, memory metrics, alert rules, idle-timeout "
         "reconnect, using the simulator's faults.",
-        (
-            common.broker_step("resilience.broker"),
-            common.registry_step("resilience.registry"),
-            common.prometheus_step("resilience.prometheus"),
-            Step("resilience.unit-tests", "Unit tests pass (Phase 5 areas)",
-                 "The unit suite passes and has tests for SSL, rotation, LRU cache, memory and ping/pong.",
-                 measure_unit_tests, manual=NO_CHECKOUT),
-            Step("resilience.tls-default", "ssl_verify defaults to True",
-                 "TLS verification is on by default and in force; exchange URLs are wss://.", measure_tls_default),
-            Step("resilience.tls-valid", "Connects over verified TLS",
-                 "k2 stream reaches a wss:// simulator whose certificate verifies against the given CA.",
-                 measure_tls_valid, depends_on=("resilience.broker", "resilience.registry")),
-            Step("resilience.tls-bad-cert", "Invalid certificate refused",
-                 "With no CA for the server's certificate, k2 stream refuses the connection and takes no trades.",
-                 measure_tls_bad_cert, depends_on=("resilience.broker", "resilience.registry")),
-            Step("resilience.docs", "Documentation updated (README, runbook)",
-                 "README/docs mention every Phase 5 setting; a person checks the text.", measure_docs,
-                 manual=DOCS_MANUAL),
-            Step("resilience.stream-probe", "Stream with short rotation and ping intervals",
-                 "k2 stream runs against the simulator with rotation every 2 s and pings every 1 s, /metrics "
-                 "scraped.", run_probe, depends_on=("resilience.broker", "resilience.registry"),
-                 thresholds=("rotation_test_interval_s", "heartbeat_test_interval_s", "resilience_probe_s")),
-            Step("resilience.baseline", "Baseline metrics captured",
-                 "Stream RSS, ssl_verify and the leak-detection score are recorded.", measure_baseline,
-                 depends_on=probe),
-            Step("resilience.rotation", "Connection rotates at a short interval",
-                 "At least 2 rotations in the probe run.", measure_rotation, depends_on=probe,
-                 thresholds=("rotation_test_min_rotations",)),
-            Step("resilience.rotation-metrics", "Rotation metrics visible",
-                 "<exchange>_connection_rotations_total and _connection_lifetime_seconds are exported.",
-                 measure_rotation_metrics, depends_on=probe),
-            Step("resilience.rotation-logged", "Rotation logged", "Each rotation appears in the stream's log.",
-                 measure_rotation_logged, depends_on=probe),
-            Step("resilience.rotation-continuity", "No data loss during rotation",
-                 "Per-symbol trade sequences in Kafka are contiguous across rotations.",
-                 measure_rotation_continuity, depends_on=probe),
-            Step("resilience.cache-eviction", "15 serializers, 5 evicted (max 10)",
-                 "A SerializerCache of 10 evicts exactly 5 of 15 subjects registered in the real registry.",
-                 measure_cache_eviction, depends_on=("resilience.registry",),
-                 thresholds=("cache_test_subjects", "config_cache_max_size")),
-            Step("resilience.cache-memory", "Memory stable with 100+ subjects",
-                 "Retained memory barely grows while 110 more subjects pass through a full cache.",
-                 measure_cache_memory, depends_on=("resilience.registry",),
-                 thresholds=("cache_stress_subjects", "cache_memory_growth_max_kb")),
-            Step("resilience.cache-metrics", "Serializer cache metrics visible",
-                 "serializer_cache_size and serializer_cache_evictions_total are exported.", measure_cache_metrics,
-                 depends_on=probe),
-            Step("resilience.cache-config", "serializer_cache_max_size defaults to 10",
-                 "The setting exists with the seed's default.", measure_cache_config,
-                 thresholds=("config_cache_max_size",)),
-            Step("resilience.memory-metrics", "Memory metrics visible",
-                 "process_memory_rss_bytes, process_memory_vms_bytes and memory_leak_detection_score are exported.",
-                 measure_memory_metrics, depends_on=probe),
-            Step("resilience.alert-memory", "Memory alerts configured",
-                 "Prometheus has loaded alerts on RSS > 400 MB and leak score > 0.8 for the exchange.",
-                 measure_alert_memory, depends_on=("resilience.prometheus",),
-                 thresholds=("alert_memory_high_mb", "alert_leak_score")),
-            Step("resilience.heartbeat", "Ping sent, pong received in time",
-                 "Pings every 1 s in the probe run, every one answered within the pong timeout.", measure_heartbeat,
-                 depends_on=probe, thresholds=("heartbeat_test_min_pongs",)),
-            Step("resilience.heartbeat-metrics", "Heartbeat metrics visible",
-                 "<exchange>_last_pong_timestamp_seconds and _pong_timeouts_total are exported.",
-                 measure_heartbeat_metrics, depends_on=probe),
-            Step("resilience.heartbeat-config", "ping_interval defaults to 180 s",
-                 "ping_interval defaults to 180 s and pong_timeout to 10 s.", measure_heartbeat_config,
-                 thresholds=("config_ping_interval_s", "config_pong_timeout_s")),
-            Step("resilience.pong-timeout", "Pong timeout triggers reconnect",
-                 "Against a simulator that never answers pings, the stream times out and reconnects.",
-                 measure_pong_timeout, depends_on=("resilience.broker", "resilience.registry")),
-            Step("resilience.idle-config", "Idle timeout defaults to 30 s",
-                 "The seed's health-check timeout (k2: idle_timeout) defaults to 30 s.", measure_idle_config,
-                 thresholds=("config_idle_timeout_s",)),
-            Step("resilience.idle-compose", "Compose environment updated",
-                 "Docker Compose files leave K2_IDLE_TIMEOUT unset or at 30.", measure_idle_compose),
-            Step("resilience.idle-reconnect", "Reconnect after the idle timeout",
-                 "Against a simulator that goes silent, the stream reconnects after the idle timeout.",
-                 measure_idle_reconnect, depends_on=("resilience.broker", "resilience.registry"),
-                 thresholds=("idle_test_timeout_s",)),
-            Step("resilience.soak-command", "Soak test implemented",
-                 "`k2 soak` exists with --hours, --exchange and --output-dir.", measure_soak_command),
-            Step("resilience.soak-12h", "12 h validation run", "A 12-hour soak meets the seed's criteria.",
-                 manual=SOAK_12H),
-            Step("resilience.soak-24h", "24 h soak run", "A 24-hour soak meets the seed's criteria.",
-                 manual=SOAK_24H),
-        ),
+        (*_prerequisites(), *_step01_tls(), *_probe(), *_step02_rotation(), *_step03_cache(), *_step04_memory(),
+         *_step05_heartbeat(), *_step06_idle(), *_step07_soak()),
         source=f"{common.SEED_PHASE5} (P0 Steps 01-04, 12h test, P1 Steps 05-07)",
+    )
+
+
+_PROBE = ("resilience.stream-probe",)  # the short-interval stream run the metric steps read
+_SERVICES = ("resilience.broker", "resilience.registry")  # what a k2 stream run needs
+
+
+def _prerequisites() -> tuple[Step, ...]:
+    """The services, and the unit tests of every Phase 5 area."""
+    return (
+        common.broker_step("resilience.broker"),
+        common.registry_step("resilience.registry"),
+        common.prometheus_step("resilience.prometheus"),
+        Step("resilience.unit-tests", "Unit tests pass (Phase 5 areas)",
+             "The unit suite passes and has tests for SSL, rotation, LRU cache, memory and ping/pong.",
+             measure_unit_tests, manual=NO_CHECKOUT),
+    )
+
+
+def _step01_tls() -> tuple[Step, ...]:
+    """Step 01: TLS verification on by default, a verified connection, a bad certificate refused; the docs."""
+    return (
+        Step("resilience.tls-default", "ssl_verify defaults to True",
+             "TLS verification is on by default and in force; exchange URLs are wss://.", measure_tls_default),
+        Step("resilience.tls-valid", "Connects over verified TLS",
+             "k2 stream reaches a wss:// simulator whose certificate verifies against the given CA.",
+             measure_tls_valid, depends_on=_SERVICES),
+        Step("resilience.tls-bad-cert", "Invalid certificate refused",
+             "With no CA for the server's certificate, k2 stream refuses the connection and takes no trades.",
+             measure_tls_bad_cert, depends_on=_SERVICES),
+        Step("resilience.docs", "Documentation updated (README, runbook)",
+             "README/docs mention every Phase 5 setting; a person checks the text.", measure_docs,
+             manual=DOCS_MANUAL),
+    )
+
+
+def _probe() -> tuple[Step, ...]:
+    """The probe run with short rotation and ping intervals, and the baseline read from it."""
+    return (
+        Step("resilience.stream-probe", "Stream with short rotation and ping intervals",
+             "k2 stream runs against the simulator with rotation every 2 s and pings every 1 s, /metrics "
+             "scraped.", run_probe, depends_on=_SERVICES,
+             thresholds=("rotation_test_interval_s", "heartbeat_test_interval_s", "resilience_probe_s")),
+        Step("resilience.baseline", "Baseline metrics captured",
+             "Stream RSS, ssl_verify and the leak-detection score are recorded.", measure_baseline,
+             depends_on=_PROBE),
+    )
+
+
+def _step02_rotation() -> tuple[Step, ...]:
+    """Step 02: rotation at a short interval, its metrics and log lines, no trade lost across it."""
+    return (
+        Step("resilience.rotation", "Connection rotates at a short interval",
+             "At least 2 rotations in the probe run.", measure_rotation, depends_on=_PROBE,
+             thresholds=("rotation_test_min_rotations",)),
+        Step("resilience.rotation-metrics", "Rotation metrics visible",
+             "<exchange>_connection_rotations_total and _connection_lifetime_seconds are exported.",
+             measure_rotation_metrics, depends_on=_PROBE),
+        Step("resilience.rotation-logged", "Rotation logged", "Each rotation appears in the stream's log.",
+             measure_rotation_logged, depends_on=_PROBE),
+        Step("resilience.rotation-continuity", "No data loss during rotation",
+             "Per-symbol trade sequences in Kafka are contiguous across rotations.",
+             measure_rotation_continuity, depends_on=_PROBE),
+    )
+
+
+def _step03_cache() -> tuple[Step, ...]:
+    """Step 03: the bounded serializer cache: eviction, memory, metrics, its default size."""
+    return (
+        Step("resilience.cache-eviction", "15 serializers, 5 evicted (max 10)",
+             "A SerializerCache of 10 evicts exactly 5 of 15 subjects registered in the real registry.",
+             measure_cache_eviction, depends_on=("resilience.registry",),
+             thresholds=("cache_test_subjects", "config_cache_max_size")),
+        Step("resilience.cache-memory", "Memory stable with 100+ subjects",
+             "Retained memory barely grows while 110 more subjects pass through a full cache.",
+             measure_cache_memory, depends_on=("resilience.registry",),
+             thresholds=("cache_stress_subjects", "cache_memory_growth_max_kb")),
+        Step("resilience.cache-metrics", "Serializer cache metrics visible",
+             "serializer_cache_size and serializer_cache_evictions_total are exported.", measure_cache_metrics,
+             depends_on=_PROBE),
+        Step("resilience.cache-config", "serializer_cache_max_size defaults to 10",
+             "The setting exists with the seed's default.", measure_cache_config,
+             thresholds=("config_cache_max_size",)),
+    )
+
+
+def _step04_memory() -> tuple[Step, ...]:
+    """Step 04: the memory metrics and the alert rules on them."""
+    return (
+        Step("resilience.memory-metrics", "Memory metrics visible",
+             "process_memory_rss_bytes, process_memory_vms_bytes and memory_leak_detection_score are exported.",
+             measure_memory_metrics, depends_on=_PROBE),
+        Step("resilience.alert-memory", "Memory alerts configured",
+             "Prometheus has loaded alerts on RSS > 400 MB and leak score > 0.8 for the exchange.",
+             measure_alert_memory, depends_on=("resilience.prometheus",),
+             thresholds=("alert_memory_high_mb", "alert_leak_score")),
+    )
+
+
+def _step05_heartbeat() -> tuple[Step, ...]:
+    """Step 05: the ping-pong heartbeat, its metrics and defaults, and a pong timeout reconnecting."""
+    return (
+        Step("resilience.heartbeat", "Ping sent, pong received in time",
+             "Pings every 1 s in the probe run, every one answered within the pong timeout.", measure_heartbeat,
+             depends_on=_PROBE, thresholds=("heartbeat_test_min_pongs",)),
+        Step("resilience.heartbeat-metrics", "Heartbeat metrics visible",
+             "<exchange>_last_pong_timestamp_seconds and _pong_timeouts_total are exported.",
+             measure_heartbeat_metrics, depends_on=_PROBE),
+        Step("resilience.heartbeat-config", "ping_interval defaults to 180 s",
+             "ping_interval defaults to 180 s and pong_timeout to 10 s.", measure_heartbeat_config,
+             thresholds=("config_ping_interval_s", "config_pong_timeout_s")),
+        Step("resilience.pong-timeout", "Pong timeout triggers reconnect",
+             "Against a simulator that never answers pings, the stream times out and reconnects.",
+             measure_pong_timeout, depends_on=_SERVICES),
+    )
+
+
+def _step06_idle() -> tuple[Step, ...]:
+    """Step 06: the idle timeout (the seed's health-check timeout): default, compose files, reconnect."""
+    return (
+        Step("resilience.idle-config", "Idle timeout defaults to 30 s",
+             "The seed's health-check timeout (k2: idle_timeout) defaults to 30 s.", measure_idle_config,
+             thresholds=("config_idle_timeout_s",)),
+        Step("resilience.idle-compose", "Compose environment updated",
+             "Docker Compose files leave K2_IDLE_TIMEOUT unset or at 30.", measure_idle_compose),
+        Step("resilience.idle-reconnect", "Reconnect after the idle timeout",
+             "Against a simulator that goes silent, the stream reconnects after the idle timeout.",
+             measure_idle_reconnect, depends_on=_SERVICES, thresholds=("idle_test_timeout_s",)),
+    )
+
+
+def _step07_soak() -> tuple[Step, ...]:
+    """Step 07 and the 12 h test: the soak command, and the long runs a person makes with it."""
+    return (
+        Step("resilience.soak-command", "Soak test implemented",
+             "`k2 soak` exists with --hours, --exchange and --output-dir.", measure_soak_command),
+        Step("resilience.soak-12h", "12 h validation run", "A 12-hour soak meets the seed's criteria.",
+             manual=SOAK_12H),
+        Step("resilience.soak-24h", "24 h soak run", "A 24-hour soak meets the seed's criteria.",
+             manual=SOAK_24H),
     )
