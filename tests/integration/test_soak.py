@@ -236,7 +236,7 @@ def test_child_that_cannot_start_is_exit_3(tmp_path, k2_env):
 
 def test_operator_mistakes_are_one_line_errors(tmp_path):
     for args, text in ((["soak", "--exchange", "binance"], "--hours H or --minutes M"),
-                       (["soak", "--minutes", "1", "--exchange", "nyse"], "binance or kraken"),
+                       (["soak", "--minutes", "1", "--exchange", "nyse"], "binance, kraken or coinbase"),
                        (["soak", "--minutes", "1", "--hours", "1", "--exchange", "binance"], "not both"),
                        (["soak", "--minutes", "1", "--exchange", "binance", "--url", "http://x"], "ws://"),
                        (["soak", "report", str(tmp_path)], "not a soak output directory"),
