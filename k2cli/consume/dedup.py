@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from k2cli.lake.dedupstate import DedupState, Key, Range, append_recent, id_hash, union
+from k2cli.lake.dedupstate import DedupState, Key, Range, append_recent, id_hash
 
 log = logging.getLogger("k2.consume")
 
@@ -79,59 +79,46 @@ class Deduplicator:
         return Filtered(table.filter(keep), keep, delta, duplicates)
 
     def _sequential(self, rows: Any, codes: Any, seq: Any, names: list[Any], delta: DedupState) -> list[int]:
-        """Row numbers of the sequential rows to drop; their kept ids go into delta."""
+        """Row numbers of the sequential rows to drop; their kept ids go into delta (a fixed number of calls)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
         if not len(rows):
             return []
         sub = pa.table({"k": pc.take(codes, rows), "s": pc.take(seq, rows), "r": rows})
-        order = pc.sort_indices(sub, sort_keys=[("k", "ascending"), ("s", "ascending"), ("r", "ascending")])
-        sub = sub.take(order)
+        sub = sub.take(pc.sort_indices(sub, sort_keys=[("k", "ascending"), ("s", "ascending"), ("r", "ascending")]))
         k, s, r = (sub.column(c).combine_chunks() for c in ("k", "s", "r"))
-        m = len(s)
-        repeat = pc.and_(pc.equal(k[1:], k[:-1]), pc.equal(s[1:], s[:-1]))
-        drop = pa.concat_arrays([pa.array([False]), repeat]) if m > 1 else pa.array([False])
-        starts = [0, *(i + 1 for i in pc.indices_nonzero(pc.not_equal(k[1:], k[:-1])).to_pylist())] if m > 1 else [0]
-        masks = []
-        for a, b in zip(starts, [*starts[1:], m], strict=True):
-            key = names[k[a].as_py()]
-            ids, seg_drop = s[a:b], drop[a:b]
-            known = self._known(self.state.ids.get(key, []), ids)
-            if known is not None:
-                seg_drop = pc.or_(seg_drop, known)
-            masks.append(seg_drop)
-            kept = pc.filter(ids, pc.invert(seg_drop))
-            if len(kept):
-                delta.ids[key] = _runs(kept)
-        drop_all = pa.concat_arrays(masks) if len(masks) > 1 else masks[0]
-        return pc.filter(r, drop_all).to_pylist() if pc.any(drop_all).as_py() else []
+        drop = pa.array([False])
+        if len(s) > 1:
+            drop = pa.concat_arrays([drop, pc.and_(pc.equal(k[1:], k[:-1]), pc.equal(s[1:], s[:-1]))])
+        known = self._known(k, s, names)
+        if known is not None:
+            drop = pc.or_(drop, known)
+        dropping = pc.any(drop).as_py()
+        kept_k, kept_s = (pc.filter(k, pc.invert(drop)), pc.filter(s, pc.invert(drop))) if dropping else (k, s)
+        for key, ranges in _runs(kept_k, kept_s, names).items():
+            delta.ids[key] = ranges
+        return pc.filter(r, drop).to_pylist() if dropping else []
 
-    @staticmethod
-    def _known(ranges: list[Range], ids: Any) -> Any:
-        """A mask of the sorted ids that lie in the ranges (None: none can)."""
+    def _known(self, k: Any, s: Any, names: list[Any]) -> Any:
+        """A mask of the (key-sorted) ids already in the state (None: none can be)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if not ranges:
+        if not self.state.ids:
             return None
-        low, high = ids[0].as_py(), ids[len(ids) - 1].as_py()
-        first = max(0, bisect.bisect_right(ranges, low, key=_start) - 1)
-        last = bisect.bisect_right(ranges, high, key=_start)
-        near = [rg for rg in ranges[first:last] if rg[1] >= low and rg[0] <= high]
-        if not near:
-            return None
-        if len(near) > _MASK_RANGES:
-            starts = [rg[0] for rg in near]
-            out = []
-            for i in ids.to_pylist():
-                j = bisect.bisect_right(starts, i) - 1
-                out.append(j >= 0 and i <= near[j][1])
-            return pa.array(out, pa.bool_())
+        spans = pa.table({"k": k, "s": s}).group_by("k").aggregate([("s", "min"), ("s", "max")])
         mask = None
-        for lo, hi in near:
-            inside = pc.and_(pc.greater_equal(ids, lo), pc.less_equal(ids, hi))
-            mask = inside if mask is None else pc.or_(mask, inside)
+        for code, low, high in zip(*(spans.column(c).to_pylist() for c in ("k", "s_min", "s_max")), strict=True):
+            ranges = self.state.ids.get(names[code], [])
+            first = max(0, bisect.bisect_right(ranges, low, key=_start) - 1)
+            near = [rg for rg in ranges[first:bisect.bisect_right(ranges, high, key=_start)]
+                    if rg[1] >= low and rg[0] <= high]
+            if not near:
+                continue
+            inside = _inside(s, near)
+            hit = pc.and_(pc.equal(k, code), inside)
+            mask = hit if mask is None else pc.or_(mask, hit)
         return mask
 
     def _others(self, rows: Any, codes: Any, trade_ids: Any, names: list[Any], delta: DedupState) -> list[int]:
@@ -164,18 +151,42 @@ def _start(rg: Range) -> int:
     return rg[0]
 
 
-def _runs(ids: Any) -> list[Range]:
-    """Sorted unique ids (a pyarrow int64 array) as inclusive ranges of consecutive ids."""
+def _inside(ids: Any, near: list[Range]) -> Any:
+    """A mask of the ids inside any of the ranges (id by id beyond `_MASK_RANGES` ranges)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    n = len(ids)
+    if len(near) > _MASK_RANGES:
+        starts = [rg[0] for rg in near]
+        out = []
+        for i in ids.to_pylist():
+            j = bisect.bisect_right(starts, i) - 1
+            out.append(j >= 0 and i <= near[j][1])
+        return pa.array(out, pa.bool_())
+    mask = None
+    for lo, hi in near:
+        inside = pc.and_(pc.greater_equal(ids, lo), pc.less_equal(ids, hi))
+        mask = inside if mask is None else pc.or_(mask, inside)
+    return mask
+
+
+def _runs(k: Any, s: Any, names: list[Any]) -> dict[Key, list[Range]]:
+    """Ids sorted by key then id, each once, as inclusive ranges of consecutive ids per key."""
+    import pyarrow.compute as pc
+
+    n = len(s)
+    if not n:
+        return {}
     if n == 1:
-        v = ids[0].as_py()
-        return [(v, v)]
-    breaks = pc.indices_nonzero(pc.not_equal(pc.subtract(ids[1:], ids[:-1]), 1)).to_pylist()
+        breaks: list[int] = []
+    else:
+        cut = pc.or_(pc.not_equal(k[1:], k[:-1]), pc.not_equal(pc.subtract(s[1:], s[:-1]), 1))
+        breaks = pc.indices_nonzero(cut).to_pylist()
     starts = [0, *(b + 1 for b in breaks)]
     ends = [*breaks, n - 1]
-    values = ids.to_pylist() if len(starts) > 64 else None
-    if values is not None:
-        return union([], [(values[a], values[b]) for a, b in zip(starts, ends, strict=True)])
-    return [(ids[a].as_py(), ids[b].as_py()) for a, b in zip(starts, ends, strict=True)]
+    keys = pc.take(k, starts).to_pylist()
+    firsts, lasts = pc.take(s, starts).to_pylist(), pc.take(s, ends).to_pylist()
+    out: dict[Key, list[Range]] = {}
+    for code, lo, hi in zip(keys, firsts, lasts, strict=True):
+        out.setdefault(names[code], []).append((lo, hi))
+    return out
