@@ -9,6 +9,12 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
+def described(exc: BaseException) -> str:
+    """The exception's class and the first line of its message (cut at 200 characters)."""
+    name = exc.__class__.__name__
+    return f"{name}: {first_line(exc)[:200]}" if str(exc).strip() else name
+
+
 class K2Error(Exception):
     """Base of every error k2 reports to an operator; `setting` names the setting at fault, if any."""
 

@@ -12,7 +12,7 @@ import datetime as _dt
 import json
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,47 +255,15 @@ class TradesLake:
         direction = ORDERS[order]
         where, params = flt.sql_where()
         tail = f'{where} ORDER BY "timestamp" {direction}, "trade_id" {direction} LIMIT ?'
-        rows, read = self._top_n(self._engine(), plan.files, tail, params + [limit], limit, order)
-        return QueryResult(list(FIELD_NAMES), rows, plan, read, (time.perf_counter() - started) * 1000,
-                           arrow_schema=_lazy(arrow_schema))
-
-    def _top_n(self, con: Any, files: list[DataFile], tail: str, params: list[Any], limit: int,
-               order: str) -> tuple[list[dict[str, Any]], int]:
-        """Read the fewest files that provably hold the top `limit` rows, using the files' timestamp bounds.
-
-        Start from the files with the newest (desc) / oldest (asc) timestamps; once `limit` rows are found,
-        any other file whose bounds reach the limit-th row's timestamp is added and the query re-run.
-        """
+        con = self._engine()
 
         def read(chosen: list[DataFile]) -> list[dict[str, Any]]:
             source, args = self._source(chosen)
-            return _fetch(con.sql(f"SELECT {_COLUMNS} FROM {source}{tail}", params=args + params))[1]
+            return _fetch(con.sql(f"SELECT {_COLUMNS} FROM {source}{tail}", params=args + params + [limit]))[1]
 
-        if not files:
-            return read([]), 0
-        desc = order == "desc"
-        big = 2**63
-
-        def edge(f: DataFile) -> int:  # the file's most favourable timestamp for this order
-            if desc:
-                return f.upper_ts if f.upper_ts is not None else big
-            return -(f.lower_ts if f.lower_ts is not None else -big)
-
-        ranked = sorted(files, key=edge, reverse=True)
-        chosen = _first_band(ranked, limit)
-        while True:
-            rows = read(chosen)
-            if len(chosen) == len(ranked):
-                return rows, len(chosen)
-            if len(rows) < limit:
-                chosen = ranked[: min(len(ranked), max(len(chosen) * 2, len(chosen) + 1))]
-                continue
-            cutoff = to_micros(rows[-1]["timestamp"])
-            chosen_set = {id(f) for f in chosen}
-            extra = [f for f in ranked if id(f) not in chosen_set and _may_reach(f, cutoff, desc)]
-            if not extra:
-                return rows, len(chosen)
-            chosen = chosen + extra
+        rows, files_read = _top_n(read, plan.files, limit, order)
+        return QueryResult(list(FIELD_NAMES), rows, plan, files_read, (time.perf_counter() - started) * 1000,
+                           arrow_schema=_lazy(arrow_schema))
 
     def ohlcv(self, flt: TradeFilter, interval: str) -> QueryResult:
         """OHLCV bars per exchange and symbol for the trades matching the filter."""
@@ -464,6 +432,40 @@ def check_limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise BadQuery(f"--limit must be a whole number from 1 to {MAX_LIMIT}, got {limit!r}")
     return limit
+
+
+def _top_n(read: Callable[[list[DataFile]], list[dict[str, Any]]], files: list[DataFile], limit: int,
+           order: str) -> tuple[list[dict[str, Any]], int]:
+    """Read the fewest files that provably hold the top `limit` rows, using the files' timestamp bounds.
+
+    Start from the files with the newest (desc) / oldest (asc) timestamps; once `limit` rows are found,
+    any other file whose bounds reach the limit-th row's timestamp is added and the query re-run.
+    """
+    if not files:
+        return read([]), 0
+    desc = order == "desc"
+    big = 2**63
+
+    def edge(f: DataFile) -> int:  # the file's most favourable timestamp for this order
+        if desc:
+            return f.upper_ts if f.upper_ts is not None else big
+        return -(f.lower_ts if f.lower_ts is not None else -big)
+
+    ranked = sorted(files, key=edge, reverse=True)
+    chosen = _first_band(ranked, limit)
+    while True:
+        rows = read(chosen)
+        if len(chosen) == len(ranked):
+            return rows, len(chosen)
+        if len(rows) < limit:
+            chosen = ranked[: min(len(ranked), max(len(chosen) * 2, len(chosen) + 1))]
+            continue
+        cutoff = to_micros(rows[-1]["timestamp"])
+        chosen_set = {id(f) for f in chosen}
+        extra = [f for f in ranked if id(f) not in chosen_set and _may_reach(f, cutoff, desc)]
+        if not extra:
+            return rows, len(chosen)
+        chosen = chosen + extra
 
 
 def _first_band(ranked: list[DataFile], limit: int) -> list[DataFile]:

@@ -22,7 +22,6 @@ append), which is what made commits grow by ~1.5 ms per retained snapshot.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -30,9 +29,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from k2cli.errors import K2Error, ServiceUnavailable, first_line
+from k2cli.errors import K2Error, ServiceUnavailable, described
 from k2cli.lake import dedupstate as dd
 from k2cli.lake import offsets as off
+from k2cli.lake.expiry import SnapshotExpiry
 
 log = logging.getLogger("k2.lake.writer")
 
@@ -130,16 +130,10 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError | PoolTimeout)
 
 
-def _described(exc: BaseException) -> str:
-    """The exception's class and the first line of its message (cut at 200 characters)."""
-    name = exc.__class__.__name__
-    return f"{name}: {first_line(exc)[:200]}" if str(exc).strip() else name
-
-
 def _raise_if_transient(exc: BaseException, doing: str, setting: str = "K2_ICEBERG_CATALOG_URI") -> None:
     """Raise WriteUnavailable ("<doing>: <the error>") for a transient failure; return for any other."""
     if _transient(exc):
-        raise WriteUnavailable(f"{doing}: {_described(exc)}", setting=setting) from None
+        raise WriteUnavailable(f"{doing}: {described(exc)}", setting=setting) from None
 
 
 class TableWriter:
@@ -156,14 +150,10 @@ class TableWriter:
         self._lean: type = _LEAN
         self.catalog = catalog
         self.table_name = table_name
-        self.snapshots_to_keep = max(1, snapshots_to_keep)
-        self.expire_step = max(1, expire_step)
+        self.expiry = SnapshotExpiry(snapshots_to_keep, expire_step)
         self.consumer_label = consumer_label
         self.commits = 0
-        self.expired_total = 0
         self._checked_schema: tuple[int, Any] | None = None
-        self._since_expiry = 0
-        self._manifests_of: dict[int, frozenset[str]] = {}
         self._summaries: dict[int, tuple[str | None, off.Offsets]] = {}
         self._dedup_states: dict[int, dd.DedupState] = {}
         try:
@@ -173,6 +163,11 @@ class TableWriter:
         except Exception as exc:
             _raise_if_transient(exc, f"Iceberg table {table_name} unavailable")
             raise
+
+    @property
+    def expired_total(self) -> int:
+        """Snapshots this writer has expired."""
+        return self.expiry.expired_total
 
     @property
     def _merge(self) -> bool:
@@ -285,63 +280,23 @@ class TableWriter:
         from pyiceberg.exceptions import CommitFailedException
 
         started = time.perf_counter()
-        commit_id = uuid.uuid4().hex
-        batch_next = {tp: nxt for tp, (_, nxt) in ranges.items()}
+        batch = _Batch(uuid.uuid4().hex, ranges, expected, records, dlq_records, dedup)
         try:
             files = self._write_files(data, uuid.uuid4()) if data is not None and data.num_rows else []
         except Exception as exc:
             _raise_if_transient(exc, "cannot write data files", "K2_ICEBERG_WAREHOUSE")
             raise
         attempts = 0
-        refresh = False
         while True:
             attempts += 1
             try:
-                if refresh:
+                if attempts > 1:
                     self.table.refresh()
-                chain = self._ancestry()
-                current = self._chain_offsets(chain)
-                if attempts > 1 and any(self._recorded(s)[0] == commit_id for s in chain):
-                    # an earlier attempt landed although it was reported as failed
-                    return CommitResult(chain[0].snapshot_id, time.perf_counter() - started, attempts,
-                                        already_committed=True, offsets=current)
-                moved = {tp: (expected.get(tp), current.get(tp)) for tp in ranges
-                         if current.get(tp) != expected.get(tp)}
-                if moved:
-                    raise CommitConflict(moved)
-                new_offsets = off.advance(current, batch_next)
-                props = {
-                    off.OFFSETS_KEY: off.encode_offsets(new_offsets),
-                    off.BATCH_KEY: off.encode_ranges(ranges),
-                    off.COMMIT_ID_KEY: commit_id,
-                    off.RECORDS_KEY: str(records),
-                    off.DLQ_RECORDS_KEY: str(dlq_records),
-                }
-                if self.consumer_label:
-                    props[off.CONSUMER_KEY] = self.consumer_label
-                carried, carried_text = self._chain_dedup(chain)
-                new_state = carried.merged(dedup) if dedup is not None else carried
-                if dedup is not None:
-                    props[dd.DEDUP_KEY] = dd.encode_state(new_state)
-                elif carried_text is not None:
-                    props[dd.DEDUP_KEY] = carried_text
-                expire_ids, expired_snaps = self._expiry_plan(chain)
-                tx = self._lean(self.table)
-                update = tx.update_snapshot(snapshot_properties=props)
-                with (update.merge_append() if self._merge else update.fast_append()) as append:
-                    for data_file in files:
-                        append.append_data_file(data_file)
-                snapshot_id = append.snapshot_id
-                if expire_ids:
-                    from pyiceberg.table.update.snapshot import ExpireSnapshots
-
-                    ExpireSnapshots(tx).by_ids(expire_ids).commit()
-                tx.commit_transaction()
+                result = self._attempt(batch, files, attempts)
             except CommitFailedException:
                 if attempts >= MAX_COMMIT_ATTEMPTS:
                     raise WriteUnavailable(f"commit to {self.table_name} kept conflicting with other writers "
                                            f"({attempts} attempts)", setting="K2_ICEBERG_CATALOG_URI") from None
-                refresh = True
                 time.sleep(min(0.5, 0.005 * attempts))
                 continue
             except CommitConflict:
@@ -349,66 +304,70 @@ class TableWriter:
             except Exception as exc:
                 _raise_if_transient(exc, f"Iceberg commit to {self.table_name} failed")
                 raise
-            self.commits += 1
-            self._since_expiry += 1
-            if dd.DEDUP_KEY in props:
-                self._remember_dedup(snapshot_id, new_state)
-            if expire_ids:
-                self._since_expiry = 0
-                self.expired_total += len(expire_ids)
-                self._delete_orphans(expired_snaps)
-            return CommitResult(snapshot_id, time.perf_counter() - started, attempts, expired=len(expire_ids),
-                                offsets=new_offsets)
+            result.seconds = time.perf_counter() - started
+            return result
 
-    # ------------------------------------------------------------ maintenance
+    def _attempt(self, batch: _Batch, files: list[Any], attempts: int) -> CommitResult:
+        """One try at committing the batch against the table as last loaded (CommitFailedException: try again)."""
+        chain = self._ancestry()
+        current = self._chain_offsets(chain)
+        if attempts > 1 and any(self._recorded(s)[0] == batch.commit_id for s in chain):
+            # an earlier attempt landed although it was reported as failed
+            return CommitResult(chain[0].snapshot_id, 0.0, attempts, already_committed=True, offsets=current)
+        moved = {tp: (batch.expected.get(tp), current.get(tp)) for tp in batch.ranges
+                 if current.get(tp) != batch.expected.get(tp)}
+        if moved:
+            raise CommitConflict(moved)
+        new_offsets = off.advance(current, {tp: nxt for tp, (_, nxt) in batch.ranges.items()})
+        props, new_state = self._summary(batch, new_offsets, chain)
+        expire_ids, expired_snaps = self.expiry.plan(self.table, chain)
+        tx = self._lean(self.table)
+        update = tx.update_snapshot(snapshot_properties=props)
+        with (update.merge_append() if self._merge else update.fast_append()) as append:
+            for data_file in files:
+                append.append_data_file(data_file)
+        snapshot_id = append.snapshot_id
+        if expire_ids:
+            from pyiceberg.table.update.snapshot import ExpireSnapshots
 
-    def _expiry_plan(self, chain: list[Any]) -> tuple[list[int], list[Any]]:
-        """Snapshots to expire with this commit.
-
-        A writer expires at most once per `expire_step` of its own commits: then, if the table (with the new
-        snapshot) holds more than `snapshots_to_keep`, the oldest go. So a short run (fewer commits than the
-        step) only ever adds snapshots, and a long one keeps the count between keep and keep + step.
-        """
-        if self._since_expiry + 1 < self.expire_step:
-            return [], []
-        md = self.table.metadata
-        excess = len(md.snapshots) + 1 - self.snapshots_to_keep
-        if excess <= 0:
-            return [], []
-        protected = {ref.snapshot_id for ref in md.refs.values()}
-        for snap in chain:  # the newest snapshot carrying offsets stays, whatever else happened to the table
-            if snap.summary and off.OFFSETS_KEY in snap.summary.additional_properties:
-                protected.add(snap.snapshot_id)
-                break
-        ordered = sorted(md.snapshots, key=lambda s: (s.timestamp_ms, s.sequence_number or 0))
-        victims = [s for s in ordered if s.snapshot_id not in protected][:excess]
-        return [s.snapshot_id for s in victims], victims
-
-    def _manifest_paths(self, snap: Any) -> frozenset[str]:
-        paths = self._manifests_of.get(snap.snapshot_id)
-        if paths is None:
-            paths = frozenset(m.manifest_path for m in snap.manifests(self.table.io))
-            self._manifests_of[snap.snapshot_id] = paths
-        return paths
-
-    def _delete_orphans(self, expired: list[Any]) -> None:
-        """Delete manifest lists of expired snapshots and manifests no retained snapshot references (best effort)."""
-        io = self.table.io
-        try:
-            retained = self.table.metadata.snapshots
-            live: set[str] = set()
-            for snap in retained:
-                live.update(self._manifest_paths(snap))
-            doomed: set[str] = set()
-            for snap in expired:
-                with contextlib.suppress(Exception):  # its manifest list may already be gone
-                    doomed.update(self._manifest_paths(snap))
-                doomed.add(snap.manifest_list)
-            for path in doomed - live:
-                with contextlib.suppress(Exception):
-                    io.delete(path)
-            keep_ids = {s.snapshot_id for s in retained}
-            self._manifests_of = {k: v for k, v in self._manifests_of.items() if k in keep_ids}
+            ExpireSnapshots(tx).by_ids(expire_ids).commit()
+        tx.commit_transaction()
+        self.commits += 1
+        if dd.DEDUP_KEY in props:
+            self._remember_dedup(snapshot_id, new_state)
+        keep_ids = self.expiry.committed(self.table, expired_snaps)
+        if keep_ids is not None:
             self._summaries = {k: v for k, v in self._summaries.items() if k in keep_ids}
-        except Exception as exc:
-            log.warning("could not clean files of expired snapshots: %s", _described(exc))
+        return CommitResult(snapshot_id, 0.0, attempts, expired=len(expire_ids), offsets=new_offsets)
+
+    def _summary(self, batch: _Batch, new_offsets: off.Offsets,
+                 chain: list[Any]) -> tuple[dict[str, str], dd.DedupState]:
+        """The new snapshot's summary properties, and the dedup state they record."""
+        props = {
+            off.OFFSETS_KEY: off.encode_offsets(new_offsets),
+            off.BATCH_KEY: off.encode_ranges(batch.ranges),
+            off.COMMIT_ID_KEY: batch.commit_id,
+            off.RECORDS_KEY: str(batch.records),
+            off.DLQ_RECORDS_KEY: str(batch.dlq_records),
+        }
+        if self.consumer_label:
+            props[off.CONSUMER_KEY] = self.consumer_label
+        carried, carried_text = self._chain_dedup(chain)
+        new_state = carried.merged(batch.dedup) if batch.dedup is not None else carried
+        if batch.dedup is not None:
+            props[dd.DEDUP_KEY] = dd.encode_state(new_state)
+        elif carried_text is not None:
+            props[dd.DEDUP_KEY] = carried_text
+        return props, new_state
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What one commit records besides its data files."""
+
+    commit_id: str
+    ranges: Mapping[off.TopicPartition, tuple[int, int]]
+    expected: Mapping[off.TopicPartition, int | None]
+    records: int
+    dlq_records: int
+    dedup: dd.DedupState | None
