@@ -45,7 +45,10 @@ def _serving(venue: Venue) -> list[Param]:
         ("host", str, typer.Option("127.0.0.1", "--host", help="Address to bind.")),
         ("rate", float, typer.Option(100.0, "--rate", "-r", help="Trades per second over all symbols; 0 = as fast "
                                      "as clients read.")),
-        ("seed", int, typer.Option(1, "--seed", help="Seed of the generated tape (same seed, same trades).")),
+        ("seed", int, typer.Option(1, "--seed", help="Seed of the generated tape (same seed, same trades; the ids "
+                                   "start at --first-id).")),
+        ("first_id", int, typer.Option(0, "--first-id", help="Each symbol's first trade id (0 = the clock in µs, "
+                                       "so a new run never repeats an earlier run's ids, as on a real exchange).")),
         ("tape_file", Path, typer.Option(None, "--tape", help="Serve the frames of a recorded file (one raw frame "
                                          "per line) instead of a generated tape.")),
         ("record_file", Path, typer.Option(None, "--record", help="Append every generated trade to this JSONL file "

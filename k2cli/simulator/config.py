@@ -25,6 +25,7 @@ class SimulatorConfig:
     port: int = 0
     rate: float = 100.0  # trades per second, 0 = as fast as the clients read
     seed: int = 1
+    first_id: int = 0  # each symbol's first trade id; 0: from the clock (µs since the epoch), so ids never repeat
     tape_file: Path | None = None
     record_file: Path | None = None
     tls_cert: Path | None = None
@@ -92,7 +93,8 @@ def check_config(cfg: SimulatorConfig) -> SimulatorConfig:
         raise ConfigError("--symbols: give at least one symbol")
     if cfg.rate < 0:
         raise ConfigError("--rate must be 0 (full speed) or more")
-    for flag, value in (("--rest-history", cfg.rest_history), ("--rest-rate-limit", cfg.rest_rate_limit),
+    for flag, value in (("--first-id", cfg.first_id), ("--rest-history", cfg.rest_history),
+                        ("--rest-rate-limit", cfg.rest_rate_limit),
                         ("--rest-429-every", cfg.rest_429_every), ("--rest-5xx-every", cfg.rest_5xx_every),
                         ("--rest-delay-ms", cfg.rest_delay_ms)):
         if value < 0:

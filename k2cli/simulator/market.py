@@ -16,7 +16,7 @@ from typing import TextIO
 
 from k2cli.simulator.config import SimulatorConfig, SimulatorStats
 from k2cli.simulator.history import TradeHistory
-from k2cli.simulator.tape import Event, GeneratedTape, TapeTrade, read_tape_file, record_line
+from k2cli.simulator.tape import Event, GeneratedTape, TapeTrade, first_id_now, read_tape_file, record_line
 
 log = logging.getLogger("k2.simulate")
 SNAPSHOT_TRADES = 50
@@ -35,6 +35,7 @@ class Market:
         self._t0: float | None = None  # the clock starts with the first subscriber (a file tape plays from its start)
         self._file: Iterator[Event] | None = iter(read_tape_file(cfg.tape_file)) if cfg.tape_file else None
         self._tape = None if cfg.tape_file else GeneratedTape(cfg.symbols, cfg.seed, cfg.skip_ids_every,
+                                                             cfg.first_id or first_id_now(),
                                                              multi=multi_trade_events)
         self._exhausted = False
         self.history = TradeHistory(cfg.symbols, 0 if cfg.tape_file else cfg.rest_history)

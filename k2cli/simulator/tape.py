@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,6 +116,16 @@ def rfc3339(ts_us: int) -> str:
     """RFC 3339 UTC text of a µs timestamp, with 6 fractional digits."""
     dt = datetime.fromtimestamp(ts_us // 1_000_000, UTC)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{ts_us % 1_000_000:06d}Z"
+
+
+def first_id_now() -> int:
+    """A first trade id no earlier run of the simulator has used: the clock in µs since the epoch.
+
+    Real exchanges never reuse a trade id, and the lake dedups on (exchange, symbol, trade_id): a run whose
+    ids started where the last one's did would be all duplicates. A run prints far fewer trades per symbol
+    than microseconds pass before the next run starts, so consecutive runs' ids never meet.
+    """
+    return time.time_ns() // 1000
 
 
 class GeneratedTape:
