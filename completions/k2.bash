@@ -73,9 +73,9 @@ _k2_complete() {
         " stack status") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack up") COMPREPLY=($(compgen -W "--format --help --timeout -f" -- "$cur")) ;;
         " stream") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
-        " stream binance") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
-        " stream coinbase") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
-        " stream kraken") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
+        " stream binance") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
+        " stream coinbase") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
+        " stream kraken") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
         " validate") COMPREPLY=($(compgen -W "coverage deploy e2e list prereqs resilience streaming tech-debt --help" -- "$cur")) ;;
         " validate coverage") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " validate deploy") COMPREPLY=($(compgen -W "--exchange --format --help --keep-rehearsal --output --post --pre --rehearse --retry-interval --retry-timeout --step -e -f -o" -- "$cur")) ;;

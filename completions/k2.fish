@@ -273,6 +273,7 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subco
 complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a coinbase
 complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a kraken
 complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -l help
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l backfill
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l ca-bundle
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l duration
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l failover-urls
@@ -282,8 +283,10 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l insecure
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l metrics-port
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l no-backfill
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l ping-interval
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l pong-timeout
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l rest-url
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l rotation-interval
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l symbols
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l topic
@@ -295,6 +298,7 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s s
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s t
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s v
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l backfill
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l ca-bundle
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l duration
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l failover-urls
@@ -304,8 +308,10 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l insecure
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l metrics-port
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l no-backfill
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l ping-interval
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l pong-timeout
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l rest-url
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l rotation-interval
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l symbols
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l topic
@@ -317,6 +323,7 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s s
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s t
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s v
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l backfill
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l ca-bundle
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l duration
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l failover-urls
@@ -326,8 +333,10 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l insecure
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l metrics-port
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l no-backfill
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l ping-interval
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l pong-timeout
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l rest-url
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l rotation-interval
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l symbols
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l topic
