@@ -6,7 +6,7 @@ import dataclasses
 
 from k2cli.exchanges import registry
 from k2cli.exchanges.descriptor import ExchangeDescriptor
-from k2cli.settings import EXCHANGE_KEYS, Settings, env_name
+from k2cli.settings import Settings, env_name, exchange_defaults, exchange_keys
 
 HELP: dict[str, str] = {
     "home": "k2's own directory: stack state, cache, logs (default `~/.k2`).",
@@ -71,6 +71,8 @@ def _exchange_help(d: ExchangeDescriptor, key: str) -> str:
         "symbols": d.symbols_doc,
         "topic": f"Kafka topic of {d.title} trades.",
         "metrics_port": f"Metrics port of `k2 stream {d.name}` (0 = off).",
+        "rest_url": f"{d.title} REST API base URL; gaps are backfilled from its trade history.",
+        "rest_api_key": f"Optional {d.title} API key sent with REST backfill calls (public data needs none).",
     }[key]
 
 
@@ -78,11 +80,11 @@ def _exchange_rows() -> list[str]:
     """One row per setting of every registered exchange, with the descriptor's defaults."""
     rows = []
     for d in registry.all():
-        defaults = dict(url=d.default_url, failover_urls=d.default_failover_urls, symbols=d.default_symbols,
-                        topic=d.default_topic, metrics_port=d.default_metrics_port)
-        for key in EXCHANGE_KEYS:
+        defaults = exchange_defaults(d)
+        for key in exchange_keys(d):
             name = f"{d.name}_{key}"
-            rows.append(f"| `{env_name(name)}` | `{name}` | `{_text(defaults[key])}` | {_exchange_help(d, key)} |")
+            value = _text(getattr(defaults, key)) if getattr(defaults, key) != "" else "(none)"
+            rows.append(f"| `{env_name(name)}` | `{name}` | `{value}` | {_exchange_help(d, key)} |")
     return rows
 
 

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from k2cli.simulator.server import Simulator
     from k2cli.simulator.venues.base import Venue
 
-_FAULTS = ("drop_every", "no_pong", "stall_after", "garbage_every", "skip_ids_every", "shutdown_every", "lag_ms")
+_FAULTS = ("drop_every", "no_pong", "stall_after", "garbage_every", "skip_ids_every", "shutdown_every", "lag_ms",
+           "rest_rate_limit", "rest_429_every", "rest_5xx_every", "rest_delay_ms")
 
 
 def _either(titles: list[str]) -> str:
@@ -86,6 +87,21 @@ def _shutdown(venue: Venue) -> list[Param]:
     ]
 
 
+def _rest() -> list[Param]:
+    return [
+        ("rest_history", int, typer.Option(1_000_000, "--rest-history", help="Trades kept per symbol for the REST "
+                                           "trade-history endpoint; older ones are forgotten (REST answers then "
+                                           "start at the oldest kept). 0 = none.")),
+        ("rest_rate_limit", float, typer.Option(0.0, "--rest-rate-limit", help="REST requests per second (bursts "
+                                                "of N); over it: the venue's 429 with Retry-After (0 = no limit).")),
+        ("rest_429_every", int, typer.Option(0, "--rest-429-every", help="Fault: every Nth REST request answers "
+                                             "429 with Retry-After: 1.")),
+        ("rest_5xx_every", int, typer.Option(0, "--rest-5xx-every", help="Fault: every Nth REST request answers "
+                                             "503, then 500, in turn.")),
+        ("rest_delay_ms", float, typer.Option(0.0, "--rest-delay-ms", help="Fault: every REST answer waits N ms.")),
+    ]
+
+
 def _tail() -> list[Param]:
     return [
         ("lag_ms", float, typer.Option(0.0, "--lag-ms", help="Fault: each connection delivers with its own fixed "
@@ -104,7 +120,8 @@ def _make(venue: Venue) -> Callable[..., None]:
     def command(**values: Any) -> None:
         _serve(venue, values)
 
-    params = [*_serving(venue), *_venue_options(venue), *_connection_and_faults(), *_shutdown(venue), *_tail()]
+    params = [*_serving(venue), *_venue_options(venue), *_connection_and_faults(), *_shutdown(venue), *_rest(),
+              *_tail()]
     command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # typer reads the signature
         [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=kind)
          for name, kind, opt in params])

@@ -7,11 +7,13 @@ ns; Coinbase: `after`, one above the newest id a page may hold).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from decimal import Decimal
+from typing import Any, Literal, Protocol
 
-from k2cli.exchanges.base import ROW_TIMESTAMP, Row
+from k2cli.exchanges.base import ROW_TIMESTAMP, FrameError, Row
 
 SOURCE_REST = ("source", "rest")  # the vendor_data entry every backfilled row ends with
 
@@ -108,3 +110,44 @@ def with_source(row: Row, replace: Mapping[str, str] | None = None) -> Row:
 def last_time(page: RestPage) -> int | None:
     """The timestamp (µs) of a page's last row, or None for an empty page."""
     return page.rows[-1][ROW_TIMESTAMP] if page.rows else None
+
+
+def load_json(body: bytes, parse_float: type[Decimal] | None = None) -> Any:
+    """An answer's JSON (numbers with a fraction as Decimal when asked), or a FrameError."""
+    try:
+        return json.loads(body, parse_float=parse_float) if parse_float else json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrameError("invalid_json", f"not JSON: {exc}") from None
+
+
+def error_field(status: int, body: bytes, *keys: str) -> str:
+    """One line from a JSON error answer: the first of `keys` present (else a short text, else the status)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict):
+        for key in keys:
+            if data.get(key):
+                value = data[key]
+                return "; ".join(map(str, value)) if isinstance(value, list) else str(value)
+    text = body[:200].decode("utf-8", "replace").strip().splitlines()
+    return text[0] if text else f"HTTP {status}"
+
+
+class IdsOnly:
+    """Part of a dialect whose venue pages by trade id only: no time windows."""
+
+    windows = False
+
+    def window_start(self, since_us: int) -> int:
+        """Not available: the fetcher checks `windows` first."""
+        raise NotImplementedError("this venue's trade history pages by id only")
+
+    def window_request(self, symbol: str, cursor: int) -> RestRequest:
+        """Not available: the fetcher checks `windows` first."""
+        raise NotImplementedError("this venue's trade history pages by id only")
+
+    def window_next(self, page: RestPage, cursor: int, until_us: int) -> int | None:
+        """Not available: the fetcher checks `windows` first."""
+        raise NotImplementedError("this venue's trade history pages by id only")

@@ -41,6 +41,11 @@ class SimulatorConfig:
     shutdown_every: float = 0.0  # venues with a shutdown notice only
     shutdown_grace: float = 5.0
     lag_ms: float = 0.0  # each connection gets a fixed delivery delay drawn from 0..lag_ms (connections drift apart)
+    rest_history: int = 1_000_000  # trades kept per symbol for the REST endpoints (older ones are forgotten)
+    rest_rate_limit: float = 0.0  # REST requests per second (0 = no limit)
+    rest_429_every: int = 0
+    rest_5xx_every: int = 0
+    rest_delay_ms: float = 0.0
     options: Mapping[str, OptionValue] = field(default_factory=dict)  # the venue's own options (VenueOption.name)
 
 
@@ -58,6 +63,8 @@ class SimulatorStats:
     shutdowns_sent: int = 0
     slow_consumers: int = 0
     refused: int = 0
+    rest_requests: dict[str, int] = field(default_factory=dict)  # REST answers by HTTP status
+    history_forgotten: int = 0  # trades dropped from the REST history past --rest-history
     started: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,6 +92,11 @@ def check_config(cfg: SimulatorConfig) -> SimulatorConfig:
         raise ConfigError("--symbols: give at least one symbol")
     if cfg.rate < 0:
         raise ConfigError("--rate must be 0 (full speed) or more")
+    for flag, value in (("--rest-history", cfg.rest_history), ("--rest-rate-limit", cfg.rest_rate_limit),
+                        ("--rest-429-every", cfg.rest_429_every), ("--rest-5xx-every", cfg.rest_5xx_every),
+                        ("--rest-delay-ms", cfg.rest_delay_ms)):
+        if value < 0:
+            raise ConfigError(f"{flag} must be 0 or more")
     unknown = set(cfg.options) - {o.name for o in venue.options}
     if unknown:
         raise ConfigError(f"{venue.title} has no option {', '.join(sorted(unknown))}")

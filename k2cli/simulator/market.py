@@ -1,4 +1,5 @@
-"""The one market all connections of a simulator see: the tape's events in a ring with global indices.
+"""The one market all connections of a simulator see: the tape's events in a ring with global indices, and
+every trade printed in a compact per-symbol history for the REST endpoints (none on a recorded file tape).
 
 From the first subscription on, the tape advances at `rate` trades/s whether or not anyone listens (rate 0:
 as fast as the fastest client reads); events older than `buffer_events` fall out of the ring.
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from k2cli.simulator.config import SimulatorConfig, SimulatorStats
+from k2cli.simulator.history import TradeHistory
 from k2cli.simulator.tape import Event, GeneratedTape, TapeTrade, read_tape_file, record_line
 
 log = logging.getLogger("k2.simulate")
@@ -35,6 +37,7 @@ class Market:
         self._tape = None if cfg.tape_file else GeneratedTape(cfg.symbols, cfg.seed, cfg.skip_ids_every,
                                                              multi=multi_trade_events)
         self._exhausted = False
+        self.history = TradeHistory(cfg.symbols, 0 if cfg.tape_file else cfg.rest_history)
         self._record: TextIO | None = (open(cfg.record_file, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
                                        if cfg.record_file else None)
 
@@ -53,6 +56,7 @@ class Market:
         added = 0
         now_us = time.time_ns() // 1000
         file, tape = self._file, self._tape
+        history = self.history if self.history.limit else None
         while added < n and not self._exhausted:
             if file is not None:
                 event = next(file, None)
@@ -70,6 +74,8 @@ class Market:
             self._generated_trades += max(1, len(event.trades))
             self.stats.events += 1
             self.stats.trades += len(event.trades)
+            if history is not None:
+                history.add(event.trades)
             if self._record is not None:
                 for t in event.trades:
                     self._record.write(record_line(t) + "\n")
@@ -136,6 +142,7 @@ class Market:
 
     def close(self) -> None:
         """Flush and close the record file."""
+        self.stats.history_forgotten = self.history.forgotten
         if self._record is not None:
             self._record.close()
             self._record = None

@@ -2,7 +2,8 @@
 
 All connections see one market (k2cli.simulator.market); each is served by the dialect its venue routes
 its request path to (k2cli.simulator.venues), with the faults of k2cli.simulator.faults. Paths the venue
-does not route are refused with HTTP 400.
+does not route are refused with HTTP 400. Plain HTTP requests (no WebSocket upgrade) on the same port get
+the venue's REST trade history (k2cli.simulator.rest), over TLS too when serving wss://.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from k2cli.simulator.config import SimulatorConfig, SimulatorStats, check_config
 from k2cli.simulator.connection import Connection
 from k2cli.simulator.faults import no_pong_connection_class
 from k2cli.simulator.market import Market
+from k2cli.simulator.rest import RestService, wants_websocket
 from k2cli.simulator.venues.base import Route
 
 
@@ -30,6 +32,7 @@ class Simulator:
         self.venue = venue_of(self.cfg)
         self.stats = SimulatorStats()
         self.market: Market | None = None
+        self.rest: RestService | None = None
         self.port: int | None = None
         self.url: str = ""
 
@@ -47,6 +50,8 @@ class Simulator:
         return self.venue.route(path, self.cfg)
 
     def _process_request(self, connection: Any, request: Any) -> Any:
+        if self.rest is not None and not wants_websocket(request.headers):
+            return self.rest.respond(connection, request.path)  # a coroutine: websockets awaits it
         if self._route(request.path) is None:
             self.stats.refused += 1
             return connection.respond(HTTPStatus.BAD_REQUEST, f"Invalid request: {request.path}\n")
@@ -58,6 +63,8 @@ class Simulator:
 
         cfg = self.cfg
         self.market = Market(cfg, self.stats, self.venue.multi_trade_events)
+        api = self.venue.rest_api(cfg)
+        self.rest = RestService(cfg, api, self.market.history, self.stats) if api is not None else None
         create_connection = no_pong_connection_class() if cfg.no_pong else ServerConnection
         async with serve(
             self._handle, cfg.host, cfg.port, ssl=self._ssl(), compression=None,

@@ -3,9 +3,10 @@ frames, rendered once per dialect and cached.
 
 A generated tape is reproducible from its seed: per symbol, trade ids count up from a start id (with a
 gap every `skip_ids_every` trades when that fault is on), prices walk in ticks of 0.01 and quantities
-are whole multiples of 1e-8. Only the trade times come from the clock. On a multi-trade tape (a venue whose
-frames carry several trades) an event holds 1..3 trades of one symbol, and now and then two identical trades
-in the same microsecond; otherwise one trade.
+are whole multiples of 1e-8. Only the trade times come from the clock; per symbol they rise by at least 1 µs
+from trade to trade (except the identical trades below), so a symbol's history pages by time. On a
+multi-trade tape (a venue whose frames carry several trades) an event holds 1..3 trades of one symbol, and
+now and then two identical trades in the same microsecond; otherwise one trade.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ class GeneratedTape:
         self._count = 0
         self._next_id = {s: start_id + i * 10_000_000 for i, s in enumerate(symbols)}
         self._price = {s: _BASE_PRICES.get(_base_asset(s), 100) * 10**8 for s in symbols}
+        self._last_us = dict.fromkeys(symbols, 0)
         self._multi = multi
 
     def next_event(self, now_us: int) -> Event:
@@ -150,7 +152,9 @@ class GeneratedTape:
                 trades.append(TapeTrade(symbol, seq, prev.ts_us, prev.price, prev.qty, prev.buy, prev.market))
             else:
                 qty = rng.getrandbits(22) % 5_000_000 + 1
-                trades.append(TapeTrade(symbol, seq, now_us + i, price, qty, bool(bits & 0x80), (bits >> 8) % 5 == 0))
+                ts_us = max(now_us + i, self._last_us[symbol] + 1)  # a symbol's times rise (REST pages by time)
+                self._last_us[symbol] = ts_us
+                trades.append(TapeTrade(symbol, seq, ts_us, price, qty, bool(bits & 0x80), (bits >> 8) % 5 == 0))
             bits >>= 16
         return Event(symbol, trades)
 

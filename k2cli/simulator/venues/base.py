@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from k2cli.simulator.config import SimulatorConfig
+    from k2cli.simulator.history import TradeHistory
     from k2cli.simulator.tape import Event, TapeTrade
 
 OptionValue = int | float | str | bool
@@ -110,6 +111,33 @@ class Route(NamedTuple):
     symbols: tuple[str, ...] = ()
 
 
+class RestAnswer(NamedTuple):
+    """One HTTP answer of a venue's REST API: status, JSON body, extra headers."""
+
+    status: int
+    body: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class RestApi(ABC):
+    """A venue's public trade-history endpoint, over the market's history. One instance per simulator (it may
+    keep state, such as a used-weight counter); the core applies the rate limit, bans and faults."""
+
+    ban_status: int | None = None  # answer to a client that goes on within a rate-limit answer's Retry-After
+
+    @abstractmethod
+    def answer(self, path: str, query: Mapping[str, str], history: TradeHistory) -> RestAnswer | None:
+        """The answer to GET path?query (first value of each parameter); None: not a path of this API (404)."""
+
+    @abstractmethod
+    def error(self, status: int, message: str) -> RestAnswer:
+        """An error answer in the venue's shape (400 bad request, 404, 429 rate limit, 418 ban, 5xx)."""
+
+    def finish(self, answer: RestAnswer, now: float) -> RestAnswer:
+        """Headers every answer carries (the default: none); `now` is epoch seconds."""
+        return answer
+
+
 class Venue(ABC):
     """A simulated exchange: its symbols, request paths, dialects, options and faults it supports."""
 
@@ -138,6 +166,10 @@ class Venue(ABC):
     @abstractmethod
     def route(self, path: str, cfg: SimulatorConfig) -> Route | None:
         """The route of a request path (with its query), or None to refuse it (HTTP 400)."""
+
+    def rest_api(self, cfg: SimulatorConfig) -> RestApi | None:
+        """A new instance of the venue's REST trade history API for a config, or None when it has none."""
+        return None
 
 
 def option(options: Mapping[str, OptionValue], spec: VenueOption) -> OptionValue:

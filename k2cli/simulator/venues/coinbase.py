@@ -6,22 +6,30 @@ own product_ids); the feed answers with a `subscriptions` message listing everyt
 subscribed to, then per newly subscribed product one `last_match` (its latest trade), then a `match` per
 trade. A bad request is answered by `{"type":"error","message":"Failed to subscribe","reason":...}`.
 Nothing missed while disconnected is replayed. `side` is the maker's side: the tape's taker side reversed.
+
+REST: GET /products/{product}/trades[?limit=L][&after=ID | &before=ID]: a page NEWEST FIRST of
+{"time","trade_id","price","size","side"} (as the matches), limit 1..1000 (default 100, clipped); `after`: the
+newest trades with trade_id < after; `before`: the oldest trades with trade_id > before; neither: the latest.
+Headers CB-BEFORE (the newest trade_id in the page) and CB-AFTER (the oldest: the cursor of the next, older
+page), absent on an empty page. Errors as {"message": ...}.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from k2cli.exchanges.coinbase import CHANNEL, split_product
 from k2cli.simulator.tape import Event, TapeTrade, rfc3339, units
-from k2cli.simulator.venues.base import Dialect, Link, Route, Venue
+from k2cli.simulator.venues.base import Dialect, Link, RestAnswer, RestApi, Route, Venue
 
 if TYPE_CHECKING:
     from k2cli.simulator.config import SimulatorConfig
+    from k2cli.simulator.history import TradeHistory
 
 
 def order_id(product: str, trade_id: int, role: str) -> str:
@@ -146,6 +154,45 @@ class MatchesFeed(Dialect):
 FEED = MatchesFeed()
 
 
+_TRADES = re.compile(r"^/products/([^/]+)/trades/?$")
+_MESSAGES = {404: "NotFound", 429: "Public rate limit exceeded", 500: "Internal server error",
+             503: "Service Unavailable"}
+
+
+def rest_trade(t: TapeTrade) -> str:
+    """One trade of a /products/{product}/trades page (the match's time, id, price, size and maker side)."""
+    return (f'{{"time":"{rfc3339(t.ts_us)}","trade_id":{t.seq},"price":"{units(t.price, 8)}",'
+            f'"size":"{units(t.qty, 8)}","side":"{"sell" if t.buy else "buy"}"}}')
+
+
+class ProductTrades(RestApi):
+    """GET /products/{product}/trades, paged by trade id with the CB-BEFORE/CB-AFTER cursors."""
+
+    def answer(self, path: str, query: Mapping[str, str], history: TradeHistory) -> RestAnswer | None:
+        match = _TRADES.match(path)
+        if match is None:
+            return None
+        trades = history.get(match.group(1).upper())
+        if trades is None:
+            return self.error(400, "NotFound")
+        for name in ("limit", "after", "before"):
+            if query.get(name) and not query[name].isdigit():
+                return self.error(400, f"Invalid {name}")
+        limit = min(1000, max(1, int(query.get("limit") or 100)))
+        if query.get("after"):
+            page = trades.before_id(int(query["after"]), limit)
+        elif query.get("before"):
+            page = trades.after_id(int(query["before"]), limit)
+        else:
+            page = trades.latest(limit)
+        page.reverse()
+        headers = (("CB-BEFORE", str(page[0].seq)), ("CB-AFTER", str(page[-1].seq))) if page else ()
+        return RestAnswer(200, f"[{','.join(rest_trade(t) for t in page)}]", headers)
+
+    def error(self, status: int, message: str) -> RestAnswer:
+        return RestAnswer(status, json.dumps({"message": _MESSAGES.get(status, message)}))
+
+
 class Coinbase(Venue):
     """The Coinbase Exchange venue (its matches channel)."""
 
@@ -159,6 +206,9 @@ class Coinbase(Venue):
 
     def route(self, path: str, cfg: SimulatorConfig) -> Route | None:
         return Route(FEED)
+
+    def rest_api(self, cfg: SimulatorConfig) -> RestApi:
+        return ProductTrades()
 
 
 VENUE = Coinbase()

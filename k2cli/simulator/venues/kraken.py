@@ -3,6 +3,13 @@
 A connection is greeted with the system status and delivers nothing until it subscribes to trade pairs;
 each subscription is answered, then (unless v2's `snapshot` is false) followed by a snapshot of the pair's
 last trades. Frames carry 1..3 trades of one pair. Idle connections get heartbeats; pings get pongs.
+
+REST: GET /0/public/Trades?pair=P[&since=NS][&count=N] answers {"error":[],"result":{NAME:[[price, volume,
+time, side, order type, misc, trade_id], ...],"last":"NS"}}: trades strictly after `since` (ns since the epoch;
+a value of 11 digits or fewer counts as seconds), ascending, count 1..1000 (default 1000, clipped); without
+`since` the most recent. Trade times have µs precision; within one µs (the tape's identical trades) the k-th
+trade of a pair counts as k ns later, so a `last` cursor never splits such a group. P may be any of Kraken's
+spellings (BTC/USD, XBT/USD, XBTUSD, XXBTZUSD); NAME is the REST one. Errors in the "error" array.
 """
 
 from __future__ import annotations
@@ -10,16 +17,24 @@ from __future__ import annotations
 import json
 import time
 from abc import abstractmethod
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from k2cli.errors import ConfigError
-from k2cli.exchanges.symbols import UnknownSymbol, kraken_v1_pair, split_kraken_pair
+from k2cli.exchanges.symbols import (
+    KRAKEN_LEGACY_ASSETS,
+    KRAKEN_V1_NAMES,
+    UnknownSymbol,
+    kraken_v1_pair,
+    split_kraken_pair,
+)
 from k2cli.simulator.tape import Event, TapeTrade, json_number, rfc3339, units
-from k2cli.simulator.venues.base import Dialect, Link, Route, Venue, VenueOption, option
+from k2cli.simulator.venues.base import Dialect, Link, RestAnswer, RestApi, Route, Venue, VenueOption, option
 
 if TYPE_CHECKING:
     from k2cli.simulator.config import SimulatorConfig
+    from k2cli.simulator.history import SymbolHistory, TradeHistory
 
 CHANNEL_ID = 337
 VERSION = VenueOption("kraken_version", "--kraken-version", 1,
@@ -161,6 +176,72 @@ class WsV2(_Kraken):
 V1, V2 = WsV1(), WsV2()
 
 
+TRADES = "/0/public/Trades"
+_ERRORS = {400: "EGeneral:Invalid arguments", 404: "EGeneral:Unknown method", 429: "EGeneral:Too many requests",
+           500: "EGeneral:Internal error", 503: "EService:Unavailable"}
+
+
+def rest_pair_name(pair: str) -> str:
+    """The REST name of a pair: X/Z-prefixed when both assets have legacy codes (XXBTZUSD), else the altname."""
+    base, quote = (KRAKEN_V1_NAMES.get(a, a) for a in split_kraken_pair(pair))
+    prefixed = [next((p + a for p in "XZ" if p + a in KRAKEN_LEGACY_ASSETS), None) for a in (base, quote)]
+    return "".join(p for p in prefixed if p) if all(prefixed) else base + quote
+
+
+def _spellings(pair: str) -> list[str]:
+    v1 = kraken_v1_pair(pair)
+    return [pair, v1, pair.replace("/", ""), v1.replace("/", ""), rest_pair_name(pair)]
+
+
+def _rest_trade(t: TapeTrade, trade_id: int) -> str:
+    return (f'["{units(t.price, 5)}","{units(t.qty, 8)}",{t.ts_us // 1_000_000}.{t.ts_us % 1_000_000:06d},'
+            f'"{"b" if t.buy else "s"}","{"m" if t.market else "l"}","",{trade_id}]')
+
+
+def _cursor_index(trades: SymbolHistory, since_ns: int) -> int:
+    """Index of the first trade strictly after a ns cursor (the k-th trade of a µs counting k ns later)."""
+    us, k = divmod(since_ns, 1000)
+    return min(trades.index_from_time(us) + k + 1, trades.index_after_time(us))
+
+
+def _cursor_of(trades: SymbolHistory, i: int) -> int:
+    """The ns cursor of the trade at index i."""
+    us = trades.times[i]
+    return us * 1000 + i - trades.index_from_time(us)
+
+
+class PublicTrades(RestApi):
+    """GET /0/public/Trades."""
+
+    def __init__(self, served: tuple[str, ...]) -> None:
+        self.pairs = {name.upper(): pair for pair in served for name in _spellings(pair)}
+
+    def answer(self, path: str, query: Mapping[str, str], history: TradeHistory) -> RestAnswer | None:
+        if path.rstrip("/") != TRADES:
+            return None
+        pair = self.pairs.get(query.get("pair", "").upper())
+        trades = history.get(pair) if pair else None
+        if pair is None or trades is None:
+            return self._error(400, "EQuery:Unknown asset pair")
+        since, count = query.get("since", ""), query.get("count", "")
+        if not (since.isdigit() or not since) or not (count.isdigit() or not count):
+            return self._error(400, "EGeneral:Invalid arguments")
+        limit = min(1000, max(1, int(count or 1000)))
+        since_ns = int(since) * (10**9 if len(since) <= 11 else 1) if since else None
+        lo = trades.end - limit if since_ns is None else _cursor_index(trades, since_ns)
+        page = trades.slice(lo, lo + limit)
+        lo = max(lo, trades.start)
+        last = _cursor_of(trades, lo + len(page) - 1) if page else (since_ns or 0)
+        rows = ",".join(_rest_trade(t, t.seq) for t in page)
+        return RestAnswer(200, f'{{"error":[],"result":{{"{rest_pair_name(pair)}":[{rows}],"last":"{last}"}}}}')
+
+    def error(self, status: int, message: str) -> RestAnswer:
+        return self._error(status, _ERRORS.get(status, "EGeneral:Internal error" if status >= 500 else message))
+
+    def _error(self, status: int, message: str) -> RestAnswer:
+        return RestAnswer(status, json.dumps({"error": [message]}))
+
+
 class Kraken(Venue):
     """The Kraken venue."""
 
@@ -181,6 +262,9 @@ class Kraken(Venue):
         if urlsplit(path).path.rstrip("/").endswith("/v2") or option(cfg.options, VERSION) == 2:
             return Route(V2)
         return Route(V1)
+
+    def rest_api(self, cfg: SimulatorConfig) -> RestApi:
+        return PublicTrades(cfg.symbols)
 
 
 VENUE = Kraken()
