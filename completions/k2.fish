@@ -161,6 +161,11 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l port
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l rate
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l record
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l rest-429-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l rest-5xx-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l rest-delay-ms
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l rest-history
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l rest-rate-limit
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l seed
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l shutdown-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l shutdown-grace
@@ -188,6 +193,11 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l port
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l rate
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l record
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l rest-429-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l rest-5xx-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l rest-delay-ms
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l rest-history
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l rest-rate-limit
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l seed
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l skip-ids-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l stall-after
@@ -214,6 +224,11 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l port
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l rate
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l record
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l rest-429-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l rest-5xx-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l rest-delay-ms
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l rest-history
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l rest-rate-limit
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l seed
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l skip-ids-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l stall-after

@@ -34,7 +34,7 @@ def rest_url_for(settings: Settings, exchange: str, primary_ws_url: str, rest_ur
     if rest_url:
         chosen = rest_url
     else:
-        chosen = getattr(settings.exchange(exchange), "rest_url", "") or desc.default_rest_url
+        chosen = settings.exchange(exchange).rest_url or desc.default_rest_url
         ws = urlsplit(primary_ws_url)
         if chosen == desc.default_rest_url and ws.netloc and ws.hostname != urlsplit(desc.default_url).hostname:
             chosen = urlunsplit(("https" if ws.scheme == "wss" else "http", ws.netloc, "", "", ""))

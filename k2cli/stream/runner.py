@@ -107,9 +107,9 @@ class StreamRunner(SessionEvents):
         from k2cli.exchanges.rest import TradeFetcher
 
         requests = self.metrics.backfill_requests
-        self.backfill.fetcher = TradeFetcher(desc, opts.rest_url, api_key=getattr(
-            self.settings.exchange(opts.exchange), "rest_api_key", ""),
-            on_request=lambda label: requests.labels(opts.exchange, label).inc())
+        key = self.settings.exchange(opts.exchange).rest_api_key
+        self.backfill.fetcher = TradeFetcher(desc, opts.rest_url, api_key=key,
+                                             on_request=lambda label: requests.labels(opts.exchange, label).inc())
         self.summary.backfill = True
         for label in ("filled", "unfilled"):
             self.metrics.backfill_gaps.labels(opts.exchange, label)
