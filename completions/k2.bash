@@ -7,6 +7,10 @@ _k2_complete() {
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
         case "$path $word" in
+            " backfill") path="$path $word" ;;
+            " backfill binance") path="$path $word" ;;
+            " backfill coinbase") path="$path $word" ;;
+            " backfill kraken") path="$path $word" ;;
             " consume") path="$path $word" ;;
             " dlq") path="$path $word" ;;
             " dlq list") path="$path $word" ;;
@@ -47,7 +51,11 @@ _k2_complete() {
         esac
     done
     case "$path" in
-        "") COMPREPLY=($(compgen -W "consume dlq query simulate soak stack stream validate --config --help --version" -- "$cur")) ;;
+        "") COMPREPLY=($(compgen -W "backfill consume dlq query simulate soak stack stream validate --config --help --version" -- "$cur")) ;;
+        " backfill") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
+        " backfill binance") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
+        " backfill coinbase") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
+        " backfill kraken") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
         " consume") COMPREPLY=($(compgen -W "--batch-size --flush-interval --format --group --help --instance-id --max-messages --metrics-port --table --topics --verbose -b -f -g -n -t -v" -- "$cur")) ;;
         " dlq") COMPREPLY=($(compgen -W "list purge replay show stats --help" -- "$cur")) ;;
         " dlq list") COMPREPLY=($(compgen -W "--dlq-dir --error-type --format --help --limit --origin --output --since --until -f -n -o -t" -- "$cur")) ;;
