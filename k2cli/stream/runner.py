@@ -102,7 +102,7 @@ class StreamRunner(SessionEvents):
                 log.warning("%s has no REST trade history in k2: gaps are only counted", desc.title)
             return
         if not self.dedup.sequential:
-            log.warning("%s trade ids are not sequential: gaps cannot be seen, nothing to backfill", desc.title)
+            log.info("%s trade ids are not sequential: gaps cannot be seen, nothing to backfill", desc.title)
             return
         from k2cli.exchanges.rest import TradeFetcher
 
