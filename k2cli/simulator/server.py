@@ -70,6 +70,7 @@ class Simulator:
             self._handle, cfg.host, cfg.port, ssl=self._ssl(), compression=None,
             ping_interval=cfg.ping_interval or None, ping_timeout=cfg.ping_timeout if cfg.ping_interval else None,
             process_request=self._process_request, create_connection=create_connection, max_queue=64,
+            open_timeout=10 + cfg.rest_delay_ms / 1000,  # a slow REST answer is sent within the opening handshake
         ) as server:
             sock = next(iter(server.sockets))
             self.port = sock.getsockname()[1]

@@ -20,6 +20,20 @@ The module defines `VENUE`, an instance of a `Venue` subclass (k2cli.simulator.v
   check(cfg)                ConfigError (one line) for impossible values of its options
   route(path, cfg)          Route(dialect, symbols) for a request path (+ query), None = HTTP 400; symbols
                             are those the path itself subscribes (Binance's /stream?streams=...)
+  rest_api(cfg)             a new RestApi (base.RestApi) serving the venue's public trade-history endpoint on
+                            plain HTTP GETs (same port, TLS too), or None (the default) for no REST
+
+A `RestApi` (one instance per simulator; it may keep state, e.g. Binance's used weight) answers over the
+market's TradeHistory (k2cli.simulator.history: per symbol, the trades printed, with from_id / before_id /
+after_id / latest / time lookups):
+
+  answer(path, query, history) -> RestAnswer(status, body, headers) | None   None: not its path (404)
+  error(status, message)    the venue's error shape for 400, 404, 429 (rate limit), its ban status, 5xx
+  finish(answer, now)       headers every answer carries (Binance's X-MBX-USED-WEIGHT-1M)
+  ban_status                status for a client that goes on within a 429's Retry-After (Binance: 418), or None
+
+The core (k2cli.simulator.rest) applies --rest-rate-limit, the bans, --rest-429-every, --rest-5xx-every and
+--rest-delay-ms before asking the venue, adds Retry-After, and counts answers by status in the stats.
 
 A `Dialect` (base.Dialect; a stateless singleton, one per wire protocol: Binance combined/raw, Kraken
 v1/v2) does the talking, through a `Link` to its connection that the core provides:
@@ -41,9 +55,10 @@ The Link (base.Link): conn_id, served (the configured symbols), subscriptions (t
 subscription order), send(texts), anchor(), subscribe(symbol), recent_trades(symbol, before), start().
 Dialects keep no per-connection state of their own: what a connection has subscribed is the Link's.
 
-The core owns everything else: the market clock and buffer, the tape and tape files, the WebSocket server
-(TLS, pings, refusing unrouted paths), delivery, per-connection lag, and the faults (drops, stalls, no
-pong, garbage frames at their schedule, skipped ids, shutdown timing, slow consumers), and the stats.
+The core owns everything else: the market clock and buffer, the tape and tape files, the trade history, the
+REST gate (rate limit, bans, faults), the WebSocket server (TLS, pings, refusing unrouted paths), delivery,
+per-connection lag, and the faults (drops, stalls, no pong, garbage frames at their schedule, skipped ids,
+shutdown timing, slow consumers), and the stats.
 """
 
 from __future__ import annotations
