@@ -106,10 +106,8 @@ class StreamRunner(SessionEvents):
             return
         from k2cli.exchanges.rest import TradeFetcher
 
-        requests = self.metrics.backfill_requests
         key = self.settings.exchange(opts.exchange).rest_api_key
-        self.backfill.fetcher = TradeFetcher(desc, opts.rest_url, api_key=key,
-                                             on_request=lambda label: requests.labels(opts.exchange, label).inc())
+        self.backfill.fetcher = TradeFetcher(desc, opts.rest_url, api_key=key, on_request=self.backfill.count_request)
         self.summary.backfill = True
         for label in ("filled", "unfilled"):
             self.metrics.backfill_gaps.labels(opts.exchange, label)

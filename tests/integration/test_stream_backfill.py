@@ -102,6 +102,22 @@ def test_stalls_leave_no_hole_and_the_gaps_are_counted_filled(tmp_path, k2_env, 
     assert metric_value(metrics, "k2_backfill_gaps_total", 'exchange="binance",result="unfilled"') == 0
 
 
+def test_rest_answering_429_and_5xx_during_backfill_still_leaves_no_hole(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    topic, record = f"test.stream.backfill.restfaults.{unique}", tmp_path / "printed.jsonl"
+    create_topic(topic)
+    with simulator("binance", ["--rate", str(RATE), "--symbols", SYMBOLS, "--stall-after", "3", "--record",
+                               str(record), "--rest-429-every", "2", "--rest-5xx-every", "3"], k2_env, tmp_path) as url:
+        code, summary, err = run_stream("binance", ["--url", url, "--symbols", SYMBOLS, "--topic", topic,
+                                                    "--duration", "12", "--idle-timeout", "2"], k2_env)
+    assert code == 0, err
+    assert summary["gaps_seen"] >= 2 and summary["gaps_filled"] == summary["gaps_seen"], summary
+    assert summary["gaps_unfilled"] == 0, summary
+    calls = summary["backfill_requests"]
+    assert calls.get("429", 0) >= 1 and calls.get("5xx", 0) >= 1 and calls.get("200", 0) >= 2, calls
+    _assert_complete(topic, record)
+
+
 def test_kraken_v2_stalls_are_filled_by_id_through_its_time_paged_rest_api(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic, record, pairs = f"test.stream.backfill.kraken.{unique}", tmp_path / "printed.jsonl", "BTC/USD,ETH/USD"
