@@ -115,6 +115,8 @@ class Settings:
     thresholds: dict[str, float] = field(default_factory=dict)
     config_file: str = ""
     stream_flush_timeout: float = 30.0  # seconds `k2 stream` waits for Kafka at shutdown
+    backfill: bool = True  # `k2 stream` fills gaps in trade ids from the exchange's REST API
+    backfill_max_trades: int = 100_000  # a gap wider than this many ids is reported unfilled, not fetched
     memory_sample_interval: float = 30.0  # seconds between RSS samples (leak score window: 120 samples)
     debug_leak_mb_per_min: float = 0.0  # test-only fault: `k2 stream` retains this many MiB per minute
     consumer_instance_id: str = ""  # static group member id; empty: <group>-<host>-<free slot>
@@ -346,7 +348,7 @@ def validate(s: Settings) -> None:
         )
     positive = ("ping_interval", "pong_timeout", "idle_timeout", "rotation_interval", "backoff_initial",
                 "backoff_max", "serializer_cache_max_size", "batch_size", "flush_interval",
-                "producer_buffer_max_messages", "snapshots_to_keep")
+                "producer_buffer_max_messages", "snapshots_to_keep", "backfill_max_trades")
     for name in positive:
         if getattr(s, name) <= 0:
             raise ConfigError(f"{env_name(name)} must be greater than 0, got {getattr(s, name)}",

@@ -96,6 +96,12 @@ class DeadLetterSink:
         await asyncio.to_thread(self.writer.write, batch)
         self._written(len(batch), _trades(batch))  # on the event loop, like every other count
 
+    def write_now(self) -> None:
+        """Write everything buffered, on this thread (for callers without an event loop running)."""
+        if self.buffer:
+            batch, self.buffer = self.buffer, []
+            self._write(batch)
+
     async def flush(self) -> None:
         """Write everything buffered; also awaits a write the flusher began before it was cancelled."""
         if self._writing is not None:
