@@ -59,6 +59,7 @@ class K2Process:
         self.err_path = logdir / f"{name}-{stamp}.err"
         self.args = args
         self.started = time.monotonic()
+        self.stopped_us = 0  # wall-clock µs of the SIGTERM sent by stop()
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "k2cli", *args], env=env, stdout=out, stderr=err,
                                          cwd=str(ROOT))
@@ -76,10 +77,16 @@ class K2Process:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
 
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM and wait; the exit code (SIGKILL after the timeout)."""
+    def terminate(self) -> int:
+        """Send SIGTERM without waiting; the wall-clock time (µs, the tape's clock) it was sent."""
+        sent = now_us()
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
+        return sent
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait; the exit code (SIGKILL after the timeout). `stopped_us` is when SIGTERM went."""
+        self.stopped_us = self.terminate()
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
