@@ -78,6 +78,8 @@ def count_against_tape(tape: Tape, rows: list[dict[str, Any]], *, symbols: list[
     `until_us` - `grace_us`, `until_us` being the wall-clock time (µs) the stream was stopped. Each must be in
     Iceberg once with the tape's values. Trades of the grace window (and after it) count as produced when Iceberg
     holds them. A configured symbol the tape lacks before the cut-off is reported in `missing_symbols`."""
+    if until_us <= 0:
+        raise ValueError("until_us: the wall-clock time (µs) the stream was stopped is required")
     cutoff = until_us - grace_us
     by_symbol: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.faults.oracle import GRACE_US, count_against_tape, tape_gaps
 
 T0 = 1_700_000_000_000_000  # µs
@@ -86,6 +88,11 @@ def test_rows_of_a_symbol_nobody_sent_are_unexpected():
     rows.append({**rows[0], "symbol": "XRPUSDT"})
     count = count_against_tape(tape, rows, symbols=SYMBOLS, until_us=after_all(tape))
     assert count.unexpected == 1 and not count.exact
+
+
+def test_a_stop_time_is_required():
+    with pytest.raises(ValueError, match="until_us"):
+        count_against_tape(make_tape(), [], symbols=SYMBOLS, until_us=0)
 
 
 def test_tape_gaps_counts_skipped_ids_in_the_covered_part():
