@@ -17,14 +17,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tests.faults.oracle import Count, count_against_tape, count_ids, tape_by_symbol, tape_gaps
 from tests.integration.consume_support import Producer, load_table, make_trade
-from tests.integration.stream_support import metric_value, read_record_file, scrape
+from tests.integration.stream_support import metric_value, scrape
+
+__all__ = ["Count", "count_against_tape", "count_ids", "tape_by_symbol", "tape_gaps"]  # the oracle, re-exported
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = "localhost:9092"
@@ -59,6 +59,7 @@ class K2Process:
         self.err_path = logdir / f"{name}-{stamp}.err"
         self.args = args
         self.started = time.monotonic()
+        self.stopped_us = 0  # wall-clock µs of the SIGTERM sent by stop()
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "k2cli", *args], env=env, stdout=out, stderr=err,
                                          cwd=str(ROOT))
@@ -76,10 +77,16 @@ class K2Process:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
 
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM and wait; the exit code (SIGKILL after the timeout)."""
+    def terminate(self) -> int:
+        """Send SIGTERM without waiting; the wall-clock time (µs, the tape's clock) it was sent."""
+        sent = now_us()
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
+        return sent
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait; the exit code (SIGKILL after the timeout). `stopped_us` is when SIGTERM went."""
+        self.stopped_us = self.terminate()
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -306,32 +313,6 @@ class Feeder:
 # ------------------------------------------------------------------ counting
 
 
-@dataclass
-class Count:
-    """An independent count: what was produced against what Iceberg holds."""
-
-    produced: int
-    rows: int
-    lost: int
-    duplicates: int
-    unexpected: int  # rows that were never produced (or whose values differ from what was produced)
-    detail: list[str] = field(default_factory=list)
-
-    @property
-    def exact(self) -> bool:
-        return self.lost == 0 and self.duplicates == 0 and self.unexpected == 0 and self.rows == self.produced
-
-
-def count_ids(produced_ids: list[str], iceberg_ids: list[str]) -> Count:
-    """Compare produced message ids with the message ids of the Iceberg rows."""
-    want, got = Counter(produced_ids), Counter(iceberg_ids)
-    lost = sum(1 for k in want if k not in got)
-    dups = sum(n - 1 for n in got.values() if n > 1)
-    unexpected = sum(n for k, n in got.items() if k not in want)
-    detail = [f"first lost: {sorted(k for k in want if k not in got)[:3]}"] if lost else []
-    return Count(len(produced_ids), len(iceberg_ids), lost, dups, unexpected, detail)
-
-
 def iceberg_columns(env: dict[str, str], table: str, *columns: str) -> list[dict[str, Any]]:
     """Selected columns of every row of the table (pyiceberg scan; [] when the table does not exist)."""
     from pyiceberg.exceptions import NoSuchTableError
@@ -399,55 +380,9 @@ def wait_caught_up(env: dict[str, str], table: str, want: dict[tuple[str, int], 
 # ------------------------------------------------------------------ tapes (simulator --record)
 
 
-def tape_by_symbol(path: Path) -> dict[str, list[dict[str, Any]]]:
-    """The simulator's recorded trades per symbol (Kraken pairs without the slash, as the stream writes them)."""
-    tape: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for t in read_record_file(path):
-        tape[t["symbol"].replace("/", "")].append(t)
-    return tape
-
-
-def count_against_tape(tape: dict[str, list[dict[str, Any]]], rows: list[dict[str, Any]]) -> Count:
-    """Rows (symbol, source_sequence, price, quantity) against the tape: per symbol, the rows must be exactly the
-    tape's first trades up to the last one the stream delivered, with the same values."""
-    by_symbol: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        by_symbol[r["symbol"]].append(r)
-    produced = lost = dups = unexpected = 0
-    detail = []
-    for symbol, trades in tape.items():
-        got = by_symbol.get(symbol, [])
-        seqs = Counter(r["source_sequence"] for r in got)
-        dups += sum(n - 1 for n in seqs.values() if n > 1)
-        last = max(seqs) if seqs else None
-        expected = [t for t in trades if last is not None and t["seq"] <= last]
-        produced += len(expected)
-        tape_seqs = {t["seq"]: t for t in expected}
-        missing = [s for s in tape_seqs if s not in seqs]
-        lost += len(missing)
-        if missing:
-            detail.append(f"{symbol}: {len(missing)} lost, first {sorted(missing)[:5]}")
-        for r in got:
-            t = tape_seqs.get(r["source_sequence"])
-            if t is None or Decimal(str(r["price"])) != Decimal(t["price"]) or \
-                    Decimal(str(r["quantity"])) != Decimal(t["qty"]) or r.get("side", "").upper() != \
-                    t["side"].upper():
-                unexpected += 1
-    for symbol in set(by_symbol) - set(tape):
-        unexpected += len(by_symbol[symbol])
-    return Count(produced, len(rows), lost, dups, unexpected, detail)
-
-
-def tape_gaps(tape: dict[str, list[dict[str, Any]]], rows: list[dict[str, Any]]) -> int:
-    """Sequence gaps (skipped ids) in the part of the tape the rows cover."""
-    last = defaultdict(int)
-    for r in rows:
-        last[r["symbol"]] = max(last[r["symbol"]], r["source_sequence"])
-    gaps = 0
-    for symbol, trades in tape.items():
-        seqs = [t["seq"] for t in trades if t["seq"] <= last.get(symbol, -1)]
-        gaps += sum(1 for a, b in zip(seqs, seqs[1:], strict=False) if b > a + 1)
-    return gaps
+def now_us() -> int:
+    """Wall-clock time in µs, the clock of the simulator's tape (take it just before stopping a stream)."""
+    return time.time_ns() // 1000
 
 
 def max_ingestion_gap(rows: list[dict[str, Any]]) -> float:

@@ -1,4 +1,4 @@
-"""The Kafka broker stopped and restarted while `k2 stream` and `k2 consume` both run.
+"""The Kafka broker stopped (SIGTERM) or killed (SIGKILL) and restarted while `k2 stream` and `k2 consume` both run.
 
 The shared broker on :9092 is never touched: this uses the throwaway single-node KRaft broker of the stream
 back-pressure test (its own ports, K2_HOME and data under the test's temp directory) and points both processes
@@ -7,10 +7,12 @@ at it. Independent count: the simulator's --record tape against the Iceberg rows
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
 
+from k2cli.stack import proc as stack_proc
 from tests.conftest import require
 from tests.faults import support
 from tests.faults.support import (
@@ -31,6 +33,7 @@ from tests.integration.test_stream_backpressure import throwaway_kafka  # noqa: 
 pytestmark = pytest.mark.faults
 TABLE = "market_data.trades_v2"
 OUTAGE = 10  # seconds the broker is down, plus its restart
+HOW = {"stop": ("Kafka broker restart", "stopped (SIGTERM)"), "kill": ("Kafka broker kill -9", "killed -9")}
 
 
 def _tape_covered(env: dict[str, str], tape_path, upto: dict[str, int]) -> bool:
@@ -44,7 +47,10 @@ def _tape_covered(env: dict[str, str], tape_path, upto: dict[str, int]) -> bool:
                if t["seq"] <= upto.get(symbol, -1))
 
 
-def test_broker_stopped_and_restarted_under_stream_and_consume(request, tmp_path, k2_env, unique, throwaway_kafka):  # noqa: F811
+@pytest.mark.parametrize("how", list(HOW))
+def test_broker_stopped_and_restarted_under_stream_and_consume(request, tmp_path, k2_env, unique, how,
+                                                              throwaway_kafka):  # noqa: F811
+    scenario, verb = HOW[how]
     require("schema-registry")
     bootstrap, topic, kafka = throwaway_kafka
     env = with_env(k2_env, kafka_bootstrap_servers=bootstrap, backoff_initial=0.2, backoff_max=2)
@@ -58,7 +64,10 @@ def test_broker_stopped_and_restarted_under_stream_and_consume(request, tmp_path
                            "--flush-interval", "0.5")
         try:
             wait_until(lambda: sum(table_offsets(env, TABLE).values()) >= 500, 90, "trades flowing into Iceberg")
-            kafka.stop()
+            if how == "stop":
+                kafka.stop()  # the service's own stop: SIGTERM, SIGKILL only after its timeout
+            else:
+                assert stack_proc.stop(kafka.pid_file, signal.SIGKILL, timeout=10) == "stopped"  # gone at once
             stopped = time.monotonic()
             time.sleep(OUTAGE)
             assert streamer.alive() and consumer.alive(), "a process gave up while the broker was down"
@@ -79,8 +88,9 @@ def test_broker_stopped_and_restarted_under_stream_and_consume(request, tmp_path
                     proc.kill()
 
     rows = iceberg_columns(env, TABLE, "symbol", "source_sequence", "price", "quantity", "side")
-    count = count_against_tape(tape_by_symbol(tape_path), rows)
-    support.record(request.node.nodeid, "Kafka broker restart", f"throwaway broker stopped for {outage:.0f} s "
+    count = count_against_tape(tape_by_symbol(tape_path), rows, symbols=("BTCUSDT", "ETHUSDT"),
+                               until_us=streamer.stopped_us)
+    support.record(request.node.nodeid, scenario, f"throwaway broker {verb}, down {outage:.0f} s "
                    "(restart included) under a running stream and consumer", count, dlq_count(env), recovery,
                    "broker back -> Iceberg holds every trade generated until then",
                    notes=f"stream back-pressure {summary.get('backpressure_seconds', 0):.1f} s, consumer Kafka "

@@ -145,6 +145,7 @@ def test_catalog_unavailable_30s(request, tmp_path, k2_env, unique, kind):
                          f"{stats.get('breaker_opened')}x, {stats.get('errors_by_type', {}).get('iceberg_write')} "
                          f"failed writes", during=during)
     assert rc == 0 and stats["unwritten_records"] == 0, support.tail(consumer.stderr())
+    assert during["written_after_3s"] is not None and during["written_after_3s"] >= 1000, during  # it was scraped
     assert during["written_at_end"] == during["written_after_3s"], f"writes while the catalog was down: {during}"
     assert during["paused"] == 1, during
     assert stats["breaker_opened"] >= 1 and stats["errors_by_type"].get("iceberg_write", 0) >= 1, stats

@@ -142,18 +142,23 @@ def test_consumer_soak_samples_and_judges_the_consumer_too(tmp_path, k2_env, uni
     topic = f"test.soak.consumer.{unique}"
     create_topic(topic)
     out = tmp_path / "out"
+    # In 90 s the consumer's RSS moves by allocator steps of a few MB (pyiceberg, Arrow), which the default 10 MB and
+    # 2 MB limits judge either way depending on the machine; limits no such noise reaches make PASS the one right
+    # outcome (a consumer that leaks 200 MB in a minute still fails).
+    config = tmp_path / "k2.toml"
+    config.write_text("[thresholds]\nsoak_memory_growth_1h_max_mb = 200\nsoak_leak_min_growth_mb = 200\n")
     with simulator("binance", ["--rate", str(RATE), "--symbols", "BTCUSDT"], k2_env, tmp_path) as url:
-        proc = subprocess.run(soak_cmd(url, out, topic, "--minutes", "1.5", "--sample-interval", "3", "--symbols",
-                                       "BTCUSDT", "--consumer", "--group", f"test-soak-{unique}"),
-                              env=k2_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode in (0, 1, 2), proc.stdout + proc.stderr
+        cmd = soak_cmd(url, out, topic, "--minutes", "1.5", "--sample-interval", "3", "--symbols", "BTCUSDT",
+                       "--consumer", "--group", f"test-soak-{unique}")
+        proc = subprocess.run([*cmd[:3], "--config", str(config), *cmd[3:]], env=k2_env, capture_output=True,
+                              text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads(proc.stdout)
     by_name = {c["name"]: c for c in summary["criteria"]}
     assert summary["status"] == "completed"
-    for name in ("consumer RSS below hard limit", "data integrity errors", "ran the planned duration"):
+    for name in ("consumer RSS below hard limit", "data integrity errors", "ran the planned duration",
+                 "consumer memory growth", "consumer leak score"):
         assert by_name[name]["status"] == "PASS", by_name[name]
-    assert by_name["consumer memory growth"]["status"] in ("PASS", "FAIL")  # measured, whatever it shows
-    assert by_name["consumer leak score"]["status"] in ("PASS", "FAIL")
     assert "consumer dead-lettered 0" in by_name["data integrity errors"]["measured"]
     samples = profile(out)
     assert len(samples) == 30 and all(s["consumer"]["rss_mb"] > 10 for s in samples)

@@ -27,13 +27,14 @@ def test_resilience_faults_are_handled(k2_env):
     assert {s: result[s] for s in MEASURED} == dict.fromkeys(MEASURED, "PASS"), explain(report)
     assert result["resilience.soak-12h"] == result["resilience.soak-24h"] == "MANUAL"
     assert step(report, "resilience.soak-24h")["manual"]["check"].startswith("run `k2 soak --hours 24")
-    # these two judge the checkout: the docs need a person (MANUAL), every Phase 5 area has unit tests
-    assert result["resilience.docs"] in ("FAIL", "MANUAL") and result["resilience.unit-tests"] == "PASS"
+    # these two judge the checkout: every Phase 5 setting is in the docs, so a person checks the text (MANUAL);
+    # every Phase 5 area has unit tests
+    assert result["resilience.docs"] == "MANUAL" and result["resilience.unit-tests"] == "PASS", explain(report)
     assert step(report, "resilience.cache-eviction")["measured"] == 5
     assert step(report, "resilience.rotation")["measured"] >= 2
     assert step(report, "resilience.pong-timeout")["measured"] >= 1
     assert step(report, "resilience.idle-reconnect")["measured"] >= 1
-    assert proc.returncode in (0, 1, 2)
+    assert proc.returncode == 0  # every measured step passed; MANUAL steps do not decide the verdict
 
 
 def test_resilience_red_when_rotation_threshold_is_tightened(k2_env, tmp_path):
