@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-
 import pytest
 
 from tests.conftest import require
-from tests.integration.stream_support import create_topic, read_topic, run_stream, self_signed_cert, simulator
+from tests.integration.stream_support import (
+    assert_stream_dlq,
+    create_topic,
+    read_topic,
+    run_stream,
+    self_signed_cert,
+    simulator,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -55,14 +59,7 @@ def test_garbage_frames_are_counted_and_kept_while_the_stream_goes_on(tmp_path, 
     assert all(n >= 8 for n in errors.values()) and sum(errors.values()) >= 39
     assert summary["produced"] == 400 and summary["reconnects"] == {}
 
-    dlq_files = sorted((tmp_path / "dlq").glob("dlq-stream-*.jsonl"))
-    assert dlq_files, "no dead-letter file written"
-    entries = [json.loads(line) for f in dlq_files for line in f.read_text().splitlines()]
-    assert len(entries) == summary["dlq_entries"] == sum(errors.values())
-    for entry in entries:
-        assert entry["origin"] == "stream" and entry["error_type"] in errors and entry["error"]
-        assert entry["raw_frame"] and entry["source"]["exchange"] == "binance"
-        assert dt.datetime.fromisoformat(entry["timestamp"]).utcoffset() == dt.timedelta(0)
+    entries = assert_stream_dlq(tmp_path / "dlq", errors, summary["dlq_entries"], "binance")
     zero_price = [e for e in entries if e["error_type"] == "invalid_value"]
     assert '"p":"0.00000000"' in zero_price[0]["raw_frame"] and "not positive" in zero_price[0]["error"]
 
