@@ -286,3 +286,15 @@ def assert_stream_dlq(directory: Path, errors: dict[str, int], dlq_entries: int,
         assert entry["raw_frame"] and entry["source"]["exchange"] == exchange
         assert dt.datetime.fromisoformat(entry["timestamp"]).utcoffset() == dt.timedelta(0)
     return entries
+
+
+def simulated_run(exchange: str, symbols: str, sim_args: list[str], stream_args: list[str], topic: str,
+                  env: dict[str, str], tmp: Path, path: str = "") -> tuple[dict, str]:
+    """Create `topic`, stream SYMBOLS from a simulator run with SIM_ARGS into it (STREAM_ARGS bound the run) and
+    check the stream ended with exit 0: (JSON summary, stderr)."""
+    create_topic(topic)
+    with simulator(exchange, [*sim_args, "--symbols", symbols], env, tmp) as url:
+        code, summary, err = run_stream(exchange, ["--url", url + path, "--symbols", symbols, "--topic", topic,
+                                                   *stream_args], env)
+    assert code == 0, err
+    return summary, err

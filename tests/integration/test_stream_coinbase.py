@@ -23,6 +23,7 @@ from tests.integration.stream_support import (
     read_topic,
     records_after,
     run_stream,
+    simulated_run,
     simulator,
     stream_tape,
     stream_until_pong_timeout,
@@ -127,12 +128,8 @@ def test_coinbase_heartbeat_pongs_and_pong_timeout(tmp_path, k2_env, unique):
 def test_coinbase_idle_stall_reconnects_without_duplicates(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.idle.coinbase.{unique}"
-    create_topic(topic)
-    with simulator("coinbase", ["--stall-after", "2", "--rate", str(RATE), "--symbols", "BTC-USD"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD", "--topic", topic,
-                                                     "--duration", "9", "--idle-timeout", "1.5"], k2_env)
-    assert code == 0, err
+    summary, err = simulated_run("coinbase", "BTC-USD", ["--stall-after", "2", "--rate", str(RATE)],
+                                 ["--duration", "9", "--idle-timeout", "1.5"], topic, k2_env, tmp_path)
     assert summary["reconnects"].get("idle_timeout", 0) >= 2, summary
     assert "idle timeout" in err
     recs = read_topic(topic)
@@ -144,12 +141,8 @@ def test_coinbase_idle_stall_reconnects_without_duplicates(tmp_path, k2_env, uni
 def test_coinbase_dropped_connection_reconnects(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.drop.coinbase.{unique}"
-    create_topic(topic)
-    with simulator("coinbase", ["--drop-every", "2", "--rate", str(RATE), "--symbols", "BTC-USD,ETH-USD"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD,ETH-USD", "--topic", topic,
-                                                     "--duration", "8"], k2_env)
-    assert code == 0, err
+    summary, _ = simulated_run("coinbase", "BTC-USD,ETH-USD", ["--drop-every", "2", "--rate", str(RATE)],
+                               ["--duration", "8"], topic, k2_env, tmp_path)
     assert summary["reconnects"].get("connection_closed", 0) >= 2, summary
     recs = read_topic(topic)
     assert len(recs) == summary["produced"] and records_after(recs, 4) > 0
@@ -160,12 +153,8 @@ def test_coinbase_dropped_connection_reconnects(tmp_path, k2_env, unique):
 def test_coinbase_bad_frames_go_to_the_dead_letter_file(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.garbage.coinbase.{unique}"
-    create_topic(topic)
-    with simulator("coinbase", ["--garbage-every", "10", "--rate", "200", "--symbols", "BTC-USD"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD", "--topic", topic,
-                                                     "--max-messages", "400"], k2_env)
-    assert code == 0, err
+    summary, _ = simulated_run("coinbase", "BTC-USD", ["--garbage-every", "10", "--rate", "200"],
+                               ["--max-messages", "400"], topic, k2_env, tmp_path)
     errors = summary["frame_errors"]
     assert set(errors) == {"invalid_json", "missing_field", "unknown_event", "invalid_value"}, errors
     assert all(n >= 8 for n in errors.values()) and summary["produced"] == 400 and summary["reconnects"] == {}

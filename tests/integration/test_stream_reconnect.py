@@ -12,6 +12,7 @@ from tests.integration.stream_support import (
     read_topic,
     records_after,
     run_stream,
+    simulated_run,
     simulator,
     stream_until_pong_timeout,
 )
@@ -59,12 +60,8 @@ def test_server_pings_are_answered_and_no_reconnect_happens(tmp_path, k2_env, un
 def test_idle_stall_reconnects_kraken_v1(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.idle.{unique}"
-    create_topic(topic)
-    with simulator("kraken", ["--stall-after", "2", "--rate", str(RATE), "--symbols", "BTC/USD"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("kraken", ["--url", url, "--symbols", "BTC/USD", "--topic", topic,
-                                                   "--duration", "9", "--idle-timeout", "1.5"], k2_env)
-    assert code == 0, err
+    summary, err = simulated_run("kraken", "BTC/USD", ["--stall-after", "2", "--rate", str(RATE)],
+                                 ["--duration", "9", "--idle-timeout", "1.5"], topic, k2_env, tmp_path)
     assert summary["reconnects"].get("idle_timeout", 0) >= 2, summary
     assert "idle timeout" in err
     recs = read_topic(topic)
@@ -75,12 +72,8 @@ def test_idle_stall_reconnects_kraken_v1(tmp_path, k2_env, unique):
 def test_dropped_connection_reconnects_kraken_v2(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.drop.{unique}"
-    create_topic(topic)
-    with simulator("kraken", ["--drop-every", "2", "--rate", str(RATE), "--symbols", "BTC/USD,ETH/USD"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("kraken", ["--url", url + "/v2", "--symbols", "BTC/USD,ETH/USD",
-                                                   "--topic", topic, "--duration", "8"], k2_env)
-    assert code == 0, err
+    summary, _ = simulated_run("kraken", "BTC/USD,ETH/USD", ["--drop-every", "2", "--rate", str(RATE)],
+                               ["--duration", "8"], topic, k2_env, tmp_path, path="/v2")
     assert summary["reconnects"].get("connection_closed", 0) >= 2, summary
     recs = read_topic(topic)
     assert len(recs) == summary["produced"] and records_after(recs, 4) > 0

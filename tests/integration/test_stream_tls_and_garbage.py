@@ -7,10 +7,10 @@ import pytest
 from tests.conftest import require
 from tests.integration.stream_support import (
     assert_stream_dlq,
-    create_topic,
     read_topic,
     run_stream,
     self_signed_cert,
+    simulated_run,
     simulator,
 )
 
@@ -48,12 +48,8 @@ def test_self_signed_certificate_is_refused_with_one_clear_line(tmp_path, k2_env
 def test_garbage_frames_are_counted_and_kept_while_the_stream_goes_on(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.garbage.{unique}"
-    create_topic(topic)
-    with simulator("binance", ["--garbage-every", "10", "--rate", "200", "--symbols", "BTCUSDT"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("binance", ["--url", url, "--symbols", "BTCUSDT", "--topic", topic,
-                                                    "--max-messages", "400"], k2_env)
-    assert code == 0, err
+    summary, _ = simulated_run("binance", "BTCUSDT", ["--garbage-every", "10", "--rate", "200"],
+                               ["--max-messages", "400"], topic, k2_env, tmp_path)
     errors = summary["frame_errors"]
     assert set(errors) == {"invalid_json", "missing_field", "unknown_event", "invalid_value"}, errors
     assert all(n >= 8 for n in errors.values()) and sum(errors.values()) >= 39
