@@ -298,3 +298,19 @@ def simulated_run(exchange: str, symbols: str, sim_args: list[str], stream_args:
                                                    *stream_args], env)
     assert code == 0, err
     return summary, err
+
+
+def assert_garbage_kept(summary: dict, topic: str, tmp: Path, exchange: str, zero_price: str, n: int = 400
+                        ) -> dict[str, int]:
+    """A --garbage-every run bounded by --max-messages n: every kind of bad frame counted (8 or more each) and
+    dead-lettered (the zero-price frame, holding `zero_price`, as not positive), no reconnect, and the n trades in
+    the topic with consecutive ids (nothing lost around bad frames). Returns the frame error counts."""
+    errors = summary["frame_errors"]
+    assert set(errors) == {"invalid_json", "missing_field", "unknown_event", "invalid_value"}, errors
+    assert all(count >= 8 for count in errors.values()) and summary["produced"] == n and summary["reconnects"] == {}
+    entries = assert_stream_dlq(tmp / "dlq", errors, summary["dlq_entries"], exchange)
+    zero = [e for e in entries if e["error_type"] == "invalid_value"]
+    assert zero_price in zero[0]["raw_frame"] and "not positive" in zero[0]["error"]
+    seqs = sorted(r["source_sequence"] for _, r in read_topic(topic))
+    assert len(seqs) == n and seqs == list(range(seqs[0], seqs[0] + n))
+    return errors
