@@ -1,13 +1,17 @@
-"""What the exchange parsers share: the parse result, the frame error, fast message ids, exact decimals."""
+"""What the exchange parsers share: the parse result, the frame error, JSON frames, message ids, instrument
+names, exact decimals."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from k2cli.errors import InvalidTrade
+from k2cli.exchanges.symbols import UnknownSymbol
 from k2cli.trade import FIELD_NAMES, to_decimal
 
 # Parsed.kind values
@@ -82,6 +86,68 @@ class MessageIds:
         self._pos = pos + 32
         variant = "89ab"[int(h[16], 16) & 3]
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+
+
+def load_frame(raw: str | bytes) -> Any:
+    """The JSON value of a frame, or FrameError("invalid_json")."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrameError("invalid_json", f"not JSON: {exc}") from None
+
+
+def load_object(raw: str | bytes) -> dict[str, Any]:
+    """The JSON object of a frame, or FrameError ("invalid_json", or "unknown_event" for another JSON value)."""
+    try:
+        msg = json.loads(raw)  # not load_frame: one call less per frame on the hot path
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrameError("invalid_json", f"not JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise FrameError("unknown_event", f"expected a JSON object, got {type(msg).__name__}")
+    return msg
+
+
+class FrameParser:
+    """What every exchange parser shares: its message ids, and `parse` as records over its `parse_rows`."""
+
+    def __init__(self) -> None:
+        self._ids = MessageIds()
+
+    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
+        """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
+        return self.parse_rows(raw, ingest_us).as_records()
+
+    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:  # pragma: no cover - abstract
+        """Parse one frame received at `ingest_us` (µs); trades as rows (the stream's hot path)."""
+        raise NotImplementedError
+
+
+class Instruments:
+    """(symbol, base, quote) of instrument names as the exchange sends them, split once per name."""
+
+    __slots__ = ("_split", "_what", "_known")
+
+    _MAX = 10_000  # names kept; past that a name is split on every trade (a feed of garbage names stays bounded)
+
+    def __init__(self, split: Callable[[str], tuple[str, str]], what: str) -> None:
+        self._split = split  # raises UnknownSymbol for a name that is not an instrument
+        self._what = what
+        self._known: dict[str, tuple[str, str, str]] = {}
+
+    def get(self, name: object) -> tuple[str, str, str]:
+        """(symbol, base, quote) of a name as sent; FrameError if it is not a string or not an instrument."""
+        if type(name) is not str:
+            raise FrameError("invalid_value", f"{self._what} {name!r} is not a string")
+        info = self._known.get(name)
+        if info is None:
+            try:
+                base, quote = self._split(name)
+            except UnknownSymbol as exc:
+                raise FrameError("unknown_symbol", str(exc)) from None
+            info = (base + quote, base, quote)
+            if len(self._known) < self._MAX:
+                self._known[name] = info
+        return info
 
 
 def now_us() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -11,10 +10,11 @@ from k2cli.exchanges.base import (
     SHUTDOWN,
     TRADES,
     FrameError,
-    MessageIds,
+    FrameParser,
     Parsed,
     Row,
     exact_decimal,
+    load_object,
 )
 from k2cli.exchanges.binance_rest import BinanceRest
 from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
@@ -35,11 +35,11 @@ def stream_url(base_url: str, symbols: tuple[str, ...] | list[str]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
 
 
-class BinanceParser:
+class BinanceParser(FrameParser):
     """Turns one Binance frame into a Parsed result; raises FrameError for a frame that is not usable."""
 
     def __init__(self) -> None:
-        self._ids = MessageIds()
+        super().__init__()
         self._assets: dict[str, tuple[Row, Row]] = {}  # symbol -> its vendor_data heads
 
     def _split(self, symbol: str) -> tuple[Row, Row]:
@@ -57,18 +57,9 @@ class BinanceParser:
                 self._assets[symbol] = heads
         return heads
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
-        """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
-        return self.parse_rows(raw, ingest_us).as_records()
-
     def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows (the stream's hot path)."""
-        try:
-            msg = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FrameError("invalid_json", f"not JSON: {exc}") from None
-        if not isinstance(msg, dict):
-            raise FrameError("unknown_event", f"expected a JSON object, got {type(msg).__name__}")
+        msg = load_object(raw)
         data = msg.get("data", msg) if "stream" in msg else msg
         if not isinstance(data, dict):
             raise FrameError("unknown_event", "combined-stream frame whose data is not an object")

@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from k2cli.exchanges.base import ROW_SOURCE_SEQUENCE, FrameError
+from k2cli.exchanges.base import ROW_SOURCE_SEQUENCE
 from k2cli.exchanges.rest_dialect import (
     IdsOnly,
+    LiveParsers,
     RestLimits,
     RestPage,
     RestRequest,
     error_field,
-    load_json,
+    trade_list,
+    trade_object,
     with_source,
 )
 
@@ -36,7 +38,7 @@ class BinanceRest(IdsOnly):
     ids_need_time = False
 
     def __init__(self) -> None:
-        self._parser: BinanceParser | None = None
+        self._live = LiveParsers(_make_parser)
 
     def ids_start(self, from_id: int, to_id: int, after_us: int | None) -> int:
         """The first page starts at from_id."""
@@ -55,11 +57,8 @@ class BinanceRest(IdsOnly):
 
     def parse(self, symbol: str, body: bytes, headers: Mapping[str, str], ingest_us: int, window: bool) -> RestPage:
         """The trades of an answer as the live parser's rows, ids ascending."""
-        data = load_json(body)
-        if not isinstance(data, list):
-            raise FrameError("unknown_event", f"expected a JSON array of trades, got {type(data).__name__}")
-        parser = self._live()
-        rows = [with_source(parser.trade_row(_as_event(symbol, t), ingest_us)) for t in data]
+        parser = self._live.get()
+        rows = [with_source(parser.trade_row(_as_event(symbol, t), ingest_us)) for t in trade_list(body)]
         rows.sort(key=lambda r: r[ROW_SOURCE_SEQUENCE])
         return RestPage(rows)
 
@@ -69,20 +68,16 @@ class BinanceRest(IdsOnly):
         code = error_field(status, body, "code") if b'"code"' in body else ""
         return f"{code}: {msg}" if code and code != msg else msg
 
-    def _live(self) -> BinanceParser:
-        if self._parser is None:  # imported here: binance.py imports this module for its descriptor
-            from k2cli.exchanges.binance import BinanceParser
 
-            self._parser = BinanceParser()
-        return self._parser
+def _make_parser() -> BinanceParser:
+    """A Binance live parser for the REST rows."""
+    from k2cli.exchanges.binance import BinanceParser  # here: binance.py imports this module for its descriptor
+
+    return BinanceParser()
 
 
 def _as_event(symbol: str, t: object) -> dict[str, Any]:
     """A REST trade in the WebSocket trade event's shape (no event time: the trade time stands in)."""
-    if not isinstance(t, dict):
-        raise FrameError("invalid_value", f"trade {t!r} is not an object")
-    missing = [k for k in FIELDS if k not in t]
-    if missing:
-        raise FrameError("missing_field", f"trade without field(s) {', '.join(missing)}")
+    t = trade_object(t, FIELDS)
     return {"e": "trade", "E": t["time"], "s": symbol, "t": t["id"], "p": t["price"], "q": t["qty"],
             "T": t["time"], "m": t["isBuyerMaker"], "M": t.get("isBestMatch")}

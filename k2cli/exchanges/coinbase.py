@@ -22,10 +22,12 @@ from k2cli.exchanges.base import (
     SUBSCRIBE_ERROR,
     TRADES,
     FrameError,
-    MessageIds,
+    FrameParser,
+    Instruments,
     Parsed,
     Row,
     exact_decimal,
+    load_object,
 )
 from k2cli.exchanges.coinbase_rest import CoinbaseRest
 from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
@@ -80,25 +82,16 @@ def subscribe_message(products: tuple[str, ...] | list[str]) -> str:
     return json.dumps({"type": "subscribe", "product_ids": list(products), "channels": [CHANNEL]})
 
 
-class CoinbaseParser:
+class CoinbaseParser(FrameParser):
     """Turns one Coinbase frame into a Parsed result; raises FrameError for a frame that is not usable."""
 
     def __init__(self) -> None:
-        self._ids = MessageIds()
-        self._products: dict[str, tuple[str, str, str]] = {}  # product -> (symbol, base, quote)
-
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
-        """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
-        return self.parse_rows(raw, ingest_us).as_records()
+        super().__init__()
+        self._products = Instruments(split_product, "product_id")
 
     def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows (the stream's hot path)."""
-        try:
-            msg = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FrameError("invalid_json", f"not JSON: {exc}") from None
-        if not isinstance(msg, dict):
-            raise FrameError("unknown_event", f"expected a JSON object, got {type(msg).__name__}")
+        msg = load_object(raw)
         kind = msg.get("type")
         if kind == "match" or kind == "last_match":
             return Parsed(TRADES, [self.trade_row(msg, kind, ingest_us)])
@@ -111,21 +104,6 @@ class CoinbaseParser:
         if type(kind) is str and kind in CONTROL_TYPES:
             return CONTROL_FRAME
         raise FrameError("unknown_event", f"unknown message type {kind!r}")
-
-    def _product(self, product: object) -> tuple[str, str, str]:
-        """(symbol, base, quote) of a product id as sent."""
-        if type(product) is not str:
-            raise FrameError("invalid_value", f"product_id {product!r} is not a string")
-        info = self._products.get(product)
-        if info is None:
-            try:
-                base, quote = split_product(product)
-            except UnknownSymbol as exc:
-                raise FrameError("unknown_symbol", str(exc)) from None
-            info = (base + quote, base, quote)
-            if len(self._products) < 10_000:
-                self._products[product] = info
-        return info
 
     def trade_row(self, d: dict[str, Any], kind: str, ingest_us: int) -> Row:
         """The row of one match (WS message; REST backfill builds the same shape): the one normalisation."""
@@ -144,7 +122,7 @@ class CoinbaseParser:
             raise FrameError("invalid_value", f"side {maker_side!r} is not buy or sell")
         if type(price) is not str or type(size) is not str:
             raise FrameError("invalid_value", "price and size must be strings")
-        symbol, base, quote = self._product(product)
+        symbol, base, quote = self._products.get(product)
         ts_us = parse_rfc3339_us(time_s)
         vendor = (("product_id", product), ("base_asset", base), ("quote_asset", quote), ("maker_side", maker_side),
                   ("maker_order_id", str(d.get("maker_order_id", ""))),

@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from k2cli.exchanges.base import ROW_SOURCE_SEQUENCE, FrameError
+from k2cli.exchanges.base import ROW_SOURCE_SEQUENCE
 from k2cli.exchanges.rest_dialect import (
     IdsOnly,
+    LiveParsers,
     RestLimits,
     RestPage,
     RestRequest,
     error_field,
-    load_json,
+    trade_list,
+    trade_object,
     with_source,
 )
 
@@ -39,7 +41,7 @@ class CoinbaseRest(IdsOnly):
     ids_need_time = False
 
     def __init__(self) -> None:
-        self._parser: CoinbaseParser | None = None
+        self._live = LiveParsers(_make_parser)
 
     def ids_start(self, from_id: int, to_id: int, after_us: int | None) -> int:
         """The page whose oldest id is from_id."""
@@ -57,12 +59,9 @@ class CoinbaseRest(IdsOnly):
 
     def parse(self, symbol: str, body: bytes, headers: Mapping[str, str], ingest_us: int, window: bool) -> RestPage:
         """The trades of an answer as the live parser's rows, ids ascending."""
-        data = load_json(body)
-        if not isinstance(data, list):
-            raise FrameError("unknown_event", f"expected a JSON array of trades, got {type(data).__name__}")
-        parser = self._live()
+        parser = self._live.get()
         rows = [with_source(parser.trade_row(_as_match(symbol, t), "match", ingest_us), _NO_FEED_FIELDS)
-                for t in data]
+                for t in trade_list(body)]
         rows.sort(key=lambda r: r[ROW_SOURCE_SEQUENCE])
         return RestPage(rows, _int_header(headers, "cb-after"))
 
@@ -70,21 +69,17 @@ class CoinbaseRest(IdsOnly):
         """Coinbase's `{"message": "..."}` as one line."""
         return error_field(status, body, "message")
 
-    def _live(self) -> CoinbaseParser:
-        if self._parser is None:  # imported here: coinbase.py imports this module for its descriptor
-            from k2cli.exchanges.coinbase import CoinbaseParser
 
-            self._parser = CoinbaseParser()
-        return self._parser
+def _make_parser() -> CoinbaseParser:
+    """A Coinbase live parser for the REST rows."""
+    from k2cli.exchanges.coinbase import CoinbaseParser  # here: coinbase.py imports this module for its descriptor
+
+    return CoinbaseParser()
 
 
 def _as_match(product: str, t: object) -> dict[str, Any]:
     """A REST trade in the WebSocket match message's shape (sequence 0 stands in; emptied afterwards)."""
-    if not isinstance(t, dict):
-        raise FrameError("invalid_value", f"trade {t!r} is not an object")
-    missing = [k for k in FIELDS if k not in t]
-    if missing:
-        raise FrameError("missing_field", f"trade without field(s) {', '.join(missing)}")
+    t = trade_object(t, FIELDS)
     return {"trade_id": t["trade_id"], "sequence": 0, "product_id": product, "price": t["price"],
             "size": t["size"], "side": t["side"], "time": t["time"]}
 

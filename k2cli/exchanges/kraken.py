@@ -28,15 +28,17 @@ from k2cli.exchanges.base import (
     SUBSCRIBE_ERROR,
     TRADES,
     FrameError,
-    MessageIds,
+    FrameParser,
+    Instruments,
     Parsed,
     Row,
     exact_decimal,
+    load_frame,
 )
 from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
 from k2cli.exchanges.kraken_rest import KrakenRest
 from k2cli.exchanges.rfc3339 import parse_rfc3339_us
-from k2cli.exchanges.symbols import UnknownSymbol, check_kraken_symbols, kraken_v1_pair, split_kraken_pair
+from k2cli.exchanges.symbols import check_kraken_symbols, kraken_v1_pair, split_kraken_pair
 
 EXCHANGE = "KRAKEN"
 _V1_SIDES = {"b": "BUY", "s": "SELL"}
@@ -68,32 +70,10 @@ def parse_v1_time(text: object) -> int:
     return int(sec) * 1_000_000 + int((frac + "000000")[:6])
 
 
-class _KrakenParser:
+class _KrakenParser(FrameParser):
     def __init__(self) -> None:
-        self._ids = MessageIds()
-        self._pairs: dict[str, tuple[str, str, str]] = {}
-
-    def parse(self, raw: str | bytes, ingest_us: int) -> Parsed[dict[str, Any]]:
-        """Parse one frame received at `ingest_us` (µs); trades as v2 records (dicts)."""
-        return self.parse_rows(raw, ingest_us).as_records()
-
-    def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _pair(self, pair: object) -> tuple[str, str, str]:
-        """(symbol, base, quote) of a pair as sent, normalised."""
-        if type(pair) is not str:
-            raise FrameError("invalid_value", f"pair {pair!r} is not a string")
-        info = self._pairs.get(pair)
-        if info is None:
-            try:
-                base, quote = split_kraken_pair(pair)
-            except UnknownSymbol as exc:
-                raise FrameError("unknown_symbol", str(exc)) from None
-            info = (base + quote, base, quote)
-            if len(self._pairs) < 10_000:
-                self._pairs[pair] = info
-        return info
+        super().__init__()
+        self._pairs = Instruments(split_kraken_pair, "pair")
 
 
 class KrakenV1Parser(_KrakenParser):
@@ -103,10 +83,7 @@ class KrakenV1Parser(_KrakenParser):
 
     def parse_rows(self, raw: str | bytes, ingest_us: int) -> Parsed[Row]:
         """Parse one frame received at `ingest_us` (µs); trades as rows."""
-        try:
-            msg = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FrameError("invalid_json", f"not JSON: {exc}") from None
+        msg = load_frame(raw)
         if isinstance(msg, list):
             return self.trade_rows(msg, ingest_us)
         if not isinstance(msg, dict):
@@ -129,7 +106,7 @@ class KrakenV1Parser(_KrakenParser):
         rows, pair = msg[1], msg[-1]
         if not isinstance(rows, list) or not rows:
             raise FrameError("missing_field", "trade frame without trades")
-        symbol, base, quote = self._pair(pair)
+        symbol, base, quote = self._pairs.get(pair)
         out: list[Row] = []
         seen: dict[tuple[Any, ...], int] = {}
         for row in rows:
@@ -213,7 +190,7 @@ class KrakenV2Parser(_KrakenParser):
                 raise FrameError("invalid_value", f"trade_id {seq!r} is not a non-negative integer")
             if isinstance(price, str) or isinstance(qty, str):
                 raise FrameError("invalid_value", "price and qty must be JSON numbers")
-            symbol, base, quote = self._pair(pair)
+            symbol, base, quote = self._pairs.get(pair)
             ts_us = parse_rfc3339_us(ts_s)
             vendor = (("pair", pair), ("base_asset", base), ("quote_asset", quote),
                       ("order_type", str(row.get("ord_type", ""))), ("raw_timestamp", ts_s), ("channel_type", kind))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from k2cli.exchanges.base import ROW_SOURCE_SEQUENCE, ROW_TIMESTAMP, FrameError
 from k2cli.exchanges.rest_dialect import (
+    LiveParsers,
     RestAnswerError,
     RestLimits,
     RestPage,
@@ -71,8 +72,7 @@ class KrakenRest:
     windows = True
 
     def __init__(self) -> None:
-        self._v1: KrakenV1Parser | None = None
-        self._v2: KrakenV2Parser | None = None
+        self._live = LiveParsers(_make_parsers)
 
     def ids_start(self, from_id: int, to_id: int, after_us: int | None) -> int:
         """Just before the µs of the trade before the gap: that trade and everything after (clipped by id)."""
@@ -109,22 +109,22 @@ class KrakenRest:
             return RestPage([], last)
         if window:
             v1pair = kraken_v1_pair(symbol)
-            rows = self._parsers()[0].trade_rows([0, [_v1_entry(e) for e in entries], "trade", v1pair], ingest_us)
+            rows = self._live.get()[0].trade_rows([0, [_v1_entry(e) for e in entries], "trade", v1pair], ingest_us)
         else:
             data = [_v2_trade(symbol, e) for e in entries]
-            rows = self._parsers()[1].trade_rows({"channel": "trade", "type": "rest", "data": data}, ingest_us)
+            rows = self._live.get()[1].trade_rows({"channel": "trade", "type": "rest", "data": data}, ingest_us)
         return RestPage([with_source(r) for r in rows.trades], last)
 
     def error_text(self, status: int, body: bytes) -> str:
         """Kraken's `{"error": ["EQuery:Unknown asset pair"]}` as one line."""
         return error_field(status, body, "error")
 
-    def _parsers(self) -> tuple[KrakenV1Parser, KrakenV2Parser]:
-        if self._v1 is None or self._v2 is None:  # imported here: kraken.py imports this module for its descriptor
-            from k2cli.exchanges.kraken import KrakenV1Parser, KrakenV2Parser
 
-            self._v1, self._v2 = KrakenV1Parser(), KrakenV2Parser()
-        return self._v1, self._v2
+def _make_parsers() -> tuple[KrakenV1Parser, KrakenV2Parser]:
+    """The Kraken WS v1 and v2 live parsers for the REST rows."""
+    from k2cli.exchanges.kraken import KrakenV1Parser, KrakenV2Parser  # here: kraken.py imports this module
+
+    return KrakenV1Parser(), KrakenV2Parser()
 
 
 def _result(msg: object) -> tuple[list[Any], int | None]:

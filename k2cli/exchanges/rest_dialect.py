@@ -8,10 +8,10 @@ ns; Coinbase: `after`, one above the newest id a page may hold).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from k2cli.exchanges.base import ROW_TIMESTAMP, FrameError, Row
 
@@ -19,6 +19,7 @@ SOURCE_REST = ("source", "rest")  # the vendor_data entry every backfilled row e
 
 # what an error inside an answer means: wait and retry, retry with backoff, or stop
 ErrorKind = Literal["rate_limited", "unavailable", "refused"]
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,39 @@ def load_json(body: bytes, parse_float: type[Decimal] | None = None) -> Any:
         return json.loads(body, parse_float=parse_float) if parse_float else json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FrameError("invalid_json", f"not JSON: {exc}") from None
+
+
+def trade_list(body: bytes) -> list[Any]:
+    """An answer that must be a JSON array of trades, or a FrameError."""
+    data = load_json(body)
+    if not isinstance(data, list):
+        raise FrameError("unknown_event", f"expected a JSON array of trades, got {type(data).__name__}")
+    return data
+
+
+def trade_object(t: object, fields: tuple[str, ...]) -> dict[str, Any]:
+    """One trade of an answer: an object holding every one of `fields`, or a FrameError."""
+    if not isinstance(t, dict):
+        raise FrameError("invalid_value", f"trade {t!r} is not an object")
+    missing = [k for k in fields if k not in t]
+    if missing:
+        raise FrameError("missing_field", f"trade without field(s) {', '.join(missing)}")
+    return t
+
+
+class LiveParsers(Generic[P]):
+    """The live parser(s) a dialect builds its rows with, made on first use: the parser's module imports the
+    dialect's for its descriptor, so `make` imports it inside."""
+
+    def __init__(self, make: Callable[[], P]) -> None:
+        self._make = make
+        self._made: P | None = None
+
+    def get(self) -> P:
+        """The parser(s), made on the first call."""
+        if self._made is None:
+            self._made = self._make()
+        return self._made
 
 
 def error_field(status: int, body: bytes, *keys: str) -> str:

@@ -12,7 +12,10 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections import defaultdict
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +188,129 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
 def read_record_file(path: Path) -> list[dict]:
     """The trades a simulator wrote with --record."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def records_after(recs: list[tuple[str, dict]], seconds_after_first: float) -> int:
+    """How many records carry an exchange time later than the first record + seconds."""
+    times = sorted(micros(r["timestamp"]) for _, r in recs)
+    return sum(1 for t in times if t > times[0] + seconds_after_first * 1_000_000)
+
+
+def strip_unfixed(rec: dict, started_us: int) -> dict:
+    """Check and strip the fields a tape does not fix (message id, ingestion time); the time as µs."""
+    assert uuid.UUID(rec.pop("message_id")).version == 4
+    ingested = micros(rec.pop("ingestion_timestamp"))
+    assert started_us <= ingested <= int(time.time() * 1e6)
+    rec["timestamp"] = micros(rec["timestamp"])
+    return rec
+
+
+def stream_tape(exchange: str, tape_lines: list[str], symbols: str, tmp: Path, env: dict[str, str], unique: str,
+                n: int, path: str = "") -> tuple[int, list[tuple[str, dict]]]:
+    """Stream n trades of a simulator playing `tape_lines` into a fresh topic: (start µs, the records read back)."""
+    tape = tmp / "tape.txt"
+    tape.write_text("\n".join(tape_lines) + "\n")
+    topic = f"test.stream.records.{exchange}.{unique}"
+    create_topic(topic, partitions=2)
+    started = int(time.time() * 1e6)
+    with simulator(exchange, ["--tape", str(tape), "--rate", "50", "--symbols", symbols], env, tmp) as url:
+        code, summary, err = run_stream(exchange, ["--url", url + path, "--symbols", symbols, "--topic", topic,
+                                                   "--max-messages", str(n)], env, timeout=90)
+    assert code == 0, err
+    assert summary["status"] == "completed" and summary["produced"] == n and summary["undelivered"] == 0
+    got = read_topic(topic)
+    assert len(got) == n
+    return started, got
+
+
+def tape_by_symbol(path: Path) -> dict[str, list[dict]]:
+    """A simulator's --record file per stored symbol (BTC/USD and BTC-USD as BTCUSD)."""
+    tape: dict[str, list[dict]] = defaultdict(list)
+    for t in read_record_file(path):
+        tape[t["symbol"].replace("/", "").replace("-", "")].append(t)
+    return tape
+
+
+def assert_sequential_prefix(recs: list[tuple[str, dict]], tape: dict[str, list[dict]]) -> list[tuple[dict, dict]]:
+    """Kafka holds, per symbol, exactly the first N trades of the tape, none twice; price, quantity and side
+    compared. Returns the (record, tape trade) pairs for the caller's own checks."""
+    by_symbol = defaultdict(list)
+    for key, rec in recs:
+        assert key == rec["symbol"]
+        by_symbol[rec["symbol"]].append(rec)
+    assert set(by_symbol) == set(tape)
+    pairs = []
+    for symbol, got in by_symbol.items():
+        seqs = [r["source_sequence"] for r in got]
+        assert len(seqs) == len(set(seqs)), f"{symbol}: {len(seqs) - len(set(seqs))} duplicated trades"
+        expected = tape[symbol][:len(got)]
+        missing = sorted({t["seq"] for t in expected} - set(seqs))
+        assert not missing, f"{symbol}: {len(missing)} trades lost, first {missing[:5]}"
+        by_seq = {r["source_sequence"]: r for r in got}
+        for t in expected:
+            r = by_seq[t["seq"]]
+            assert r["price"] == Decimal(t["price"]) and r["quantity"] == Decimal(t["qty"])
+            assert r["side"] == t["side"].upper()
+            pairs.append((r, t))
+    return pairs
+
+
+def stream_until_pong_timeout(exchange: str, args: list[str], env: dict[str, str], port: int
+                              ) -> tuple[int, dict, str, str]:
+    """Run `k2 stream EXCHANGE ARGS` (with --metrics-port port) to its end, scraping its metrics until the first
+    pong-timeout reconnect is counted: (exit code, JSON summary, stderr, the last metrics text)."""
+    proc = subprocess.Popen(stream_cmd(exchange, [*args, "--metrics-port", str(port)]), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        try:
+            metrics = scrape(port)
+        except Exception:
+            continue
+        if (metric_value(metrics, f"{exchange}_reconnects_total", 'reason="pong_timeout"') or 0) >= 1:
+            break
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, parse_summary(out), err, metrics
+
+
+def assert_stream_dlq(directory: Path, errors: dict[str, int], dlq_entries: int, exchange: str) -> list[dict]:
+    """The stream's dead-letter files in `directory` hold one entry per frame error, each complete; the entries."""
+    files = sorted(directory.glob("dlq-stream-*.jsonl"))
+    assert files, "no dead-letter file written"
+    entries = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert len(entries) == dlq_entries == sum(errors.values())
+    for entry in entries:
+        assert entry["origin"] == "stream" and entry["error_type"] in errors and entry["error"]
+        assert entry["raw_frame"] and entry["source"]["exchange"] == exchange
+        assert dt.datetime.fromisoformat(entry["timestamp"]).utcoffset() == dt.timedelta(0)
+    return entries
+
+
+def simulated_run(exchange: str, symbols: str, sim_args: list[str], stream_args: list[str], topic: str,
+                  env: dict[str, str], tmp: Path, path: str = "") -> tuple[dict, str]:
+    """Create `topic`, stream SYMBOLS from a simulator run with SIM_ARGS into it (STREAM_ARGS bound the run) and
+    check the stream ended with exit 0: (JSON summary, stderr)."""
+    create_topic(topic)
+    with simulator(exchange, [*sim_args, "--symbols", symbols], env, tmp) as url:
+        code, summary, err = run_stream(exchange, ["--url", url + path, "--symbols", symbols, "--topic", topic,
+                                                   *stream_args], env)
+    assert code == 0, err
+    return summary, err
+
+
+def assert_garbage_kept(summary: dict, topic: str, tmp: Path, exchange: str, zero_price: str, n: int = 400
+                        ) -> dict[str, int]:
+    """A --garbage-every run bounded by --max-messages n: every kind of bad frame counted (8 or more each) and
+    dead-lettered (the zero-price frame, holding `zero_price`, as not positive), no reconnect, and the n trades in
+    the topic with consecutive ids (nothing lost around bad frames). Returns the frame error counts."""
+    errors = summary["frame_errors"]
+    assert set(errors) == {"invalid_json", "missing_field", "unknown_event", "invalid_value"}, errors
+    assert all(count >= 8 for count in errors.values()) and summary["produced"] == n and summary["reconnects"] == {}
+    entries = assert_stream_dlq(tmp / "dlq", errors, summary["dlq_entries"], exchange)
+    zero = [e for e in entries if e["error_type"] == "invalid_value"]
+    assert zero_price in zero[0]["raw_frame"] and "not positive" in zero[0]["error"]
+    seqs = sorted(r["source_sequence"] for _, r in read_topic(topic))
+    assert len(seqs) == n and seqs == list(range(seqs[0], seqs[0] + n))
+    return errors

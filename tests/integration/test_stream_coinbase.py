@@ -7,29 +7,28 @@ watchdog, dropped connections, bad frames in the dead-letter file, a refused sub
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import subprocess
-import time
-import uuid
-from collections import defaultdict
 from decimal import Decimal
 
 import pytest
 
 from tests.conftest import require
 from tests.integration.stream_support import (
+    assert_garbage_kept,
+    assert_sequential_prefix,
     create_topic,
     free_port,
     metric_value,
     micros,
-    parse_summary,
-    read_record_file,
     read_topic,
+    records_after,
     run_stream,
-    scrape,
+    simulated_run,
     simulator,
-    stream_cmd,
+    stream_tape,
+    stream_until_pong_timeout,
+    strip_unfixed,
+    tape_by_symbol,
 )
 
 pytestmark = pytest.mark.integration
@@ -51,36 +50,10 @@ TAPE = [
 ]
 
 
-def _common(rec, started_us):
-    """Check and strip the fields the tape does not fix."""
-    assert uuid.UUID(rec.pop("message_id")).version == 4
-    assert started_us <= micros(rec.pop("ingestion_timestamp")) <= int(time.time() * 1e6)
-    rec["timestamp"] = micros(rec["timestamp"])
-    return rec
-
-
-def _after(recs, seconds_after_first):
-    """How many records carry an exchange time later than the first record + seconds."""
-    times = sorted(micros(r["timestamp"]) for _, r in recs)
-    return sum(1 for t in times if t > times[0] + seconds_after_first * 1_000_000)
-
-
 def test_coinbase_records_are_exact(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
-    tape = tmp_path / "tape.txt"
-    tape.write_text("\n".join(TAPE) + "\n")
-    topic = f"test.stream.records.coinbase.{unique}"
-    create_topic(topic, partitions=2)
-    started = int(time.time() * 1e6)
-    with simulator("coinbase", ["--tape", str(tape), "--rate", "50", "--symbols", "BTC-USD,ETH-BTC"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD,ETH-BTC", "--topic", topic,
-                                                     "--max-messages", "3"], k2_env, timeout=90)
-    assert code == 0, err
-    assert summary["status"] == "completed" and summary["produced"] == 3 and summary["undelivered"] == 0
-    got = read_topic(topic)
-    assert len(got) == 3
-    by_id = {rec["trade_id"]: (key, _common(rec, started)) for key, rec in got}
+    started, got = stream_tape("coinbase", TAPE, "BTC-USD,ETH-BTC", tmp_path, k2_env, unique, n=3)
+    by_id = {rec["trade_id"]: (key, strip_unfixed(rec, started)) for key, rec in got}
     assert set(by_id) == {"COINBASE-BTCUSD-1000", "COINBASE-BTCUSD-1001", "COINBASE-ETHBTC-77"}
     key, last = by_id["COINBASE-BTCUSD-1000"]
     assert key == "BTCUSD"
@@ -105,27 +78,10 @@ def test_coinbase_records_are_exact(tmp_path, k2_env, unique):
 def _assert_exact_prefix(recs, record_file):
     """Kafka holds, per product, exactly the first N trades the simulator generated, compared field by field
     (prices and quantities as Decimals, µs times, the taker's side)."""
-    tape = defaultdict(list)
-    for t in read_record_file(record_file):
-        tape[t["symbol"].replace("-", "")].append(t)
-    by_symbol = defaultdict(list)
-    for key, rec in recs:
-        assert key == rec["symbol"] and rec["exchange"] == "COINBASE"
-        by_symbol[rec["symbol"]].append(rec)
-    assert set(by_symbol) == set(tape)
-    for symbol, got in by_symbol.items():
-        seqs = [r["source_sequence"] for r in got]
-        assert len(seqs) == len(set(seqs)), f"{symbol}: {len(seqs) - len(set(seqs))} duplicated trades"
-        expected = tape[symbol][:len(got)]
-        missing = sorted({t["seq"] for t in expected} - set(seqs))
-        assert not missing, f"{symbol}: {len(missing)} trades lost, first {missing[:5]}"
-        by_seq = {r["source_sequence"]: r for r in got}
-        for t in expected:
-            r = by_seq[t["seq"]]
-            assert r["trade_id"] == f"COINBASE-{symbol}-{t['seq']}"
-            assert r["price"] == Decimal(t["price"]) and r["quantity"] == Decimal(t["qty"])
-            assert r["side"] == t["side"].upper() and micros(r["timestamp"]) == t["ts_us"]
-            assert r["vendor_data"]["maker_side"] == ("sell" if t["side"] == "buy" else "buy")
+    assert all(rec["exchange"] == "COINBASE" for _, rec in recs)
+    for r, t in assert_sequential_prefix(recs, tape_by_symbol(record_file)):
+        assert r["trade_id"] == f"COINBASE-{r['symbol']}-{t['seq']}" and micros(r["timestamp"]) == t["ts_us"]
+        assert r["vendor_data"]["maker_side"] == ("sell" if t["side"] == "buy" else "buy")
 
 
 def test_coinbase_rotation_every_3s_loses_and_duplicates_nothing(tmp_path, k2_env, unique):
@@ -159,23 +115,10 @@ def test_coinbase_heartbeat_pongs_and_pong_timeout(tmp_path, k2_env, unique):
 
     port = free_port()
     with simulator("coinbase", ["--no-pong", "--rate", str(RATE), "--symbols", "BTC-USD"], k2_env, tmp_path) as url:
-        proc = subprocess.Popen(stream_cmd("coinbase", [
+        code, summary, err, metrics = stream_until_pong_timeout("coinbase", [
             "--url", url, "--symbols", "BTC-USD", "--topic", topic, "--duration", "10", "--ping-interval", "1",
-            "--pong-timeout", "1", "--metrics-port", str(port)]), env=k2_env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
-        metrics = ""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            try:
-                metrics = scrape(port)
-            except Exception:
-                continue
-            if (metric_value(metrics, "coinbase_reconnects_total", 'reason="pong_timeout"') or 0) >= 1:
-                break
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    summary = parse_summary(out)
+            "--pong-timeout", "1"], k2_env, port)
+    assert code == 0, err
     assert summary["pong_timeouts"] >= 2 and summary["reconnects"].get("pong_timeout", 0) >= 2, (summary, err)
     assert metric_value(metrics, "coinbase_pong_timeouts_total") >= 1
     assert metric_value(metrics, "coinbase_messages_received_total", 'symbol="BTCUSD"') > 0
@@ -185,16 +128,12 @@ def test_coinbase_heartbeat_pongs_and_pong_timeout(tmp_path, k2_env, unique):
 def test_coinbase_idle_stall_reconnects_without_duplicates(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.idle.coinbase.{unique}"
-    create_topic(topic)
-    with simulator("coinbase", ["--stall-after", "2", "--rate", str(RATE), "--symbols", "BTC-USD"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD", "--topic", topic,
-                                                     "--duration", "9", "--idle-timeout", "1.5"], k2_env)
-    assert code == 0, err
+    summary, err = simulated_run("coinbase", "BTC-USD", ["--stall-after", "2", "--rate", str(RATE)],
+                                 ["--duration", "9", "--idle-timeout", "1.5"], topic, k2_env, tmp_path)
     assert summary["reconnects"].get("idle_timeout", 0) >= 2, summary
     assert "idle timeout" in err
     recs = read_topic(topic)
-    assert len(recs) == summary["produced"] and _after(recs, 3) > 0
+    assert len(recs) == summary["produced"] and records_after(recs, 3) > 0
     seqs = [r["source_sequence"] for _, r in recs]
     assert len(seqs) == len(set(seqs))  # each reconnect's last_match repeats a trade already kept: dropped
 
@@ -202,15 +141,11 @@ def test_coinbase_idle_stall_reconnects_without_duplicates(tmp_path, k2_env, uni
 def test_coinbase_dropped_connection_reconnects(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.drop.coinbase.{unique}"
-    create_topic(topic)
-    with simulator("coinbase", ["--drop-every", "2", "--rate", str(RATE), "--symbols", "BTC-USD,ETH-USD"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD,ETH-USD", "--topic", topic,
-                                                     "--duration", "8"], k2_env)
-    assert code == 0, err
+    summary, _ = simulated_run("coinbase", "BTC-USD,ETH-USD", ["--drop-every", "2", "--rate", str(RATE)],
+                               ["--duration", "8"], topic, k2_env, tmp_path)
     assert summary["reconnects"].get("connection_closed", 0) >= 2, summary
     recs = read_topic(topic)
-    assert len(recs) == summary["produced"] and _after(recs, 4) > 0
+    assert len(recs) == summary["produced"] and records_after(recs, 4) > 0
     seqs = [(r["symbol"], r["source_sequence"]) for _, r in recs]
     assert len(seqs) == len(set(seqs))
 
@@ -218,27 +153,9 @@ def test_coinbase_dropped_connection_reconnects(tmp_path, k2_env, unique):
 def test_coinbase_bad_frames_go_to_the_dead_letter_file(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.garbage.coinbase.{unique}"
-    create_topic(topic)
-    with simulator("coinbase", ["--garbage-every", "10", "--rate", "200", "--symbols", "BTC-USD"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("coinbase", ["--url", url, "--symbols", "BTC-USD", "--topic", topic,
-                                                     "--max-messages", "400"], k2_env)
-    assert code == 0, err
-    errors = summary["frame_errors"]
-    assert set(errors) == {"invalid_json", "missing_field", "unknown_event", "invalid_value"}, errors
-    assert all(n >= 8 for n in errors.values()) and summary["produced"] == 400 and summary["reconnects"] == {}
-    entries = [json.loads(line) for f in sorted((tmp_path / "dlq").glob("dlq-stream-*.jsonl"))
-               for line in f.read_text().splitlines()]
-    assert len(entries) == summary["dlq_entries"] == sum(errors.values())
-    for entry in entries:
-        assert entry["origin"] == "stream" and entry["error_type"] in errors and entry["error"]
-        assert entry["raw_frame"] and entry["source"]["exchange"] == "coinbase"
-        assert dt.datetime.fromisoformat(entry["timestamp"]).utcoffset() == dt.timedelta(0)
-    zero_price = [e for e in entries if e["error_type"] == "invalid_value"]
-    assert '"price":"0.00"' in zero_price[0]["raw_frame"] and "not positive" in zero_price[0]["error"]
-    recs = read_topic(topic)
-    seqs = sorted(r["source_sequence"] for _, r in recs)
-    assert len(seqs) == 400 and seqs == list(range(seqs[0], seqs[0] + 400))  # nothing lost around bad frames
+    summary, _ = simulated_run("coinbase", "BTC-USD", ["--garbage-every", "10", "--rate", "200"],
+                               ["--max-messages", "400"], topic, k2_env, tmp_path)
+    assert_garbage_kept(summary, topic, tmp_path, "coinbase", '"price":"0.00"')
 
 
 def test_coinbase_subscription_refused_is_a_clear_config_error(tmp_path, k2_env, unique):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import pytest
 
 from tests.conftest import require
@@ -12,24 +9,16 @@ from tests.integration.stream_support import (
     create_topic,
     free_port,
     metric_value,
-    parse_summary,
     read_topic,
+    records_after,
     run_stream,
-    scrape,
+    simulated_run,
     simulator,
-    stream_cmd,
+    stream_until_pong_timeout,
 )
 
 pytestmark = pytest.mark.integration
 RATE = 100
-
-
-def _after(recs, seconds_after_first):
-    """How many records carry an exchange time later than the first record + seconds."""
-    from tests.integration.stream_support import micros
-
-    times = sorted(micros(r["timestamp"]) for _, r in recs)
-    return sum(1 for t in times if t > times[0] + seconds_after_first * 1_000_000)
 
 
 def test_pong_timeout_reconnects_and_is_counted_in_metrics(tmp_path, k2_env, unique):
@@ -38,23 +27,10 @@ def test_pong_timeout_reconnects_and_is_counted_in_metrics(tmp_path, k2_env, uni
     create_topic(topic)
     port = free_port()
     with simulator("binance", ["--no-pong", "--rate", str(RATE), "--symbols", "BTCUSDT"], k2_env, tmp_path) as url:
-        proc = subprocess.Popen(stream_cmd("binance", [
+        code, summary, err, metrics = stream_until_pong_timeout("binance", [
             "--url", url, "--symbols", "BTCUSDT", "--topic", topic, "--duration", "12", "--ping-interval", "1",
-            "--pong-timeout", "1", "--metrics-port", str(port)]), env=k2_env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
-        metrics = ""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            try:
-                metrics = scrape(port)
-            except Exception:
-                continue
-            if (metric_value(metrics, "binance_reconnects_total", 'reason="pong_timeout"') or 0) >= 1:
-                break
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    summary = parse_summary(out)
+            "--pong-timeout", "1"], k2_env, port)
+    assert code == 0, err
     assert summary["pong_timeouts"] >= 2 and summary["reconnects"].get("pong_timeout", 0) >= 2, (summary, err)
     assert "no pong within" in err
     assert metric_value(metrics, "binance_pong_timeouts_total") >= 1
@@ -66,7 +42,7 @@ def test_pong_timeout_reconnects_and_is_counted_in_metrics(tmp_path, k2_env, uni
     assert metric_value(metrics, "k2_stream_messages_produced_total", 'exchange="binance"') > 0
     assert metric_value(metrics, "binance_messages_received_total", 'symbol="BTCUSDT"') > 0
     recs = read_topic(topic)
-    assert len(recs) == summary["produced"] and _after(recs, 4) > 0  # trades kept flowing after reconnects
+    assert len(recs) == summary["produced"] and records_after(recs, 4) > 0  # trades kept flowing after reconnects
 
 
 def test_server_pings_are_answered_and_no_reconnect_happens(tmp_path, k2_env, unique):
@@ -84,30 +60,22 @@ def test_server_pings_are_answered_and_no_reconnect_happens(tmp_path, k2_env, un
 def test_idle_stall_reconnects_kraken_v1(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.idle.{unique}"
-    create_topic(topic)
-    with simulator("kraken", ["--stall-after", "2", "--rate", str(RATE), "--symbols", "BTC/USD"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("kraken", ["--url", url, "--symbols", "BTC/USD", "--topic", topic,
-                                                   "--duration", "9", "--idle-timeout", "1.5"], k2_env)
-    assert code == 0, err
+    summary, err = simulated_run("kraken", "BTC/USD", ["--stall-after", "2", "--rate", str(RATE)],
+                                 ["--duration", "9", "--idle-timeout", "1.5"], topic, k2_env, tmp_path)
     assert summary["reconnects"].get("idle_timeout", 0) >= 2, summary
     assert "idle timeout" in err
     recs = read_topic(topic)
-    assert len(recs) == summary["produced"] and _after(recs, 3) > 0
+    assert len(recs) == summary["produced"] and records_after(recs, 3) > 0
     assert len({r["trade_id"] for _, r in recs}) == len(recs)  # the re-subscription snapshots were deduplicated
 
 
 def test_dropped_connection_reconnects_kraken_v2(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.drop.{unique}"
-    create_topic(topic)
-    with simulator("kraken", ["--drop-every", "2", "--rate", str(RATE), "--symbols", "BTC/USD,ETH/USD"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("kraken", ["--url", url + "/v2", "--symbols", "BTC/USD,ETH/USD",
-                                                   "--topic", topic, "--duration", "8"], k2_env)
-    assert code == 0, err
+    summary, _ = simulated_run("kraken", "BTC/USD,ETH/USD", ["--drop-every", "2", "--rate", str(RATE)],
+                               ["--duration", "8"], topic, k2_env, tmp_path, path="/v2")
     assert summary["reconnects"].get("connection_closed", 0) >= 2, summary
     recs = read_topic(topic)
-    assert len(recs) == summary["produced"] and _after(recs, 4) > 0
+    assert len(recs) == summary["produced"] and records_after(recs, 4) > 0
     seqs = [r["source_sequence"] for _, r in recs]
     assert len(seqs) == len(set(seqs))  # snapshots after each reconnect were deduplicated

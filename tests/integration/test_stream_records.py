@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import time
-import uuid
 from decimal import Decimal
 
 import pytest
 
 from tests.conftest import require
-from tests.integration.stream_support import create_topic, micros, read_topic, run_stream, simulator
+from tests.integration.stream_support import stream_tape, strip_unfixed
 
 pytestmark = pytest.mark.integration
 
@@ -48,35 +46,10 @@ def _v1_id(pair, ts_us, fields, occurrence=0):
     return f"KRAKEN-{ts_us}-{hashlib.blake2b(text.encode(), digest_size=6).hexdigest()}"
 
 
-def _common(rec, started_us):
-    """Check and strip the fields that are not fixed by the tape."""
-    assert uuid.UUID(rec.pop("message_id")).version == 4
-    ingested = micros(rec.pop("ingestion_timestamp"))
-    assert started_us <= ingested <= int(time.time() * 1e6)
-    rec["timestamp"] = micros(rec["timestamp"])
-    return rec
-
-
-def _stream_tape(exchange, tape_lines, symbols, tmp_path, k2_env, unique, path="", n=None):
-    tape = tmp_path / "tape.txt"
-    tape.write_text("\n".join(tape_lines) + "\n")
-    topic = f"test.stream.records.{exchange}.{unique}"
-    create_topic(topic, partitions=2)
-    started = int(time.time() * 1e6)
-    with simulator(exchange, ["--tape", str(tape), "--rate", "50", "--symbols", symbols], k2_env, tmp_path) as url:
-        code, summary, err = run_stream(exchange, ["--url", url + path, "--symbols", symbols, "--topic", topic,
-                                                   "--max-messages", str(n)], k2_env, timeout=90)
-    assert code == 0, err
-    assert summary["status"] == "completed" and summary["produced"] == n and summary["undelivered"] == 0
-    got = read_topic(topic)
-    assert len(got) == n
-    return started, got
-
-
 def test_binance_records_are_exact(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
-    started, got = _stream_tape("binance", BINANCE_TAPE, "BTCUSDT,ETHBTC", tmp_path, k2_env, unique, n=3)
-    by_id = {rec["trade_id"]: (key, _common(rec, started)) for key, rec in got}
+    started, got = stream_tape("binance", BINANCE_TAPE, "BTCUSDT,ETHBTC", tmp_path, k2_env, unique, n=3)
+    by_id = {rec["trade_id"]: (key, strip_unfixed(rec, started)) for key, rec in got}
     assert set(by_id) == {"BINANCE-1001", "BINANCE-77", "BINANCE-1002"}
     key, first = by_id["BINANCE-1001"]
     assert key == "BTCUSDT"
@@ -99,8 +72,8 @@ def test_binance_records_are_exact(tmp_path, k2_env, unique):
 
 def test_kraken_v1_every_trade_of_a_frame_with_legacy_names_normalised(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
-    started, got = _stream_tape("kraken", KRAKEN_V1_TAPE, "BTC/USD,DOGE/EUR", tmp_path, k2_env, unique, n=4)
-    records = sorted((_common(rec, started) for _, rec in got), key=lambda r: (r["timestamp"], r["trade_id"]))
+    started, got = stream_tape("kraken", KRAKEN_V1_TAPE, "BTC/USD,DOGE/EUR", tmp_path, k2_env, unique, n=4)
+    records = sorted((strip_unfixed(rec, started) for _, rec in got), key=lambda r: (r["timestamp"], r["trade_id"]))
     keys = sorted(key for key, _ in got)
     assert keys == ["BTCUSD", "BTCUSD", "BTCUSD", "DOGEEUR"]
     expected_ids = {
@@ -131,9 +104,9 @@ def test_kraken_v1_every_trade_of_a_frame_with_legacy_names_normalised(tmp_path,
 
 def test_kraken_v2_numbers_exact_and_trade_id_as_sequence(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
-    started, got = _stream_tape("kraken", KRAKEN_V2_TAPE, "BTC/USD,DOGE/USD", tmp_path, k2_env, unique,
+    started, got = stream_tape("kraken", KRAKEN_V2_TAPE, "BTC/USD,DOGE/USD", tmp_path, k2_env, unique,
                                 path="/v2", n=3)
-    by_seq = {rec["source_sequence"]: _common(rec, started) for _, rec in got}
+    by_seq = {rec["source_sequence"]: strip_unfixed(rec, started) for _, rec in got}
     assert set(by_seq) == {555, 556, 9}
     assert by_seq[555] == {
         "trade_id": "KRAKEN-BTCUSD-555", "symbol": "BTCUSD", "exchange": "KRAKEN", "asset_class": "crypto",

@@ -15,12 +15,13 @@ import pytest
 
 from tests.conftest import require
 from tests.integration.stream_support import (
+    assert_sequential_prefix,
     create_topic,
     micros,
-    read_record_file,
     read_topic,
     run_stream,
     simulator,
+    tape_by_symbol,
 )
 
 pytestmark = pytest.mark.integration
@@ -31,33 +32,11 @@ def _sim_args(symbols, record, *extra):
     return ["--rate", "300", "--symbols", symbols, "--record", str(record), "--lag-ms", "300", *extra]
 
 
-def _tape_by_symbol(path):
-    tape = defaultdict(list)
-    for t in read_record_file(path):
-        tape[t["symbol"].replace("/", "")].append(t)
-    return tape
-
-
 def _assert_sequential_prefix(recs, tape):
     """Kafka holds, per symbol, exactly the first N trades of the tape (compared field by field)."""
-    by_symbol = defaultdict(list)
-    for key, rec in recs:
-        assert key == rec["symbol"]
-        by_symbol[rec["symbol"]].append(rec)
-    assert set(by_symbol) == set(tape)
-    for symbol, got in by_symbol.items():
-        seqs = [r["source_sequence"] for r in got]
-        assert len(seqs) == len(set(seqs)), f"{symbol}: {len(seqs) - len(set(seqs))} duplicated trades"
-        expected = tape[symbol][:len(got)]
-        missing = sorted({t["seq"] for t in expected} - set(seqs))
-        assert not missing, f"{symbol}: {len(missing)} trades lost, first {missing[:5]}"
-        by_seq = {r["source_sequence"]: r for r in got}
-        for t in expected:
-            r = by_seq[t["seq"]]
-            assert r["price"] == Decimal(t["price"]) and r["quantity"] == Decimal(t["qty"])
-            assert r["side"] == t["side"].upper()
-            # Binance carries milliseconds; Kraken v2 microseconds
-            assert micros(r["timestamp"]) in (t["ts_us"], t["ts_us"] // 1000 * 1000)
+    for r, t in assert_sequential_prefix(recs, tape):
+        # Binance carries milliseconds; Kraken v2 microseconds
+        assert micros(r["timestamp"]) in (t["ts_us"], t["ts_us"] // 1000 * 1000)
 
 
 def test_binance_rotation_every_3s_for_30s_loses_and_duplicates_nothing(tmp_path, k2_env, unique):
@@ -74,7 +53,7 @@ def test_binance_rotation_every_3s_for_30s_loses_and_duplicates_nothing(tmp_path
     assert summary["duplicates_dropped"] > 0  # the overlaps really overlapped
     recs = read_topic(topic)
     assert len(recs) == summary["produced"] > 5000
-    _assert_sequential_prefix(recs, _tape_by_symbol(record))
+    _assert_sequential_prefix(recs, tape_by_symbol(record))
 
 
 def test_binance_server_shutdown_triggers_a_lossless_rotation(tmp_path, k2_env, unique):
@@ -92,7 +71,7 @@ def test_binance_server_shutdown_triggers_a_lossless_rotation(tmp_path, k2_env, 
     assert "announced a shutdown" in err
     recs = read_topic(topic)
     assert len(recs) == summary["produced"]
-    _assert_sequential_prefix(recs, _tape_by_symbol(record))
+    _assert_sequential_prefix(recs, tape_by_symbol(record))
 
 
 def test_kraken_v2_rotation_loses_and_duplicates_nothing(tmp_path, k2_env, unique):
@@ -107,7 +86,7 @@ def test_kraken_v2_rotation_loses_and_duplicates_nothing(tmp_path, k2_env, uniqu
     assert summary["rotations"].get("scheduled", 0) >= 3 and summary["reconnects"] == {}, (summary, err[-3000:])
     recs = read_topic(topic)
     assert len(recs) == summary["produced"]
-    _assert_sequential_prefix(recs, _tape_by_symbol(record))
+    _assert_sequential_prefix(recs, tape_by_symbol(record))
 
 
 def test_kraken_v1_rotation_with_hash_ids_loses_and_duplicates_nothing(tmp_path, k2_env, unique):
@@ -124,7 +103,7 @@ def test_kraken_v1_rotation_with_hash_ids_loses_and_duplicates_nothing(tmp_path,
     assert len(recs) == summary["produced"]
     ids = Counter(r["trade_id"] for _, r in recs)
     assert max(ids.values()) == 1, "duplicated trades"
-    tape = _tape_by_symbol(record)
+    tape = tape_by_symbol(record)
 
     def fingerprint(ts, price, qty, side, order_type):
         return (ts, Decimal(price), Decimal(qty), side, order_type)

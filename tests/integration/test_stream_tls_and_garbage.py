@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-
 import pytest
 
 from tests.conftest import require
-from tests.integration.stream_support import create_topic, read_topic, run_stream, self_signed_cert, simulator
+from tests.integration.stream_support import (
+    assert_garbage_kept,
+    run_stream,
+    self_signed_cert,
+    simulated_run,
+    simulator,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,31 +47,10 @@ def test_self_signed_certificate_is_refused_with_one_clear_line(tmp_path, k2_env
 def test_garbage_frames_are_counted_and_kept_while_the_stream_goes_on(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.garbage.{unique}"
-    create_topic(topic)
-    with simulator("binance", ["--garbage-every", "10", "--rate", "200", "--symbols", "BTCUSDT"], k2_env,
-                   tmp_path) as url:
-        code, summary, err = run_stream("binance", ["--url", url, "--symbols", "BTCUSDT", "--topic", topic,
-                                                    "--max-messages", "400"], k2_env)
-    assert code == 0, err
-    errors = summary["frame_errors"]
-    assert set(errors) == {"invalid_json", "missing_field", "unknown_event", "invalid_value"}, errors
-    assert all(n >= 8 for n in errors.values()) and sum(errors.values()) >= 39
-    assert summary["produced"] == 400 and summary["reconnects"] == {}
-
-    dlq_files = sorted((tmp_path / "dlq").glob("dlq-stream-*.jsonl"))
-    assert dlq_files, "no dead-letter file written"
-    entries = [json.loads(line) for f in dlq_files for line in f.read_text().splitlines()]
-    assert len(entries) == summary["dlq_entries"] == sum(errors.values())
-    for entry in entries:
-        assert entry["origin"] == "stream" and entry["error_type"] in errors and entry["error"]
-        assert entry["raw_frame"] and entry["source"]["exchange"] == "binance"
-        assert dt.datetime.fromisoformat(entry["timestamp"]).utcoffset() == dt.timedelta(0)
-    zero_price = [e for e in entries if e["error_type"] == "invalid_value"]
-    assert '"p":"0.00000000"' in zero_price[0]["raw_frame"] and "not positive" in zero_price[0]["error"]
-
-    recs = read_topic(topic)
-    seqs = sorted(r["source_sequence"] for _, r in recs)
-    assert len(seqs) == 400 and seqs == list(range(seqs[0], seqs[0] + 400))  # nothing lost around bad frames
+    summary, _ = simulated_run("binance", "BTCUSDT", ["--garbage-every", "10", "--rate", "200"],
+                               ["--max-messages", "400"], topic, k2_env, tmp_path)
+    errors = assert_garbage_kept(summary, topic, tmp_path, "binance", '"p":"0.00000000"')
+    assert sum(errors.values()) >= 39
 
 
 def test_kraken_subscription_refused_is_a_clear_config_error(tmp_path, k2_env, unique):

@@ -6,9 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from k2cli.exchanges.base import CONTROL, SHUTDOWN, TRADES, FrameError
+from k2cli.exchanges.base import CONTROL, SHUTDOWN, FrameError
 from k2cli.exchanges.binance import BinanceParser, stream_url
 from k2cli.trade import validate_trade
+from tests.unit.exchange_support import only_record
 
 TRADE = {"e": "trade", "E": 1672515782136, "s": "BNBBTC", "t": 12345, "p": "0.00100000", "q": "100.00000000",
          "T": 1672515782135, "m": True, "M": True}
@@ -20,10 +21,7 @@ def frame(**changes):
 
 
 def test_trade_maps_to_exact_v2_record():
-    parsed = BinanceParser().parse(frame(), 1672515782200000)
-    assert parsed.kind == TRADES and len(parsed.trades) == 1
-    rec = parsed.trades[0]
-    uuid.UUID(rec.pop("message_id"))
+    rec = only_record(BinanceParser(), frame(), 1672515782200000)
     assert rec == {
         "trade_id": "BINANCE-12345", "symbol": "BNBBTC", "exchange": "BINANCE", "asset_class": "crypto",
         "timestamp": 1672515782135000, "price": Decimal("0.00100000"), "quantity": Decimal("100.00000000"),

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from k2cli.errors import ConfigError
-from k2cli.exchanges.base import CONTROL, ERROR_TYPES, ROW_SOURCE_SEQUENCE, SUBSCRIBE_ERROR, TRADES, FrameError
+from k2cli.exchanges.base import CONTROL, ERROR_TYPES, ROW_SOURCE_SEQUENCE, SUBSCRIBE_ERROR, FrameError
 from k2cli.exchanges.coinbase import (
     VENDOR_KEYS,
     CoinbaseParser,
@@ -19,6 +19,7 @@ from k2cli.exchanges.coinbase import (
 )
 from k2cli.exchanges.symbols import UnknownSymbol
 from k2cli.trade import FIELD_NAMES, validate_trade
+from tests.unit.exchange_support import only_record
 
 MATCH = {"type": "match", "trade_id": 10, "sequence": 50, "maker_order_id": "ac928c66-ca53-498f-9c13-a110027a60e8",
          "taker_order_id": "132fb6ae-456b-4654-b4e0-d681ac05cea1", "time": "2014-11-07T08:19:27.028459Z",
@@ -34,11 +35,7 @@ def without(key):
 
 
 def test_match_maps_to_exact_v2_record_every_field():
-    parsed = CoinbaseParser().parse(frame(), 1415348367100000)
-    assert parsed.kind == TRADES and len(parsed.trades) == 1
-    rec = parsed.trades[0]
-    assert list(rec) == list(FIELD_NAMES)
-    assert uuid.UUID(rec.pop("message_id")).version == 4
+    rec = only_record(CoinbaseParser(), frame(), 1415348367100000)
     assert rec == {
         "trade_id": "COINBASE-BTCUSD-10", "symbol": "BTCUSD", "exchange": "COINBASE", "asset_class": "crypto",
         "timestamp": 1415348367028459, "price": Decimal("400.23"), "quantity": Decimal("5.23512"),

@@ -6,16 +6,7 @@ from k2cli.errors import ConfigError
 from k2cli.exchanges import registry
 from k2cli.settings import exchange_keys, load_settings
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch, tmp_path):
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("K2_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("K2_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("settings_env")
 
 
 def test_defaults_follow_the_contract():
