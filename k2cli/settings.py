@@ -370,7 +370,8 @@ def ensure_writable_dir(path: Path, setting: str) -> Path:
     """Create a directory if needed and prove it is writable, or raise naming the setting."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".k2-write-probe"
+        # a name of this process's own: streams and consumers starting together share one dead-letter directory
+        probe = path / f".k2-write-probe-{os.getpid()}-{os.urandom(4).hex()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
