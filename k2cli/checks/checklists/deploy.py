@@ -737,7 +737,7 @@ def _post_blue_green() -> tuple[Step, ...]:
                 "the green stream runs next to blue (Prometheus shows two stream targets up)"),
         _manual("deploy-post.bg-dual", "Both producing to Kafka (10 min)", BLUE_GREEN,
                 "for 10 minutes both streams' <exchange>_messages_received_total rise and Kafka receives from both "
-                "(duplicates are removed by the consumer's message_id/sequence tracking)"),
+                "(the consumer writes each (exchange, symbol, trade_id) once; `k2 query gaps` then shows no id twice)"),
         _manual("deploy-post.bg-cutover", "Cutover to green, blue stopped gracefully", BLUE_GREEN,
                 "blue is stopped with SIGTERM and exits 0 after flushing (deploy-pre.stream-sigterm proves the "
                 "mechanism)"),
