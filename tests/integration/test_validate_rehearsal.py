@@ -56,7 +56,7 @@ def test_rehearsal_runs_green_and_leaves_nothing_behind(k2_env):
     assert "1.5 min" in step(report, "deploy-post.weekly-report")["summary"]
     tls = step(report, "deploy-post.tls")
     urls = [line for line in tls["evidence"] if line.startswith("url: ")]
-    assert len(urls) == 4 and all(u.startswith("url: wss://127.0.0.1:") for u in urls), tls
+    assert len(urls) == 2 * len(registry.names()) and all(u.startswith("url: wss://127.0.0.1:") for u in urls), tls
     assert "in force: True" in tls["evidence"] and "ca_bundle: (certifi only)" not in tls["evidence"]
     topics, table = _rehearsal_names(proc.stderr)
     assert "rehearsal stopped: consumer exit 0, stream-binance exit 0, stream-kraken exit 0" in proc.stderr
