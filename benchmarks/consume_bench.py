@@ -3,10 +3,12 @@
 Throughput: pre-produces --records framed v2 trades (10 symbols, sequences, vendor data) over --partitions
 partitions of a fresh topic, reads them once with a bare confluent-kafka consumer (the raw Kafka read rate of
 the same run), then runs `python -m k2cli consume --max-messages N` as a subprocess per configuration, each
-time into a fresh SQLite catalog with a fresh group, and reports:
+time into a fresh SQLite catalog with a fresh group, with trade-id deduplication on and (`--dedup both`, the
+default) off (`K2_CONSUMER_DEDUP=false`), runs alternating, and reports:
 
 - sustained msg/s: records / (time from the first record to the end of the run), from the run's statistics,
 - end-to-end msg/s: records / (subscribe to end), group join and first fetch included,
+- the ratio of the sustained rates with and without deduplication (medians),
 - peak RSS of the consumer process (wait4 ru_maxrss); with its decode workers, the peak of the summed RSS
   and of the summed PSS (shared library pages counted once), sampled every 0.2 s; its commit latency median.
 
@@ -16,6 +18,7 @@ snapshot retention (100 kept, expired every 20 commits), reporting the median wa
 
     python benchmarks/consume_bench.py                       # 500k records, batch 50,000 and 500, 3 runs each
     python benchmarks/consume_bench.py --records 100000 --runs 1 --commits 300
+    python benchmarks/consume_bench.py --dedup on --commits 0   # deduplication on only, no commit latency
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ def produce(topic: str, records: int, partitions: int) -> float:
         s = i % len(SYMBOLS)
         seqs[s] += 1
         rec = {
-            "message_id": str(uuid.UUID(int=i + 1, version=4)), "trade_id": f"BINANCE-{i}",
+            # trade_id names the per-symbol id, as Binance's does (the consumer's dedup keys on it)
+            "message_id": str(uuid.UUID(int=i + 1, version=4)), "trade_id": f"BINANCE-{seqs[s]}",
             "symbol": SYMBOLS[s], "exchange": "BINANCE", "asset_class": "crypto", "timestamp": T0 + i * 1000,
             "price": (4_321_012_345_678 + i).to_bytes(8, "big", signed=True),
             "quantity": (120_000 + i % 1000).to_bytes(8, "big", signed=True), "currency": "USDT",
@@ -118,11 +122,12 @@ def raw_read_rate(topic: str, records: int, partitions: int) -> float:
     return n / elapsed if elapsed > 0 else 0.0
 
 
-def consume_run(topic: str, records: int, batch: int) -> dict:
+def consume_run(topic: str, records: int, batch: int, dedup: bool = True) -> dict:
     """One `k2 consume` subprocess over the whole topic into a fresh lake; its statistics plus peak RSS."""
     work = Path(tempfile.mkdtemp(prefix="k2-consume-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
-    env.update({"K2_HOME": str(work / "home"), "K2_DATA_DIR": str(work / "data"), "K2_DLQ_DIR": str(work / "dlq")})
+    env.update({"K2_HOME": str(work / "home"), "K2_DATA_DIR": str(work / "data"), "K2_DLQ_DIR": str(work / "dlq"),
+                "K2_CONSUMER_DEDUP": "true" if dedup else "false"})
     group = f"bench-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen([sys.executable, "-m", "k2cli", "consume", "--topics", topic, "--max-messages",
                              str(records), "--batch-size", str(batch), "--flush-interval", "30", "--group", group,
@@ -174,6 +179,7 @@ def consume_run(topic: str, records: int, batch: int) -> dict:
         "commit_ms": stats["commit_latency_ms"]["median"],
         "snapshots": stats["snapshots_committed"],
         "written": stats["messages_written"],
+        "duplicates": stats.get("duplicates_skipped", 0),
     }
 
 
@@ -223,6 +229,8 @@ def main() -> None:
     ap.add_argument("--small-batch-records", type=int, default=100_000,
                     help="records consumed in runs with batches under 5,000 (they commit far more often)")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--dedup", choices=("both", "on", "off"), default="both",
+                    help="trade-id deduplication in the consumer: both (compare, alternating runs), on, off")
     ap.add_argument("--commits", type=int, default=2000)
     ap.add_argument("--commit-rows", type=int, default=500)
     ap.add_argument("--skip-throughput", action="store_true")
@@ -234,27 +242,40 @@ def main() -> None:
         topic = f"bench.consume.{uuid.uuid4().hex[:8]}"
         secs = produce(topic, args.records, args.partitions)
         print(f"produced {args.records:,} records to {topic} ({args.partitions} partitions) in {secs:.1f}s")
+        modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.dedup]
         for batch in (int(b) for b in args.batches.split(",")):
             n = args.records if batch >= 5000 else min(args.records, args.small_batch_records)
-            results = []
+            by_mode: dict[bool, list[dict]] = {m: [] for m in modes}
             for run in range(args.runs):
-                raw = raw_read_rate(topic, n, args.partitions)
-                r = consume_run(topic, n, batch)
-                r["raw"] = raw
-                results.append(r)
-                print(f"  batch {batch:>6,} run {run + 1}: sustained {r['sustained']:>8,.0f} msg/s  "
-                      f"end-to-end {r['end_to_end']:>8,.0f} msg/s  raw Kafka read {raw:>9,.0f} msg/s  "
-                      f"peak RSS {r['rss_mb']:.0f} MB (with decode workers: RSS {r['tree_rss_mb']:.0f} MB, "
-                      f"PSS {r['tree_pss_mb']:.0f} MB)  "
-                      f"commit median {r['commit_ms']} ms  "
-                      f"snapshots {r['snapshots']}  written {r['written']:,}", flush=True)
-            med = {k: statistics.median(r[k] for r in results)
-                   for k in ("sustained", "end_to_end", "raw", "rss_mb", "tree_rss_mb", "tree_pss_mb")}
-            print(f"batch {batch:,} over {n:,} records, median of {len(results)}: sustained {med['sustained']:,.0f} "
-                  f"msg/s, end-to-end {med['end_to_end']:,.0f} msg/s, raw Kafka read {med['raw']:,.0f} msg/s, "
-                  f"peak RSS {med['rss_mb']:.0f} MB (with decode workers: RSS {med['tree_rss_mb']:.0f} MB, "
-                  f"PSS {med['tree_pss_mb']:.0f} MB)", flush=True)
-            report["throughput"][str(batch)] = {"records": n, "median": med, "runs": results}
+                for dedup in modes:
+                    raw = raw_read_rate(topic, n, args.partitions)
+                    r = consume_run(topic, n, batch, dedup)
+                    r["raw"] = raw
+                    by_mode[dedup].append(r)
+                    print(f"  batch {batch:>6,} dedup {'on ' if dedup else 'off'} run {run + 1}: "
+                          f"sustained {r['sustained']:>8,.0f} msg/s  "
+                          f"end-to-end {r['end_to_end']:>8,.0f} msg/s  raw Kafka read {raw:>9,.0f} msg/s  "
+                          f"peak RSS {r['rss_mb']:.0f} MB (with decode workers: RSS {r['tree_rss_mb']:.0f} MB, "
+                          f"PSS {r['tree_pss_mb']:.0f} MB)  "
+                          f"commit median {r['commit_ms']} ms  "
+                          f"snapshots {r['snapshots']}  written {r['written']:,}", flush=True)
+            entry: dict = {"records": n}
+            for dedup, results in by_mode.items():
+                med = {k: statistics.median(r[k] for r in results)
+                       for k in ("sustained", "end_to_end", "raw", "rss_mb", "tree_rss_mb", "tree_pss_mb")}
+                print(f"batch {batch:,} dedup {'on' if dedup else 'off'} over {n:,} records, median of "
+                      f"{len(results)}: sustained {med['sustained']:,.0f} msg/s, end-to-end "
+                      f"{med['end_to_end']:,.0f} msg/s, raw Kafka read {med['raw']:,.0f} msg/s, peak RSS "
+                      f"{med['rss_mb']:.0f} MB (with decode workers: RSS {med['tree_rss_mb']:.0f} MB, "
+                      f"PSS {med['tree_pss_mb']:.0f} MB)", flush=True)
+                if dedup or len(modes) == 1:  # run_all.py reads "median": deduplication on, the default
+                    entry.update({"median": med, "runs": results})
+                entry["dedup_on" if dedup else "dedup_off"] = {"median": med, "runs": results}
+            if len(modes) == 2:
+                ratio = entry["dedup_on"]["median"]["sustained"] / entry["dedup_off"]["median"]["sustained"]
+                entry["dedup_ratio"] = ratio
+                print(f"batch {batch:,}: with deduplication {ratio:.1%} of the sustained rate without", flush=True)
+            report["throughput"][str(batch)] = entry
         delete_topic(topic)
     if args.commits:
         points, snaps = commit_latency(args.commits, args.commit_rows)

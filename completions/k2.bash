@@ -16,6 +16,7 @@ _k2_complete() {
             " dlq stats") path="$path $word" ;;
             " query") path="$path $word" ;;
             " query freshness") path="$path $word" ;;
+            " query gaps") path="$path $word" ;;
             " query ohlcv") path="$path $word" ;;
             " query snapshots") path="$path $word" ;;
             " query sql") path="$path $word" ;;
@@ -55,8 +56,9 @@ _k2_complete() {
         " dlq replay") COMPREPLY=($(compgen -W "--all --dlq-dir --dry-run --error-type --format --help --id --origin --output --retry-failed --since --to-topic --until -f -o -t" -- "$cur")) ;;
         " dlq show") COMPREPLY=($(compgen -W "--dlq-dir --format --help --output -f -o" -- "$cur")) ;;
         " dlq stats") COMPREPLY=($(compgen -W "--dlq-dir --format --help --output -f -o" -- "$cur")) ;;
-        " query") COMPREPLY=($(compgen -W "freshness ohlcv snapshots sql trades --help" -- "$cur")) ;;
+        " query") COMPREPLY=($(compgen -W "freshness gaps ohlcv snapshots sql trades --help" -- "$cur")) ;;
         " query freshness") COMPREPLY=($(compgen -W "--exchange --format --help --output --since --symbol --table -e -f -o -s" -- "$cur")) ;;
+        " query gaps") COMPREPLY=($(compgen -W "--exchange --format --help --since --symbol --table --until -e -f -s" -- "$cur")) ;;
         " query ohlcv") COMPREPLY=($(compgen -W "--exchange --format --help --interval --output --since --symbol --table --until -e -f -i -o -s" -- "$cur")) ;;
         " query snapshots") COMPREPLY=($(compgen -W "--format --help --limit --output --table -f -n -o" -- "$cur")) ;;
         " query sql") COMPREPLY=($(compgen -W "--format --help --max-rows --output --table -f -o" -- "$cur")) ;;

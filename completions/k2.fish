@@ -83,12 +83,13 @@ complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_f
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -l output
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -s f
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -s o
-complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness ohlcv snapshots sql trades' -a freshness
-complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness ohlcv snapshots sql trades' -a ohlcv
-complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness ohlcv snapshots sql trades' -a snapshots
-complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness ohlcv snapshots sql trades' -a sql
-complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness ohlcv snapshots sql trades' -a trades
-complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness ohlcv snapshots sql trades' -l help
+complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a freshness
+complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a gaps
+complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a ohlcv
+complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a snapshots
+complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a sql
+complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a trades
+complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -l help
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l exchange
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l format
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l help
@@ -100,6 +101,16 @@ complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -s f
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -s o
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -s s
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l exchange
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l format
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l help
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l since
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l symbol
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l table
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l until
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -s e
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -s f
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -s s
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l exchange
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l format
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l help

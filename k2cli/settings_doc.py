@@ -57,6 +57,8 @@ HELP: dict[str, str] = {
     "breaker_reset_timeout": "Seconds the breaker stays open before a trial write (doubles, max 30).",
     "consumer_decode_workers": "Decode processes; -1: 2 for batches of 5,000+ on 2+ cores, else 0.",
     "consumer_startup_timeout": "Seconds `k2 consume` retries an unreachable broker or catalog at start.",
+    "consumer_dedup": "`k2 consume` writes each (exchange, symbol, trade_id) once; false (benchmarks only) writes "
+                      "every record and leaves the table's trade-id state as it is.",
 }
 
 

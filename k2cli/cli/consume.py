@@ -68,7 +68,7 @@ def consume(
                              flush_interval=settings.flush_interval, max_messages=max_messages,
                              instance_id=settings.consumer_instance_id,
                              decode_workers=settings.consumer_decode_workers,
-                             startup_timeout=settings.consumer_startup_timeout)
+                             startup_timeout=settings.consumer_startup_timeout, dedup=settings.consumer_dedup)
     console = _setup_logging(verbose)
     metrics = ConsumerMetrics()
     engine = ConsumeEngine(settings, options, metrics=metrics)
@@ -132,7 +132,7 @@ def _panel(engine: ConsumeEngine) -> Table:
     table.add_row("rate", f"{s.throughput:,.0f} msg/s over {s.duration:,.1f}s")
     table.add_row("iceberg", f"snapshots {s.snapshots:,}  breaker {engine.breaker.state.value}"
                              + (f"  last commit {s.commit_seconds[-1] * 1000:,.0f} ms" if s.commit_seconds else ""))
-    table.add_row("sequence gaps", f"{s.sequence_gaps:,}")
+    table.add_row("sequence gaps", f"{s.sequence_gaps:,}  duplicates skipped {s.duplicates:,}")
     table.add_row("errors", "  ".join(f"{k} {v}" for k, v in sorted(s.errors.items())) or "0")
     return table
 
@@ -174,4 +174,5 @@ def _report(engine: ConsumeEngine, output_format: str, failure: K2Error | None) 
     out.print(f"  Duration: {data['duration_seconds']:.2f} seconds")
     out.print(f"  Throughput: {data['throughput_msg_per_sec']:.2f} msg/sec")
     out.print(f"  DLQ entries: {data['dlq_entries']}")
+    out.print(f"  Duplicates skipped: {data['duplicates_skipped']}")
     out.print(f"  Snapshots committed: {data['snapshots_committed']}")

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from k2cli.cli._output import emit
-from k2cli.cli.options import DATA_FORMAT, OUTPUT, TABLE, Format, default_of
+from k2cli.cli.options import DATA_FORMAT, OUTPUT, RICH_JSON, TABLE, Format, default_of, format_option
 from k2cli.exchanges import registry
 from k2cli.settings import env_name
 
@@ -188,3 +188,69 @@ def freshness(
     _notes_to_stderr(result, fmt)
     emit(result.rows(), result.columns, fmt, output,
          arrow=result.to_arrow() if fmt == Format.parquet else None, title="freshness", footer=_footer(result))
+
+
+@app.command()
+def gaps(
+    exchange: str = EXCHANGE_OPTION,
+    symbol: str = typer.Option(None, "--symbol", "-s",
+                               help="Only this symbol, as stored or as typed for its exchange (BTCUSDT, BTC/USD, "
+                                    "BTC-USD); all symbols when omitted."),
+    since: str = SINCE_OPTION,
+    until: str = UNTIL_OPTION,
+    fmt: Format = format_option(RICH_JSON, "rich (default) or json."),
+    table: str = TABLE,
+) -> None:
+    """Missing trade-id ranges and duplicated trade ids per exchange and symbol; exit 1 when there are any.
+
+    Ids are the exchange's own sequential trade ids (source_sequence, where trade_id ends with it): between the
+    lowest and the highest id of a symbol in the window, every absent id is missing. A trade id on more than
+    one row is a duplicate.
+    """
+    from k2cli.lake.gaps import symbol_candidates
+
+    flt = _filter(None, exchange, since, until)
+    found = _lake(table).gaps(flt, symbol_candidates(symbol) if symbol and symbol.strip() else None)
+    if fmt == Format.json:
+        from k2cli.cli._output import print_json
+
+        print_json(found.to_dict())
+    else:
+        _print_gaps(found)
+    if not found.ok:
+        raise typer.Exit(1)
+
+
+def _print_gaps(found: Any, shown: int = 20) -> None:
+    """The report as a table per symbol, the first `shown` missing ranges and duplicates of each listed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(highlight=False)
+    if not found.symbols:
+        out.print("no trades in the window")
+        return
+    view = Table(title="trade ids per symbol", show_lines=True)
+    for name in ("exchange", "symbol", "rows", "ids", "first id", "last id"):
+        view.add_column(name, justify="left" if name in ("exchange", "symbol") else "right")
+    view.add_column("missing", no_wrap=True)
+    view.add_column("duplicated", no_wrap=True)
+    for s in found.symbols:
+        missing = [f"{a}" if a == b else f"{a}..{b}" for a, b in s.missing[:shown]]
+        if len(s.missing) > shown:
+            missing.append(f"… {len(s.missing) - shown} more ranges")
+        dups = [f"{t} ×{n}" for t, n in s.duplicates[:shown]]
+        if len(s.duplicates) > shown:
+            dups.append(f"… {len(s.duplicates) - shown} more")
+        head = f"{s.missing_ids:,} ids" if s.missing else ("none" if s.first_id is not None else "no sequential ids")
+        view.add_row(s.exchange, s.symbol, f"{s.rows:,}", f"{s.ids:,}", _or_dash(s.first_id), _or_dash(s.last_id),
+                     "\n".join([head, *missing]),
+                     "\n".join([f"{len(s.duplicates):,} trades", *dups]) if s.duplicates else "none")
+    out.print(view)
+    out.print("[green]✓ every id present once[/]" if found.ok else
+              f"[red]✗ {sum(s.missing_ids for s in found.symbols):,} ids missing, "
+              f"{sum(len(s.duplicates) for s in found.symbols):,} trades duplicated[/]")
+
+
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)

@@ -112,7 +112,9 @@ class Assignment:
 
         def read() -> dict[TopicPartition, int]:
             assert committer.writer is not None
-            return committer.writer.offsets(refresh=True)
+            offsets = committer.writer.offsets(refresh=True)
+            committer.reload_dedup()  # the trade ids of the same snapshot
+            return offsets
 
         def note(attempt: int, exc: BaseException, wait: float) -> None:
             committer.last_error = str(exc)

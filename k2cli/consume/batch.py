@@ -219,6 +219,13 @@ class Built:
     ranges: dict[TopicPartition, tuple[int, int]]
     records: int  # valid + poison
     topics_written: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)  # rows not written (already in the table), by exchange
+
+    def without(self, table: Any, keep: Any, row_topics: list[str], duplicates: dict[str, int]) -> Built:
+        """This batch with only the rows `keep` marks (duplicates removed, counted by exchange)."""
+        gone = Counter(t for t, k in zip(row_topics, keep.to_pylist(), strict=True) if not k)
+        written = {t: n - gone.get(t, 0) for t, n in self.topics_written.items() if n - gone.get(t, 0)}
+        return Built(table, self.poison, self.ranges, self.records, written, duplicates)
 
     def sequence_columns(self) -> tuple[list[Any], ...]:
         """exchange, symbol, source_sequence and timestamp (µs) of the valid rows, as Python lists."""
@@ -364,6 +371,10 @@ class Batch:
         if not self.reserved:
             self.started = None
         return dropped
+
+    def row_topics(self) -> list[str]:
+        """The topic of each valid row, in the order of the built table."""
+        return [tp[0] for t, tps in self._chunks if t.num_rows for tp in tps]
 
     def build(self) -> Built:
         """The Arrow table of valid records, the poison records and the ranges (all reserved chunks applied)."""

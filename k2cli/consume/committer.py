@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from k2cli.consume.batch import Batch, Built, Poison
+from k2cli.consume.dedup import Deduplicator
 from k2cli.consume.housekeeping import GcPacer
 from k2cli.consume.options import ConsumeOptions
 from k2cli.consume.pausing import Pauser
 from k2cli.consume.stats import ConsumeStats
+from k2cli.lake.dedupstate import DedupState
 from k2cli.lake.offsets import TopicPartition
 from k2cli.lake.writer import CommitConflict, TableWriter, WriteUnavailable
 from k2cli.observe.consumer_metrics import ConsumerMetrics, exchange_label
@@ -43,6 +45,7 @@ class _Commit:
     batch: Batch
     built: Built
     expected: dict[TopicPartition, int | None]
+    dedup: DedupState | None = None  # the trade ids this batch adds (None: deduplication off)
     future: Future[Any] | None = None
     started: float = 0.0
 
@@ -67,6 +70,7 @@ class Committer:
         self._clock = clock
         self._on_conflict = on_conflict
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-commit")
+        self.dedup = Deduplicator() if options.dedup else None
         self._tracker = SequenceTracker(gap_large_threshold=settings.gap_large_threshold,
                                         reset_quiet_seconds=settings.sequence_reset_quiet_seconds)
         self.breaker = CircuitBreaker("iceberg", failure_threshold=settings.breaker_failure_threshold,
@@ -103,16 +107,29 @@ class Committer:
             log.warning("Iceberg write breaker CLOSED: writes succeed again, consumption resumed")
 
     def submit(self, batch: Batch, built: Built, expected: dict[TopicPartition, int | None]) -> None:
-        """Start committing a built batch (no other may be in flight)."""
-        self.current = _Commit(batch, built, expected)
+        """Start committing a built batch without its duplicate trades (no other batch may be in flight)."""
+        delta = None
+        if self.dedup is not None:
+            filtered = self.dedup.filter(built.table)
+            delta = filtered.delta
+            if filtered.keep is not None:
+                built = built.without(filtered.table, filtered.keep, batch.row_topics(), filtered.duplicates)
+                log.info("%d duplicate trades not written (%s)", filtered.dropped,
+                         ", ".join(f"{e} {n}" for e, n in sorted(filtered.duplicates.items())))
+        self.current = _Commit(batch, built, expected, delta)
         self._submit()
+
+    def reload_dedup(self) -> None:
+        """Take the trade ids in the table as last read (after reading its offsets)."""
+        if self.dedup is not None and self.writer is not None:
+            self.dedup.load(self.writer.dedup_state())
 
     def _submit(self) -> None:
         c = self.current
         assert c is not None and self.writer is not None
         c.started = time.perf_counter()
         c.future = self._executor.submit(self.writer.commit, c.built.table, c.built.ranges, c.expected,
-                                         records=c.built.records, dlq_records=len(c.built.poison))
+                                         records=c.built.records, dlq_records=len(c.built.poison), dedup=c.dedup)
 
     def settle(self, block: bool, force: bool = False) -> None:
         """Take the outcome of the batch being committed; retry a failed one when the backoff and breaker allow."""
@@ -165,6 +182,7 @@ class Committer:
         self.breaker.record_success()
         self._count(built, result)
         self._track_sequences(built)
+        self._count_duplicates(built)
         log.info("committed snapshot %s: %d rows, %d dead-lettered, %s in %.0f ms%s", result.snapshot_id,
                  built.table.num_rows, len(built.poison),
                  ", ".join(f"{t}[{p}] {a}..{b}" for (t, p), (a, b) in sorted(built.ranges.items())),
@@ -219,6 +237,19 @@ class Committer:
             if ev.event in GAP_EVENTS:
                 self._metrics.sequence_gaps.labels(label).inc()
             log.warning("sequence %s", ev.describe())
+
+    def _count_duplicates(self, built: Built) -> None:
+        """Duplicates are DUPLICATE sequence events too (the tracker never sees them: they are not written)."""
+        if not built.duplicates:
+            return
+        events = self._tracker.stats.events
+        for exchange, n in built.duplicates.items():
+            label = exchange_label(exchange)
+            self._stats.duplicates += n
+            events["DUPLICATE"] = events.get("DUPLICATE", 0) + n
+            self._metrics.duplicates.labels(label).inc(n)
+            self._metrics.sequence_events.labels(label, "DUPLICATE").inc(n)
+        self._stats.sequence_events = {k: v for k, v in events.items() if v}
 
     def close(self) -> int:
         """Wait (up to 30 s) for a commit in flight and stop the thread; records left uncommitted."""

@@ -27,6 +27,7 @@ class ConsumeOptions:
     instance_id: str = ""
     startup_timeout: float = 30.0
     decode_workers: int = -1  # -1: 2 worker processes for batches of 5,000+ records on 2+ cores, else inline
+    dedup: bool = True  # write each (exchange, symbol, trade_id) once
 
     @property
     def workers(self) -> int:

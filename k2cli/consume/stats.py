@@ -31,6 +31,7 @@ class ConsumeStats:
     commit_retries: int = 0
     first_record: float = 0.0
     unwritten: int = 0
+    duplicates: int = 0
 
     @property
     def error_count(self) -> int:
@@ -65,6 +66,7 @@ class ConsumeStats:
             "duration_seconds": round(self.duration, 3),
             "throughput_msg_per_sec": round(self.throughput, 2),
             "dlq_entries": self.dlq_entries,
+            "duplicates_skipped": self.duplicates,
             "snapshots_committed": self.snapshots,
             "snapshots_expired": self.snapshots_expired,
             "commit_conflicts": self.conflicts,

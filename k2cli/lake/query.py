@@ -312,6 +312,21 @@ class TradesLake:
         return QueryResult(list(ohlcv.COLUMNS), bars, plan, len(plan.files), (time.perf_counter() - started) * 1000,
                            arrow_schema=_lazy(ohlcv.arrow_schema))
 
+    def gaps(self, flt: TradeFilter, symbols: list[str] | None = None) -> Any:  # -> gaps.GapReport
+        """Missing trade-id ranges and duplicated trade ids per exchange and symbol (symbols: any of these)."""
+        from k2cli.lake import gaps
+
+        started = time.perf_counter()
+        plan = self.plan(flt)
+        where, params = flt.sql_where()
+        if symbols:
+            within = f'"symbol" IN ({", ".join("?" for _ in symbols)})'
+            where = f"{where} AND {within}" if where else f" WHERE {within}"
+            params = params + list(symbols)
+        source, args = self._source(plan.files)
+        found = gaps.report(self._engine(), source, where, args + params)
+        return gaps.GapReport(found, plan, (time.perf_counter() - started) * 1000)
+
     def sql(self, text: str, max_rows: int | None = None) -> QueryResult:
         """Run one read-only SELECT over the `trades` view of the whole current snapshot."""
         import duckdb

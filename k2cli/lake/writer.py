@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from k2cli.errors import K2Error, ServiceUnavailable, first_line
+from k2cli.lake import dedupstate as dd
 from k2cli.lake import offsets as off
 
 log = logging.getLogger("k2.lake.writer")
@@ -164,6 +165,7 @@ class TableWriter:
         self._since_expiry = 0
         self._manifests_of: dict[int, frozenset[str]] = {}
         self._summaries: dict[int, tuple[str | None, off.Offsets]] = {}
+        self._dedup_states: dict[int, dd.DedupState] = {}
         try:
             self.table = ensure_trades_table(catalog, table_name)
             self.table.catalog = lean_catalog(self.table.catalog)
@@ -231,6 +233,29 @@ class TableWriter:
             self.refresh()
         return self._chain_offsets(self._ancestry())
 
+    def _chain_dedup(self, chain: list[Any]) -> tuple[dd.DedupState, str | None]:
+        """The dedup state of the newest snapshot in the chain carrying one, and its summary text."""
+        for snap in chain:
+            props = snap.summary.additional_properties if snap.summary else {}
+            text = props.get(dd.DEDUP_KEY)
+            if text is None:
+                continue
+            state = self._dedup_states.get(snap.snapshot_id)
+            if state is None:
+                state = self._remember_dedup(snap.snapshot_id, dd.decode_state(text))
+            return state, text
+        return dd.DedupState(), None
+
+    def _remember_dedup(self, snapshot_id: int, state: dd.DedupState) -> dd.DedupState:
+        self._dedup_states[snapshot_id] = state
+        if len(self._dedup_states) > 8:  # only the newest snapshots' states are ever asked for again
+            del self._dedup_states[next(iter(self._dedup_states))]
+        return state
+
+    def dedup_state(self) -> dd.DedupState:
+        """The trade ids in the table per (exchange, symbol), as the newest summary records them (as last loaded)."""
+        return self._chain_dedup(self._ancestry())[0]
+
     def snapshot_count(self) -> int:
         """How many snapshots the table's metadata holds (as last loaded)."""
         return len(self.table.metadata.snapshots)
@@ -250,10 +275,11 @@ class TableWriter:
 
     def commit(self, data: Any, ranges: Mapping[off.TopicPartition, tuple[int, int]],
                expected: Mapping[off.TopicPartition, int | None], *, records: int = 0, dlq_records: int = 0,
-               ) -> CommitResult:
+               dedup: dd.DedupState | None = None) -> CommitResult:
         """Commit `data` (a pyarrow Table, possibly empty) with the offsets of `ranges` ({tp: (first, next)}).
 
-        `expected[tp]` is the table offset this batch continues from (None: the table had none).
+        `expected[tp]` is the table offset this batch continues from (None: the table had none). `dedup` holds
+        the trade ids of `data`, merged into the table's (None: the table's state is carried forward as it is).
         Raises CommitConflict, WriteUnavailable (transient), or lets a programming error through.
         """
         from pyiceberg.exceptions import CommitFailedException
@@ -293,6 +319,12 @@ class TableWriter:
                 }
                 if self.consumer_label:
                     props[off.CONSUMER_KEY] = self.consumer_label
+                carried, carried_text = self._chain_dedup(chain)
+                new_state = carried.merged(dedup) if dedup is not None else carried
+                if dedup is not None:
+                    props[dd.DEDUP_KEY] = dd.encode_state(new_state)
+                elif carried_text is not None:
+                    props[dd.DEDUP_KEY] = carried_text
                 expire_ids, expired_snaps = self._expiry_plan(chain)
                 tx = self._lean(self.table)
                 update = tx.update_snapshot(snapshot_properties=props)
@@ -319,6 +351,8 @@ class TableWriter:
                 raise
             self.commits += 1
             self._since_expiry += 1
+            if dd.DEDUP_KEY in props:
+                self._remember_dedup(snapshot_id, new_state)
             if expire_ids:
                 self._since_expiry = 0
                 self.expired_total += len(expire_ids)

@@ -50,6 +50,9 @@ class ConsumerMetrics:
                                      registry=r)
         self.sequence_events = Counter("k2_sequence_events_total", "Sequence events other than OK",
                                        ["exchange", "event"], registry=r)
+        self.duplicates = Counter("k2_consumer_duplicates_total",
+                                  "Records not written because their trade was already in the table (or the batch)",
+                                  ["exchange"], registry=r)
         self.breaker_state = Gauge("k2_circuit_breaker_state", "Iceberg write breaker: 0 closed, 1 half-open, 2 open",
                                    ["breaker"], registry=r)
         self.snapshots = Counter("k2_iceberg_snapshots_committed_total", "Iceberg snapshots committed", registry=r)
