@@ -7,6 +7,10 @@ _k2_complete() {
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
         case "$path $word" in
+            " backfill") path="$path $word" ;;
+            " backfill binance") path="$path $word" ;;
+            " backfill coinbase") path="$path $word" ;;
+            " backfill kraken") path="$path $word" ;;
             " consume") path="$path $word" ;;
             " dlq") path="$path $word" ;;
             " dlq list") path="$path $word" ;;
@@ -48,7 +52,11 @@ _k2_complete() {
         esac
     done
     case "$path" in
-        "") COMPREPLY=($(compgen -W "consume dlq query simulate soak stack stream validate --config --help --version" -- "$cur")) ;;
+        "") COMPREPLY=($(compgen -W "backfill consume dlq query simulate soak stack stream validate --config --help --version" -- "$cur")) ;;
+        " backfill") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
+        " backfill binance") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
+        " backfill coinbase") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
+        " backfill kraken") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
         " consume") COMPREPLY=($(compgen -W "--batch-size --flush-interval --format --group --help --instance-id --max-messages --metrics-port --table --topics --verbose -b -f -g -n -t -v" -- "$cur")) ;;
         " dlq") COMPREPLY=($(compgen -W "list purge replay show stats --help" -- "$cur")) ;;
         " dlq list") COMPREPLY=($(compgen -W "--dlq-dir --error-type --format --help --limit --origin --output --since --until -f -n -o -t" -- "$cur")) ;;
@@ -75,9 +83,9 @@ _k2_complete() {
         " stack status") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack up") COMPREPLY=($(compgen -W "--format --help --timeout -f" -- "$cur")) ;;
         " stream") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
-        " stream binance") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
-        " stream coinbase") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
-        " stream kraken") COMPREPLY=($(compgen -W "--ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --ping-interval --pong-timeout --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
+        " stream binance") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
+        " stream coinbase") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
+        " stream kraken") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
         " validate") COMPREPLY=($(compgen -W "coverage deploy e2e list prereqs resilience streaming tech-debt --help" -- "$cur")) ;;
         " validate coverage") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " validate deploy") COMPREPLY=($(compgen -W "--exchange --format --help --keep-rehearsal --output --post --pre --rehearse --retry-interval --retry-timeout --step -e -f -o" -- "$cur")) ;;

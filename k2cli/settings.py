@@ -10,10 +10,13 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from k2cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from k2cli.exchanges.descriptor import ExchangeDescriptor
 
 TRADES_TABLE = "market_data.trades_v2"
 CONSUMER_GROUP = "k2-iceberg-writer-crypto-v2"
@@ -32,18 +35,33 @@ class ExchangeSettings:
     symbols: tuple[str, ...]
     topic: str
     metrics_port: int
+    rest_url: str = ""  # the REST API backfill reads (exchanges with descriptor.rest)
+    rest_api_key: str = ""  # sent in the dialect's API key header (exchanges whose REST API takes one)
 
 
 EXCHANGE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExchangeSettings))
+
+
+def exchange_keys(descriptor: ExchangeDescriptor) -> tuple[str, ...]:
+    """The settings an exchange has: every exchange's, plus its REST API's when it has one."""
+    rest = descriptor.rest
+    return tuple(key for key in EXCHANGE_KEYS
+                 if not key.startswith("rest_") or (rest is not None and (key == "rest_url" or rest.api_key_header)))
+
+
+def exchange_defaults(descriptor: ExchangeDescriptor) -> ExchangeSettings:
+    """An exchange's settings as its descriptor gives them."""
+    d = descriptor
+    return ExchangeSettings(url=d.default_url, failover_urls=d.default_failover_urls, symbols=d.default_symbols,
+                            topic=d.default_topic, metrics_port=d.default_metrics_port,
+                            rest_url=d.default_rest_url if d.rest is not None else "")
 
 
 def _exchange_defaults() -> dict[str, ExchangeSettings]:
     """Every registered exchange's settings as its descriptor gives them."""
     from k2cli.exchanges import registry
 
-    return {d.name: ExchangeSettings(url=d.default_url, failover_urls=d.default_failover_urls,
-                                     symbols=d.default_symbols, topic=d.default_topic,
-                                     metrics_port=d.default_metrics_port) for d in registry.all()}
+    return {d.name: exchange_defaults(d) for d in registry.all()}
 
 
 def _default_topics() -> tuple[str, ...]:
@@ -97,6 +115,8 @@ class Settings:
     thresholds: dict[str, float] = field(default_factory=dict)
     config_file: str = ""
     stream_flush_timeout: float = 30.0  # seconds `k2 stream` waits for Kafka at shutdown
+    backfill: bool = True  # `k2 stream` fills gaps in trade ids from the exchange's REST API
+    backfill_max_trades: int = 100_000  # a gap wider than this many ids is reported unfilled, not fetched
     memory_sample_interval: float = 30.0  # seconds between RSS samples (leak score window: 120 samples)
     debug_leak_mb_per_min: float = 0.0  # test-only fault: `k2 stream` retains this many MiB per minute
     consumer_instance_id: str = ""  # static group member id; empty: <group>-<host>-<free slot>
@@ -171,7 +191,7 @@ def exchange_setting_names() -> dict[str, tuple[str, str]]:
     """The flat name of every per-exchange setting (`<name>_<key>`, as env K2_<NAME>_<KEY>) -> (name, key)."""
     from k2cli.exchanges import registry
 
-    return {f"{name}_{key}": (name, key) for name in registry.names() for key in EXCHANGE_KEYS}
+    return {f"{d.name}_{key}": (d.name, key) for d in registry.all() for key in exchange_keys(d)}
 
 
 def setting_names() -> list[str]:
@@ -319,6 +339,8 @@ def validate(s: Settings) -> None:
         _check_url(f"{ex}_url", es.url, ("ws", "wss"))
         for url in es.failover_urls:
             _check_url(f"{ex}_failover_urls", url, ("ws", "wss"))
+        if es.rest_url:
+            _check_url(f"{ex}_rest_url", es.rest_url, ("http", "https"))
     if s.iceberg_catalog_uri and not s.iceberg_catalog_uri.startswith(("sqlite:", "postgresql")):
         raise ConfigError(
             f"K2_ICEBERG_CATALOG_URI={s.iceberg_catalog_uri!r} must be a sqlite:/// or postgresql:// URI",
@@ -326,7 +348,7 @@ def validate(s: Settings) -> None:
         )
     positive = ("ping_interval", "pong_timeout", "idle_timeout", "rotation_interval", "backoff_initial",
                 "backoff_max", "serializer_cache_max_size", "batch_size", "flush_interval",
-                "producer_buffer_max_messages", "snapshots_to_keep")
+                "producer_buffer_max_messages", "snapshots_to_keep", "backfill_max_trades")
     for name in positive:
         if getattr(s, name) <= 0:
             raise ConfigError(f"{env_name(name)} must be greater than 0, got {getattr(s, name)}",

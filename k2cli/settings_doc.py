@@ -6,7 +6,7 @@ import dataclasses
 
 from k2cli.exchanges import registry
 from k2cli.exchanges.descriptor import ExchangeDescriptor
-from k2cli.settings import EXCHANGE_KEYS, Settings, env_name
+from k2cli.settings import Settings, env_name, exchange_defaults, exchange_keys
 
 HELP: dict[str, str] = {
     "home": "k2's own directory: stack state, cache, logs (default `~/.k2`).",
@@ -47,6 +47,10 @@ HELP: dict[str, str] = {
     "config_file": "The k2.toml in force (set with `--config` or `K2_CONFIG`).",
     "stream_flush_timeout": ("Seconds `k2 stream` waits for Kafka to take buffered records at shutdown; what it has "
                              "not acknowledged by then goes to the dead-letter queue, replayable."),
+    "backfill": "`k2 stream` fills gaps in trade ids (reconnects, stalls, restarts) from the exchange's REST API; "
+                "false: gaps are only counted (flag `--backfill/--no-backfill`).",
+    "backfill_max_trades": "A gap spanning more trade ids than this is reported unfilled (with the `k2 backfill` "
+                           "command that fills it) instead of fetched.",
     "memory_sample_interval": "Seconds between RSS samples of the leak score (window: 120 samples).",
     "debug_leak_mb_per_min": "Test-only fault: `k2 stream` retains this many MiB per minute (for soak tests).",
     "consumer_instance_id": "Static group member id; empty: `<group>-<host>-<free slot>`.",
@@ -70,6 +74,8 @@ def _exchange_help(d: ExchangeDescriptor, key: str) -> str:
         "symbols": d.symbols_doc,
         "topic": f"Kafka topic of {d.title} trades.",
         "metrics_port": f"Metrics port of `k2 stream {d.name}` (0 = off).",
+        "rest_url": f"{d.title} REST API base URL; gaps are backfilled from its trade history.",
+        "rest_api_key": f"Optional {d.title} API key sent with REST backfill calls (public data needs none).",
     }[key]
 
 
@@ -77,11 +83,11 @@ def _exchange_rows() -> list[str]:
     """One row per setting of every registered exchange, with the descriptor's defaults."""
     rows = []
     for d in registry.all():
-        defaults = dict(url=d.default_url, failover_urls=d.default_failover_urls, symbols=d.default_symbols,
-                        topic=d.default_topic, metrics_port=d.default_metrics_port)
-        for key in EXCHANGE_KEYS:
+        defaults = exchange_defaults(d)
+        for key in exchange_keys(d):
             name = f"{d.name}_{key}"
-            rows.append(f"| `{env_name(name)}` | `{name}` | `{_text(defaults[key])}` | {_exchange_help(d, key)} |")
+            value = _text(getattr(defaults, key)) if getattr(defaults, key) != "" else "(none)"
+            rows.append(f"| `{env_name(name)}` | `{name}` | `{value}` | {_exchange_help(d, key)} |")
     return rows
 
 

@@ -18,6 +18,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "stack": ("k2cli.cli.stack", "Install, start, stop and check the local stack."),
     "simulate": ("k2cli.cli.simulate", "Serve a local exchange (its real WebSocket protocol) with injectable faults."),
     "stream": ("k2cli.cli.stream", "Stream exchange trades into Kafka as Avro v2 records."),
+    "backfill": ("k2cli.cli.backfill", "Fill a historical range of trades from an exchange's REST API into Kafka."),
     "consume": ("k2cli.cli.consume", "Write Kafka trades into Iceberg exactly once."),
     "query": ("k2cli.cli.query", "Query the lake: trades, OHLCV, SQL, snapshots, freshness."),
     "dlq": ("k2cli.cli.dlq", "List, inspect, replay and purge dead-lettered records."),

@@ -53,6 +53,12 @@ def _make(desc: ExchangeDescriptor) -> Callable[..., None]:
                                       "(testing only; prints a warning)."),
         ca_bundle: Path = typer.Option(None, "--ca-bundle", help="Also trust the CAs in this PEM file "
                                        f"[{env_name('ca_bundle')}]."),
+        rest_url: str = typer.Option(None, "--rest-url", help=f"The exchange's REST API for the gap backfill "
+                                     f"[{desc.setting('rest_url')}, {desc.default_rest_url or 'none'}; with a --url "
+                                     "on another host, that URL's own http(s) origin]."),
+        backfill: bool = typer.Option(None, "--backfill/--no-backfill", help=setting_help(
+            "Fill gaps in trade ids (reconnects, stalls, restarts) from the REST API; off: only count them",
+            "backfill", "on")),
         output_format: Format = format_option(RICH_JSON, "rich (default) or json for the final summary."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log connections and rotations too."),
         debug_leak: float = typer.Option(None, "--debug-leak-mb-per-min", hidden=True,
@@ -64,13 +70,13 @@ def _make(desc: ExchangeDescriptor) -> Callable[..., None]:
         settings = load_settings(
             rotation_interval=rotation_interval, ping_interval=ping_interval, pong_timeout=pong_timeout,
             idle_timeout=idle_timeout, ssl_verify=False if insecure else None,
-            ca_bundle=str(ca_bundle) if ca_bundle else None, debug_leak_mb_per_min=debug_leak,
+            ca_bundle=str(ca_bundle) if ca_bundle else None, debug_leak_mb_per_min=debug_leak, backfill=backfill,
         )
         options = build_options(
             settings, exchange, symbols=tuple(s for s in symbols.split(",") if s.strip()) if symbols else None,
             url=url, failover_urls=tuple(u.strip() for u in failover_urls.split(",") if u.strip())
             if failover_urls is not None else None, topic=topic, max_messages=max_messages, duration=duration,
-            metrics_port=metrics_port,
+            metrics_port=metrics_port, rest_url=rest_url,
         )
         live = sys.stdout.isatty() and output_format == "rich"
         console = _setup_logging(verbose)
@@ -118,8 +124,18 @@ def _panel(summary):
     table.add_row("reconnects", _counts(summary.reconnects))
     table.add_row("rotations", _counts(summary.rotations))
     table.add_row("heartbeat", f"pings {summary.pings_sent}  pong timeouts {summary.pong_timeouts}")
+    table.add_row("gaps", _gaps(summary))
     table.add_row("memory", f"RSS {summary.rss_bytes / 2**20:,.0f} MiB  leak score {summary.leak_score:.2f}")
     return table
+
+
+def _gaps(summary: StreamSummary) -> str:
+    """The gap backfill's line: gaps seen, filled, unfilled, trades backfilled (or that it is off)."""
+    if not summary.backfill:
+        return f"{summary.gaps_seen:,} seen (backfill off)"
+    unfilled = f"[red]unfilled {summary.gaps_unfilled:,}[/]" if summary.gaps_unfilled else "unfilled 0"
+    return (f"seen {summary.gaps_seen:,}  filled {summary.gaps_filled:,}  {unfilled}  "
+            f"backfilled {summary.trades_backfilled:,} trades")
 
 
 def _counts(counts: dict) -> str:

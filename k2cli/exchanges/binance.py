@@ -16,6 +16,7 @@ from k2cli.exchanges.base import (
     Row,
     exact_decimal,
 )
+from k2cli.exchanges.binance_rest import BinanceRest
 from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
 from k2cli.exchanges.symbols import UnknownSymbol, check_binance_symbols, split_binance_symbol
 
@@ -73,7 +74,7 @@ class BinanceParser:
             raise FrameError("unknown_event", "combined-stream frame whose data is not an object")
         event = data.get("e")
         if event == "trade":
-            return Parsed(TRADES, [self._row(data, ingest_us)])
+            return Parsed(TRADES, [self.trade_row(data, ingest_us)])
         if event == "serverShutdown" or msg.get("stream") == "!serverShutdown":
             return Parsed(SHUTDOWN, info="serverShutdown")
         if event is None and "id" in msg and "result" in msg:
@@ -82,7 +83,8 @@ class BinanceParser:
             raise FrameError("exchange_error", f"exchange error {msg.get('code')}: {msg.get('msg')}")
         raise FrameError("unknown_event", f"unknown event {event!r}")
 
-    def _row(self, d: dict[str, Any], ingest_us: int) -> Row:
+    def trade_row(self, d: dict[str, Any], ingest_us: int) -> Row:
+        """The row of one trade event (WS `data`; REST backfill builds the same shape): the one normalisation."""
         try:
             symbol = d["s"]
             t = d["t"]
@@ -148,4 +150,6 @@ DESCRIPTOR = ExchangeDescriptor(
     url_doc="Binance combined-stream WebSocket URL (`ws://` allowed for local simulators).",
     symbols_doc="Comma-separated Binance symbols; an unknown quote asset is refused at start-up.",
     vendor_fields=("base_asset", "quote_asset", "is_buyer_maker", "event_type"),
+    rest=BinanceRest(),
+    default_rest_url="https://api.binance.com",
 )

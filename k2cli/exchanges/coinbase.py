@@ -27,6 +27,7 @@ from k2cli.exchanges.base import (
     Row,
     exact_decimal,
 )
+from k2cli.exchanges.coinbase_rest import CoinbaseRest
 from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
 from k2cli.exchanges.rfc3339 import parse_rfc3339_us
 from k2cli.exchanges.symbols import UnknownSymbol
@@ -100,7 +101,7 @@ class CoinbaseParser:
             raise FrameError("unknown_event", f"expected a JSON object, got {type(msg).__name__}")
         kind = msg.get("type")
         if kind == "match" or kind == "last_match":
-            return Parsed(TRADES, [self._row(msg, kind, ingest_us)])
+            return Parsed(TRADES, [self.trade_row(msg, kind, ingest_us)])
         if kind == "error":
             message, reason = msg.get("message", ""), msg.get("reason", "")
             text = f"{message}: {reason}" if reason else str(message or msg)
@@ -126,7 +127,8 @@ class CoinbaseParser:
                 self._products[product] = info
         return info
 
-    def _row(self, d: dict[str, Any], kind: str, ingest_us: int) -> Row:
+    def trade_row(self, d: dict[str, Any], kind: str, ingest_us: int) -> Row:
+        """The row of one match (WS message; REST backfill builds the same shape): the one normalisation."""
         try:
             trade_id, seq, product = d["trade_id"], d["sequence"], d["product_id"]
             price, size, maker_side, time_s = d["price"], d["size"], d["side"], d["time"]
@@ -181,4 +183,6 @@ DESCRIPTOR = ExchangeDescriptor(
     url_doc="Coinbase Exchange WebSocket feed URL (matches channel; `ws://` allowed for local simulators).",
     symbols_doc="Comma-separated Coinbase products, `BASE-QUOTE`, e.g. `BTC-USD`.",
     vendor_fields=VENDOR_KEYS,
+    rest=CoinbaseRest(),
+    default_rest_url="https://api.exchange.coinbase.com",
 )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from k2cli.exchanges.base import Parsed, Row
+
+if TYPE_CHECKING:
+    from k2cli.exchanges.rest_dialect import RestDialect
 
 
 class Parser(Protocol):
@@ -82,6 +85,8 @@ class ExchangeDescriptor:
     vendor_fields: tuple[str, ...] = ()  # vendor_data keys every record of this exchange carries
     # the seeds' exchange-specific record rules beyond the v2 schema: one line per problem ([] = none)
     check_record: Callable[[dict[str, Any]], list[str]] = _no_record_rules
+    rest: RestDialect | None = None  # its REST trade history (k2cli.exchanges.rest), None: no REST backfill
+    default_rest_url: str = ""  # the REST API's base URL (setting K2_NAME_REST_URL)
 
     @property
     def metric_prefix(self) -> str:

@@ -34,6 +34,7 @@ from k2cli.exchanges.base import (
     exact_decimal,
 )
 from k2cli.exchanges.descriptor import ConnectionPlan, ExchangeDescriptor, StreamExpectation
+from k2cli.exchanges.kraken_rest import KrakenRest
 from k2cli.exchanges.rfc3339 import parse_rfc3339_us
 from k2cli.exchanges.symbols import UnknownSymbol, check_kraken_symbols, kraken_v1_pair, split_kraken_pair
 
@@ -107,7 +108,7 @@ class KrakenV1Parser(_KrakenParser):
         except (ValueError, UnicodeDecodeError) as exc:
             raise FrameError("invalid_json", f"not JSON: {exc}") from None
         if isinstance(msg, list):
-            return self._trades(msg, ingest_us)
+            return self.trade_rows(msg, ingest_us)
         if not isinstance(msg, dict):
             raise FrameError("unknown_event", f"expected an array or object, got {type(msg).__name__}")
         event = msg.get("event")
@@ -121,7 +122,8 @@ class KrakenV1Parser(_KrakenParser):
             raise FrameError("exchange_error", f"exchange error: {msg.get('errorMessage', msg)}")
         raise FrameError("unknown_event", f"unknown event {event!r}")
 
-    def _trades(self, msg: list[Any], ingest_us: int) -> Parsed[Row]:
+    def trade_rows(self, msg: list[Any], ingest_us: int) -> Parsed[Row]:
+        """The rows of one v1 trade array (REST backfill by time builds the same shape)."""
         if len(msg) < 4 or msg[-2] != "trade":
             raise FrameError("unknown_event", f"array frame of channel {msg[-2] if len(msg) >= 2 else None!r}")
         rows, pair = msg[1], msg[-1]
@@ -177,7 +179,7 @@ class KrakenV2Parser(_KrakenParser):
             raise FrameError("unknown_event", f"expected a JSON object, got {type(msg).__name__}")
         channel = msg.get("channel")
         if channel == "trade":
-            return self._trades(msg, ingest_us)
+            return self.trade_rows(msg, ingest_us)
         if channel in ("heartbeat", "status"):
             return CONTROL_FRAME
         method = msg.get("method")
@@ -189,7 +191,8 @@ class KrakenV2Parser(_KrakenParser):
             raise FrameError("exchange_error", f"exchange error: {msg['error']}")
         raise FrameError("unknown_event", f"unknown channel {channel!r} / method {method!r}")
 
-    def _trades(self, msg: dict[str, Any], ingest_us: int) -> Parsed[Row]:
+    def trade_rows(self, msg: dict[str, Any], ingest_us: int) -> Parsed[Row]:
+        """The rows of one v2 trade message (REST backfill by id builds the same shape)."""
         rows = msg.get("data")
         if not isinstance(rows, list) or not rows:
             raise FrameError("missing_field", "trade frame without data")
@@ -278,4 +281,6 @@ DESCRIPTOR = ExchangeDescriptor(
     rehearsal_url_path="/v2",
     vendor_fields=("pair", "base_asset", "quote_asset", "order_type"),
     check_record=_check_record,
+    rest=KrakenRest(),
+    default_rest_url="https://api.kraken.com",
 )

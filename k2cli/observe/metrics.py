@@ -60,6 +60,12 @@ class StreamMetrics:
                                     ["exchange"], registry=r).labels(p)
         self.dlq_entries = Counter("k2_stream_dlq_entries_total", "Entries written to the dead-letter file",
                                    ["exchange"], registry=r).labels(p)
+        self.backfill_trades = Counter("k2_backfill_trades_total", "Trades filled into gaps from the REST API",
+                                       ["exchange", "symbol"], registry=r)
+        self.backfill_requests = Counter("k2_backfill_requests_total", "REST calls of the gap backfill by outcome",
+                                         ["exchange", "status"], registry=r)
+        self.backfill_gaps = Counter("k2_backfill_gaps_total", "Gaps in trade ids by outcome (filled or unfilled)",
+                                     ["exchange", "result"], registry=r)
         self._evictions_seen = 0
 
     def serializer_cache_changed(self, size: int, evictions: int) -> None:

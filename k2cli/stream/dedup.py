@@ -28,19 +28,23 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Hashable
 
+from k2cli.stream.gaps import resume_gap
+
 WINDOW_BITS = 20
 WINDOW = 1 << WINDOW_BITS  # ids remembered per symbol (sequential mode): a 128 KiB bitmap
 SET_WINDOW = 20_000  # ids remembered per symbol (opaque mode)
 
 
 class _Bitmap:
-    """Ids in (hi - WINDOW, hi] as bits of a ring."""
+    """Ids in (hi - WINDOW, hi] as bits of a ring; a jump of the highest id is noted in `jumps` (a gap)."""
 
-    __slots__ = ("bits", "hi")
+    __slots__ = ("bits", "hi", "symbol", "jumps")
 
-    def __init__(self, first: int) -> None:
+    def __init__(self, first: int, symbol: str = "", jumps: list[tuple[str, int, int]] | None = None) -> None:
         self.bits = bytearray(WINDOW >> 3)
         self.hi = first
+        self.symbol = symbol
+        self.jumps = jumps if jumps is not None else []
         self._set(first)
 
     def _set(self, k: int) -> None:
@@ -70,13 +74,15 @@ class _Bitmap:
         """Record id k; False if it was already there."""
         hi = self.hi
         if k > hi:
-            if k - hi >= WINDOW:
-                self.bits = bytearray(WINDOW >> 3)
-            elif k == hi + 1:
+            if k == hi + 1:
                 i = k & (WINDOW - 1)
                 self.bits[i >> 3] &= ~(1 << (i & 7)) & 0xFF
-            else:  # ids skipped by the exchange leave their slots clear
-                self._clear(hi + 1, k)
+            else:  # a gap: the missing ids' slots stay clear, and the gap is noted (the rare branch)
+                self.jumps.append((self.symbol, hi + 1, k - 1))
+                if k - hi >= WINDOW:
+                    self.bits = bytearray(WINDOW >> 3)
+                else:
+                    self._clear(hi + 1, k)
             self.hi = k
             self._set(k)
             return True
@@ -91,6 +97,37 @@ class _Bitmap:
             return False
         self.bits[i >> 3] |= mask
         return True
+
+    def add_old(self, k: int) -> bool:
+        """Record an id at or below the highest (a backfilled one); False if already there.
+
+        Ids below the window are taken as new without touching it (add() would read them as a reset)."""
+        if k > self.hi or k <= self.hi - WINDOW:
+            return True
+        i = k & (WINDOW - 1)
+        mask = 1 << (i & 7)
+        if self.bits[i >> 3] & mask:
+            return False
+        self.bits[i >> 3] |= mask
+        return True
+
+    def unseen(self, first: int, last: int) -> list[tuple[int, int]]:
+        """Runs of ids in first..last not recorded (ids above the highest or below the window count as unseen)."""
+        out: list[tuple[int, int]] = []
+        start: int | None = None
+        lo, hi, bits = self.hi - WINDOW, self.hi, self.bits
+        for k in range(first, last + 1):
+            i = k & (WINDOW - 1)
+            seen = lo < k <= hi and bits[i >> 3] & (1 << (i & 7))
+            if seen:
+                if start is not None:
+                    out.append((start, k - 1))
+                    start = None
+            elif start is None:
+                start = k
+        if start is not None:
+            out.append((start, last))
+        return out
 
 
 class _RecentSet:
@@ -134,6 +171,9 @@ class Deduplicator:
         self._baseline: dict[str, int] = {}  # old connection's counts when the handover began
         self._handover: tuple[int, int] | None = None  # (old, new) while a rotation overlaps them
         self.duplicates = 0
+        self.backfill_duplicates = 0  # backfilled trades dropped as already seen
+        self.jumps: list[tuple[str, int, int]] = []  # (symbol, first, last) gaps noted, taken by the backfill
+        self._resume: dict[str, int] = {}  # symbol -> last id already in the topic (a restart's start point)
 
     def accept(self, conn: int, symbol: str, key: Hashable) -> bool:
         """Record that `conn` delivered `key` for `symbol`; True if no connection delivered it before."""
@@ -154,7 +194,10 @@ class Deduplicator:
         seen = self._seen.get(symbol)
         if seen is None:
             if self.sequential:
-                self._seen[symbol] = _Bitmap(key)  # type: ignore[arg-type]
+                self._seen[symbol] = _Bitmap(key, symbol, self.jumps)  # type: ignore[arg-type]
+                gap = resume_gap(self._resume.pop(symbol, None), key)  # type: ignore[arg-type]
+                if gap is not None:  # the ids since the run that wrote the topic's last one
+                    self.jumps.append((symbol, *gap))
                 return True
             seen = self._seen[symbol] = _RecentSet()
         if seen.add(key):  # type: ignore[arg-type]
@@ -217,6 +260,30 @@ class Deduplicator:
             track.overlapped.clear()
         self._baseline = {}
         self._handover = None
+
+    def resume_from(self, last_ids: dict[str, int]) -> None:
+        """The last id per symbol already in the topic: a first live id above it + 1 opens a gap from there."""
+        if self.sequential:
+            self._resume.update(last_ids)
+
+    def accept_backfilled(self, symbol: str, key: int) -> bool:
+        """Whether a backfilled trade is new (and record it, so a live copy is dropped); never moves the window."""
+        seen = self._seen.get(symbol)
+        if not isinstance(seen, _Bitmap) or seen.add_old(key):
+            return True
+        self.backfill_duplicates += 1
+        return False
+
+    def unseen(self, symbol: str, first: int, last: int) -> list[tuple[int, int]]:
+        """Runs of ids in first..last of a symbol no connection delivered (sequential mode)."""
+        seen = self._seen.get(symbol)
+        return seen.unseen(first, last) if isinstance(seen, _Bitmap) else [(first, last)]
+
+    def take_jumps(self) -> list[tuple[str, int, int]]:
+        """The gaps noted since the last call, in order."""
+        jumps = self.jumps[:]
+        self.jumps.clear()  # the same list object: the bitmaps hold it
+        return jumps
 
     def highest_ids(self) -> dict[str, int]:
         """The highest trade id seen per symbol (sequential mode; empty in opaque mode)."""

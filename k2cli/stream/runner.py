@@ -23,6 +23,7 @@ from k2cli.errors import K2Error
 from k2cli.exchanges import registry
 from k2cli.exchanges.session import Session, SessionConfig
 from k2cli.settings import Settings, ensure_writable_dir
+from k2cli.stream.backfill import GapBackfill
 from k2cli.stream.dead_letters import DeadLetterSink
 from k2cli.stream.dedup import Deduplicator
 from k2cli.stream.kafka_sink import KafkaSink
@@ -30,6 +31,7 @@ from k2cli.stream.lifecycle import Background, Lifecycle
 from k2cli.stream.monitor import StreamMonitor
 from k2cli.stream.options import StreamOptions, build_options
 from k2cli.stream.pipeline import FramePipeline, RowEncoder
+from k2cli.stream.row_sink import RowSink
 from k2cli.stream.session_events import SessionEvents
 from k2cli.stream.summary import StreamSummary
 
@@ -67,6 +69,10 @@ class StreamRunner(SessionEvents):
         self.lifecycle = Lifecycle(summary, on_stopping=self._stop_producing, on_failure=self._background_failed)
         self.sink: KafkaSink | None = None  # set up by _prepare
         self.pipeline: FramePipeline | None = None
+        stored = self._exchange.stored_symbol
+        self.backfill = GapBackfill(exchange=options.exchange, dedup=self.dedup, summary=summary, metrics=self.metrics,
+                                    symbol_label=stored, max_trades=options.backfill_max_trades, fetcher=None,
+                                    subscription={stored(s): s for s in options.symbols})
 
     def _prepare(self) -> None:
         """Everything that can fail on bad settings or missing services, before any connection."""
@@ -85,6 +91,39 @@ class StreamRunner(SessionEvents):
         self._attach(KafkaSink.open(s, opts.topic, self._delivery_failed, self.dead_letters.unacknowledged),
                      encode, header)
         self.monitor.prime_labels()
+        self._prepare_backfill()
+
+    def _prepare_backfill(self) -> None:
+        """Open the REST fetcher and find where the topic left off (sequential ids only), if backfill is on."""
+        from k2cli.stream.resume import last_positions
+
+        opts, desc = self.opts, self._exchange
+        if not opts.rest_url:
+            if self.settings.backfill and desc.rest is None:
+                log.warning("%s has no REST trade history in k2: gaps are only counted", desc.title)
+            return
+        if not self.dedup.sequential:
+            log.warning("%s trade ids are not sequential: gaps cannot be seen, nothing to backfill", desc.title)
+            return
+        from k2cli.exchanges.rest import TradeFetcher
+
+        requests = self.metrics.backfill_requests
+        key = self.settings.exchange(opts.exchange).rest_api_key
+        self.backfill.fetcher = TradeFetcher(desc, opts.rest_url, api_key=key,
+                                             on_request=lambda label: requests.labels(opts.exchange, label).inc())
+        self.summary.backfill = True
+        for label in ("filled", "unfilled"):
+            self.metrics.backfill_gaps.labels(opts.exchange, label)
+        stored = {desc.stored_symbol(s) for s in opts.symbols}
+        try:
+            positions = last_positions(self.settings, opts.topic, desc.code, stored)
+        except Exception as exc:  # Kafka down at start-up: stream anyway, without the restart's gap
+            log.warning("could not read where %s left off (%s): the gap since the last run is not filled",
+                        opts.topic, exc)
+            return
+        self.summary.resumed_from = {s: p[0] for s, p in sorted(positions.items())}
+        self.dedup.resume_from({s: p[0] for s, p in positions.items()})
+        self.backfill.note_resume(positions)
 
     def _attach(self, sink: KafkaSink, encode: RowEncoder, header: bytes) -> None:
         """Build the frame pipeline in front of the sink and hand its on_frame to the session."""
@@ -96,6 +135,7 @@ class StreamRunner(SessionEvents):
             on_limit=lambda: self.lifecycle.request_stop("max_messages"), on_fatal=self._refused)
         # the session calls the pipeline's on_frame with no layer in between (it is the hot path)
         self.on_frame = self.pipeline.on_frame  # type: ignore[method-assign]  # an instance's bound method
+        self.backfill.rows = RowSink(sink, encode, header, self.settings.producer_buffer_max_messages)
 
     # ------------------------------------------------------------------ run
 
@@ -122,6 +162,8 @@ class StreamRunner(SessionEvents):
                 await session.run(stop)
             except Exception as exc:
                 error = exc
+            if error is None and self.fatal is None:
+                await self.backfill.settle(self.settings.stream_flush_timeout)
         await self._shutdown(error)
         if error is not None:
             raise error
@@ -130,7 +172,8 @@ class StreamRunner(SessionEvents):
         monitor = self.monitor
         tasks: Background = {"the ticker": lambda: monitor.ticker(self.lifecycle.request_stop),
                              "the memory sampler": monitor.memory,
-                             "the dead-letter writer": self.dead_letters.run}
+                             "the dead-letter writer": self.dead_letters.run,
+                             "the gap backfill": self.backfill.run}
         if self.settings.debug_leak_mb_per_min > 0:
             log.warning("debug fault on: retaining %.1f MiB per minute (K2_DEBUG_LEAK_MB_PER_MIN)",
                         self.settings.debug_leak_mb_per_min)

@@ -43,6 +43,14 @@ class StreamSummary:
     rss_bytes: int = 0
     leak_score: float = 0.0
     trades_per_second: float = 0.0
+    backfill: bool = False  # gaps are filled from the exchange's REST API (else only counted)
+    resumed_from: dict[str, int] = field(default_factory=dict)  # symbol -> last trade id found in the topic
+    gaps_seen: int = 0
+    gaps_filled: int = 0
+    gaps_unfilled: int = 0
+    gap_ids_absent: int = 0  # ids inside filled gaps the exchange has no trade for (ids it skipped)
+    trades_backfilled: int = 0
+    unfilled_gaps: list[dict[str, Any]] = field(default_factory=list)  # the first 100, with their numbers
     error: str = ""
 
     def as_dict(self) -> dict[str, Any]:

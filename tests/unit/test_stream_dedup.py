@@ -165,3 +165,35 @@ def test_highest_ids_is_the_per_symbol_sequence_view():
     opaque = Deduplicator(False)
     opaque.accept(1, "A", "x")
     assert opaque.highest_ids() == {}
+
+
+def test_a_jump_in_ids_is_noted_as_a_gap_and_consecutive_ids_are_not():
+    d = Deduplicator(True)
+    for k in (10, 11, 12, 15, 16, 16, 14, 20 + dedup.WINDOW):
+        d.accept(1, "S", k)
+    assert d.take_jumps() == [("S", 13, 14), ("S", 17, 19 + dedup.WINDOW)]
+    assert d.take_jumps() == []
+
+
+def test_a_restart_resumes_from_the_topic_and_the_first_live_id_opens_the_gap():
+    d = Deduplicator(True)
+    d.resume_from({"S": 100, "T": 50})
+    d.accept(1, "S", 131)
+    d.accept(1, "T", 49)  # at or below the topic's last: no gap
+    d.accept(1, "T", 51)
+    assert d.take_jumps() == [("S", 101, 130), ("T", 50, 50)]
+
+
+def test_backfilled_ids_fill_the_window_without_moving_it_and_live_copies_are_dropped():
+    d = Deduplicator(True)
+    hi = 10 * dedup.WINDOW
+    d.accept(1, "S", hi)
+    assert d.unseen("S", hi - 3, hi) == [(hi - 3, hi - 1)]
+    assert d.accept_backfilled("S", hi - 2)
+    assert not d.accept_backfilled("S", hi - 2) and d.backfill_duplicates == 1
+    assert not d.accept(1, "S", hi - 2)  # the live copy of a backfilled trade
+    assert d.accept_backfilled("S", hi - 5 * dedup.WINDOW)  # far older than the window: taken, window kept
+    assert d.highest_ids() == {"S": hi}
+    assert not d.accept(1, "S", hi)
+    assert d.unseen("S", hi - 3, hi) == [(hi - 3, hi - 3), (hi - 1, hi - 1)]
+    assert d.unseen("OTHER", 1, 2) == [(1, 2)]
