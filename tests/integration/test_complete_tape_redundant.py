@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.faults.support import K2Process, consume, metric, stream, wait_until
+from tests.faults.support import K2Process, consume, metric, stream, table_offsets, wait_until
 from tests.integration.consume_support import create_topic, delete_topic, free_port
 from tests.integration.stream_support import simulator
 from tests.integration.tape_support import (
@@ -149,7 +149,6 @@ def test_consumer_killed_during_dual_operation_each_trade_once(lake, tmp_path: P
             _producing(ports[0], a)
             _producing(ports[1], b)
             wait_printing(record)
-            from tests.faults.support import table_offsets
             wait_until(lambda: bool(table_offsets(env, table)), 45, "the consumer's first commit")
             time.sleep(4)
             assert first.alive(), first.stderr()[-2000:]
@@ -167,4 +166,5 @@ def test_consumer_killed_during_dual_operation_each_trade_once(lake, tmp_path: P
                 if p is not None and p.alive():
                     p.kill()
     assert stats.get("duplicates_skipped", 0) > 0, stats
-    _judge_table(env, table, record, span_end, f"consumer killed -9 in dual operation ({time.monotonic() - started:.0f}s)")
+    _judge_table(env, table, record, span_end,
+                 f"consumer killed -9 in dual operation ({time.monotonic() - started:.0f}s)")
