@@ -61,6 +61,7 @@ class Verdict:
     duplicated: int = 0
     wrong: int = 0
     detail: list[str] = field(default_factory=list)
+    missing_ids: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def exact(self) -> bool:
@@ -99,6 +100,7 @@ def judge(record: Path, span_end: int, rows: list[dict[str, Any]]) -> Verdict:
         v.missing += len(missing)
         v.duplicated += sum(got[seq] - 1 for seq in dups)
         if missing:
+            v.missing_ids[symbol] = missing
             v.detail.append(f"{symbol}: {len(missing)} missing, ids {_ranges(missing)}")
         if dups:
             v.detail.append(f"{symbol}: {len(dups)} ids on several rows, first {dups[:5]}")
