@@ -135,7 +135,7 @@ def _gaps(summary: StreamSummary) -> str:
         return f"{summary.gaps_seen:,} seen (backfill off)"
     unfilled = f"[red]unfilled {summary.gaps_unfilled:,}[/]" if summary.gaps_unfilled else "unfilled 0"
     return (f"seen {summary.gaps_seen:,}  filled {summary.gaps_filled:,}  {unfilled}  "
-            f"backfilled {summary.trades_backfilled:,} trades")
+            f"backfilled {summary.trades_backfilled:,} trades  REST calls {_counts(summary.backfill_requests)}")
 
 
 def _counts(counts: dict) -> str:

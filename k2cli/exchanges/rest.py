@@ -49,6 +49,8 @@ class TradeFetcher:
         self.timeout = timeout
         self._on_request = on_request
         self._headers = {dialect.api_key_header: api_key} if api_key and dialect.api_key_header else {}
+        self.backoff = BACKOFF  # between retries of 5xx and timeouts
+        self.max_failures = MAX_FAILURES  # consecutive failed calls of one page before RestGaveUp
         self._client: httpx.AsyncClient | None = None
         self._last_call: float | None = None  # monotonic time of the last call (the venue's pace)
         self._pause_until = 0.0  # monotonic time before which no call goes out (weight budget, Retry-After)
@@ -60,12 +62,14 @@ class TradeFetcher:
         if d.ids_need_time and after_us is None:
             raise RestGaveUp("this REST API pages by time: the time of the trade before the gap is needed", 0)
         fetched = 0
+        lowest = from_id  # one above the last id yielded: a page overlapping the one before yields nothing twice
         cursor: int | None = d.ids_start(from_id, to_id, after_us)
-        while cursor is not None and from_id <= to_id:
+        while cursor is not None and lowest <= to_id:
             page = await self._page(d.ids_request(symbol, cursor), symbol, window=False, fetched=fetched)
-            rows = [r for r in page.rows if from_id <= r[ROW_SOURCE_SEQUENCE] <= to_id]
+            rows = [r for r in page.rows if lowest <= r[ROW_SOURCE_SEQUENCE] <= to_id]
             if rows:
                 fetched += len(rows)
+                lowest = rows[-1][ROW_SOURCE_SEQUENCE] + 1
                 yield rows
             cursor = d.ids_next(page, cursor, to_id)
 
@@ -92,7 +96,7 @@ class TradeFetcher:
 
     async def _page(self, request: RestRequest, symbol: str, *, window: bool, fetched: int) -> RestPage:
         """One page, retried through rate limits, 5xx and timeouts; RestGaveUp when it cannot be had."""
-        retries = Retries(BACKOFF)
+        retries = Retries(self.backoff)
         while True:
             decision, page = await self._attempt(request, symbol, window)
             if decision.action == "ok" and page is not None:
@@ -100,10 +104,10 @@ class TradeFetcher:
             if decision.action == "give_up":
                 raise RestGaveUp(decision.reason, fetched)
             wait = retries.failed()
-            if retries.failures >= MAX_FAILURES:
+            if retries.failures >= self.max_failures:
                 raise RestGaveUp(f"{retries.failures} failed calls in a row, last: {decision.reason}", fetched)
-            if decision.action == "wait":
-                wait = decision.wait
+            if decision.action == "wait":  # Retry-After is a floor: repeated limits wait longer, as backoff grows
+                wait = max(wait, decision.wait)
             self._pause_until = max(self._pause_until, time.monotonic() + wait)
 
     async def _attempt(self, request: RestRequest, symbol: str, window: bool) -> tuple[Decision, RestPage | None]:

@@ -150,6 +150,12 @@ class GapBackfill:
             return
         self._filled(fetch)
 
+    def count_request(self, label: str) -> None:
+        """The fetcher's on_request: one REST call and its outcome (200, 429, 418, 4xx, 5xx, timeout, error)."""
+        counts = self.summary.backfill_requests
+        counts[label] = counts.get(label, 0) + 1
+        self.metrics.backfill_requests.labels(self.exchange, label).inc()
+
     def _count_trades(self, symbol: str, n: int) -> None:
         if n:
             self.summary.trades_backfilled += n

@@ -4,11 +4,9 @@ Its cost per frame is what benchmarks/stream_bench.py measures, so `on_frame` bi
 locals once per frame and does the per-trade work inline: no call per trade beyond the dedup's accept,
 the encoder and the producer. Counts that only the summary needs are added once per frame.
 
-Seams for what comes next:
-- a REST gap backfill's rows (the same Row layout, from the exchange's own normalisation) belong in the
-  per-trade loop of `on_frame`, so they go through the same dedup, encoding and producer queue;
-- the per-symbol sequence view is the dedup's (`Deduplicator.highest_ids`, sequential exchanges) next to
-  `received`, the trades received per symbol.
+Gaps in trade ids cost nothing here: the dedup's bitmap notes them on its rare branch (ids jumping), and the
+backfill (k2cli.stream.backfill) takes them off the loop and produces its rows through the same encoder and
+producer queue (k2cli.stream.row_sink), never through `on_frame`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ log = logging.getLogger("k2.stream")
 
 CHUNK = 1_000  # records read per partition per step back
 MAX_RECORDS = 20_000  # records read per partition at most
-TIMEOUT = 10.0  # seconds for the whole look-up
+TIMEOUT = 5.0  # seconds for the whole look-up (Kafka down at start-up: the stream starts this much later)
 
 Positions = dict[str, tuple[int, int]]  # symbol -> (highest trade id, its trade time µs)
 
@@ -75,7 +75,7 @@ def last_positions(settings: Settings, topic: str, exchange_code: str, symbols: 
     found: Positions = {}
     settled: set[str] = set()
     try:
-        meta = consumer.list_topics(topic, timeout=max(0.1, deadline - time.monotonic()))
+        meta = consumer.list_topics(topic, timeout=min(3.0, max(0.1, deadline - time.monotonic())))
         info = meta.topics.get(topic)
         if info is None or info.error is not None:
             return {}

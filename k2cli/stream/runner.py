@@ -103,14 +103,12 @@ class StreamRunner(SessionEvents):
                 log.warning("%s has no REST trade history in k2: gaps are only counted", desc.title)
             return
         if not self.dedup.sequential:
-            log.warning("%s trade ids are not sequential: gaps cannot be seen, nothing to backfill", desc.title)
+            log.info("%s trade ids are not sequential: gaps cannot be seen, nothing to backfill", desc.title)
             return
         from k2cli.exchanges.rest import TradeFetcher
 
-        requests = self.metrics.backfill_requests
         key = self.settings.exchange(opts.exchange).rest_api_key
-        self.backfill.fetcher = TradeFetcher(desc, opts.rest_url, api_key=key,
-                                             on_request=lambda label: requests.labels(opts.exchange, label).inc())
+        self.backfill.fetcher = TradeFetcher(desc, opts.rest_url, api_key=key, on_request=self.backfill.count_request)
         self.summary.backfill = True
         for label in ("filled", "unfilled"):
             self.metrics.backfill_gaps.labels(opts.exchange, label)

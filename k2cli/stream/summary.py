@@ -50,6 +50,7 @@ class StreamSummary:
     gaps_unfilled: int = 0
     gap_ids_absent: int = 0  # ids inside filled gaps the exchange has no trade for (ids it skipped)
     trades_backfilled: int = 0
+    backfill_requests: dict[str, int] = field(default_factory=dict)  # REST calls by outcome (200, 429, 5xx, ...)
     unfilled_gaps: list[dict[str, Any]] = field(default_factory=list)  # the first 100, with their numbers
     error: str = ""
 

@@ -47,20 +47,20 @@ def _printed(record_file: Path) -> dict[str, dict[int, Decimal]]:
     """The simulator's printed trades: id -> price per symbol."""
     out: dict[str, dict[int, Decimal]] = {}
     for t in read_record_file(record_file):
-        out.setdefault(t["symbol"], {})[t["seq"]] = Decimal(t["price"])
+        out.setdefault(t["symbol"].replace("/", ""), {})[t["seq"]] = Decimal(t["price"])  # the stored symbol
     return out
 
 
-def _assert_complete(topic: str, record_file: Path, first: dict[str, int] | None = None) -> dict[str, int]:
-    """Every printed id from the topic's first (or `first`) to its last id per symbol is in the topic once, with its
-    exact price; returns the backfilled records per symbol."""
+def _assert_complete(topic: str, record_file: Path, symbols: str = SYMBOLS) -> dict[str, int]:
+    """Every printed id from the topic's first to its last id per symbol is in the topic once, with its exact price;
+    returns the backfilled records per symbol."""
     got, printed = _by_symbol(read_topic(topic)), _printed(record_file)
-    assert set(got) == set(SYMBOLS.split(",")), got.keys()
+    assert set(got) == set(symbols.replace("/", "").split(",")), got.keys()
     backfilled = {}
     for symbol, rows in got.items():
         ids = [k for k, _, _ in rows]
         assert len(ids) == len(set(ids)), f"{symbol}: {len(ids) - len(set(ids))} ids produced twice"
-        lo, hi = (first or {}).get(symbol, min(ids)), max(ids)
+        lo, hi = min(ids), max(ids)
         expected = {k for k in printed[symbol] if lo <= k <= hi}
         missing = sorted(expected - set(ids))
         assert not missing, f"{symbol}: {len(missing)} of {len(expected)} printed ids missing, e.g. {missing[:5]}"
@@ -100,6 +100,37 @@ def test_stalls_leave_no_hole_and_the_gaps_are_counted_filled(tmp_path, k2_env, 
     assert metric_value(metrics, "k2_backfill_trades_total", 'exchange="binance",symbol="BTCUSDT"') > 0
     assert metric_value(metrics, "k2_backfill_requests_total", 'exchange="binance",status="200"') >= 1
     assert metric_value(metrics, "k2_backfill_gaps_total", 'exchange="binance",result="unfilled"') == 0
+
+
+def test_rest_answering_429_and_5xx_during_backfill_still_leaves_no_hole(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    topic, record = f"test.stream.backfill.restfaults.{unique}", tmp_path / "printed.jsonl"
+    create_topic(topic)
+    with simulator("binance", ["--rate", str(RATE), "--symbols", SYMBOLS, "--stall-after", "3", "--record",
+                               str(record), "--rest-429-every", "2", "--rest-5xx-every", "3"], k2_env, tmp_path) as url:
+        code, summary, err = run_stream("binance", ["--url", url, "--symbols", SYMBOLS, "--topic", topic,
+                                                    "--duration", "12", "--idle-timeout", "2"], k2_env)
+    assert code == 0, err
+    assert summary["gaps_seen"] >= 2 and summary["gaps_filled"] == summary["gaps_seen"], summary
+    assert summary["gaps_unfilled"] == 0, summary
+    calls = summary["backfill_requests"]
+    assert calls.get("429", 0) >= 1 and calls.get("5xx", 0) >= 1 and calls.get("200", 0) >= 2, calls
+    _assert_complete(topic, record)
+
+
+def test_kraken_v2_stalls_are_filled_by_id_through_its_time_paged_rest_api(tmp_path, k2_env, unique):
+    require("kafka", "schema-registry")
+    topic, record, pairs = f"test.stream.backfill.kraken.{unique}", tmp_path / "printed.jsonl", "BTC/USD,ETH/USD"
+    create_topic(topic)
+    with simulator("kraken", ["--rate", str(RATE), "--symbols", pairs, "--stall-after", "3", "--record", str(record)],
+                   k2_env, tmp_path) as url:
+        code, summary, err = run_stream("kraken", ["--url", url.rstrip("/") + "/v2", "--symbols", pairs,
+                                                   "--topic", topic, "--duration", "12", "--idle-timeout", "2"], k2_env)
+    assert code == 0, err
+    assert summary["gaps_seen"] >= 2 and summary["gaps_filled"] == summary["gaps_seen"], summary
+    assert summary["gaps_unfilled"] == 0, summary
+    backfilled = _assert_complete(topic, record, pairs)
+    assert sum(backfilled.values()) == summary["trades_backfilled"] > 0, (backfilled, summary)
 
 
 def test_ids_the_exchange_skipped_are_neither_invented_nor_waited_for(tmp_path, k2_env, unique):
