@@ -21,7 +21,6 @@ from tests.faults.support import K2Process, stream, with_env
 from tests.integration.consume_support import create_topic, delete_topic, free_port
 from tests.integration.stream_support import scrape, simulator
 from tests.integration.tape_support import (
-    GRACE_S,
     Verdict,
     consume_all,
     judge,
@@ -29,6 +28,7 @@ from tests.integration.tape_support import (
     query_gaps,
     rest_url,
     table_trades,
+    wait_delivered,
     wait_printing,
 )
 
@@ -101,7 +101,7 @@ def test_faults_every_few_seconds_backfill_leaves_nothing_missing(lake, tmp_path
             wait_printing(record)
             time.sleep(20)
             span_end = mark(record)
-            time.sleep(GRACE_S)
+            wait_delivered(topic, record, span_end)
             requests = _requests(port)
             summary = _stop(proc)
         finally:
@@ -137,7 +137,7 @@ def test_a_stream_stopped_20s_and_restarted_fills_the_hole(lake, tmp_path: Path)
             second = _collector(env, logs, url, topic)
             time.sleep(8)
             span_end = mark(record)
-            time.sleep(GRACE_S)
+            wait_delivered(topic, record, span_end)
             summary = _stop(second)
         finally:
             for p in (first, second):
@@ -169,7 +169,7 @@ def test_a_gap_deeper_than_the_limit_is_reported_unfilled_and_the_stream_goes_on
             second = _collector(env, logs, url, topic)
             time.sleep(8)
             span_end = mark(record)
-            time.sleep(GRACE_S)
+            wait_delivered(topic, record, span_end)
             summary = _stop(second)
         finally:
             for p in (first, second):

@@ -18,13 +18,13 @@ from tests.faults.support import K2Process, consume, metric, stream, table_offse
 from tests.integration.consume_support import create_topic, delete_topic, free_port
 from tests.integration.stream_support import simulator
 from tests.integration.tape_support import (
-    GRACE_S,
     consume_all,
     judge,
     mark,
     query_gaps,
     rest_url,
     table_trades,
+    wait_delivered,
     wait_printing,
 )
 
@@ -96,7 +96,7 @@ def test_blue_green_overlapping_30s_each_trade_once(lake, tmp_path: Path):
             _stopped(blue)
             time.sleep(5)  # green alone
             span_end = mark(record)
-            time.sleep(GRACE_S)
+            wait_delivered(topic, record, span_end)
             _stopped(green)
         finally:
             for p in (blue, green):
@@ -123,7 +123,7 @@ def test_active_active_one_killed_the_other_covers_each_trade_once(lake, tmp_pat
             a.kill()  # SIGKILL mid-run: whatever it had not delivered is gone with it
             time.sleep(20)  # b alone covers
             span_end = mark(record)
-            time.sleep(GRACE_S)
+            wait_delivered(topic, record, span_end)
             _stopped(b)
         finally:
             for p in (a, b):
@@ -157,7 +157,7 @@ def test_consumer_killed_during_dual_operation_each_trade_once(lake, tmp_path: P
             second = consume(env, logs, *consumer_args)
             time.sleep(8)
             span_end = mark(record)
-            time.sleep(GRACE_S)
+            wait_delivered(topic, record, span_end)
             _stopped(a)
             _stopped(b)
             stats = consume_all(env, topic, group, table, logs, running=second)
