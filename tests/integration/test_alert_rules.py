@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ import yaml
 
 from k2cli.exchanges import registry
 from tests.conftest import require, run_k2
+from tests.integration.consume_support import delete_topic
 from tests.integration.stream_support import create_topic, free_port, simulator
 
 pytestmark = pytest.mark.integration
@@ -212,7 +214,8 @@ def pipeline(tmp_path_factory):
     env.update({"K2_HOME": str(tmp / "k2home"), "K2_DATA_DIR": str(tmp / "data"), "K2_DLQ_DIR": str(tmp / "dlq"),
                 "PYTHONUNBUFFERED": "1"})
     symbols = {d.name: d.default_symbols[0] for d in registry.all()}  # BTCUSDT, BTC/USD, BTC-USD
-    topics = {ex: f"test.alerts.{ex}.{tmp.name}" for ex in symbols}
+    run_id = uuid.uuid4().hex[:10]  # tmp.name repeats across sessions; a topic left by an earlier run must not be read
+    topics = {ex: f"test.alerts.{ex}.{run_id}" for ex in symbols}
     for topic in topics.values():
         create_topic(topic)
     ports = {**{ex: free_port() for ex in symbols}, "consumer": free_port(), "prometheus": free_port()}
@@ -233,7 +236,7 @@ def pipeline(tmp_path_factory):
             logs.append(log)
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "k2cli", "consume", "--topics", ",".join(topics.values()), "--group",
-                 f"test-alerts-{tmp.name}", "--metrics-port", str(ports["consumer"])], env=env, stdout=log,
+                 f"test-alerts-{run_id}", "--metrics-port", str(ports["consumer"])], env=env, stdout=log,
                 stderr=subprocess.STDOUT))
             template = (ROOT / "deploy" / "prometheus" / "prometheus.yml.tmpl").read_text()
             config = render(template, {
@@ -270,6 +273,8 @@ def pipeline(tmp_path_factory):
                 _stop(proc)
             for log in logs:
                 log.close()
+            for topic in topics.values():
+                delete_topic(topic)
 
 
 def test_every_metric_named_by_rules_and_dashboard_is_exported(pipeline):
