@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def three_minute_soak(tmp_path_factory):
     require("kafka", "schema-registry")
     tmp = tmp_path_factory.mktemp("soak3m")
     env = _env(tmp)
-    topic = f"test.soak.pass.{tmp.name}"
+    topic = f"test.soak.pass.{uuid.uuid4().hex[:10]}"  # tmp.name repeats across sessions
     create_topic(topic)
     out = tmp / "out"
     with simulator("binance", ["--rate", str(RATE), "--symbols", "BTCUSDT,ETHUSDT"], env, tmp) as url:
