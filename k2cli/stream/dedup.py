@@ -113,18 +113,24 @@ class _Bitmap:
 
     def unseen(self, first: int, last: int) -> list[tuple[int, int]]:
         """Runs of ids in first..last not recorded (ids above the highest or below the window count as unseen)."""
-        out: list[tuple[int, int]] = []
-        start: int | None = None
+        if first > last:
+            return []
         lo, hi, bits = self.hi - WINDOW, self.hi, self.bits
-        for k in range(first, last + 1):
+        a, b = max(first, lo + 1), min(last, hi)  # only these ids can be recorded: at most WINDOW of them
+        if a > b:
+            return [(first, last)]  # a restart's gap can span billions of ids: never walk them one by one
+        out: list[tuple[int, int]] = []
+        start: int | None = first if first < a else None
+        for k in range(a, b + 1):
             i = k & (WINDOW - 1)
-            seen = lo < k <= hi and bits[i >> 3] & (1 << (i & 7))
-            if seen:
+            if bits[i >> 3] & (1 << (i & 7)):
                 if start is not None:
                     out.append((start, k - 1))
                     start = None
             elif start is None:
                 start = k
+        if start is None and b < last:
+            start = b + 1
         if start is not None:
             out.append((start, last))
         return out

@@ -197,3 +197,44 @@ def test_backfilled_ids_fill_the_window_without_moving_it_and_live_copies_are_dr
     assert not d.accept(1, "S", hi)
     assert d.unseen("S", hi - 3, hi) == [(hi - 3, hi - 3), (hi - 1, hi - 1)]
     assert d.unseen("OTHER", 1, 2) == [(1, 2)]
+
+
+def _brute_unseen(seen: set[int], lo: int, hi: int, first: int, last: int) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    start = None
+    for k in range(first, last + 1):
+        if lo < k <= hi and k in seen:
+            if start is not None:
+                out.append((start, k - 1))
+                start = None
+        elif start is None:
+            start = k
+    if start is not None:
+        out.append((start, last))
+    return out
+
+
+def test_unseen_runs_agree_with_walking_every_id():
+    import random
+
+    from k2cli.stream.dedup import WINDOW
+
+    rng = random.Random(5)
+    for _ in range(200):
+        dedup = Deduplicator(sequential=True)
+        base = rng.randrange(1, 10**6)
+        ids = sorted(rng.sample(range(base, base + 3000), rng.randrange(1, 2500)))
+        for k in ids:
+            dedup.accept(1, "S", k)
+        hi = ids[-1]
+        first = rng.randrange(base - 500, hi + 500)
+        last = first + rng.randrange(0, 4000)
+        assert dedup.unseen("S", first, last) == _brute_unseen(set(ids), hi - WINDOW, hi, first, last)
+
+
+@pytest.mark.timeout(10)  # walking the ids one by one would take hours (a restart after downtime hung the stream)
+def test_a_gap_of_billions_of_ids_is_judged_without_walking_it():
+    dedup = Deduplicator(sequential=True)
+    dedup.accept(1, "S", 10**15)
+    assert dedup.unseen("S", 1_000_000, 10**15 - 1) == [(1_000_000, 10**15 - 1)]
+    assert dedup.unseen("S", 1_000_000, 10**15 + 5) == [(1_000_000, 10**15 - 1), (10**15 + 1, 10**15 + 5)]
