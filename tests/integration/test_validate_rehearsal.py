@@ -27,9 +27,11 @@ MEASURED_BY_THE_REHEARSAL = [
 
 
 def _rehearsal_names(stderr: str) -> tuple[list[str], str]:
-    found = re.search(r"into (\S+), (\S+) -> (\S+) \(group", stderr)
+    found = re.search(r"into (\S+(?:, \S+)*) -> (\S+) \(group", stderr)  # one topic per registered exchange
     assert found, stderr
-    return [found.group(1), found.group(2)], found.group(3)
+    topics = found.group(1).split(", ")
+    assert len(topics) == len(registry.names()), stderr
+    return topics, found.group(2)
 
 
 def _topics_gone(topics: list[str], timeout: float = 20) -> list[str]:
