@@ -8,6 +8,12 @@ WRITE_DURATION = "k2_iceberg_write_duration_seconds"  # histogram
 CONSUMER_LAG = "k2_consumer_lag_messages"  # gauge per topic/partition
 CONSUMER_ERRORS = "k2_consumer_errors_total"
 
+# every error counter a running pipeline exports (k2cli/observe/metrics.py, consumer_metrics.py)
+STREAM_PRODUCE_ERRORS = "k2_stream_produce_errors_total"
+STREAM_FRAME_ERRORS = "k2_stream_frame_errors_total"
+ERROR_COUNTERS = (CONSUMER_ERRORS, STREAM_PRODUCE_ERRORS, STREAM_FRAME_ERRORS)
+STREAM_ERROR_FAMILIES = ("connection_errors_total", "pong_timeouts_total")  # per exchange, see stream()
+
 # scrape jobs of deploy/prometheus/prometheus.yml.tmpl
 CONSUMER_JOB = "k2-consumer"
 

@@ -3,7 +3,8 @@
 A simulator per registered exchange serves wss:// with a throw-away CA; a `k2 stream` per exchange and
 `k2 consume` run on the metrics ports Prometheus scrapes, into topics, a table, a group and a DLQ of their
 own (so no simulated trade reaches the real ones). Rotation and ping intervals are scaled down so the
-window holds enough of them, and the 7-day look-back shrinks to the window. The post-deployment checklist
+window holds enough of them (the seed's per-day figures scaled with them), and the 7-day look-back shrinks
+to the window. The post-deployment checklist
 then runs against this pipeline while it is still running.
 """
 
@@ -89,7 +90,8 @@ def names(settings: Settings, workdir: Path, run_id: str) -> Names:
 def environment(settings: Settings, t: Timing, n: Names, urls: dict[str, str], ca_bundle: Path) -> dict[str, str]:
     """The K2_* variables every rehearsal process runs with (the checklist's own settings included)."""
     thresholds = {**settings.thresholds, "prod_window_days": t.window_s / 86400, "post_error_window_s": t.window_s,
-                  "post_throughput_window_s": min(300.0, t.window_s)}
+                  "post_throughput_window_s": min(300.0, t.window_s),
+                  "prod_rotations_per_day": 86400 / t.rotation_interval, "prod_pings_per_day": 86400 / t.ping_interval}
     return {
         **{registry.get(name).setting(key): url for name, url in urls.items() for key in ("url", "failover_urls")},
         "K2_SSL_VERIFY": "true", "K2_CA_BUNDLE": str(ca_bundle),

@@ -203,29 +203,43 @@ def _leak(q: _Window, report: Weekly, settings: Any) -> None:
                              f"Memory leak score: highest {leak:.2f} (< {lmax:g})"))
 
 
+def _schedule(settings: Any, name: str, interval_s: float, what: str) -> str:
+    """What the running configuration says beside the seed's per-day figure, when the two differ."""
+    configured = 86400 / interval_s
+    if _within(configured, _threshold(settings, name), 0.5):
+        return ""
+    return (f"; the configured {what} (every {span(interval_s)}) gives {configured:g} per day: set [thresholds] "
+            f"{name} if that schedule is deliberate")
+
+
 def _rotations(q: _Window, report: Weekly, settings: Any) -> None:
+    """Rotations per day against the seed's figure (prod_rotations_per_day): a deviation FAILs (seed 003, Phase 5
+    success criteria: "Connection rotations: 6 per day (every 4h)"; another schedule is declared by overriding it)."""
     tol = _threshold(settings, "prod_rate_tolerance_pct")
+    expected = _threshold(settings, "prod_rotations_per_day")
     rotations = q.prom.value(f"sum(increase({q.exchange}_connection_rotations_total[{q.lookback}]))", q.end) or 0.0
-    expected_rot = 86400 / settings.rotation_interval
     rot_day = _per_day(rotations, report.coverage_days)
     report.figures.update(rotations=rotations, rotations_per_day=rot_day)
-    report.lines.append(Line("rotations", Status.PASS if _within(rot_day, expected_rot, tol) else Status.WARN,
+    report.lines.append(Line("rotations", Status.PASS if _within(rot_day, expected, tol) else Status.FAIL,
                              f"Connection rotations: {rotations:.0f} total ({rot_day:.1f} per day; expected "
-                             f"{expected_rot:g} per day, every {span(settings.rotation_interval)}, "
-                             f"±{tol:g}%)"))
+                             f"{expected:g} per day ±{tol:g}%)"
+                             + _schedule(settings, "prod_rotations_per_day", settings.rotation_interval, "rotation")))
 
 
 def _heartbeat(q: _Window, report: Weekly, settings: Any) -> None:
+    """Pings per day against the seed's figure (prod_pings_per_day) and no pong timeout: else FAIL (seed 003:
+    "Ping-pong heartbeat: 480 pings per day (every 3min)", "pong received")."""
     tol = _threshold(settings, "prod_rate_tolerance_pct")
+    expected = _threshold(settings, "prod_pings_per_day")
     pings = q.prom.value(f"sum(increase({q.exchange}_pings_sent_total[{q.lookback}]))", q.end) or 0.0
     timeouts = q.prom.value(f"sum(increase({q.exchange}_pong_timeouts_total[{q.lookback}]))", q.end) or 0.0
-    expected_pings = 86400 / settings.ping_interval
     ping_day = _per_day(pings, report.coverage_days)
     report.figures.update(pings=pings, pings_per_day=ping_day, pong_timeouts=timeouts)
-    ok = _within(ping_day, expected_pings, tol) and round(timeouts) == 0
-    report.lines.append(Line("heartbeat", Status.PASS if ok else Status.WARN,
+    ok = _within(ping_day, expected, tol) and round(timeouts) == 0
+    report.lines.append(Line("heartbeat", Status.PASS if ok else Status.FAIL,
                              f"Ping-pong heartbeat: {pings:.0f} pings ({ping_day:.0f} per day; expected "
-                             f"{expected_pings:g}), {timeouts:.0f} pong timeouts"))
+                             f"{expected:g} ±{tol:g}%), {timeouts:.0f} pong timeouts"
+                             + _schedule(settings, "prod_pings_per_day", settings.ping_interval, "ping interval")))
 
 
 def _uptime(q: _Window, report: Weekly, settings: Any) -> None:

@@ -81,7 +81,7 @@ def _run(fault: str, classnames=("tests.unit.test_a", "tests.integration.test_b"
 
     outcomes = ["passed", "passed", fault]
     cases = tuple(PytestCase(c, f"test_{i}", o) for i, (c, o) in enumerate(zip(classnames, outcomes, strict=True)))
-    return SuiteRun("ab" * 20, ("tests",), 0 if fault == "passed" else 1, "2026-12-05 04:00 UTC", cases)
+    return SuiteRun("ab" * 20, ("tests",), 0 if fault in ("passed", "skipped") else 1, "2026-12-05 04:00 UTC", cases)
 
 
 @pytest.mark.parametrize(("fault", "status", "measured"), [

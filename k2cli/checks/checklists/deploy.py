@@ -8,7 +8,6 @@ seed's 7-day production figures through `k2 soak report --prometheus`. Blue/gree
 
 from __future__ import annotations
 
-import base64
 import re
 import signal
 import time
@@ -65,9 +64,13 @@ def measure_e2e(ctx: Context) -> Result:
 
 
 def mirror(ctx: Context, step_ids: tuple[str, ...], what: str) -> Result:
-    """The worst result among some steps of the nested E2E run, with each as evidence."""
+    """The worst result among some steps of the nested E2E run, with each as evidence (ERROR for any not found)."""
     report = run_nested_e2e(ctx)
     results = {o.step.id: o.result for o in report.outcomes if o.step.id in step_ids}
+    missing = [sid for sid in step_ids if sid not in results]
+    if missing:  # a step renamed or dropped from e2e: nothing was measured for it here
+        return Result.errored(f"{what}: the E2E run has no {', '.join(missing)}",
+                              evidence=[f"{sid}: {r.status.value} {r.summary}" for sid, r in results.items()])
     status = worst(r.status if r.status is not Status.SKIP else Status.ERROR for r in results.values())
     evidence = [f"{sid}: {r.status.value} {r.summary}" for sid, r in results.items()]
     return Result.make(status, f"{what}: {status.value} in the E2E run", evidence=evidence)
@@ -105,6 +108,9 @@ def measure_unit_tests(ctx: Context) -> Result:
     if failed:
         return Result.failed(f"{len(failed)} of {len(run.cases)} unit tests failed", measured=len(failed),
                              threshold="== 0", unit="failed", evidence=evidence)
+    if run.returncode != 0:
+        return Result.failed(f"pytest exited {run.returncode} with no failed test case: {run.tail[-200:]}",
+                             measured=run.returncode, threshold="== 0", unit="exit", evidence=evidence)
     # Unit tests cover pure logic; I/O code is tested against real services by the integration and fault
     # suites, so the coverage that counts is the whole suite's (scripts/coverage.sh) when it matches this checkout.
     root = source_root()  # not None: unit_run found the checkout
@@ -131,21 +137,62 @@ INTEGRATION_MANUAL = Manual(
     "run `bash scripts/test.sh` on this checkout (it records its results in .k2-results/), or check that CI's "
     "run of it passed for the commit being deployed")
 SUITE_PARTS = ("tests.integration.", "tests.faults.")
+WHOLE_SUITE = ({"tests"}, {"."}, {"tests/integration", "tests/faults"})  # path arguments that run every test
+NARROWING = ("-k", "-m", "--deselect", "--ignore", "--ignore-glob", "--lf", "--last-failed", "--sw", "--stepwise",
+             "--co", "--collect-only")
+VALUED = ("-k", "-m", "--deselect", "--ignore", "--ignore-glob", "-p", "-n", "-c", "-o", "-W", "--rootdir",
+          "--timeout", "--maxfail", "--basetemp", "--junitxml", "--cov", "--durations")
+
+
+def partial_run(args: tuple[str, ...]) -> str | None:
+    """Why a scripts/test.sh run with these pytest arguments did not run every integration and fault test, or None."""
+    paths: set[str] = set()
+    skip_value = False
+    for arg in args:
+        if skip_value:
+            skip_value = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in NARROWING or (arg[:2] in ("-k", "-m") and len(arg) > 2 and arg[1] != "-"):
+            return f"it selected tests with {arg}"
+        if arg.startswith("-"):
+            skip_value = name in VALUED and "=" not in arg
+            continue
+        path = arg.removeprefix("./").rstrip("/") or "."
+        if "::" in path:
+            return f"it ran only {arg}"
+        paths.add(path)
+    if not paths:
+        paths = {"tests"}  # scripts/test.sh without paths runs tests/
+    if any(whole <= paths for whole in WHOLE_SUITE):
+        return None
+    return f"it ran only {', '.join(sorted(paths))}"
 
 
 def integration_verdict(run: SuiteRun | None) -> Result:
-    """Judge the integration and fault tests of the suite run recorded for this checkout (MANUAL without one)."""
+    """Judge the integration and fault tests of the suite run recorded for this checkout (MANUAL without a whole run).
+
+    A non-zero exit is never a pass; a run of part of the suite shows nothing about the rest."""
     cases = [c for c in run.cases if c.classname.startswith(SUITE_PARTS)] if run else []
     if run is None or not cases:
         return Result.needs_person(INTEGRATION_MANUAL)
     failed = [f"{c.classname}::{c.name} {c.outcome}" for c in cases if c.outcome in ("failed", "error")]
     skipped = [f"{c.classname}::{c.name}" for c in cases if c.outcome == "skipped"]
-    evidence = [f"`scripts/test.sh {' '.join(run.args)}` at commit {run.commit[:12]}, finished {run.finished}, "
-                f"exit {run.exit_code}", f"{len(cases)} integration and fault tests: {len(failed)} failed, "
-                f"{len(skipped)} skipped", *failed[:10], *[f"skipped: {s}" for s in skipped[:5]]]
+    command = "`" + " ".join(("scripts/test.sh", *run.args)) + "`"
+    evidence = [f"{command} at commit {run.commit[:12]}, finished {run.finished}, exit {run.exit_code}",
+                f"{len(cases)} integration and fault tests: {len(failed)} failed, {len(skipped)} skipped",
+                *failed[:10], *[f"skipped: {s}" for s in skipped[:5]]]
     if failed:
         return Result.failed(f"{len(failed)} of {len(cases)} integration and fault tests failed", measured=len(failed),
                              threshold="== 0", unit="failed", evidence=evidence)
+    if run.exit_code != 0:
+        return Result.failed(f"{command} exited {run.exit_code} (a failure outside the test cases: collection, "
+                             "mypy or ruff; see its output)", measured=run.exit_code, threshold="== 0", unit="exit",
+                             evidence=evidence)
+    partial = partial_run(run.args)
+    if partial is not None:
+        return Result.needs_person(INTEGRATION_MANUAL, f"the run recorded for this checkout was partial ({partial}): "
+                                   f"it shows nothing about the other integration and fault tests", evidence=evidence)
     if skipped:
         return Result.warned(f"{len(skipped)} of {len(cases)} integration and fault tests were skipped",
                              measured=len(skipped), threshold="== 0", unit="skipped", evidence=evidence)
@@ -158,7 +205,9 @@ def measure_integration_tests(ctx: Context) -> Result:
     root = source_root()
     if root is None:
         return Result.needs_person(resilience.NO_CHECKOUT)
-    return integration_verdict(suite_run(root))
+    if "suite_run" not in ctx.state:
+        ctx.state["suite_run"] = suite_run(root)
+    return integration_verdict(ctx.state["suite_run"])
 
 
 def _consume_scratch(ctx: Context, purpose: str, records: list[dict], args: list[str]) -> tuple[Any, Any, str]:
@@ -188,6 +237,9 @@ def measure_gap_detection(ctx: Context) -> Result:
                        unit="gaps", evidence=evidence)
 
 
+SIGTERM_EXIT_S = 30.0  # how long a process may take to exit after SIGTERM
+
+
 def measure_consumer_sigterm(ctx: Context) -> Result:
     """SIGTERM mid-run: the consumer commits what it has, prints its statistics and exits 0; nothing is lost."""
     from k2cli.lake.catalog import open_catalog
@@ -208,9 +260,10 @@ def measure_consumer_sigterm(ctx: Context) -> Result:
     sent = time.monotonic()
     proc.proc.send_signal(signal.SIGTERM)
     try:
-        done = proc.finish(timeout=30)
+        done = proc.finish(timeout=SIGTERM_EXIT_S)
     except StepError:
-        return Result.failed("the consumer did not exit within 30 s of SIGTERM", evidence=[proc.command])
+        return Result.failed(f"the consumer did not exit within {SIGTERM_EXIT_S:g} s of SIGTERM",
+                             evidence=[proc.command])
     took = time.monotonic() - sent
     evidence = [f"SIGTERM after the first commit; exit {done.returncode} {took:.1f} s later"]
     if done.returncode != 0:
@@ -242,9 +295,10 @@ def measure_stream_sigterm(ctx: Context) -> Result:
     time.sleep(4)
     proc.proc.send_signal(signal.SIGTERM)
     try:
-        done = proc.finish(timeout=30)
+        done = proc.finish(timeout=SIGTERM_EXIT_S)
     except StepError:
-        return Result.failed("`k2 stream` did not exit within 30 s of SIGTERM", evidence=[proc.command])
+        return Result.failed(f"`k2 stream` did not exit within {SIGTERM_EXIT_S:g} s of SIGTERM",
+                             evidence=[proc.command])
     marks = kafka.watermarks(ctx.settings, topic)
     in_topic = sum(high - low for low, high in marks.values())
     evidence = [proc.command, f"exit {done.returncode}", f"{in_topic} records in {topic}"]
@@ -412,21 +466,27 @@ def measure_post_throughput(ctx: Context) -> Result:
 
 
 def measure_post_dlq(ctx: Context) -> Result:
-    """No DLQ entries, or only poison records injected by validation runs (WARN for anything else)."""
-    rows = e2e.dlq_rows(ctx)
-    if not rows:
-        return Result.passed("the DLQ is empty", measured=0, unit="entries")
-    unexpected = []
-    for row in rows[:50]:
-        done = run_k2(["dlq", "show", row["id"], "--format", "json"], timeout=60)
-        value = base64.b64decode(done.json().get("value_b64") or "") if done.returncode == 0 else b""
-        if not e2e.is_poison(value):
-            unexpected.append(f"{row['id'][:12]} {row.get('origin')} {row.get('error_type')}: {row.get('error')}")
-    if not unexpected and len(rows) <= 50:
-        return Result.passed(f"{len(rows)} DLQ entries, all poison records of validation runs", measured=0,
-                             unit="unexpected entries")
-    return Result.warned(f"{len(rows)} DLQ entries; a person must confirm they are expected", measured=len(rows),
-                         unit="entries", evidence=unexpected[:10])
+    """No DLQ entries, or only poison records injected by validation runs; anything else FAILs (seed 000: "No DLQ
+    entries (or all DLQ entries expected)": an entry no validation run put there is not expected)."""
+    from k2cli.reliability import dlq_ops
+
+    scan = dlq_ops.scan(ctx.settings.dlq_path)
+    where = f"DLQ directory {ctx.settings.dlq_path}"
+    unexpected = [f"{e.id[:12]} {e.origin} {e.error_type}: {e.error}"[:200] for e in scan.entries
+                  if not e2e.is_poison(e.value)]
+    unexpected += [f"{file}: {n} unreadable lines" for file, n in scan.bad_lines.items()]
+    poison = len(scan.entries) - sum(1 for e in scan.entries if not e2e.is_poison(e.value))
+    evidence = [where, f"{len(scan.entries)} entries: {poison} validation poison records"]
+    if unexpected:
+        return Result.failed(f"{len(unexpected)} unexpected DLQ entries (not validation poison): {unexpected[0]}",
+                             measured=len(unexpected), threshold="== 0", unit="unexpected entries",
+                             evidence=[*evidence, *unexpected[:10], "inspect with `k2 dlq show ID`; replay or purge "
+                                       "them once understood"])
+    if not scan.entries:
+        return Result.passed("the DLQ is empty", measured=0, threshold="== 0", unit="unexpected entries",
+                             evidence=evidence)
+    return Result.passed(f"{len(scan.entries)} DLQ entries, all poison records of validation runs", measured=0,
+                         threshold="== 0", unit="unexpected entries", evidence=evidence)
 
 
 def measure_post_snapshots(ctx: Context) -> Result:
@@ -481,13 +541,21 @@ LOGS = Manual("k2 logs to the stderr of wherever it runs (systemd, containers); 
               "read the consumer's and the streams' logs since the deployment: no ERROR or WARNING lines")
 
 
+def error_counters(window: str) -> list[str]:
+    """The PromQL of every error counter k2 exports (consumer, stream, each registered exchange), over a window."""
+    from k2cli.exchanges import registry
+
+    exchanges = "|".join(registry.names())
+    per_exchange = "|".join(mn.STREAM_ERROR_FAMILIES)
+    return [*(f"sum(increase({name}[{window}]))" for name in mn.ERROR_COUNTERS),
+            f'sum(increase({{__name__=~"({exchanges})_({per_exchange})"}}[{window}]))']
+
+
 def measure_post_logs(ctx: Context) -> Result:
     """Error counters did not move in the last hour (else FAIL); a person reads the logs (MANUAL)."""
     prom = common.prometheus(ctx)
     w = f"{max(1, int(ctx.threshold('post_error_window_s')))}s"
-    exprs = [f"sum(increase({mn.CONSUMER_ERRORS}[{w}]))", f"sum(increase(k2_stream_produce_errors_total[{w}]))",
-             f"sum(increase({{__name__=~\"({'|'.join(ctx.settings.exchanges)})_message_errors_total\"}}[{w}]))"]
-    found = {e: prom.value(e) for e in exprs}
+    found = {e: prom.value(e) for e in error_counters(w)}
     bad = {e: v for e, v in found.items() if v}
     evidence = [f"{e} = {v if v is not None else 'no series'}" for e, v in found.items()]
     if bad:
@@ -658,7 +726,7 @@ def _post_pipeline() -> tuple[Step, ...]:
              depends_on=("deploy-post.prometheus",),
              thresholds=("post_throughput_min_msg_per_s", "post_throughput_window_s")),
         Step("deploy-post.dlq", "No unexpected DLQ entries",
-             "The DLQ is empty or holds only validation poison records (anything else: a person decides).",
+             "The DLQ is empty or holds only validation poison records (anything else, or an unreadable line: FAIL).",
              measure_post_dlq),
         Step("deploy-post.snapshots", "Iceberg snapshots increasing",
              "The newest snapshot is younger than 5 minutes.", measure_post_snapshots,

@@ -247,40 +247,66 @@ def measure_dlq_context(ctx: Context) -> Result:
     return Result.passed("DLQ entry keeps the original bytes, error, type, source and time", evidence=evidence)
 
 
-def measure_metric_labels(ctx: Context) -> Result:
-    """Every family a running stream exports has consistent labels, and matches the families k2 defines."""
+# the operators' definitions of k2's metrics: what the alert rules and dashboard panels query, with which labels
+DEFINITIONS = ("deploy/prometheus/rules/*.yml", "deploy/grafana/dashboards/*.json")
+
+
+def declared_labels(exchange: str) -> dict[str, set[str]]:
+    """Label names of every family the stream and consumer define (k2cli/observe), counters with `_total`."""
     from prometheus_client import CollectorRegistry
 
+    from k2cli.observe.consumer_metrics import ConsumerMetrics
     from k2cli.observe.metrics import StreamMetrics
 
+    out: dict[str, set[str]] = {"up": set(), "ALERTS": set()}  # made by Prometheus
+    for owner in (StreamMetrics(exchange, CollectorRegistry()), ConsumerMetrics(CollectorRegistry())):
+        for collector in vars(owner).values():
+            name = getattr(collector, "_name", None)
+            if name:
+                suffix = "_total" if getattr(collector, "_type", "") == "counter" else ""
+                out[name + suffix] = set(getattr(collector, "_labelnames", ()))
+    return out
+
+
+def exported_labels(scraped: dict[str, list[tuple[dict[str, str], float]]]) -> tuple[dict[str, set[str]], list[str]]:
+    """Label names per family in a scrape, and the families whose series do not all carry the same label names."""
+    from k2cli.checks.promql_labels import family
+
+    labels: dict[str, set[str]] = {}
+    mixed = []
+    for sample_name, samples in scraped.items():
+        sets = {frozenset(k for k in lbl if k not in ("le", "quantile")) for lbl, _ in samples}
+        if len(sets) > 1:
+            mixed.append(f"{sample_name}: series with different label names {sorted(map(sorted, sets))}")
+        labels.setdefault(family(sample_name), set()).update(*sets)
+    return labels, mixed
+
+
+def measure_metric_labels(ctx: Context) -> Result:
+    """The labels the alert rules and dashboards use exist on the families a running stream exports (those with no
+    series yet, and the consumer's, as k2cli/observe defines them); each family's series carry one label set."""
+    from k2cli.checks import promql_labels
+
+    root = source_root()
+    if root is None:
+        return Result.errored("no checkout: the alert rules and dashboards (deploy/) are not here to compare")
     ex = ctx.options.exchange
     sim = pipeline.start_simulator(ctx, ex, symbols=list(ctx.settings.exchange(ex).symbols), rate=50)
     run = pipeline.stream_run(ctx, ex, sim.url, duration=4)
     scraped = run.last_scrape.samples
     if not scraped:
         return Result.failed("the stream's /metrics never answered", evidence=[run.completed.command])
-    declared = {}  # family name (counters without _total) -> label names, from the definitions
-    for collector in StreamMetrics(ex, CollectorRegistry()).__dict__.values():
-        name = getattr(collector, "_name", None)
-        if name:
-            declared[name] = tuple(sorted(getattr(collector, "_labelnames", ())))
-    problems, evidence = [], []
-    for sample_name, samples in scraped.items():
-        label_sets = {tuple(sorted(k for k in labels if k not in ("le", "quantile"))) for labels, _ in samples}
-        if len(label_sets) > 1:
-            problems.append(f"{sample_name}: samples with different label sets {sorted(label_sets)}")
-        family = next((n for n in declared if sample_name == n or sample_name.startswith(n + "_")), None)
-        if family is None:
-            continue
-        if label_sets and next(iter(label_sets)) != declared[family]:
-            problems.append(f"{sample_name}: labels {next(iter(label_sets))}, defined {declared[family]}")
-        else:
-            evidence.append(f"{sample_name}: {', '.join(declared[family]) or '(no labels)'}")
-    unseen = [n for n, labels in declared.items() if not labels and not any(s == n or s.startswith(n + "_")
-                                                                            for s in scraped)]
-    problems += [f"{n}: defined but not exported" for n in unseen]
-    return Result.counted(problems, f"{len(evidence)} exported series match their definitions",
-                          unit="inconsistencies", evidence=evidence[:15])
+    exported, problems = exported_labels(scraped)
+    labels = {**declared_labels(ex), **exported}
+    rename = {f"{other}_{name[len(ex) + 1:]}": name for name in labels if name.startswith(f"{ex}_")
+              for other in registry.names()}
+    files = sorted(f for pattern in DEFINITIONS for f in root.glob(pattern))
+    uses = promql_labels.definitions(files, root)
+    wrong, judged = promql_labels.problems(uses, labels, rename)
+    evidence = [f"{len(files)} files, {len(uses)} expressions; {judged} read only families k2 exports and were "
+                f"compared", f"{len(exported)} families exported by the running {ex} stream"]
+    return Result.counted(problems + wrong, f"every label the {judged} alert and dashboard expressions use exists on "
+                          "the families they read", unit="mismatches", evidence=evidence)
 
 
 def measure_e2e(ctx: Context) -> Result:
@@ -335,7 +361,8 @@ def build(options: Options) -> Checklist:
                  "A poison record's DLQ entry has its original bytes, error, type, source offsets and time.",
                  measure_dlq_context, depends_on=services),
             Step("tech-debt.metrics-labels", "Metric labels match their definitions",
-                 "A running stream's families have consistent labels, as defined in k2cli/observe/metrics.py.",
+                 "Every label the alert rules and dashboards use exists on the families they read (a running "
+                 "stream's, the consumer's as defined); each family's series carry one label set.",
                  measure_metric_labels, depends_on=services),
             Step("tech-debt.regression-tests", "Regression tests for all fixes", REGRESSION.check, manual=REGRESSION),
             Step("tech-debt.docs", "TECHNICAL_DEBT.md updated", TECH_DEBT_DOC.check, measure_tech_debt_doc,
