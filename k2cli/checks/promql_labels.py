@@ -77,12 +77,12 @@ def yaml_exprs(text: str) -> Iterator[str]:
     """The `expr:` values of a Prometheus rules file (plain, quoted or block scalars; k2 has no YAML parser)."""
     lines = text.splitlines()
     for n, line in enumerate(lines):
-        match = re.match(r"^(\s*)(?:-\s*)?expr:\s*(.*)$", line)
+        match = re.match(r"^\s*(?:-\s*)?expr:\s*(.*)$", line)
         if not match:
             continue
-        value = match.group(2).strip()
+        value = match.group(1).strip()
         if value[:1] in ("|", ">"):
-            indent = len(match.group(1))
+            indent = line.index("expr:")  # the block is what is indented deeper than its key
             block = []
             for follow in lines[n + 1:]:
                 if follow.strip() and len(follow) - len(follow.lstrip()) <= indent:
