@@ -344,7 +344,8 @@ def test_weekly_report_from_prometheus(pipeline):
     if wait > 0:
         time.sleep(wait)  # let the window fill with samples
     days = 30 / 86400
-    env = dict(pipeline["env"], K2_PING_INTERVAL="2")  # the expected pings per day follow the setting in force
+    # the seed's per-day figures, declared for this pipeline's schedule: a ping every 2 s, no rotation in 30 s
+    env = dict(pipeline["env"], K2_THRESHOLDS="prod_pings_per_day=43200,prod_rotations_per_day=0")
     proc = run_k2(["soak", "report", "--prometheus", prom, "--days", f"{days:.8f}", "--exchange", "binance",
                    "--format", "json"], env=env)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
