@@ -317,12 +317,17 @@ def measure_stream_sigterm(ctx: Context) -> Result:
         return Result.failed(f"exit code {done.returncode} after SIGTERM",
                              evidence=evidence + done.stderr.strip().splitlines()[-3:])
     summary = done.json()
-    produced = next((summary[k] for k in ("produced", "trades_produced", "messages_produced")
-                     if isinstance(summary.get(k), int)), None)
+    produced = summary.get("produced")
+    undelivered = int(summary.get("undelivered") or 0) + sum((summary.get("produce_errors") or {}).values())
     evidence.append(f"summary: {summary}")
-    if produced is not None and produced != in_topic:
+    if not isinstance(produced, int):  # without the stream's own count there is nothing to compare the topic with
+        return Result.failed("the stream's JSON summary has no `produced` count", evidence=evidence)
+    if produced != in_topic:
         return Result.failed(f"the stream counted {produced} produced trades, the topic has {in_topic}",
                              evidence=evidence)
+    if undelivered:
+        return Result.failed(f"{undelivered} trades the stream received were not delivered to Kafka",
+                             measured=undelivered, threshold="== 0", unit="trades", evidence=evidence)
     if not in_topic:
         return Result.failed("nothing reached Kafka before the SIGTERM", evidence=evidence)
     return Result.passed(f"stopped gracefully: {in_topic} trades flushed to Kafka, exit 0", measured=in_topic,
