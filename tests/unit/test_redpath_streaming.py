@@ -1,4 +1,4 @@
-"""Red paths of `k2 validate streaming`: each measured step judges the streamed records and turns red on its own fault."""
+"""Red paths of `k2 validate streaming`: each judged step turns red on its own fault in the streamed records."""
 
 from __future__ import annotations
 
