@@ -19,7 +19,9 @@ import pytest
 from k2cli import trade
 from k2cli.checks.checklists import common, e2e, resilience
 from k2cli.checks.context import Context
+from k2cli.checks.model import Step
 from k2cli.checks.probes import kafka
+from k2cli.checks.runner import execute
 from k2cli.checks.probes.pipeline import make_trades
 from k2cli.kafka.registry import RegistryClient
 from k2cli.lake.catalog import ensure_trades_table
@@ -28,7 +30,7 @@ from k2cli.settings import Settings
 from k2cli.verdict import Status
 from tests.conftest import require
 from tests.integration.redpath_prometheus import private_prometheus, rules_without
-from tests.integration.validate_support import delete_subject
+from tests.integration.validate_support import dead_port, delete_subject
 from tests.unit.redpath_support import assert_red
 
 pytestmark = pytest.mark.integration
@@ -57,6 +59,21 @@ def prometheus_ctx(tmp_path: Path, prometheus) -> Context:
 
 
 # ---------------------------------------------------------------- prereqs (common steps)
+
+
+@pytest.mark.parametrize(("measure", "setting", "field", "value"), [
+    ("measure_broker", "K2_KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers", "127.0.0.1:{port}"),
+    ("measure_registry", "K2_SCHEMA_REGISTRY_URL", "schema_registry_url", "http://127.0.0.1:{port}"),
+    ("measure_catalog", "K2_ICEBERG_CATALOG_URI", "iceberg_catalog_uri",
+     "postgresql+psycopg2://k2:k2@127.0.0.1:{port}/k2_catalog"),
+    ("measure_prometheus", "K2_PROMETHEUS_URL", "prometheus_url", "http://127.0.0.1:{port}"),
+])
+def test_a_service_unreachable_fails_its_step(tmp_path, measure, setting, field, value):
+    ctx = Context(Settings(home=tmp_path / "home", **{field: value.format(port=dead_port())}))
+    step = Step("prereqs.service", "service", "the service answers", lambda c: getattr(common, measure)(c))
+    result = execute(step, ctx, {})  # the runner turns the step's ServiceUnavailable into a FAIL
+    ctx.close()
+    assert_red(result, Status.FAIL, setting)
 
 
 def test_a_missing_trade_topic_fails(tmp_path, unique):
