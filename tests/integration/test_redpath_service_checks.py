@@ -21,8 +21,8 @@ from k2cli.checks.checklists import common, e2e, resilience
 from k2cli.checks.context import Context
 from k2cli.checks.model import Step
 from k2cli.checks.probes import kafka
-from k2cli.checks.runner import execute
 from k2cli.checks.probes.pipeline import make_trades
+from k2cli.checks.runner import execute
 from k2cli.kafka.registry import RegistryClient
 from k2cli.lake.catalog import ensure_trades_table
 from k2cli.reliability.dlq import DeadLetterQueue, DLQEntry
@@ -127,7 +127,7 @@ def test_a_broken_k2_scrape_target_fails(tmp_path, prometheus):
     ctx.close()
 
 
-# ---------------------------------------------------------------- e2e: the consumer group
+# ---------------------------------------------------------------- e2e: the consumer group and the baseline
 
 
 def test_a_consumer_active_in_the_group_fails_clean_state(tmp_path, unique):
@@ -158,6 +158,14 @@ def test_a_consumer_active_in_the_group_fails_clean_state(tmp_path, unique):
         consumer.close()
         kafka.delete_topic(settings, topic)
     assert_red(result, Status.FAIL, f"consumer group {group} has 1 active member(s)")
+
+
+def test_a_baseline_without_the_topic_fails(tmp_path, unique):
+    require("kafka")
+    topic = f"test.redpath.baseline.{unique}"
+    ctx = Context(settings_with_topic(tmp_path, topic))
+    assert_red(e2e.measure_baseline(ctx), Status.FAIL, f"topic {topic} does not exist")
+    assert "baseline" not in ctx.state
 
 
 # ---------------------------------------------------------------- e2e: what the run wrote to the table
