@@ -408,9 +408,13 @@ def measure_records(ctx: Context) -> Result:
     entries = table.inspect.entries().to_pylist()
     paths = [e["data_file"]["file_path"] for e in entries if e["snapshot_id"] in new_ids and e["status"] != 2]
     in_table: set[str] = set()
+    unreadable = []
     for path in paths:
-        with table.io.new_input(path).open() as fh:
-            in_table.update(pq.read_table(fh, columns=["message_id"]).column("message_id").to_pylist())
+        try:
+            with table.io.new_input(path).open() as fh:
+                in_table.update(pq.read_table(fh, columns=["message_id"]).column("message_id").to_pylist())
+        except OSError as exc:  # a data file the new snapshots list is gone: the rows it held are lost
+            unreadable.append(f"data file {path} cannot be read: {exc.__class__.__name__}: {exc}")
     missing, decoded = [], 0
     for msg, rec in consumed_records(ctx):
         if rec is None:
@@ -419,10 +423,13 @@ def measure_records(ctx: Context) -> Result:
         if rec["message_id"] not in in_table:
             missing.append(f"partition {msg.partition()} offset {msg.offset()} message_id {rec['message_id']}")
     evidence = [f"total-records {ctx.state['baseline']['records']} -> {total}", f"{len(paths)} new data files, "
-                f"{len(in_table)} message_ids", f"{decoded} decodable messages consumed"] + missing[:10]
+                f"{len(in_table)} message_ids", f"{decoded} decodable messages consumed"] + unreadable + missing[:10]
     if delta != written:
         return Result.failed(f"total records grew by {delta}, the consumer wrote {written}", measured=delta,
                              threshold=f"== {written}", unit="records", evidence=evidence)
+    if unreadable:
+        return Result.failed(unreadable[0], measured=delta, threshold=f"== {written}", unit="records",
+                             evidence=evidence)
     if missing:
         return Result.failed(f"{len(missing)} consumed messages are not in the new data files", measured=delta,
                              threshold=f"== {written}", unit="records", evidence=evidence)
