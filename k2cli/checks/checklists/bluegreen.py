@@ -19,6 +19,7 @@ from k2cli.checks.model import Result
 Points = list[tuple[float, float]]
 RUN_GAP_S = 30.0  # samples further apart than this (Prometheus down, target not configured) end a run
 DUPLICATES = "k2_consumer_duplicates_total"
+PRODUCED = "k2_stream_messages_produced_total"  # trades Kafka acknowledged, per stream process
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class Timeline:
     overlap: Overlap | None
     received_during: dict[str, float] = field(default_factory=dict)  # instance -> trades received in the overlap
     received_after: dict[str, float] = field(default_factory=dict)  # instance -> trades received after cut-over
+    produced_during: dict[str, float] = field(default_factory=dict)  # instance -> trades Kafka acknowledged
+    produced_after: dict[str, float] = field(default_factory=dict)
     duplicates_removed: float | None = None  # the consumer's duplicates counter since the overlap began
 
     @property
@@ -127,6 +130,9 @@ def read_timeline(prom: Any, exchange: str, job: str, lookback_s: float, now: fl
     received = prom.samples(f'{exchange}_messages_received_total{{job="{job}"}}', window, now)
     t.received_during = per_instance(received, overlap.span.start, overlap.span.end)
     t.received_after = per_instance(received, overlap.span.end, now)
+    produced = prom.samples(f'{PRODUCED}{{job="{job}"}}', window, now)
+    t.produced_during = per_instance(produced, overlap.span.start, overlap.span.end)
+    t.produced_after = per_instance(produced, overlap.span.end, now)
     dups = prom.samples(DUPLICATES, window, now)
     t.duplicates_removed = sum(per_instance(dups, overlap.span.start, now).values()) if dups else None
     return t
@@ -183,12 +189,14 @@ class TableSpan:
 
 
 def dual_problems(t: Timeline, table: TableSpan) -> list[str]:
-    """Why the overlap was not a clean dual operation: a collector idle, no duplicates removed, an id twice."""
+    """Why the overlap was no clean dual operation: a collector idle, no duplicates removed, an id twice."""
     o = t.overlap
     if o is None:
         return ["no overlap of two collectors"]
-    problems = [f"{role} {inst} received no trades during the overlap"
-                for role, inst in (("blue", o.blue), ("green", o.green)) if not t.received_during.get(inst)]
+    problems = [f"{role} {inst} {what} during the overlap"
+                for role, inst in (("blue", o.blue), ("green", o.green))
+                for what, counts in (("received no trades", t.received_during),
+                                     ("produced no trades to Kafka", t.produced_during)) if not counts.get(inst)]
     if t.duplicates_removed is None:
         problems.append(f"Prometheus has no {DUPLICATES} (is the consumer scraped?)")
     elif t.duplicates_removed <= 0:
@@ -214,13 +222,13 @@ def read_table(ctx: Context, exchange: str, span: Span) -> TableSpan:
 
 
 def measure_bg_dual(ctx: Context) -> Result:
-    """During the overlap both collectors received trades, the consumer removed duplicates, no id is in twice."""
+    """Both collectors received and produced in the overlap, the consumer removed duplicates, no trade id is twice."""
     t = timeline(ctx)
     if t.overlap is None:
         return Result.failed(f"{t.job} never had two instances up at once in the last {t.lookback_s:g} s")
     table = read_table(ctx, t.exchange, t.overlap.span)
-    evidence = [overlap_line(t), *(f"{inst}: {n:.0f} trades received in the overlap"
-                                   for inst, n in sorted(t.received_during.items())),
+    evidence = [overlap_line(t), *(f"{inst}: {n:.0f} trades received, {t.produced_during.get(inst, 0):.0f} "
+                                   "produced in the overlap" for inst, n in sorted(t.received_during.items())),
                 f"{DUPLICATES} rose by {t.duplicates_removed} since the overlap began",
                 f"table: {table.rows} rows of {t.exchange} in the overlap, {len(table.duplicates)} trade ids twice"]
     problems = dual_problems(t, table)
@@ -235,14 +243,16 @@ def measure_bg_dual(ctx: Context) -> Result:
 
 
 def validated_problems(t: Timeline, table: TableSpan) -> list[str]:
-    """Why green does not hold the market alone: another collector still receiving, green idle, ids missing."""
+    """Why green does not hold the market alone: another collector still going, green idle, ids missing."""
     o = t.overlap
     if o is None:
         return ["no overlap of two collectors"]
-    producing = sorted(i for i, n in t.received_after.items() if n > 0)
-    problems = [f"{inst} still received trades after the cut-over" for inst in producing if inst != o.green]
-    if o.green not in producing:
-        problems.append(f"green {o.green} received no trades after the cut-over")
+    producing = sorted({i for counts in (t.received_after, t.produced_after) for i, n in counts.items() if n > 0})
+    problems = [f"{inst} still received or produced trades after the cut-over" for inst in producing
+                if inst != o.green]
+    problems += [f"green {o.green} {what} after the cut-over"
+                 for what, counts in (("received no trades", t.received_after),
+                                      ("produced no trades to Kafka", t.produced_after)) if not counts.get(o.green)]
     problems += [f"trade ids missing from the table: {m}" for m in table.missing]
     return problems
 
@@ -254,8 +264,8 @@ def measure_bg_green_validated(ctx: Context) -> Result:
     if t.overlap is None or only is None:
         return Result.failed(f"{t.job} never had two instances up at once in the last {t.lookback_s:g} s")
     table = read_table(ctx, t.exchange, Span(t.overlap.span.start, t.end))
-    evidence = [overlap_line(t), *(f"{inst}: {n:.0f} trades received after the cut-over"
-                                   for inst, n in sorted(t.received_after.items())),
+    evidence = [overlap_line(t), *(f"{inst}: {n:.0f} trades received, {t.produced_after.get(inst, 0):.0f} "
+                                   "produced after the cut-over" for inst, n in sorted(t.received_after.items())),
                 f"table: {table.rows} rows of {t.exchange} since the overlap began, {table.missing_ids} ids missing"]
     problems = validated_problems(t, table)
     if problems:
