@@ -3,7 +3,7 @@
 A simulator per registered exchange serves wss:// with a throw-away CA; a `k2 stream` per exchange and
 `k2 consume` run on the metrics ports Prometheus scrapes, into topics, a table, a group and a DLQ of their
 own (so no simulated trade reaches the real ones). Rotation and ping intervals are scaled down so the
-window holds enough of them, and the 7-day look-back shrinks to the window. Before the window, the default
+window holds enough of them, and the 7-day look-back shrinks to the window. Before the window, the checked
 exchange's collector goes through a blue-green deploy: a green `k2 stream` on the green metrics port beside blue,
 both producing, then blue stopped with SIGTERM (so the window, and the 7-day figures, see green alone). The
 post-deployment checklist then runs against this pipeline while it is still running.
@@ -29,7 +29,6 @@ from k2cli.stack.health import port_open
 K2_JOBS = (*(d.scrape_job for d in registry.all()), "k2-consumer")  # the scrape jobs of the stack's Prometheus
 RATE_PER_EXCHANGE = 150.0  # trades/s each simulator serves: 300 msg/s for the consumer, above the 100 msg/s limit
 MIN_MINUTES = 1.0
-BG_EXCHANGE = registry.default().name  # the exchange whose collector the rehearsal deploys blue-green
 BG_OVERLAP_S = 20.0  # blue and green both scraped up this long before blue is stopped (a scrape every 5 s)
 BG_CHECKS_WITHIN_S = 300.0  # the blue-green steps run within this long after the window (their look-back)
 
@@ -127,6 +126,7 @@ class Rehearsal:
     progress: Progress = lambda message, done, total: None
     keep: bool = False
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    bg_exchange: str = registry.default().name  # the exchange whose collector goes blue-green (the one checked)
     processes: dict[str, Spawned] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -141,8 +141,8 @@ class Rehearsal:
         s = self.settings
         ports = {**{f"{name}_metrics_port": es.metrics_port for name, es in s.exchanges.items()},
                  "consumer_metrics_port": s.consumer_metrics_port,
-                 f"{BG_EXCHANGE} green port, {BG_EXCHANGE}_metrics_port + 100":
-                     green_port(s.exchanges[BG_EXCHANGE].metrics_port)}
+                 f"{self.bg_exchange} green port, {self.bg_exchange}_metrics_port + 100":
+                     green_port(s.exchanges[self.bg_exchange].metrics_port)}
         for setting, port in ports.items():
             if port_open(port):
                 raise RehearsalError(f"port {port} ({setting}) is in use: a rehearsal runs its own stream and "
@@ -240,9 +240,10 @@ class Rehearsal:
         """Green beside blue on the green port until Prometheus saw both up for BG_OVERLAP_S, then blue SIGTERMed."""
         from k2cli.observe.prometheus_api import Prometheus
 
-        desc = registry.get(BG_EXCHANGE)
-        port = green_port(self.settings.exchanges[BG_EXCHANGE].metrics_port)
-        self._spawn(f"stream-{BG_EXCHANGE}-green", ["stream", BG_EXCHANGE, "--verbose"],
+        ex = self.bg_exchange
+        desc = registry.get(ex)
+        port = green_port(self.settings.exchanges[ex].metrics_port)
+        self._spawn(f"stream-{ex}-green", ["stream", ex, "--verbose"],
                     {desc.setting("metrics_port"): str(port)})
         prom = Prometheus(self.settings.prometheus_url)
         expr = f'count(up{{job="{desc.scrape_job}"}} == 1)'
@@ -252,7 +253,7 @@ class Rehearsal:
                 self._check_alive()
                 if time.monotonic() - t0 > 60:
                     raise RehearsalError(f"Prometheus at {self.settings.prometheus_url} does not scrape the green "
-                                         f"{BG_EXCHANGE} stream on port {port} after 60 s (a stream job scrapes its "
+                                         f"{ex} stream on port {port} after 60 s (a stream job scrapes its "
                                          "metrics port and port + 100; `k2 stack up` renders them)")
                 self.progress(f"blue-green: waiting for Prometheus to scrape green on port {port}",
                               time.monotonic() - t0, 60)
@@ -262,9 +263,9 @@ class Rehearsal:
         t1 = time.monotonic()
         while (done := time.monotonic() - t1) < BG_OVERLAP_S:
             self._check_alive()
-            self.progress(f"blue-green: {BG_EXCHANGE} blue and green both producing", done, BG_OVERLAP_S)
+            self.progress(f"blue-green: {ex} blue and green both producing", done, BG_OVERLAP_S)
             time.sleep(1)
-        blue = f"stream-{BG_EXCHANGE}"
+        blue = f"stream-{ex}"
         self.retired.add(blue)
         stopped = self.processes[blue].stop()
         if stopped.returncode != 0:
@@ -284,7 +285,7 @@ class Rehearsal:
 
     def stop(self) -> dict[str, int | None]:
         """SIGTERM every process (consumer and streams first); remove the topics and table unless keep."""
-        order = ["consumer", *(f"stream-{n}" for n in registry.names()), f"stream-{BG_EXCHANGE}-green",
+        order = ["consumer", *(f"stream-{n}" for n in registry.names()), f"stream-{self.bg_exchange}-green",
                  *(f"simulate-{n}" for n in registry.names())]
         codes: dict[str, int | None] = {}
         for name in sorted(self.processes, key=lambda n: order.index(n) if n in order else len(order)):

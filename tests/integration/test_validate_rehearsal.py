@@ -65,6 +65,8 @@ def test_rehearsal_runs_green_and_leaves_nothing_behind(k2_env):
     assert deployed.startswith("green 127.0.0.1:9191 up beside blue 127.0.0.1:9091 for "), deployed
     assert step(report, "deploy-post.bg-dual")["measured"] >= 10
     assert step(report, "deploy-post.bg-green-validated")["measured"] >= 90
+    cutover = step(report, "deploy-post.bg-cutover")
+    assert cutover["status"] == "MANUAL" and cutover["summary"].startswith("blue 127.0.0.1:9091 went down at "), cutover
     topics, table = _rehearsal_names(proc.stderr)
     assert "rehearsal stopped: consumer exit 0, stream-binance exit 0, stream-kraken exit 0" in proc.stderr
     assert "stream-binance-green exit 0" in proc.stderr

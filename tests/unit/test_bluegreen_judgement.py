@@ -135,3 +135,22 @@ def test_the_rehearsal_scales_the_blue_green_thresholds_and_points_rest_at_its_s
     assert "bg_green_only_min_s=90.0" in env["K2_THRESHOLDS"] and "bg_lookback_s=400.0" in env["K2_THRESHOLDS"]
     assert "bg_dual_min_s=10.0" in env["K2_THRESHOLDS"]
 
+
+
+def test_cutover_fails_when_green_goes_down_first_or_blue_comes_back():
+    assert bg.cutover_problems(_timeline()) == []
+    first = bg.Overlap(bg.Span(100, 130), BLUE, GREEN, bg.Span(100, 130))
+    assert bg.cutover_problems(_timeline(overlap=first))[0].startswith(f"green {GREEN} went down at ")
+    back = _timeline(runs={BLUE: [bg.Span(0, 130), bg.Span(300, 400)], GREEN: [bg.Span(100, 400)]})
+    assert bg.cutover_problems(back) == [f"blue {BLUE} was up again from 00:05:00 UTC after the cut-over"]
+
+
+def test_measure_cutover_fails_on_blue_back_and_leaves_the_exit_status_to_a_person():
+    ctx = Context(Settings(), Options())
+    ctx.state["bluegreen"] = _timeline(runs={BLUE: [bg.Span(0, 130), bg.Span(300, 400)], GREEN: [bg.Span(100, 400)]})
+    result = bg.measure_bg_cutover(ctx)
+    assert result.status is Status.FAIL and "was up again" in result.summary, result
+    ctx.state["bluegreen"] = _timeline(runs={BLUE: [bg.Span(0, 130)], GREEN: [bg.Span(100, 400)]})
+    clean = bg.measure_bg_cutover(ctx)
+    assert clean.status is Status.MANUAL and clean.manual is bg.CUTOVER
+    assert clean.summary.startswith(f"blue {BLUE} went down at 00:02:10 UTC while green {GREEN} stayed up")

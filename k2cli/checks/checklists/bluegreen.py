@@ -14,7 +14,7 @@ from typing import Any
 
 from k2cli.checks.checklists import common
 from k2cli.checks.context import Context
-from k2cli.checks.model import Result
+from k2cli.checks.model import Manual, Result
 
 Points = list[tuple[float, float]]
 RUN_GAP_S = 30.0  # samples further apart than this (Prometheus down, target not configured) end a run
@@ -103,6 +103,7 @@ class Timeline:
     end: float  # when it was read
     instances: list[str]  # instances of the job up at some point of the look-back
     overlap: Overlap | None
+    runs: dict[str, list[Span]] = field(default_factory=dict)  # instance -> its runs of up == 1
     received_during: dict[str, float] = field(default_factory=dict)  # instance -> trades received in the overlap
     received_after: dict[str, float] = field(default_factory=dict)  # instance -> trades received after cut-over
     produced_during: dict[str, float] = field(default_factory=dict)  # instance -> trades Kafka acknowledged
@@ -124,7 +125,7 @@ def read_timeline(prom: Any, exchange: str, job: str, lookback_s: float, now: fl
         up.setdefault(labels.get("instance", "?"), []).extend(points)
     overlap = latest_overlap(up)
     t = Timeline(exchange, job, lookback_s, now, sorted(i for i, p in up.items() if any(v == 1 for _, v in p)),
-                 overlap)
+                 overlap, {inst: up_runs(points) for inst, points in up.items()})
     if overlap is None:
         return t
     received = prom.samples(f'{exchange}_messages_received_total{{job="{job}"}}', window, now)
@@ -237,6 +238,42 @@ def measure_bg_dual(ctx: Context) -> Result:
     return ctx.check("bg_dual_min_s", round(t.overlap.span.seconds, 1),
                      f"both collectors received trades for {t.overlap.span.seconds:.0f} s; "
                      f"{t.duplicates_removed:.0f} duplicates removed, no trade id twice", evidence=evidence)
+
+
+# ---------------------------------------------------------------- the cut-over
+
+CUTOVER = Manual("Prometheus sees blue's target go down, not how its process ended (its exit status and summary line "
+                 "are in its own log)",
+                 "blue was stopped with SIGTERM and exited 0 after flushing: its last log line is the run summary "
+                 "with nothing undelivered (deploy-pre.stream-sigterm proves the mechanism)")
+
+
+def cutover_problems(t: Timeline) -> list[str]:
+    """Why the overlap did not end in a cut-over to green: green went down first, or blue came back."""
+    o = t.overlap
+    if o is None:
+        return ["no overlap of two collectors"]
+    problems = []
+    if o.green_run.end <= o.span.end:
+        problems.append(f"green {o.green} went down at {_clock(o.green_run.end)} UTC and blue {o.blue} stayed up: "
+                        "no cut-over to green")
+    back = [r for r in t.runs.get(o.blue, []) if r.start > o.span.end]
+    if back:
+        problems.append(f"blue {o.blue} was up again from {_clock(back[0].start)} UTC after the cut-over")
+    return problems
+
+
+def measure_bg_cutover(ctx: Context) -> Result:
+    """Blue's target went down while green stayed up (FAIL if not); a person confirms blue exited 0 on SIGTERM."""
+    t = timeline(ctx)
+    problems = cutover_problems(t)
+    evidence = [overlap_line(t), *(f"{inst} up: " + ", ".join(f"{_clock(r.start)}-{_clock(r.end)}" for r in runs)
+                                   for inst, runs in sorted(t.runs.items()) if runs)]
+    if problems or t.overlap is None:
+        return Result.counted(problems, "", unit="problems", evidence=evidence)
+    o = t.overlap
+    return Result.needs_person(CUTOVER, f"blue {o.blue} went down at {_clock(o.span.end)} UTC while green {o.green} "
+                               "stayed up; a person confirms blue exited 0 on SIGTERM", evidence=evidence)
 
 
 # ---------------------------------------------------------------- after the cut-over

@@ -743,9 +743,10 @@ def _post_blue_green() -> tuple[Step, ...]:
              "k2_consumer_duplicates_total rose, and `k2 query gaps`'s engine finds no trade id twice in the table.",
              bluegreen.measure_bg_dual, depends_on=("deploy-post.bg-green-deployed", *measured),
              thresholds=("bg_dual_min_s",)),
-        _manual("deploy-post.bg-cutover", "Cutover to green, blue stopped gracefully", BLUE_GREEN,
-                "blue is stopped with SIGTERM and exits 0 after flushing (deploy-pre.stream-sigterm proves the "
-                "mechanism)"),
+        Step("deploy-post.bg-cutover", "Cutover to green, blue stopped gracefully",
+             "Prometheus shows blue's target going down while green stays up, and blue not back; a person confirms "
+             "blue exited 0 on SIGTERM.", bluegreen.measure_bg_cutover, manual=bluegreen.CUTOVER,
+             depends_on=("deploy-post.bg-green-deployed",)),
         Step("deploy-post.bg-green-validated", "Green handling all traffic (15 min)",
              "After the cut-over only green's <exchange>_messages_received_total rises, and `k2 query gaps`'s engine "
              "finds no trade id missing from the overlap's start on.", bluegreen.measure_bg_green_validated,
