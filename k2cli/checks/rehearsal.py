@@ -29,7 +29,7 @@ from k2cli.stack.health import port_open
 K2_JOBS = (*(d.scrape_job for d in registry.all()), "k2-consumer")  # the scrape jobs of the stack's Prometheus
 RATE_PER_EXCHANGE = 150.0  # trades/s each simulator serves: 300 msg/s for the consumer, above the 100 msg/s limit
 MIN_MINUTES = 1.0
-BG_OVERLAP_S = 20.0  # blue and green both scraped up this long before blue is stopped (a scrape every 5 s)
+BG_OVERLAP_S = 12.0  # blue and green both scraped up this long before blue is stopped (a scrape every 5 s)
 BG_CHECKS_WITHIN_S = 300.0  # the blue-green steps run within this long after the window (their look-back)
 
 Progress = Callable[[str, float, float], None]  # (what is happening, seconds done, seconds in all)

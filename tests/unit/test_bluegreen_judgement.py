@@ -133,7 +133,7 @@ def test_the_rehearsal_scales_the_blue_green_thresholds_and_points_rest_at_its_s
     assert env["K2_BINANCE_REST_URL"] == "https://127.0.0.1:4000"
     assert env["K2_KRAKEN_REST_URL"] == "https://127.0.0.1:4001" == rest_base("wss://127.0.0.1:4001/v2")
     assert "bg_green_only_min_s=90.0" in env["K2_THRESHOLDS"] and "bg_lookback_s=400.0" in env["K2_THRESHOLDS"]
-    assert "bg_dual_min_s=10.0" in env["K2_THRESHOLDS"]
+    assert "bg_dual_min_s=6.0" in env["K2_THRESHOLDS"]
 
 
 
