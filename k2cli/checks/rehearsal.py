@@ -3,9 +3,10 @@
 A simulator per registered exchange serves wss:// with a throw-away CA; a `k2 stream` per exchange and
 `k2 consume` run on the metrics ports Prometheus scrapes, into topics, a table, a group and a DLQ of their
 own (so no simulated trade reaches the real ones). Rotation and ping intervals are scaled down so the
-window holds enough of them (the seed's per-day figures scaled with them), and the 7-day look-back shrinks
-to the window. The post-deployment checklist
-then runs against this pipeline while it is still running.
+window holds enough of them (the seed's per-day figures scaled with them), and the 7-day look-back shrinks to the window. Before the window, the checked
+exchange's collector goes through a blue-green deploy: a green `k2 stream` on the green metrics port beside blue,
+both producing, then blue stopped with SIGTERM (so the window, and the 7-day figures, see green alone). The
+post-deployment checklist then runs against this pipeline while it is still running.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from k2cli.errors import ConfigError, K2Error
 from k2cli.exchanges import registry
 from k2cli.exchanges.descriptor import ExchangeDescriptor
 from k2cli.settings import Settings
+from k2cli.stack.config import green_port
 from k2cli.stack.health import port_open
 
 K2_JOBS = (*(d.scrape_job for d in registry.all()), "k2-consumer")  # the scrape jobs of the stack's Prometheus
 RATE_PER_EXCHANGE = 150.0  # trades/s each simulator serves: 300 msg/s for the consumer, above the 100 msg/s limit
 MIN_MINUTES = 1.0
+BG_OVERLAP_S = 12.0  # blue and green both scraped up this long before blue is stopped (a scrape every 5 s)
+BG_CHECKS_WITHIN_S = 300.0  # the blue-green steps run within this long after the window (their look-back)
 
 Progress = Callable[[str, float, float], None]  # (what is happening, seconds done, seconds in all)
 
@@ -87,13 +91,24 @@ def names(settings: Settings, workdir: Path, run_id: str) -> Names:
                  workdir / "dlq")
 
 
-def environment(settings: Settings, t: Timing, n: Names, urls: dict[str, str], ca_bundle: Path) -> dict[str, str]:
+def rest_base(ws_url: str) -> str:
+    """A simulator's REST base URL (it serves REST on its WebSocket's port)."""
+    scheme, rest = ws_url.split("://", 1)
+    return f"{'https' if scheme == 'wss' else 'http'}://{rest.split('/', 1)[0]}"
+
+
+def environment(settings: Settings, t: Timing, n: Names, urls: dict[str, str], ca_bundle: Path,
+                bg_lookback_s: float = 0.0) -> dict[str, str]:
     """The K2_* variables every rehearsal process runs with (the checklist's own settings included)."""
     thresholds = {**settings.thresholds, "prod_window_days": t.window_s / 86400, "post_error_window_s": t.window_s,
                   "post_throughput_window_s": min(300.0, t.window_s),
-                  "prod_rotations_per_day": 86400 / t.rotation_interval, "prod_pings_per_day": 86400 / t.ping_interval}
+                  "prod_rotations_per_day": 86400 / t.rotation_interval, "prod_pings_per_day": 86400 / t.ping_interval,
+                  "bg_dual_min_s": BG_OVERLAP_S / 2, "bg_green_only_min_s": t.window_s,
+                  "bg_lookback_s": bg_lookback_s or t.window_s}
     return {
         **{registry.get(name).setting(key): url for name, url in urls.items() for key in ("url", "failover_urls")},
+        **{registry.get(name).setting("rest_url"): rest_base(url) for name, url in urls.items()
+           if registry.get(name).default_rest_url},
         "K2_SSL_VERIFY": "true", "K2_CA_BUNDLE": str(ca_bundle),
         "K2_ROTATION_INTERVAL": f"{t.rotation_interval:g}", "K2_PING_INTERVAL": f"{t.ping_interval:g}",
         **{registry.get(name).setting("topic"): topic for name, topic in n.topic.items()},
@@ -113,6 +128,7 @@ class Rehearsal:
     progress: Progress = lambda message, done, total: None
     keep: bool = False
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    bg_exchange: str = registry.default().name  # the exchange whose collector goes blue-green (the one checked)
     processes: dict[str, Spawned] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -120,12 +136,15 @@ class Rehearsal:
         self.timing = timing(self.minutes)
         self.names = names(self.settings, self.workdir, self.run_id)
         self.topics_created: list[str] = []
+        self.retired: set[str] = set()  # stopped on purpose before the end (blue after the cut-over)
 
     def start(self) -> dict[str, str]:
         """Start simulators, streams and consumer; return the environment the checklist must run with."""
         s = self.settings
         ports = {**{f"{name}_metrics_port": es.metrics_port for name, es in s.exchanges.items()},
-                 "consumer_metrics_port": s.consumer_metrics_port}
+                 "consumer_metrics_port": s.consumer_metrics_port,
+                 f"{self.bg_exchange} green port, {self.bg_exchange}_metrics_port + 100":
+                     green_port(s.exchanges[self.bg_exchange].metrics_port)}
         for setting, port in ports.items():
             if port_open(port):
                 raise RehearsalError(f"port {port} ({setting}) is in use: a rehearsal runs its own stream and "
@@ -141,6 +160,10 @@ class Rehearsal:
             self._spawn(f"stream-{name}", ["stream", name, "--verbose"])
         self._spawn("consumer", ["consume", "--verbose"])
         self._wait_scraped()
+        started = time.monotonic()
+        self._blue_green()
+        lookback = time.monotonic() - started + self.timing.window_s + BG_CHECKS_WITHIN_S
+        self.env.update(environment(s, self.timing, self.names, urls, tls.ca, lookback))
         return self.env
 
     def _check_prometheus(self) -> None:
@@ -164,8 +187,8 @@ class Rehearsal:
         path = exchange.rehearsal_url_path
         return sim.url.rstrip("/") + path if path else sim.url
 
-    def _spawn(self, name: str, args: list[str]) -> None:
-        self.processes[name] = spawn_k2(args, str(self.workdir), self.env or None)
+    def _spawn(self, name: str, args: list[str], extra: dict[str, str] | None = None) -> None:
+        self.processes[name] = spawn_k2(args, str(self.workdir), {**self.env, **(extra or {})} or None)
 
     def _create_topics(self) -> None:
         from k2cli.checks.probes import kafka
@@ -183,7 +206,7 @@ class Rehearsal:
 
     def _check_alive(self) -> None:
         for name, proc in self.processes.items():
-            if not proc.alive():
+            if name not in self.retired and not proc.alive():
                 _, err = proc.output()
                 raise RehearsalError(f"{name} exited {proc.proc.returncode}: {error_line(err) or '(no output)'}")
 
@@ -215,6 +238,42 @@ class Rehearsal:
         finally:
             prom.close()
 
+    def _blue_green(self) -> None:
+        """Green beside blue on the green port until Prometheus saw both up for BG_OVERLAP_S, then blue SIGTERMed."""
+        from k2cli.observe.prometheus_api import Prometheus
+
+        ex = self.bg_exchange
+        desc = registry.get(ex)
+        port = green_port(self.settings.exchanges[ex].metrics_port)
+        self._spawn(f"stream-{ex}-green", ["stream", ex, "--verbose"],
+                    {desc.setting("metrics_port"): str(port)})
+        prom = Prometheus(self.settings.prometheus_url)
+        expr = f'count(up{{job="{desc.scrape_job}"}} == 1)'
+        try:
+            t0 = time.monotonic()
+            while (prom.value(expr) or 0) < 2:
+                self._check_alive()
+                if time.monotonic() - t0 > 60:
+                    raise RehearsalError(f"Prometheus at {self.settings.prometheus_url} does not scrape the green "
+                                         f"{ex} stream on port {port} after 60 s (a stream job scrapes its "
+                                         "metrics port and port + 100; `k2 stack up` renders them)")
+                self.progress(f"blue-green: waiting for Prometheus to scrape green on port {port}",
+                              time.monotonic() - t0, 60)
+                time.sleep(1)
+        finally:
+            prom.close()
+        t1 = time.monotonic()
+        while (done := time.monotonic() - t1) < BG_OVERLAP_S:
+            self._check_alive()
+            self.progress(f"blue-green: {ex} blue and green both producing", done, BG_OVERLAP_S)
+            time.sleep(1)
+        blue = f"stream-{ex}"
+        self.retired.add(blue)
+        stopped = self.processes[blue].stop()
+        if stopped.returncode != 0:
+            raise RehearsalError(f"blue {blue} exited {stopped.returncode} on SIGTERM: "
+                                 f"{error_line(stopped.stderr) or '(no output)'}")
+
     def run_window(self) -> None:
         """Let the pipeline run for the window (RehearsalError if a process dies meanwhile)."""
         t = self.timing
@@ -228,7 +287,8 @@ class Rehearsal:
 
     def stop(self) -> dict[str, int | None]:
         """SIGTERM every process (consumer and streams first); remove the topics and table unless keep."""
-        order = ["consumer", *(f"stream-{n}" for n in registry.names()), *(f"simulate-{n}" for n in registry.names())]
+        order = ["consumer", *(f"stream-{n}" for n in registry.names()), f"stream-{self.bg_exchange}-green",
+                 *(f"simulate-{n}" for n in registry.names())]
         codes: dict[str, int | None] = {}
         for name in sorted(self.processes, key=lambda n: order.index(n) if n in order else len(order)):
             codes[name] = self.processes[name].stop().returncode

@@ -75,6 +75,12 @@ _ALL = (
               f"{S000}: Post-Deployment, snapshots increasing (newest snapshot younger than 5 min)"),
     Threshold("post_error_window_s", 3600, "", "s", "run parameter: look-back of the error counters (logs step)"),
     *PROD_THRESHOLDS,  # `k2 soak weekly` reads them too; they live with it
+    # ---- blue-green deployment (seed 003, Step 08)
+    Threshold("bg_lookback_s", 3600, "", "s",
+              "run parameter: how far back the blue-green steps look for the deploy (two collectors up at once)"),
+    Threshold("bg_dual_min_s", 600, ">=", "s", f"{S003}: Step 08, both containers producing (10 min dual operation)"),
+    Threshold("bg_green_only_min_s", 900, ">=", "s",
+              f"{S003}: Step 08, green handling all traffic (15 min validation)"),
     # ---- resilience (seed 003, P0/P1 steps)
     Threshold("config_ping_interval_s", 180, "==", "s", f"{S003}: Step 05, ping_interval_seconds default 180"),
     Threshold("config_pong_timeout_s", 10, "==", "s", f"{S003}: Step 05, pong received within 10s"),

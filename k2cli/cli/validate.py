@@ -270,7 +270,7 @@ def resilience(fmt: Format = FORMAT, output: str = OUTPUT, retry_timeout: float 
     run("resilience", fmt, output, retry_timeout, retry_interval, step, exchange=exchange.value)
 
 
-def _rehearse(minutes: float, keep: bool) -> Any:
+def _rehearse(minutes: float, keep: bool, exchange: str) -> Any:
     """Start the rehearsal pipeline and let it run its window; its K2_* settings go into this process's env."""
     import os
     import tempfile
@@ -283,7 +283,8 @@ def _rehearse(minutes: float, keep: bool) -> Any:
 
     console = _console(stderr=True)
     try:
-        rehearsal = Rehearsal(load_settings(), minutes, Path(tempfile.mkdtemp(prefix="k2-rehearsal-")), keep=keep)
+        rehearsal = Rehearsal(load_settings(), minutes, Path(tempfile.mkdtemp(prefix="k2-rehearsal-")), keep=keep,
+                              bg_exchange=exchange)
     except K2Error as exc:
         typer.echo(f"k2: error: {exc}", err=True)
         raise typer.Exit(3) from None
@@ -332,8 +333,8 @@ def deploy(pre: bool = typer.Option(False, "--pre", help="The pre-deployment che
            step: list[str] = STEPS,
            rehearse: float = typer.Option(
                0.0, "--rehearse", metavar="MINUTES", min=0.0,
-               help="With --post: first run a simulator-fed pipeline (both exchanges over wss://, streams and "
-                    "consumer on the scraped ports, into topics, a table, a group and a DLQ of its own) for "
+               help="With --post: first run a simulator-fed pipeline (every registered exchange over wss://, "
+                    "the --exchange collector deployed blue-green, streams and consumer on the scraped ports, into topics, a table, a group and a DLQ of its own) for "
                     "MINUTES, with rotations and pings scaled to that window and the 7-day look-back shrunk to it; "
                     "then check it and stop it. A dress rehearsal on the local stack."),
            keep_rehearsal: bool = typer.Option(False, "--keep-rehearsal",
@@ -348,7 +349,7 @@ def deploy(pre: bool = typer.Option(False, "--pre", help="The pre-deployment che
         run("deploy", fmt, output, retry_timeout, retry_interval, step, phase="pre" if pre else "post",
             exchange=exchange.value)
         return
-    rehearsal = _rehearse(rehearse, keep_rehearsal)
+    rehearsal = _rehearse(rehearse, keep_rehearsal, exchange.value)
     code = 3
     try:
         run("deploy", fmt, output, retry_timeout, retry_interval, step, phase="post", exchange=exchange.value,

@@ -17,6 +17,8 @@ from k2cli.exchanges.rest_limits import Decision, decide, pace_wait, weight_paus
 from k2cli.reliability.retry import Backoff, Retries
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
     from k2cli.exchanges.descriptor import ExchangeDescriptor
@@ -40,13 +42,15 @@ class TradeFetcher:
     """Pages of trades of one exchange's REST API, as rows the live parser would build (source=rest)."""
 
     def __init__(self, descriptor: ExchangeDescriptor, base_url: str, *, api_key: str = "",
-                 timeout: float = 10.0, on_request: Callable[[str], None] | None = None) -> None:
+                 timeout: float = 10.0, on_request: Callable[[str], None] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         dialect = descriptor.rest
         if dialect is None:
             raise ValueError(f"{descriptor.title} has no REST trade history in k2")
         self.dialect: RestDialect = dialect
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.tls = tls  # the WebSocket's TLS context (K2_SSL_VERIFY, K2_CA_BUNDLE); None: httpx's default checks
         self._on_request = on_request
         self._headers = {dialect.api_key_header: api_key} if api_key and dialect.api_key_header else {}
         self.backoff = BACKOFF  # between retries of 5xx and timeouts
@@ -156,5 +160,5 @@ class TradeFetcher:
             import httpx
 
             self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout, headers=self._headers,
-                                             follow_redirects=True)
+                                             follow_redirects=True, verify=self.tls if self.tls is not None else True)
         return self._client

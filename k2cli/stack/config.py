@@ -13,6 +13,12 @@ from k2cli.exchanges import registry
 from k2cli.stack.errors import StackConfigError
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+GREEN_PORT_OFFSET = 100  # the second collector of an exchange (green of a blue-green) serves metrics here above blue
+
+
+def green_port(port: int) -> int:
+    """The metrics port of an exchange's second collector (blue-green, active-active): Prometheus scrapes it too."""
+    return port + GREEN_PORT_OFFSET
 
 
 @dataclass(frozen=True)
@@ -110,10 +116,11 @@ def load_stack_config(settings: Any = None) -> StackConfig:
 
 
 def stream_scrape_configs(ports: tuple[tuple[str, int], ...]) -> str:
-    """The Prometheus scrape jobs of the streams (prometheus.yml.tmpl's {{stream_scrape_configs}})."""
+    """The Prometheus scrape jobs of the streams (prometheus.yml.tmpl's {{stream_scrape_configs}}): each exchange's
+    metrics port and its green port, so two collectors of one exchange are two instances of one job."""
     return "\n".join(f"  - job_name: {registry.get(name).scrape_job}\n"
                      "    static_configs:\n"
-                     f'      - targets: ["127.0.0.1:{port}"]\n'
+                     f'      - targets: ["127.0.0.1:{port}", "127.0.0.1:{green_port(port)}"]\n'
                      "        labels:\n"
                      f"          exchange: {name}" for name, port in ports)
 
@@ -129,6 +136,7 @@ def _check_distinct(cfg: StackConfig) -> None:
         "postgres": cfg.postgres_port,
         "prometheus": cfg.prometheus_port,
         **{f"stream-{name} metrics": port for name, port in cfg.stream_metrics_ports},
+        **{f"stream-{name} green metrics": green_port(port) for name, port in cfg.stream_metrics_ports},
         "consumer metrics": cfg.consumer_metrics_port,
     }
     seen: dict[int, str] = {}

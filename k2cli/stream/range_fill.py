@@ -143,8 +143,11 @@ class RangeFill:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._request_stop)
+        from k2cli.exchanges.dialer import build_ssl_context
+
         key = self.settings.exchange(self.req.exchange).rest_api_key
-        fetcher = TradeFetcher(self.desc, self.req.rest_url, api_key=key, on_request=self._count_request)
+        tls = build_ssl_context(self.settings.ssl_verify, self.settings.ca_bundle)
+        fetcher = TradeFetcher(self.desc, self.req.rest_url, api_key=key, on_request=self._count_request, tls=tls)
         try:
             async for page in self._pages(fetcher):
                 for row in page:

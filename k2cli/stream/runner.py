@@ -105,10 +105,13 @@ class StreamRunner(SessionEvents):
         if not self.dedup.sequential:
             log.info("%s trade ids are not sequential: gaps cannot be seen, nothing to backfill", desc.title)
             return
+        from k2cli.exchanges.dialer import build_ssl_context
         from k2cli.exchanges.rest import TradeFetcher
 
         key = self.settings.exchange(opts.exchange).rest_api_key
-        self.backfill.fetcher = TradeFetcher(desc, opts.rest_url, api_key=key, on_request=self.backfill.count_request)
+        tls = build_ssl_context(self.settings.ssl_verify, self.settings.ca_bundle)
+        self.backfill.fetcher = TradeFetcher(desc, opts.rest_url, api_key=key, on_request=self.backfill.count_request,
+                                             tls=tls)
         self.summary.backfill = True
         for label in ("filled", "unfilled"):
             self.metrics.backfill_gaps.labels(opts.exchange, label)

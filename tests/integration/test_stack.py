@@ -166,12 +166,16 @@ def test_prometheus_ready_with_k2_rules_and_targets():
         rules_file = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules" / "k2-alerts.yml"
         assert any(g["file"] == str(rules_file) for g in groups), "rules not loaded from deploy/prometheus/rules"
         targets = http.get("/api/v1/targets").json()["data"]["activeTargets"]
-        by_job = {t["labels"]["job"]: t["scrapeUrl"] for t in targets}
-        assert by_job.get("k2-stream-binance") == "http://127.0.0.1:9091/metrics"
-        assert by_job.get("k2-stream-kraken") == "http://127.0.0.1:9093/metrics"
+        by_job: dict[str, set[str]] = {}
+        for t in targets:
+            by_job.setdefault(t["labels"]["job"], set()).add(t["scrapeUrl"])
+        # a stream job scrapes its metrics port and the green port (port + 100) of a second collector
+        assert by_job.get("k2-stream-binance") == {"http://127.0.0.1:9091/metrics", "http://127.0.0.1:9191/metrics"}
+        assert by_job.get("k2-stream-kraken") == {"http://127.0.0.1:9093/metrics", "http://127.0.0.1:9193/metrics"}
         for d in registry.all():  # and every exchange registered since (coinbase :9095)
-            assert by_job.get(d.scrape_job) == f"http://127.0.0.1:{d.default_metrics_port}/metrics", d.name
-        assert by_job.get("k2-consumer") == "http://127.0.0.1:9094/metrics"
+            port = d.default_metrics_port
+            assert by_job.get(d.scrape_job) == {f"http://127.0.0.1:{p}/metrics" for p in (port, port + 100)}, d.name
+        assert by_job.get("k2-consumer") == {"http://127.0.0.1:9094/metrics"}
         config = http.get("/api/v1/status/config").json()["data"]["yaml"]
         assert "scrape_interval: 5s" in config
 

@@ -22,7 +22,7 @@ MEASURED_BY_THE_REHEARSAL = [
     "deploy-post.snapshots", "deploy-post.freshness", "deploy-post.metrics", "deploy-post.alerts-firing",
     "deploy-post.tls", "deploy-post.weekly-report", "deploy-post.memory", "deploy-post.rotations",
     "deploy-post.heartbeat", "deploy-post.stream-rate", "deploy-post.reconnects", "deploy-post.critical-alerts",
-    "deploy-post.uptime",
+    "deploy-post.uptime", "deploy-post.bg-green-deployed", "deploy-post.bg-dual", "deploy-post.bg-green-validated",
 ]
 
 
@@ -60,8 +60,16 @@ def test_rehearsal_runs_green_and_leaves_nothing_behind(k2_env):
     urls = [line for line in tls["evidence"] if line.startswith("url: ")]
     assert len(urls) == 2 * len(registry.names()) and all(u.startswith("url: wss://127.0.0.1:") for u in urls), tls
     assert "in force: True" in tls["evidence"] and "ca_bundle: (certifi only)" not in tls["evidence"]
+    # binance went blue-green before the window: green on the green port beside blue, blue SIGTERMed (exit 0)
+    deployed = step(report, "deploy-post.bg-green-deployed")["summary"]
+    assert deployed.startswith("green 127.0.0.1:9191 up beside blue 127.0.0.1:9091 for "), deployed
+    assert step(report, "deploy-post.bg-dual")["measured"] >= 6
+    assert step(report, "deploy-post.bg-green-validated")["measured"] >= 90
+    cutover = step(report, "deploy-post.bg-cutover")
+    assert cutover["status"] == "MANUAL" and cutover["summary"].startswith("blue 127.0.0.1:9091 went down at "), cutover
     topics, table = _rehearsal_names(proc.stderr)
     assert "rehearsal stopped: consumer exit 0, stream-binance exit 0, stream-kraken exit 0" in proc.stderr
+    assert "stream-binance-green exit 0" in proc.stderr
     assert _topics_gone(topics) == []
     done = run_k2(["query", "sql", "SELECT 1", "--format", "json"], env={**k2_env, "K2_TABLE": table})
     assert done.returncode != 0  # the rehearsal's table was purged

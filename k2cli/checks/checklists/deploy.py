@@ -3,7 +3,8 @@
 --pre runs the E2E checklist inside it and reads its results, then measures what the E2E run does not
 (injected sequence gaps, SIGTERM of the consumer and the stream, lag metrics and alert, docs).
 --post measures the running pipeline (group, lag, throughput, DLQ, snapshots, freshness, alerts) and the
-seed's 7-day production figures through `k2 soak report --prometheus`. Blue/green steps are MANUAL.
+seed's 7-day production figures through `k2 soak report --prometheus`; the blue/green steps are measured in
+bluegreen.py (the new image and the rollback stay MANUAL).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from typing import Any
 
 from k2cli.checks import metricnames as mn
-from k2cli.checks.checklists import common, e2e, resilience
+from k2cli.checks.checklists import bluegreen, common, e2e, resilience
 from k2cli.checks.context import Context, Options
 from k2cli.checks.model import Checklist, Manual, Result, Status, Step
 from k2cli.checks.probes import kafka, pipeline
@@ -814,21 +815,29 @@ BLUE_GREEN = "blue/green is a deployment-platform procedure (images, containers,
 
 
 def _post_blue_green() -> tuple[Step, ...]:
-    """Post-deployment: the blue/green rollout (seed Step 08), MANUAL because of BLUE_GREEN; its steps go here."""
+    """Post-deployment: the blue/green rollout (seed Step 08); Prometheus and the table show the collectors' part."""
+    measured = ("deploy-post.prometheus", "deploy-post.catalog")
     return (
         _manual("deploy-post.bg-image", "New image built", BLUE_GREEN,
                 "the new image (e.g. k2-platform:v2.0-stable) is built from the release and `k2 --version` in it "
                 "prints the release"),
-        _manual("deploy-post.bg-green-deployed", "Green deployed alongside blue", BLUE_GREEN,
-                "the green stream runs next to blue (Prometheus shows two stream targets up)"),
-        _manual("deploy-post.bg-dual", "Both producing to Kafka (10 min)", BLUE_GREEN,
-                "for 10 minutes both streams' <exchange>_messages_received_total rise and Kafka receives from both "
-                "(the consumer writes each (exchange, symbol, trade_id) once; `k2 query gaps` then shows no id twice)"),
-        _manual("deploy-post.bg-cutover", "Cutover to green, blue stopped gracefully", BLUE_GREEN,
-                "blue is stopped with SIGTERM and exits 0 after flushing (deploy-pre.stream-sigterm proves the "
-                "mechanism)"),
-        _manual("deploy-post.bg-green-validated", "Green handling all traffic (15 min)", BLUE_GREEN,
-                "for 15 minutes only green produces, and `k2 validate deploy --post` is green"),
+        Step("deploy-post.bg-green-deployed", "Green deployed alongside blue",
+             "Prometheus shows two instances of the exchange's stream job up at once in the look-back (blue on its "
+             "metrics port, green on the green port, port + 100).", bluegreen.measure_bg_green_deployed,
+             depends_on=("deploy-post.prometheus",), thresholds=("bg_lookback_s",)),
+        Step("deploy-post.bg-dual", "Both producing to Kafka (10 min)",
+             "During the overlap both instances' <exchange>_messages_received_total rose, "
+             "k2_consumer_duplicates_total rose, and `k2 query gaps`'s engine finds no trade id twice in the table.",
+             bluegreen.measure_bg_dual, depends_on=("deploy-post.bg-green-deployed", *measured),
+             thresholds=("bg_dual_min_s",)),
+        Step("deploy-post.bg-cutover", "Cutover to green, blue stopped gracefully",
+             "Prometheus shows blue's target going down while green stays up, and blue not back; a person confirms "
+             "blue exited 0 on SIGTERM.", bluegreen.measure_bg_cutover, manual=bluegreen.CUTOVER,
+             depends_on=("deploy-post.bg-green-deployed",)),
+        Step("deploy-post.bg-green-validated", "Green handling all traffic (15 min)",
+             "After the cut-over only green's <exchange>_messages_received_total rises, and `k2 query gaps`'s engine "
+             "finds no trade id missing from the overlap's start on.", bluegreen.measure_bg_green_validated,
+             depends_on=("deploy-post.bg-green-deployed", *measured), thresholds=("bg_green_only_min_s",)),
         _manual("deploy-post.bg-rollback", "Rollback procedure tested", BLUE_GREEN,
                 "the rollback (start blue, stop green, verify blue's metrics) was rehearsed and takes < 2 minutes"),
     )
