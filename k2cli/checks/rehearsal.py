@@ -4,9 +4,10 @@ A simulator per registered exchange serves wss:// with a throw-away CA; a `k2 st
 `k2 consume` run on the metrics ports Prometheus scrapes, into topics, a table, a group and a DLQ of their
 own (so no simulated trade reaches the real ones). Rotation and ping intervals are scaled down so the
 window holds enough of them (the seed's per-day figures scaled with them), and the 7-day look-back shrinks
-to the window. Before the window, the checked exchange's collector goes through a blue-green deploy: a green `k2 stream` on the green metrics port beside blue,
-both producing, then blue stopped with SIGTERM (so the window, and the 7-day figures, see green alone). The
-post-deployment checklist then runs against this pipeline while it is still running.
+to the window. Before the window, the checked exchange's collector goes through a blue-green deploy: a green
+`k2 stream` on the green metrics port beside blue, both producing, then blue stopped with SIGTERM (so the window,
+and the 7-day figures, see green alone). The post-deployment checklist then runs against this pipeline while it
+is still running.
 """
 
 from __future__ import annotations
