@@ -336,7 +336,8 @@ def deploy(pre: bool = typer.Option(False, "--pre", help="The pre-deployment che
                help="With --post: first run a simulator-fed pipeline (every registered exchange over wss://, "
                     "the --exchange collector deployed blue-green, streams and consumer on the scraped ports, into "
                     "topics, a table, a group and a DLQ of its own) for MINUTES, with rotations and pings scaled to "
-                    "that window and the 7-day look-back shrunk to it; then check it and stop it. A dress rehearsal on the local stack."),
+                    "that window and the 7-day look-back shrunk to it; then check it and stop it. A dress "
+                    "rehearsal on the local stack."),
            keep_rehearsal: bool = typer.Option(False, "--keep-rehearsal",
                                                help="Keep the rehearsal's topics and table afterwards.")) -> None:
     """Pre-deployment (--pre) or post-deployment (--post) checklist: automatable items measured, the rest
