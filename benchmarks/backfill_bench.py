@@ -161,6 +161,7 @@ def _delete_topics(topics: list[str], bootstrap: str) -> None:
 
 def run_once(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """One run: a deep history, `k2 backfill` over it, then the stream's fill of a gap as deep."""
+    tmp.mkdir(parents=True, exist_ok=True)
     env = _env(tmp, args)
     tag = uuid.uuid4().hex[:8]
     topics = [f"bench.backfill.cmd.{tag}", f"bench.backfill.stream.{tag}"]
