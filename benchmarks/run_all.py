@@ -6,7 +6,9 @@ Each benchmark script runs as a subprocess with `--json FILE` (its own progress 
 - consume_bench.py: `k2 consume` msg/s at batch 500 and at --large-batch beside the raw Kafka read rate of the
   same runs, and commit latency around commit 10 and commit --commits (one series of 500-row commits),
 - query_bench.py: `k2 query` p50/p99 at 200k and 2M rows (in-process engine and the whole CLI command),
-- startup_bench.py: `k2 --help` start-up time.
+- startup_bench.py: `k2 --help` start-up time,
+- backfill_bench.py: gap backfill trades/s from the simulator's REST API (`k2 backfill` over a deep id range,
+  and the stream's in-flight fill of a gap as deep).
 
 Needs the local stack (`k2 stack up`). Results go to benchmarks/results/<UTC time>.json (commit them), and the
 table shows the change against the previous results file, so regressions show.
@@ -34,7 +36,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-BENCHES = ("startup", "stream", "consume", "query")
+BENCHES = ("startup", "stream", "consume", "query", "backfill")
 
 
 def machine() -> dict[str, Any]:
@@ -105,6 +107,7 @@ def plan(quick: bool, runs: int, large_batch: int, commits: int) -> dict[str, tu
             "consume": ("consume_bench.py", ["--records", "100000", "--batches", f"{large_batch},500",
                                              "--small-batch-records", "20000", "--runs", "1", "--commits", "200"]),
             "query": ("query_bench.py", ["--rows", "200000", "--runs", "20", "--cli-runs", "3"]),
+            "backfill": ("backfill_bench.py", ["--trades", "20000", "--runs", "1"]),
         }
     return {
         "startup": ("startup_bench.py", ["21"]),
@@ -113,6 +116,7 @@ def plan(quick: bool, runs: int, large_batch: int, commits: int) -> dict[str, tu
                                          "--small-batch-records", "100000", "--runs", str(runs),
                                          "--commits", str(commits)]),
         "query": ("query_bench.py", ["--rows", "200000,2000000", "--runs", "100", "--cli-runs", "20"]),
+        "backfill": ("backfill_bench.py", ["--trades", "100000", "--runs", str(runs)]),
     }
 
 
@@ -157,6 +161,15 @@ def rows_of(results: dict[str, Any]) -> list[tuple[str, str, float | None, str]]
                 if f:
                     rows.append(("query", f"{int(size):,} rows: {label} p50 (n={f['n']})", f["p50"] * 1000, "ms"))
                     rows.append(("query", f"{int(size):,} rows: {label} p99 (n={f['n']})", f["p99"] * 1000, "ms"))
+    bb = results.get("backfill")
+    if bb:
+        deep = f"{bb['trades']:,} trades deep, median of {len(bb.get('runs', []))}"
+        rows.append(("backfill", f"k2 backfill binance --from-id --to-id ({deep})",
+                     bb["median"]["command_trades_per_s"], "trades/s"))
+        rows.append(("backfill", f"k2 backfill, whole command incl. start-up ({deep})",
+                     bb["median"]["command_wall_trades_per_s"], "trades/s"))
+        rows.append(("backfill", f"k2 stream in-flight gap fill ({deep})", bb["median"]["stream_trades_per_s"],
+                     "trades/s"))
     return rows
 
 

@@ -202,6 +202,7 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and not __fish_seen_sub
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and not __fish_seen_subcommand_from binance coinbase kraken' -l help
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l buffer
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l drop-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l fault-cycle
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l first-id
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l format
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l garbage-every
@@ -235,6 +236,7 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -s s
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l buffer
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l drop-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l fault-cycle
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l first-id
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l format
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l garbage-every
@@ -266,6 +268,7 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -s s
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l buffer
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l drop-every
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l fault-cycle
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l first-id
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l format
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l garbage-every

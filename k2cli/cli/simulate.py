@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from k2cli.simulator.server import Simulator
     from k2cli.simulator.venues.base import Venue
 
-_FAULTS = ("drop_every", "no_pong", "stall_after", "garbage_every", "skip_ids_every", "shutdown_every", "lag_ms",
-           "rest_rate_limit", "rest_429_every", "rest_5xx_every", "rest_delay_ms")
+_FAULTS = ("drop_every", "no_pong", "stall_after", "fault_cycle", "garbage_every", "skip_ids_every", "shutdown_every",
+           "lag_ms", "rest_rate_limit", "rest_429_every", "rest_5xx_every", "rest_delay_ms")
 
 
 def _either(titles: list[str]) -> str:
@@ -72,6 +72,9 @@ def _connection_and_faults() -> list[Param]:
         ("no_pong", bool, typer.Option(False, "--no-pong", help="Fault: never answer the client's pings.")),
         ("stall_after", float, typer.Option(0.0, "--stall-after", help="Fault: stop sending anything S seconds "
                                             "after a connection opened (the connection stays open).")),
+        ("fault_cycle", float, typer.Option(0.0, "--fault-cycle", help="Fault: S seconds after each connection "
+                                            "opened, in turn per connection: drop it, stall it, stop answering its "
+                                            "pings.")),
         ("garbage_every", int, typer.Option(0, "--garbage-every", help="Fault: after every N data frames send a "
                                             "bad frame (invalid JSON, missing field, unknown event, zero price).")),
         ("skip_ids_every", int, typer.Option(0, "--skip-ids-every", help="Fault: skip a trade id every N trades.")),

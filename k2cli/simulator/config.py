@@ -37,6 +37,7 @@ class SimulatorConfig:
     drop_every: float = 0.0
     no_pong: bool = False
     stall_after: float = 0.0
+    fault_cycle: float = 0.0  # S seconds into each connection: drop, stall, mute (pings unanswered), in turn
     garbage_every: int = 0
     skip_ids_every: int = 0
     shutdown_every: float = 0.0  # venues with a shutdown notice only
@@ -93,7 +94,8 @@ def check_config(cfg: SimulatorConfig) -> SimulatorConfig:
         raise ConfigError("--symbols: give at least one symbol")
     if cfg.rate < 0:
         raise ConfigError("--rate must be 0 (full speed) or more")
-    for flag, value in (("--first-id", cfg.first_id), ("--rest-history", cfg.rest_history),
+    for flag, value in (("--first-id", cfg.first_id), ("--fault-cycle", cfg.fault_cycle),
+                        ("--rest-history", cfg.rest_history),
                         ("--rest-rate-limit", cfg.rest_rate_limit),
                         ("--rest-429-every", cfg.rest_429_every), ("--rest-5xx-every", cfg.rest_5xx_every),
                         ("--rest-delay-ms", cfg.rest_delay_ms)):

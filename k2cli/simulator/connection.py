@@ -30,7 +30,8 @@ SEND_BATCH = 256
 class Connection:
     """One connection (the `Link` its dialect talks through): subscription, sending, heartbeats and faults."""
 
-    def __init__(self, sim: Simulator, market: Market, ws: Any, dialect: Dialect, symbols: tuple[str, ...]) -> None:
+    def __init__(self, sim: Simulator, market: Market, ws: Any, dialect: Dialect, symbols: tuple[str, ...],
+                 number: int = 0) -> None:
         self.sim = sim
         self.market = market
         self.ws = ws
@@ -41,7 +42,7 @@ class Connection:
         self.last_sent = self.opened
         self.data_frames = 0
         self.garbage_n = 0
-        self.faults = FaultSchedule(sim.cfg, self.opened)
+        self.faults = FaultSchedule(sim.cfg, self.opened, number)
         self.started = asyncio.Event()
         self.lag = random.uniform(0, sim.cfg.lag_ms / 1000.0) if sim.cfg.lag_ms else 0.0
 
@@ -184,8 +185,12 @@ class Connection:
                 self.ws.transport.abort()
                 return "over"
             if action == "stall":
+                log.info("fault: stalling a connection after %.1fs", now - self.opened)
                 await asyncio.sleep(3600)  # stalled: nothing more is sent; pings are still answered
                 return "stalled"
+            if action == "mute":
+                log.info("fault: no more pongs on a connection after %.1fs", now - self.opened)
+                self.ws.answers_pings = False  # a PongSwitchConnection (the server's class under fault_cycle)
             if action == "notice":
                 self.sim.stats.shutdowns_sent += 1
                 await self.send([self.dialect.shutdown_frame(time.time_ns() // 1_000_000)])

@@ -18,7 +18,7 @@ from typing import Any
 from k2cli.errors import ConfigError
 from k2cli.simulator.config import SimulatorConfig, SimulatorStats, check_config, venue_of
 from k2cli.simulator.connection import Connection
-from k2cli.simulator.faults import no_pong_connection_class
+from k2cli.simulator.faults import pong_switch_connection_class
 from k2cli.simulator.market import Market
 from k2cli.simulator.rest import RestService, wants_websocket
 from k2cli.simulator.venues.base import Route
@@ -65,7 +65,8 @@ class Simulator:
         self.market = Market(cfg, self.stats, self.venue.multi_trade_events)
         api = self.venue.rest_api(cfg)
         self.rest = RestService(cfg, api, self.market.history, self.stats) if api is not None else None
-        create_connection = no_pong_connection_class() if cfg.no_pong else ServerConnection
+        switched = cfg.no_pong or cfg.fault_cycle
+        create_connection = pong_switch_connection_class(not cfg.no_pong) if switched else ServerConnection
         async with serve(
             self._handle, cfg.host, cfg.port, ssl=self._ssl(), compression=None,
             ping_interval=cfg.ping_interval or None, ping_timeout=cfg.ping_timeout if cfg.ping_interval else None,
@@ -93,7 +94,7 @@ class Simulator:
         assert route is not None and self.market is not None  # refused in _process_request; set by serve()
         self.stats.connections += 1
         self.stats.open_connections += 1
-        connection = Connection(self, self.market, ws, route.dialect, route.symbols)
+        connection = Connection(self, self.market, ws, route.dialect, route.symbols, self.stats.connections - 1)
         try:
             await connection.run()
         finally:

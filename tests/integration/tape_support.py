@@ -70,29 +70,37 @@ def wait_delivered(topic: str, record: Path, span_end: int, timeout: float = 25)
 
 @dataclass
 class Verdict:
-    """Per symbol and in total: trades in the span, rows in the table, span ids missing, ids on several rows,
-    rows that are not the tape's trade with that id (value differs, or no such id)."""
+    """Per symbol and in total: trades in the span (expected), span ids in the table, span ids missing, ids on
+    several rows, rows that are not the tape's trade with that id (value differs, or no such id), configured
+    symbols the span lacks."""
 
     span: int = 0
     rows: int = 0
+    present: int = 0
     missing: int = 0
     duplicated: int = 0
     wrong: int = 0
+    span_ids: dict[str, tuple[int, int]] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)
     detail: list[str] = field(default_factory=list)
     missing_ids: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def exact(self) -> bool:
-        return self.missing == 0 and self.duplicated == 0 and self.wrong == 0
+        return self.missing == 0 and self.duplicated == 0 and self.wrong == 0 and not self.absent
 
     def figures(self) -> str:
-        return (f"span {self.span} trades, table {self.rows} rows, missing {self.missing}, duplicated "
-                f"{self.duplicated}, wrong {self.wrong}" + (f" ({'; '.join(self.detail)})" if self.detail else ""))
+        ids = ", ".join(f"{s} {a}..{b}" for s, (a, b) in sorted(self.span_ids.items()))
+        return (f"span ids {ids}; trades expected {self.span}, in table {self.present} (rows {self.rows}), missing "
+                f"{self.missing}, duplicated {self.duplicated}, wrong {self.wrong}"
+                + (f", symbols absent {self.absent}" if self.absent else "")
+                + (f" ({'; '.join(self.detail)})" if self.detail else ""))
 
 
-def judge(record: Path, span_end: int, rows: list[dict[str, Any]]) -> Verdict:
-    """Compare the table's rows (symbol, source_sequence, price, quantity) with the tape's first span_end trades;
-    rows after the span are allowed (the stop is not instantaneous) but must also be the tape's, once."""
+def judge(record: Path, span_end: int, rows: list[dict[str, Any]], symbols: str) -> Verdict:
+    """Compare the table's rows (symbol, source_sequence, price, quantity) with the tape's first span_end trades,
+    per symbol, every one of `symbols` (comma-separated) present; rows after the span are allowed (the stop is
+    not instantaneous) but must also be the tape's, once."""
     tape = tape_lines(record)
     span: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     every: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
@@ -101,7 +109,7 @@ def judge(record: Path, span_end: int, rows: list[dict[str, Any]]) -> Verdict:
         if n < span_end:
             span[t["symbol"]][t["seq"]] = t
     by_symbol: dict[str, Counter[int]] = defaultdict(Counter)
-    v = Verdict(rows=len(rows))
+    v = Verdict(rows=len(rows), absent=[s for s in symbols.split(",") if not span.get(s)])
     for r in rows:
         by_symbol[r["symbol"]][r["source_sequence"]] += 1
         sent = every.get(r["symbol"], {}).get(r["source_sequence"])
@@ -114,7 +122,9 @@ def judge(record: Path, span_end: int, rows: list[dict[str, Any]]) -> Verdict:
         got = by_symbol.get(symbol, Counter())
         missing = sorted(seq for seq in trades if seq not in got)
         dups = sorted(seq for seq, n in got.items() if n > 1)
+        v.span_ids[symbol] = (min(trades), max(trades))
         v.span += len(trades)
+        v.present += len(trades) - len(missing)
         v.missing += len(missing)
         v.duplicated += sum(got[seq] - 1 for seq in dups)
         if missing:
@@ -123,6 +133,12 @@ def judge(record: Path, span_end: int, rows: list[dict[str, Any]]) -> Verdict:
         if dups:
             v.detail.append(f"{symbol}: {len(dups)} ids on several rows, first {dups[:5]}")
     return v
+
+
+def report(scenario: str, verdict: Verdict, backfilled: int, extra: str = "") -> None:
+    """The scenario's figures in one line the lead can quote (`pytest -s` shows it; -rA too)."""
+    print(f"\nCOMPLETE TAPE | {scenario} | {verdict.figures()}; trades backfilled {backfilled}"
+          + (f" | {extra}" if extra else ""), flush=True)
 
 
 def _ranges(ids: list[int], most: int = 6) -> str:
@@ -164,3 +180,12 @@ def query_gaps(env: dict[str, str], table: str) -> tuple[int, dict[str, Any]]:
         return proc.returncode, json.loads(proc.stdout)
     except ValueError:
         return proc.returncode, {"stdout": proc.stdout, "stderr": proc.stderr}
+
+
+def twice_delivered_s(topic: str, record: Path) -> tuple[int, float]:
+    """Trades the topic holds more than once, and how long a stretch of the tape they cover (s, by the simulator's
+    clock): with two collectors, how long both really delivered."""
+    counts = Counter((r["symbol"], r["source_sequence"]) for _, r in read_topic(topic))
+    at = {(t["symbol"], t["seq"]): t["ts_us"] for t in tape_lines(record)}
+    times = sorted(at[k] for k, n in counts.items() if n > 1 and k in at)
+    return len(times), (times[-1] - times[0]) / 1e6 if times else 0.0

@@ -1,9 +1,7 @@
 """The complete tape with redundant collectors: two `k2 stream binance` processes on one live simulator market and
-one topic (blue-green, active-active with one killed -9, the consumer killed -9 during dual operation), then the
-table holds every trade of the span exactly once — judged against the simulator's --record, not k2's counters.
-
-Durations are shorter than the issue's (30 s overlap kept; 40 s instead of 60 s active-active) so that each test
-stays near a minute on the shared box; the market prints 100 trades/s over two symbols.
+one topic (blue and green overlapping 30 s, two active-active collectors for 60 s with one killed -9 mid-run, the
+consumer killed -9 during dual operation), then the table holds every trade of the span exactly once — judged
+against the simulator's --record, not k2's counters. The market prints 100 trades/s over two symbols.
 """
 
 from __future__ import annotations
@@ -22,8 +20,10 @@ from tests.integration.tape_support import (
     judge,
     mark,
     query_gaps,
+    report,
     rest_url,
     table_trades,
+    twice_delivered_s,
     wait_delivered,
     wait_printing,
 )
@@ -32,6 +32,8 @@ pytestmark = pytest.mark.integration
 SYMBOLS = "BTCUSDT,ETHUSDT"
 RATE = "100"
 PRODUCED = "k2_stream_messages_produced_total"
+OVERLAP_S = 30  # the issue's "blue and green overlapping 30 s"
+ACTIVE_S = 60  # the issue's "two active-active collectors for 60 s"
 
 
 @pytest.fixture
@@ -68,14 +70,15 @@ def _stopped(proc: K2Process) -> dict:
     return summary
 
 
-def _judge_table(env: dict[str, str], table: str, record: Path, span_end: int, what: str) -> None:
+def _judge_table(env: dict[str, str], table: str, record: Path, span_end: int, what: str, backfilled: int,
+                 extra: str) -> None:
     rows = table_trades(env, table)
-    verdict = judge(record, span_end, rows)
-    print(f"\n{what}: {verdict.figures()}")
+    verdict = judge(record, span_end, rows, SYMBOLS)
+    report(what, verdict, backfilled, extra)
     assert verdict.span >= 1000, verdict.figures()
     assert verdict.exact, verdict.figures()
-    code, report = query_gaps(env, table)
-    assert code == 0, report
+    code, gaps = query_gaps(env, table)
+    assert code == 0, gaps
 
 
 def test_blue_green_overlapping_30s_each_trade_once(lake, tmp_path: Path):
@@ -92,19 +95,26 @@ def test_blue_green_overlapping_30s_each_trade_once(lake, tmp_path: Path):
             time.sleep(3)  # blue alone
             green = _collector(env, logs, url, topic, green_port)
             _producing(green_port, green)
-            time.sleep(30)  # blue and green side by side
-            _stopped(blue)
+            both = time.monotonic()
+            time.sleep(OVERLAP_S)  # blue and green side by side
+            summaries = [_stopped(blue)]
+            both = time.monotonic() - both
             time.sleep(5)  # green alone
             span_end = mark(record)
             wait_delivered(topic, record, span_end)
-            _stopped(green)
+            summaries.append(_stopped(green))
         finally:
             for p in (blue, green):
                 if p is not None and p.alive():
                     p.kill()
+    twice, overlap = twice_delivered_s(topic, record)
     stats = consume_all(env, topic, group, table, logs)
-    _judge_table(env, table, record, span_end, f"blue-green ({time.monotonic() - started:.0f}s)")
+    _judge_table(env, table, record, span_end, f"blue and green overlapping {both:.0f} s",
+                 sum(s["trades_backfilled"] for s in summaries),
+                 f"{twice} trades in the topic twice, over {overlap:.1f} s of the tape; consumer skipped "
+                 f"{stats.get('duplicates_skipped')} duplicates; {time.monotonic() - started:.0f} s")
     assert stats.get("duplicates_skipped", 0) > 0, stats  # the overlap did put trades twice in the topic
+    assert overlap >= OVERLAP_S - 1, overlap  # both delivered side by side for the whole overlap
 
 
 def test_active_active_one_killed_the_other_covers_each_trade_once(lake, tmp_path: Path):
@@ -119,18 +129,24 @@ def test_active_active_one_killed_the_other_covers_each_trade_once(lake, tmp_pat
             _producing(ports[0], a)
             _producing(ports[1], b)
             wait_printing(record)
-            time.sleep(20)  # both running
+            running = time.monotonic()
+            time.sleep(ACTIVE_S / 2)  # both running
             a.kill()  # SIGKILL mid-run: whatever it had not delivered is gone with it
-            time.sleep(20)  # b alone covers
+            time.sleep(ACTIVE_S / 2)  # b alone covers
             span_end = mark(record)
+            running = time.monotonic() - running
             wait_delivered(topic, record, span_end)
-            _stopped(b)
+            summary = _stopped(b)
         finally:
             for p in (a, b):
                 if p.alive():
                     p.kill()
+    twice, overlap = twice_delivered_s(topic, record)
     stats = consume_all(env, topic, group, table, logs)
-    _judge_table(env, table, record, span_end, f"active-active, one killed -9 ({time.monotonic() - started:.0f}s)")
+    _judge_table(env, table, record, span_end, f"two active-active collectors for {running:.0f} s, one killed -9 "
+                 f"after {ACTIVE_S / 2:.0f} s", summary["trades_backfilled"],
+                 f"{twice} trades in the topic twice, over {overlap:.1f} s of the tape; consumer skipped "
+                 f"{stats.get('duplicates_skipped')} duplicates; {time.monotonic() - started:.0f} s")
     assert stats.get("duplicates_skipped", 0) > 0, stats  # both delivered the same trades
 
 
@@ -158,13 +174,14 @@ def test_consumer_killed_during_dual_operation_each_trade_once(lake, tmp_path: P
             time.sleep(8)
             span_end = mark(record)
             wait_delivered(topic, record, span_end)
-            _stopped(a)
-            _stopped(b)
+            summaries = [_stopped(a), _stopped(b)]
             stats = consume_all(env, topic, group, table, logs, running=second)
         finally:
             for p in (a, b, first, second):
                 if p is not None and p.alive():
                     p.kill()
-    _judge_table(env, table, record, span_end,
-                 f"consumer killed -9 in dual operation ({time.monotonic() - started:.0f}s)")
+    _judge_table(env, table, record, span_end, "consumer killed -9 during dual operation",
+                 sum(s["trades_backfilled"] for s in summaries),
+                 f"second consumer skipped {stats.get('duplicates_skipped')} duplicates; "
+                 f"{time.monotonic() - started:.0f} s")
     assert stats.get("duplicates_skipped", 0) > 0, stats

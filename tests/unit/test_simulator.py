@@ -48,6 +48,14 @@ def test_shutdown_notice_once_then_the_close_after_the_grace():
     assert FaultSchedule(_cfg(shutdown_every=1, shutdown_grace=0), opened=0.0).due(1.0) == ["notice", "close"]
 
 
+def test_fault_cycle_drops_stalls_and_mutes_the_connections_in_turn():
+    kinds = [FaultSchedule(_cfg(fault_cycle=3), opened=0.0, number=n) for n in range(4)]
+    assert [k.due(2.9) for k in kinds] == [[], [], [], []]
+    assert [k.due(3.0) for k in kinds] == [["drop"], ["stall"], ["mute"], ["drop"]]
+    assert kinds[2].due(4.0) == []  # muted once, its data goes on
+    assert FaultSchedule(_cfg(), opened=0.0, number=1).due(100.0) == []
+
+
 # Config
 
 
