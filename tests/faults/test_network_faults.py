@@ -3,11 +3,12 @@
 Every scenario streams simulated Binance trades into a topic of its own and consumes them into a table of its own,
 with one service reached through a Toxiproxy proxy that gets a toxic for FAULT seconds mid-run:
 
-- Kafka (stream and consume both): latency 500 ms ± 200 ms each way; 16 KB/s each way; every connection reset
-  (reset_peer); a blackhole (timeout toxic: the connections stay open and carry nothing). Kafka clients learn the
-  broker's address from metadata, so these run on a throwaway broker of the stack's own Kafka service with one
-  listener per proxy, advertised as the proxy's address (StackConfig.kafka_proxied_listeners); the shared broker on
-  :9092 is never touched.
+- Kafka (stream and consume both): latency 500 ms ± 200 ms each way; 4 KB/s each way (the stream produces about
+  12); every connection reset (reset_peer); a blackhole (timeout toxic: the connections stay open and carry nothing).
+  Each must be felt (the stream's producer queue grows during it). Kafka clients learn the broker's address from
+  metadata, so these run on a throwaway broker of the stack's own Kafka service with one listener per proxy,
+  advertised as the proxy's address (StackConfig.kafka_proxied_listeners); the shared broker on :9092 is never
+  touched.
 - Schema Registry: connections reset, or blackholed; the consumer starts during the fault, so it has to fetch the
   schema through it.
 - Exchange (the simulator's WebSocket and REST, one port): connections reset, or blackholed; the stream detects the
@@ -59,6 +60,7 @@ FAULT = 8  # seconds each toxic stays on (registry: at least until the consumer 
 AFTER = 6  # seconds of streaming after the fault ends
 BOTH: tuple[Stream, ...] = ("upstream", "downstream")
 Target = Literal["kafka", "registry", "exchange"]
+LABEL = 'exchange="binance"'
 
 
 @dataclass
@@ -77,6 +79,8 @@ class Case:
     bootstrap: str = support.BOOTSTRAP  # direct, for the watermarks
     client_bootstrap: str = ""  # what k2 is given (the proxy), when Kafka is the proxied service
     metrics_port: int = 0  # the consumer's
+    stream_port: int = 0  # the stream's metrics
+    queue_peak: float = 0.0  # most trades waiting for Kafka's acknowledgement, sampled during the fault
     healed: float = 0.0  # monotonic time the toxic was removed
     healed_seq: dict[str, int] = field(default_factory=dict)  # last trade per symbol the simulator sent by then
     recovery_s: float | None = None
@@ -96,7 +100,7 @@ class Case:
 
 CASES = [
     Case("latency", "kafka", "latency", {"latency": 500, "jitter": 200}, "Kafka: latency 500 ms ± 200 ms each way"),
-    Case("bandwidth", "kafka", "bandwidth", {"rate": 16}, "Kafka: bandwidth 16 KB/s each way"),
+    Case("bandwidth", "kafka", "bandwidth", {"rate": 4}, "Kafka: bandwidth 4 KB/s each way (below the stream's rate)"),
     Case("reset", "kafka", "reset_peer", {"timeout": 0}, "Kafka: every connection reset (reset_peer)"),
     Case("blackhole", "kafka", "timeout", {"timeout": 0}, "Kafka: blackhole (timeout toxic, nothing passes)"),
     Case("reset", "registry", "reset_peer", {"timeout": 0},
@@ -183,8 +187,9 @@ def _start(case: Case, work: Path, url: str, tag: str, toxi: Toxiproxy) -> None:
         hostport, _, path = rest.partition("/")
         port = toxi.proxy(case.proxy, hostport)
         url = f"{scheme}://127.0.0.1:{port}/{path}"
+    case.stream_port = free_port()
     case.stream = support.stream("binance", case.env, work / "logs", "--url", url, "--symbols", SYMBOLS,
-                                 "--topic", case.topic, *case.stream_args)
+                                 "--topic", case.topic, *case.stream_args, metrics_port=case.stream_port)
     if case.target != "registry":
         _start_consumer(case, work, tag)
 
@@ -249,6 +254,8 @@ def _inject_and_recover(cases: list[Case], toxi: Toxiproxy, base: Path, tag: str
         for case in cases:
             now = time.monotonic()
             if not case.healed:
+                queued = support.metric(case.stream_port, "k2_stream_producer_queue_messages", LABEL) or 0
+                case.queue_peak = max(case.queue_peak, queued)
                 if now - began >= FAULT and (case.target != "registry" or _registry_met(case)
                                              or now - began > FAULT + 60):
                     _heal(case, toxi, toxics[case.proxy])
@@ -340,6 +347,7 @@ def test_network_fault_loses_and_duplicates_nothing(request, runs, proxy):
     count = count_against_tape(tape_by_symbol(case.tape), rows, symbols=SYMBOLS.split(","), until_us=case.until_us)
     s, stats = case.summary, case.stats
     notes = ", ".join(filter(None, [
+        f"producer queue peak {case.queue_peak:.0f}" if case.target == "kafka" else "",
         f"reconnects {s.get('reconnects')}" if s.get("reconnects") else "",
         f"connection failures {s.get('connection_failures')}" if s.get("connection_failures") else "",
         f"backfilled {s.get('trades_backfilled')}" if s.get("trades_backfilled") else "",
@@ -359,6 +367,8 @@ def test_network_fault_loses_and_duplicates_nothing(request, runs, proxy):
     assert stats["messages_written"] == s["produced"] == len(rows), (stats, s)
     assert count.exact, (count, count.detail)
     assert dlq_count(case.env) == 0
+    if case.target == "kafka":  # the fault was felt: acknowledgements slowed or stopped, trades waited
+        assert case.queue_peak >= 50, f"producer queue peaked at {case.queue_peak:.0f} during the fault"
     if case.target == "exchange":  # the fault was felt, and the hole it left was filled from REST
         assert sum(s["reconnects"].values()) >= 1 and s["trades_backfilled"] > 0 and s["gaps_unfilled"] == 0, s
     if case.target == "registry":
