@@ -8,7 +8,8 @@
 #    Their services are never started by the install (policy-rc.d); `k2 stack up` starts our own.
 # 2. The k2 Python package.
 # 3. Stack artifacts into the cache ($K2_CACHE_DIR, default $K2_HOME/cache, default ~/.k2/cache):
-#    Apache Kafka broker jars and Apicurio Registry, both from Maven Central.
+#    Apache Kafka broker jars and Apicurio Registry, both from Maven Central; Toxiproxy (the fault suite's
+#    network faults), built with `go install` from the Go module proxy.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,8 +80,9 @@ say "k2 installed in $REPO/.venv (run it as $REPO/.venv/bin/k2, or activate the 
 say "step 2 done at $((SECONDS - started))s"
 
 # ------------------------------------------------------------------------------------------------
-# 3. Stack artifacts into the cache (Kafka jars, Apicurio Registry) — the same code `k2 stack up`
-#    runs on first use. Only the standard library is needed, so this works before step 2 too.
+# 3. Stack artifacts into the cache (Kafka jars, Apicurio Registry, Toxiproxy) — the same code `k2 stack up`
+#    runs on first use (Toxiproxy: the fault suite's fixture). Only the standard library is needed, so this
+#    works before step 2 too.
 # ------------------------------------------------------------------------------------------------
 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m k2cli.stack.install
 say "step 3 done at $((SECONDS - started))s"

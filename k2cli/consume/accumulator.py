@@ -55,7 +55,7 @@ class Accumulator:
                 if err is None:
                     good.append(m)
                 else:
-                    self._errors.count(err.str())
+                    self._errors.count(err)
         self._decode(good)
 
     def _decode(self, messages: list[Any]) -> None:

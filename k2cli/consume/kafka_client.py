@@ -13,6 +13,9 @@ from k2cli.observe.consumer_metrics import ConsumerMetrics
 from k2cli.settings import Settings
 
 log = logging.getLogger("k2.consume")
+# KafkaError._FATAL: a fatal error (e.g. a static member fenced by another with its group.instance.id) can arrive with
+# this code and fatal() False, so the code decides too
+_FATAL = -150
 
 
 class KafkaErrors:
@@ -30,18 +33,16 @@ class KafkaErrors:
         """librdkafka's error_cb."""
         self._stats.add_error("kafka")
         self._metrics.errors.labels("kafka").inc()
-        if err.fatal():
+        if err.fatal() or err.code() == _FATAL:
             text = f"Kafka fatal error: {err.str()}"
             log.error("%s", text)
             self._on_fatal(text)
         else:
             self.warn(err.str())
 
-    def count(self, text: str) -> None:
-        """A message that carried an error instead of a record."""
-        self._stats.add_error("kafka")
-        self._metrics.errors.labels("kafka").inc()
-        self.warn(text)
+    def count(self, err: Any) -> None:
+        """A message that carried an error instead of a record (a fatal one, e.g. fenced, arrives this way too)."""
+        self.on_error(err)
 
     def warn(self, text: str) -> None:
         """Log a Kafka error, each distinct one at most every 30 s (the client repeats them while they last)."""

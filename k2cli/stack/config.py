@@ -46,6 +46,10 @@ class StackConfig:
     stream_metrics_ports: tuple[tuple[str, int], ...] = field(
         default_factory=lambda: tuple((d.name, d.default_metrics_port) for d in registry.all()))
     consumer_metrics_port: int = 9094
+    # (listen port, advertised port) of extra plaintext Kafka listeners, one per proxy in front of the broker: a
+    # client bootstrapped through a proxy then learns the proxy's address from metadata (the fault suite's
+    # network faults; none on the shared stack)
+    kafka_proxied_listeners: tuple[tuple[int, int], ...] = ()
 
 
 def _int_env(name: str, default: int) -> int:

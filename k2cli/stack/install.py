@@ -3,6 +3,7 @@
 - Apache Kafka broker jars: Maven Central, through `mvn dependency:copy-dependencies` and a small pom.
 - Apicurio Registry (Confluent-compatible API): its distribution tar.gz from Maven Central.
 - PostgreSQL, Prometheus, nginx (and Maven if missing): Debian packages, installed only when missing.
+- Toxiproxy (the fault suite's network faults): built from the Go module proxy (k2cli/stack/toxiproxy.py).
 
 Everything downloaded lands under the cache directory (`$K2_HOME/cache` or `$K2_CACHE_DIR`) and is
 reused as is on the next run. Run `python -m k2cli.stack.install` to install without starting.
@@ -24,6 +25,7 @@ from typing import TypeVar
 
 from k2cli.stack.errors import InstallError
 from k2cli.stack.paths import DATA_DIR, StackPaths
+from k2cli.stack.toxiproxy import TOXIPROXY_VERSION, ensure_toxiproxy
 
 KAFKA_VERSION = "4.4.0"
 # Apicurio Registry 3.3.x is built for Java 21; 3.0.x still runs on Java 17 (fallback when no JDK 21+).
@@ -333,6 +335,7 @@ def install_all(paths: StackPaths, progress: Progress = _quiet) -> dict[str, str
     ensure_debian_packages(progress)
     libs = ensure_kafka(paths, progress)
     apicurio = ensure_apicurio(paths, progress)
+    toxiproxy = ensure_toxiproxy(paths, progress)
     kafka_java = find_java(KAFKA_JAVA)
     return {
         "kafka": f"{KAFKA_VERSION} ({libs})",
@@ -342,6 +345,7 @@ def install_all(paths: StackPaths, progress: Progress = _quiet) -> dict[str, str
         "postgresql": str(find_postgres_bin()),
         "prometheus": str((find_prometheus() or ("missing",))[0]),
         "nginx": str(find_nginx()),
+        "toxiproxy": f"{TOXIPROXY_VERSION} ({toxiproxy})",
     }
 
 

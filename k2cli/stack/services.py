@@ -301,7 +301,8 @@ class Kafka(Service):
     stop_timeout = 60.0  # a clean shutdown flushes logs; worth waiting for
 
     def ports(self) -> list[int]:
-        return [self.cfg.kafka_port, self.cfg.kafka_controller_port]
+        return [self.cfg.kafka_port, self.cfg.kafka_controller_port,
+                *(port for port, _ in self.cfg.kafka_proxied_listeners)]
 
     def listen(self) -> str:
         return f"localhost:{self.cfg.kafka_port}"
@@ -331,7 +332,7 @@ class Kafka(Service):
         self.dir.mkdir(parents=True, exist_ok=True)
         values = {"kafka_version": install.KAFKA_VERSION, "kafka_port": c.kafka_port,
                   "controller_port": c.kafka_controller_port, "data_dir": self.data_dir,
-                  "topic_partitions": c.topic_partitions, "log_file": self.log_file}
+                  "topic_partitions": c.topic_partitions, "log_file": self.log_file, **self._proxied_values()}
         write_if_changed(self.dir / "server.properties", render_file(packaged("kafka", "server.properties"), values))
         write_if_changed(self.dir / "log4j2.xml", render_file(packaged("kafka", "log4j2.xml"), values))
         if (self.data_dir / "meta.properties").is_file():
@@ -346,6 +347,13 @@ class Kafka(Service):
         if result.returncode != 0:
             raise StackError(f"kafka: formatting storage failed (exit {result.returncode}); see its log: "
                              f"{self.log_file}")
+
+    def _proxied_values(self) -> dict[str, str]:
+        """The template's extra listeners PROXIED1.. (listen port, advertised as the proxy's port)."""
+        pairs = list(enumerate(self.cfg.kafka_proxied_listeners, 1))
+        return {"proxied_listeners": "".join(f",PROXIED{i}://127.0.0.1:{port}" for i, (port, _) in pairs),
+                "proxied_advertised": "".join(f",PROXIED{i}://127.0.0.1:{adv}" for i, (_, adv) in pairs),
+                "proxied_protocols": "".join(f",PROXIED{i}:PLAINTEXT" for i, _ in pairs)}
 
     def _classpath(self) -> str:
         return str(install.kafka_libs(self.paths) / "*")

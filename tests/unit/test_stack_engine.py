@@ -67,7 +67,7 @@ def test_render_fills_every_placeholder_or_fails():
 def test_shipped_templates_render_with_the_values_services_give():
     values = {"kafka_version": "4.4.0", "kafka_port": 9092, "controller_port": 19093, "data_dir": "/d",
               "topic_partitions": 6, "log_file": "/l/kafka.log", "registry_port": 8081, "apicurio_port": 18081,
-              "run_dir": "/r"}
+              "run_dir": "/r", "proxied_listeners": "", "proxied_advertised": "", "proxied_protocols": ""}
     for parts in (("kafka", "server.properties"), ("kafka", "log4j2.xml"), ("nginx", "registry.conf")):
         text = render_file(packaged(*parts), values)
         assert "{{" not in text
@@ -82,6 +82,45 @@ def test_shipped_templates_render_with_the_values_services_give():
                         "prometheus_port": 9090})
     assert "127.0.0.1:9093" in prom and "scrape_interval: 5s" in prom
     assert "job_name: k2-stream-kraken" in prom and "exchange: kraken" in prom
+
+
+def _kafka_properties(tmp_path: Path, pairs: tuple[tuple[int, int], ...]) -> str:
+    from k2cli.stack.config import StackConfig
+    from k2cli.stack.services import Kafka
+
+    kafka = Kafka(StackConfig(home=tmp_path, kafka_proxied_listeners=pairs), StackPaths.for_home(tmp_path))
+    values = {"kafka_version": "4.4.0", "kafka_port": 9092, "controller_port": 19093, "data_dir": "/d",
+              "topic_partitions": 6, "log_file": "/l/kafka.log", **kafka._proxied_values()}
+    return render_file(packaged("kafka", "server.properties"), values)
+
+
+def test_kafka_proxied_listeners_are_advertised_as_the_proxy_and_absent_by_default(tmp_path):
+    plain = _kafka_properties(tmp_path, ())
+    assert "PROXIED" not in plain
+    assert "\nadvertised.listeners=PLAINTEXT://127.0.0.1:9092\n" in plain
+    text = _kafka_properties(tmp_path, ((19100, 29100), (19101, 29101)))
+    assert ("listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19093,PROXIED1://127.0.0.1:19100,"
+            "PROXIED2://127.0.0.1:19101\n") in text
+    assert ("advertised.listeners=PLAINTEXT://127.0.0.1:9092,PROXIED1://127.0.0.1:29100,"
+            "PROXIED2://127.0.0.1:29101\n") in text
+    assert "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED1:PLAINTEXT," \
+           "PROXIED2:PLAINTEXT\n" in text
+    assert "inter.broker.listener.name=PLAINTEXT\n" in text
+
+
+def test_toxiproxy_is_reused_from_the_cache_and_needs_go_to_build(tmp_path, monkeypatch):
+    from k2cli.stack.errors import InstallError
+    from k2cli.stack.toxiproxy import ensure_toxiproxy, toxiproxy_binary
+
+    paths = StackPaths.for_home(tmp_path / "home", tmp_path / "cache")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no go
+    with pytest.raises(InstallError, match="built with Go, which is not installed"):
+        ensure_toxiproxy(paths)
+    binary = toxiproxy_binary(paths)
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert ensure_toxiproxy(paths) == binary  # cached: no build, no go needed
 
 
 def test_port_in_use_names_port_and_service():

@@ -1,0 +1,34 @@
+"""The consumer's Kafka error reporting: which errors stop it."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError
+
+from k2cli.consume.kafka_client import KafkaErrors
+from k2cli.consume.stats import ConsumeStats
+from k2cli.observe.consumer_metrics import ConsumerMetrics
+
+FENCED = "Fatal error: Broker: Static consumer fenced by other consumer with same group.instance.id"
+
+
+def _errors() -> tuple[KafkaErrors, ConsumeStats, list[str]]:
+    stats, fatal = ConsumeStats(), []
+    return KafkaErrors(stats, ConsumerMetrics(), lambda: 0.0, fatal.append), stats, fatal
+
+
+def test_a_fatal_error_on_a_message_stops_the_consumer_even_when_fatal_is_not_flagged():
+    errors, stats, fatal = _errors()
+    err = KafkaError(KafkaError._FATAL, FENCED)
+    assert not err.fatal()  # how a fenced static member's error arrives from consume()
+    errors.count(err)
+    assert fatal == [f"Kafka fatal error: {FENCED}"]
+    assert stats.errors == {"kafka": 1}
+
+
+def test_a_fatal_error_callback_stops_it_and_a_transient_one_does_not():
+    errors, stats, fatal = _errors()
+    errors.on_error(KafkaError(KafkaError._TRANSPORT, "1/1 brokers are down"))
+    errors.count(KafkaError(KafkaError._TRANSPORT, "Disconnected"))
+    assert fatal == [] and stats.errors == {"kafka": 2}
+    errors.on_error(KafkaError(KafkaError._FATAL, FENCED))
+    assert len(fatal) == 1
