@@ -93,22 +93,6 @@ def plan_fetches(gaps: list[Gap], max_trades: int,
     return fetches, too_wide
 
 
-def missing_ranges(first: int, last: int, seen: set[int] | frozenset[int]) -> list[tuple[int, int]]:
-    """The runs of ids in first..last that are not in `seen`, ascending."""
-    out: list[tuple[int, int]] = []
-    start: int | None = None
-    for k in range(first, last + 1):
-        if k in seen:
-            if start is not None:
-                out.append((start, k - 1))
-                start = None
-        elif start is None:
-            start = k
-    if start is not None:
-        out.append((start, last))
-    return out
-
-
 def narrow(gap: Gap, still_missing: list[tuple[int, int]]) -> list[Gap]:
     """The gap cut down to the runs still missing once its grace is over (live ids may have closed parts)."""
     return [Gap(gap.symbol, a, b, gap.opened, gap.after_us) for a, b in still_missing]
