@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from decimal import Decimal
@@ -27,6 +29,7 @@ from tests.integration.consume_support import (
     run_consume,
     start_consume,
     table_rows,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -177,28 +180,39 @@ def _compact(env: dict[str, str]) -> dict[str, Any]:
     return json.loads(proc.stdout)
 
 
+def _snapshots(env: dict[str, str]) -> int:
+    try:
+        return len(load_table(env).metadata.snapshots)
+    except Exception:
+        return 0
+
+
 def test_compaction_beside_a_consumer_killed_9_loses_and_duplicates_nothing(topic, unique, k2_env):
-    """Rounds of: consumer running, a compaction (racing its commits), kill -9 of the consumer during or just
+    """Rounds of: consumer committing, a compaction started, the consumer killed -9 during the compaction or just
     after it; then a clean run. The table must hold exactly the records produced to the topic."""
-    produced = _produce(topic, 0, 6000)
+    produced = _produce(topic, 0, 9000)
     args = ("--topics", topic, "--batch-size", "100", "--flush-interval", "0.2", "--group", f"g-{unique}")
     compactions = []
-    for round_no in range(3):
+    for delay in (0.2, 1.0, 2.5):
         proc = start_consume(k2_env, *args)
-        time.sleep(2.5)
-        compactions.append(_compact(k2_env))  # the consumer commits meanwhile: races are retried
-        if round_no == 1:
-            produced += _produce(topic, 6000, 3000)
-        time.sleep(0.3 * round_no)
+        seen = _snapshots(k2_env)
+        wait_for(lambda seen=seen: _snapshots(k2_env) >= seen + 4, 60, "four consumer commits")
+        compactor = subprocess.Popen([sys.executable, "-m", "k2cli", "lake", "compact", "--target-size", "64MB",
+                                      "--format", "json"], env=k2_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
-    assert sum(c["files_removed"] for c in compactions) > 0
+        out, err = compactor.communicate(timeout=120)
+        assert compactor.returncode == 0, err
+        compactions.append(json.loads(out))
+    assert sum(c["files_removed"] for c in compactions) > 0, compactions
     table = load_table(k2_env)
     recorded = sum(off.decode_offsets(table.current_snapshot().summary.additional_properties[off.OFFSETS_KEY])
                    .values())
     remaining = len(produced) - recorded
     if remaining:
-        rc, stats, err = run_consume(k2_env, *args, "--max-messages", str(remaining))
+        rc, _, err = run_consume(k2_env, *args, "--max-messages", str(remaining))
         assert rc == 0, err
     _compact(k2_env)
     rows = table_rows(k2_env)
@@ -208,3 +222,24 @@ def test_compaction_beside_a_consumer_killed_9_loses_and_duplicates_nothing(topi
     got = {r["trade_id"]: (r["price"], r["quantity"]) for r in rows}
     assert set(got) == set(want), f"{len(set(want) - set(got))} missing, {len(set(got) - set(want))} unexpected"
     assert got == want  # Decimals exact
+
+
+def test_compaction_and_consumer_commits_racing_are_retried_on_fresh_metadata(k2_env):
+    """A compaction planned on metadata a consumer commit has since moved on loses the swap, is rebuilt on the
+    fresh table and keeps the consumer's new file and offsets; the consumer, now stale, retries on top of it."""
+    from k2cli.lake import compaction
+
+    writer = _writer(k2_env)
+    _commit_batches(writer, 6, 10)
+    stale = load_table(k2_env, writer.table_name)  # the compactor's view, about to be out of date
+    _commit_batches(writer, 1, 10, first_batch=6)
+    result = compaction.compact(stale, 64 * 1024 * 1024)
+    assert result.attempts == result.groups + 1 == 3  # the first swap lost against the consumer's commit
+    carried = stale.metadata.snapshot_by_id(result.snapshots[0]).summary.additional_properties
+    assert off.decode_offsets(carried[off.OFFSETS_KEY]) == {("t", 0): 70}  # read after the consumer's commit
+    _commit_batches(writer, 1, 10, first_batch=7)  # the writer's metadata predates the compaction
+    table = load_table(k2_env, writer.table_name)
+    ids = table.scan().to_arrow().column("trade_id").to_pylist()
+    assert sorted(ids) == sorted(f"BINANCE-{i}" for i in range(80))
+    assert off.decode_offsets(table.current_snapshot().summary.additional_properties[off.OFFSETS_KEY]) == {
+        ("t", 0): 80}
