@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import query_bench  # noqa: E402  (the benchmark next to this one)
+import query_bench  # the benchmark next to this one
 
 
 def _shape(env: dict[str, str]) -> dict[str, Any]:
@@ -32,6 +32,10 @@ def _shape(env: dict[str, str]) -> dict[str, Any]:
     stats = table_stats(open_table(load_settings(data_dir=Path(env["K2_DATA_DIR"]), table=env["K2_TABLE"])),
                         96 * 1024 * 1024)
     return {**stats.totals(), "snapshots": stats.snapshots, "manifests": stats.manifests}
+
+
+def _queries(env: dict[str, str], runs: int) -> dict[str, Any]:
+    return {k: query_bench._summary(v) for k, v in query_bench.bench_engine(env, runs).items()}
 
 
 def _compact(env: dict[str, str], target: int) -> dict[str, Any]:
@@ -71,13 +75,13 @@ def main() -> None:
     env = query_bench.build_table(workdir, rows, args.days, args.batch)
     print(f"  table ready in {time.perf_counter() - t:.0f} s")
     report: dict[str, Any] = {"before": {"shape": _shape(env)}}
-    report["before"]["queries"] = {k: query_bench._summary(v) for k, v in query_bench.bench_engine(env, args.runs).items()}
+    report["before"]["queries"] = _queries(env, args.runs)
     report["compaction"] = _compact(env, args.target_mb * 1024 * 1024)
     (built / ".compacted").write_text("yes")
     print(f"  compacted {report['compaction']['files_removed']:,} files into {report['compaction']['files_added']} "
           f"in {report['compaction']['seconds']:.1f} s")
     report["after"] = {"shape": _shape(env)}
-    report["after"]["queries"] = {k: query_bench._summary(v) for k, v in query_bench.bench_engine(env, args.runs).items()}
+    report["after"]["queries"] = _queries(env, args.runs)
     for phase in ("before", "after"):
         print(f"  {phase}: {report[phase]['shape']}")
         for name, q in report[phase]["queries"].items():

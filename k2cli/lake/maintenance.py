@@ -28,7 +28,7 @@ class MaintenanceConflict(K2Error):
     """Other writers kept winning the race for the table: the maintenance step gave up (run it again)."""
 
 
-class Abandon(Exception):  # noqa: N818 - a signal, not an error
+class Abandon(Exception):
     """The table moved on so that this step no longer applies (e.g. its files were rewritten by someone else)."""
 
 
@@ -52,7 +52,8 @@ def open_table(settings: Settings, name: str | None = None) -> Any:  # -> pyiceb
     except ValueError as exc:
         raise ConfigError(str(exc), setting="K2_TABLE") from None
     missing = TableNotFound(f"table {name} does not exist in the catalog at {settings.catalog_uri} "
-                            "(run `k2 consume` first, or check K2_ICEBERG_CATALOG_URI)", setting="K2_ICEBERG_CATALOG_URI")
+                            "(run `k2 consume` first, or check K2_ICEBERG_CATALOG_URI)",
+                            setting="K2_ICEBERG_CATALOG_URI")
     try:
         return _load_pyiceberg(settings, name, missing)
     except K2Error:
