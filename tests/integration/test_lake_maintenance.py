@@ -190,11 +190,11 @@ def _snapshots(env: dict[str, str]) -> int:
 def test_compaction_beside_a_consumer_killed_9_loses_and_duplicates_nothing(topic, unique, k2_env):
     """Rounds of: consumer committing, a compaction started, the consumer killed -9 during the compaction or just
     after it; then a clean run. The table must hold exactly the records produced to the topic."""
-    produced = _produce(topic, 0, 9000)
-    args = ("--topics", topic, "--batch-size", "100", "--flush-interval", "0.2", "--group", f"g-{unique}")
+    produced = _produce(topic, 0, 5000)
+    args = ("--topics", topic, "--flush-interval", "0.2", "--group", f"g-{unique}")
     compactions = []
     for delay in (0.2, 1.0, 2.5):
-        proc = start_consume(k2_env, *args)
+        proc = start_consume(k2_env, *args, "--batch-size", "100")
         seen = _snapshots(k2_env)
         wait_for(lambda seen=seen: _snapshots(k2_env) >= seen + 4, 60, "four consumer commits")
         compactor = subprocess.Popen([sys.executable, "-m", "k2cli", "lake", "compact", "--target-size", "64MB",
@@ -212,7 +212,7 @@ def test_compaction_beside_a_consumer_killed_9_loses_and_duplicates_nothing(topi
                    .values())
     remaining = len(produced) - recorded
     if remaining:
-        rc, _, err = run_consume(k2_env, *args, "--max-messages", str(remaining))
+        rc, _, err = run_consume(k2_env, *args, "--batch-size", "1000", "--max-messages", str(remaining))
         assert rc == 0, err
     _compact(k2_env)
     rows = table_rows(k2_env)
