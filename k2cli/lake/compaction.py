@@ -2,11 +2,11 @@
 
 Each group's rows are read once (same schema, same Decimal values), sorted by (exchange, symbol, timestamp) so
 row groups (of `ROW_GROUP_ROWS`) prune well on symbol and time, and written once through pyiceberg's own
-partitioned writer. The commit replaces exactly the group's files (an OVERWRITE snapshot deleting them and adding the new ones) and carries the
-consumer's offsets and dedup state forward from the snapshot it replaces, so a consumer resuming from the new
-snapshot finds both. A commit that loses the race against the consumer (or anyone) is rebuilt on the refreshed
-table, with the state carried from the new current snapshot; a group whose files someone else rewrote meanwhile
-is abandoned and its new files deleted.
+partitioned writer. The commit replaces exactly the group's files (an OVERWRITE snapshot deleting them and
+adding the new ones) and carries the consumer's offsets and dedup state forward from the snapshot it replaces,
+so a consumer resuming from the new snapshot finds both. A commit that loses the race against the consumer (or
+anyone) is rebuilt on the refreshed table, with the state carried from the new current snapshot; a group whose
+files someone else rewrote meanwhile is abandoned and its new files deleted.
 """
 
 from __future__ import annotations
