@@ -16,7 +16,7 @@ from typing import Any
 
 from k2cli.errors import K2Error
 from k2cli.lake import maintenance as mt
-from k2cli.lake.maintenance_plan import SnapshotEntry, StoredFile, find_orphans, plan_expiry
+from k2cli.lake.maintenance_plan import BadMaintenanceFlag, SnapshotEntry, StoredFile, find_orphans, plan_expiry
 
 
 @dataclass
@@ -47,7 +47,7 @@ def expiry_victims(table: Any, keep: int, older_than_ms: int | None) -> list[int
 def expire(table: Any, keep: int, older_than_ms: int | None, dry_run: bool = False) -> ExpireResult:
     """Expire snapshots beyond the newest `keep` (and older than `older_than_ms`), then delete their files."""
     if keep < 1:
-        raise K2Error("--keep must be at least 1", setting=None)
+        raise BadMaintenanceFlag("--keep must be at least 1")
     mt.refresh(table)
     if dry_run:
         victims = expiry_victims(table, keep, older_than_ms)
