@@ -26,7 +26,7 @@ log = logging.getLogger("k2.lake.compaction")
 
 SORT_KEYS = [("exchange", "ascending"), ("symbol", "ascending"), ("timestamp", "ascending")]
 # Row groups of this many rows: with rows sorted by symbol, a one-symbol query skips most of a day's row groups.
-ROW_GROUP_ROWS = 65_536
+ROW_GROUP_ROWS = 16_384
 Progress = Callable[[CompactionGroup, int, int], None]  # (group just done, groups done, groups in all)
 
 
