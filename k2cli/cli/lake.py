@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from k2cli.cli.options import RICH_JSON, TABLE, Format, format_option
+from k2cli.cli.options import RICH_JSON, TABLE, Format, format_option, setting_help
 
 app = typer.Typer(
     help="Maintain the Iceberg trades table: stats, compact small files, expire snapshots, remove orphan files.\n\n"
@@ -106,8 +106,8 @@ def compact(
 
 @app.command()
 def expire(
-    keep: int = typer.Option(None, "--keep", min=1, help="Keep the newest N snapshots [K2_SNAPSHOTS_TO_KEEP, "
-                                                         "default 100]."),
+    keep: int = typer.Option(None, "--keep", min=1, help=setting_help("Keep the newest N snapshots",
+                                                                       "snapshots_to_keep")),
     older_than: str = typer.Option(None, "--older-than", metavar="DURATION",
                                    help="Only expire snapshots older than this (90s, 15m, 2h, 7d)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show which snapshots would be expired."),
