@@ -18,6 +18,11 @@ _k2_complete() {
             " dlq replay") path="$path $word" ;;
             " dlq show") path="$path $word" ;;
             " dlq stats") path="$path $word" ;;
+            " lake") path="$path $word" ;;
+            " lake compact") path="$path $word" ;;
+            " lake expire") path="$path $word" ;;
+            " lake orphans") path="$path $word" ;;
+            " lake stats") path="$path $word" ;;
             " query") path="$path $word" ;;
             " query freshness") path="$path $word" ;;
             " query gaps") path="$path $word" ;;
@@ -52,7 +57,7 @@ _k2_complete() {
         esac
     done
     case "$path" in
-        "") COMPREPLY=($(compgen -W "backfill consume dlq query simulate soak stack stream validate --config --help --version" -- "$cur")) ;;
+        "") COMPREPLY=($(compgen -W "backfill consume dlq lake query simulate soak stack stream validate --config --help --version" -- "$cur")) ;;
         " backfill") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
         " backfill binance") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
         " backfill coinbase") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
@@ -64,6 +69,11 @@ _k2_complete() {
         " dlq replay") COMPREPLY=($(compgen -W "--all --dlq-dir --dry-run --error-type --format --help --id --origin --output --retry-failed --since --to-topic --until -f -o -t" -- "$cur")) ;;
         " dlq show") COMPREPLY=($(compgen -W "--dlq-dir --format --help --output -f -o" -- "$cur")) ;;
         " dlq stats") COMPREPLY=($(compgen -W "--dlq-dir --format --help --output -f -o" -- "$cur")) ;;
+        " lake") COMPREPLY=($(compgen -W "compact expire orphans stats --help" -- "$cur")) ;;
+        " lake compact") COMPREPLY=($(compgen -W "--dry-run --format --help --min-files --partition --table --target-size -f -p" -- "$cur")) ;;
+        " lake expire") COMPREPLY=($(compgen -W "--dry-run --format --help --keep --older-than --table -f" -- "$cur")) ;;
+        " lake orphans") COMPREPLY=($(compgen -W "--delete --format --help --older-than --table -f" -- "$cur")) ;;
+        " lake stats") COMPREPLY=($(compgen -W "--format --help --small-below --table -f" -- "$cur")) ;;
         " query") COMPREPLY=($(compgen -W "freshness gaps ohlcv snapshots sql trades --help" -- "$cur")) ;;
         " query freshness") COMPREPLY=($(compgen -W "--exchange --format --help --output --since --symbol --table -e -f -o -s" -- "$cur")) ;;
         " query gaps") COMPREPLY=($(compgen -W "--exchange --format --help --since --symbol --table --until -e -f -s" -- "$cur")) ;;

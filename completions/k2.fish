@@ -3,6 +3,7 @@ complete -c k2 -f
 complete -c k2 -n '__fish_use_subcommand' -a backfill
 complete -c k2 -n '__fish_use_subcommand' -a consume
 complete -c k2 -n '__fish_use_subcommand' -a dlq
+complete -c k2 -n '__fish_use_subcommand' -a lake
 complete -c k2 -n '__fish_use_subcommand' -a query
 complete -c k2 -n '__fish_use_subcommand' -a simulate
 complete -c k2 -n '__fish_use_subcommand' -a soak
@@ -124,6 +125,38 @@ complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_f
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -l output
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -s f
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -s o
+complete -c k2 -n '__fish_seen_subcommand_from lake; and not __fish_seen_subcommand_from compact expire orphans stats' -a compact
+complete -c k2 -n '__fish_seen_subcommand_from lake; and not __fish_seen_subcommand_from compact expire orphans stats' -a expire
+complete -c k2 -n '__fish_seen_subcommand_from lake; and not __fish_seen_subcommand_from compact expire orphans stats' -a orphans
+complete -c k2 -n '__fish_seen_subcommand_from lake; and not __fish_seen_subcommand_from compact expire orphans stats' -a stats
+complete -c k2 -n '__fish_seen_subcommand_from lake; and not __fish_seen_subcommand_from compact expire orphans stats' -l help
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l dry-run
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l format
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l help
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l min-files
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l partition
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l table
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l target-size
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -s f
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -s p
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l dry-run
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l format
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l help
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l keep
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l older-than
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l table
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -s f
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -l delete
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -l format
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -l help
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -l older-than
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -l table
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -s f
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -l format
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -l help
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -l small-below
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -l table
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -s f
 complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a freshness
 complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a gaps
 complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a ohlcv

@@ -21,6 +21,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "backfill": ("k2cli.cli.backfill", "Fill a historical range of trades from an exchange's REST API into Kafka."),
     "consume": ("k2cli.cli.consume", "Write Kafka trades into Iceberg exactly once."),
     "query": ("k2cli.cli.query", "Query the lake: trades, OHLCV, SQL, snapshots, freshness."),
+    "lake": ("k2cli.cli.lake", "Maintain the table: stats, compact small files, expire snapshots, remove orphans."),
     "dlq": ("k2cli.cli.dlq", "List, inspect, replay and purge dead-lettered records."),
     "validate": ("k2cli.cli.validate", "Run the operators' validation checklists with pass/fail reports."),
     "soak": ("k2cli.cli.soak", "Run long stability tests of the stream and consumer, and report."),

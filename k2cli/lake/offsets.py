@@ -13,7 +13,8 @@ Summary keys written by `k2 consume` on every snapshot it commits (all values ar
 
 Readers should take, per partition, the maximum ``next_offset`` over the current snapshot and its ancestors
 (`offsets_from_summaries`); because every commit carries all partitions forward, the current snapshot alone
-normally holds them all, so expiring older snapshots can never lose offsets.
+normally holds them all, so expiring older snapshots can never lose offsets. Snapshots committed by `k2 lake`
+(compaction) copy ``k2.offsets`` and ``k2.dedup`` from the snapshot they replace and add ``k2.maintenance``.
 """
 
 from __future__ import annotations
