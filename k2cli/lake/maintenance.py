@@ -44,7 +44,7 @@ def open_table(settings: Settings, name: str | None = None) -> Any:  # -> pyiceb
     """Load the trades table (never creates it); a missing table or catalog is one clear error."""
     from k2cli.errors import ConfigError
     from k2cli.lake.catalog import split_identifier
-    from k2cli.lake.query import TableNotFound, _load_pyiceberg
+    from k2cli.lake.query import TableNotFound, load_pyiceberg_table
 
     name = name or settings.table
     try:
@@ -55,7 +55,7 @@ def open_table(settings: Settings, name: str | None = None) -> Any:  # -> pyiceb
                             "(run `k2 consume` first, or check K2_ICEBERG_CATALOG_URI)",
                             setting="K2_ICEBERG_CATALOG_URI")
     try:
-        return _load_pyiceberg(settings, name, missing)
+        return load_pyiceberg_table(settings, name, missing)
     except K2Error:
         raise
     except Exception as exc:  # sqlalchemy and friends: the catalog is unreachable

@@ -205,7 +205,7 @@ class TradesLake:
             except (metadata.Unsupported, OSError, ValueError, KeyError) as exc:
                 if planner == "metadata":
                     raise K2Error(f"the metadata reader cannot read {name}: {exc}") from None
-        return cls(PyIcebergSource(_load_pyiceberg(settings, name, missing)))
+        return cls(PyIcebergSource(load_pyiceberg_table(settings, name, missing)))
 
     # ------------------------------------------------------------ planning
 
@@ -387,7 +387,7 @@ _EMPTY_SELECT = ", ".join(
         ("platform_sequence", "BIGINT"), ("vendor_data", "MAP(VARCHAR, VARCHAR)")))
 
 
-def _load_pyiceberg(settings: Settings, name: str, missing: K2Error) -> Any:
+def load_pyiceberg_table(settings: Settings, name: str, missing: K2Error) -> Any:
     from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
     from k2cli.lake.catalog import open_catalog
