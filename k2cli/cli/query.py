@@ -130,6 +130,9 @@ def sql(
 ) -> None:
     """Run a read-only SQL query over the `trades` view (the table's current snapshot).
 
+    price and quantity are DECIMAL(38,8) in the view and `notional` is price*quantity, exact
+    (SELECT sum(notional) FROM trades).
+
     Anything but a single SELECT is refused; DuckDB runs with file access and extension loading disabled.
     """
     result = _lake(table).sql(statement, max_rows=max_rows or None)
@@ -178,16 +181,28 @@ def freshness(
     exchange: str = EXCHANGE_OPTION,
     since: str = typer.Option(None, "--since", metavar="TIME",
                               help="Only look at trades at or after TIME (reads less of a large lake)."),
+    max_age: str = typer.Option(None, "--max-age", metavar="DURATION",
+                                help="Exit 1 when any symbol's newest trade is older than this (90s, 15m, 2h), "
+                                     "or when there is none; rows get a `stale` column."),
     fmt: Format = DATA_FORMAT,
     output: str = OUTPUT,
     table: str = TABLE,
 ) -> None:
     """Newest trade and ingestion time per exchange and symbol, and how far each lags behind now."""
+    from k2cli.timespec import parse_duration
+
+    limit = parse_duration(max_age, "--max-age") if max_age is not None else None
     flt = _filter(symbol, exchange, since, None)
-    result = _lake(table).freshness(flt)
+    result = _lake(table).freshness(flt, max_age=limit)
     _notes_to_stderr(result, fmt)
     emit(result.rows(), result.columns, fmt, output,
          arrow=result.to_arrow() if fmt == Format.parquet else None, title="freshness", footer=_footer(result))
+    if limit is not None:
+        stale = sum(1 for r in result.rows() if r["stale"])
+        if stale or not result.rows():
+            typer.echo(f"k2: {stale} of {len(result.rows())} symbols older than {max_age.strip()}"
+                       if result.rows() else "k2: no trades, so none within --max-age", err=True)
+            raise typer.Exit(1)
 
 
 @app.command()

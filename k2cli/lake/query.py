@@ -28,6 +28,12 @@ MAX_LIMIT = 1_000_000
 ORDERS = {"asc": "ASC", "desc": "DESC"}
 PLANNERS = ("auto", "metadata", "pyiceberg")
 _COLUMNS = ", ".join(f'"{name}"' for name in FIELD_NAMES)
+# The operator's `trades` view: price and quantity widened to DECIMAL(38,8), so price*quantity (DECIMAL(38,16))
+# and its sums stay exact instead of overflowing DECIMAL(18); `notional` is that product.
+_WIDE = "DECIMAL(38,8)"
+_VIEW_COLUMNS = ", ".join(
+    f'CAST("{name}" AS {_WIDE}) AS "{name}"' if name in ("price", "quantity") else f'"{name}"'
+    for name in FIELD_NAMES) + f', CAST("price" AS {_WIDE}) * CAST("quantity" AS {_WIDE}) AS "notional"'
 
 
 class TableNotFound(K2Error):
@@ -226,11 +232,11 @@ class TradesLake:
         con.execute("SET TimeZone = 'UTC'")
         if plan.files:
             file_list = "[" + ", ".join(_sql_string(p) for p in plan.paths) + "]"
-            con.execute(f"CREATE VIEW trades AS SELECT {_COLUMNS} FROM read_parquet({file_list}, "
+            con.execute(f"CREATE VIEW trades AS SELECT {_VIEW_COLUMNS} FROM read_parquet({file_list}, "
                         "hive_partitioning = false)")
             con.execute(f"SET allowed_paths = {file_list}")
         else:
-            con.execute(f"CREATE VIEW trades AS SELECT {_EMPTY_SELECT} WHERE false")
+            con.execute(f"CREATE VIEW trades AS SELECT {_VIEW_COLUMNS} FROM (SELECT {_EMPTY_SELECT}) WHERE false")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return con
@@ -323,8 +329,11 @@ class TradesLake:
         return QueryResult(list(table.column_names), rows, plan, len(plan.files),
                            (time.perf_counter() - started) * 1000, notes, arrow_table=table)
 
-    def freshness(self, flt: TradeFilter | None = None, now: _dt.datetime | None = None) -> QueryResult:
-        """Newest trade and ingestion time per exchange and symbol, and how far they lag behind now."""
+    def freshness(self, flt: TradeFilter | None = None, now: _dt.datetime | None = None,
+                  max_age: _dt.timedelta | None = None) -> QueryResult:
+        """Newest trade and ingestion time per exchange and symbol, and how far they lag behind now.
+
+        With max_age, each row also says whether its newest trade is older (`stale`)."""
         started = time.perf_counter()
         now = now or _dt.datetime.now(_dt.UTC)
         flt = flt or TradeFilter()
@@ -341,6 +350,7 @@ class TradesLake:
                 "exchange": exchange, "symbol": symbol, "newest_trade": newest, "newest_ingestion": ingested,
                 "lag_seconds": round((now - newest).total_seconds(), 3),
                 "ingest_lag_seconds": round((now - ingested).total_seconds(), 3), "trades": count,
+                **({"stale": now - newest > max_age} if max_age is not None else {}),
             })
         notes = []
         snapshot = self.source.current_snapshot()
@@ -349,7 +359,7 @@ class TradesLake:
             notes.append(f"last commit {iso(committed)} ({(now - committed).total_seconds():.1f} s ago), "
                          f"snapshot {snapshot.snapshot_id}")
         columns = ["exchange", "symbol", "newest_trade", "newest_ingestion", "lag_seconds", "ingest_lag_seconds",
-                   "trades"]
+                   "trades", *(["stale"] if max_age is not None else [])]
         return QueryResult(columns, out, plan, len(plan.files), (time.perf_counter() - started) * 1000, notes)
 
     def snapshots(self, limit: int | None = None) -> list[dict[str, Any]]:

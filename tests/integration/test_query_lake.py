@@ -429,6 +429,28 @@ def test_freshness_reports_the_newest_trade_per_market(lake: dict[str, Any]) -> 
         assert got[key]["lag_seconds"] > 0
 
 
+def test_freshness_max_age_exits_1_when_any_symbol_is_older(lake: dict[str, Any]) -> None:
+    stale = run_k2(["query", "freshness", "--max-age", "1d", "--format", "json"], env=lake["env"])
+    assert stale.returncode == 1, stale.stderr
+    rows = json.loads(stale.stdout)
+    assert rows and all(r["stale"] is True for r in rows)
+    assert f"{len(rows)} of {len(rows)} symbols" in stale.stderr and "older than 1d" in stale.stderr
+    fresh = run_k2(["query", "freshness", "--max-age", "10000w", "--format", "json"], env=lake["env"])
+    assert fresh.returncode == 0, fresh.stderr
+    assert not any(r["stale"] for r in json.loads(fresh.stdout))
+    bad = run_k2(["query", "freshness", "--max-age", "soon"], env=lake["env"])
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--max-age" in bad.stderr
+
+
+def test_notional_sums_exactly_without_overflow(lake: dict[str, Any]) -> None:
+    proc = run_k2(["query", "sql", "SELECT sum(price*quantity) AS n, sum(notional) AS m FROM trades", "--format",
+                   "json"], env=lake["env"])
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)[0]
+    want = sum((r["price"] * r["quantity"] for r in lake["records"]), Decimal(0))
+    assert Decimal(row["n"]) == want and Decimal(row["m"]) == want
+
+
 def test_missing_table_is_one_clear_line(lake: dict[str, Any]) -> None:
     env = {**lake["env"], "K2_TABLE": "nowhere.trades_v2"}
     proc = run_k2(["query", "trades", "--symbol", "BTCUSDT"], env=env)
