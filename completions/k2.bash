@@ -65,7 +65,7 @@ _k2_complete() {
         " dlq show") COMPREPLY=($(compgen -W "--dlq-dir --format --help --output -f -o" -- "$cur")) ;;
         " dlq stats") COMPREPLY=($(compgen -W "--dlq-dir --format --help --output -f -o" -- "$cur")) ;;
         " query") COMPREPLY=($(compgen -W "freshness gaps ohlcv snapshots sql trades --help" -- "$cur")) ;;
-        " query freshness") COMPREPLY=($(compgen -W "--exchange --format --help --output --since --symbol --table -e -f -o -s" -- "$cur")) ;;
+        " query freshness") COMPREPLY=($(compgen -W "--exchange --format --help --max-age --output --since --symbol --table -e -f -o -s" -- "$cur")) ;;
         " query gaps") COMPREPLY=($(compgen -W "--exchange --format --help --since --symbol --table --until -e -f -s" -- "$cur")) ;;
         " query ohlcv") COMPREPLY=($(compgen -W "--exchange --format --help --interval --output --since --symbol --table --until -e -f -i -o -s" -- "$cur")) ;;
         " query snapshots") COMPREPLY=($(compgen -W "--format --help --limit --output --table -f -n -o" -- "$cur")) ;;

@@ -134,6 +134,7 @@ complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcom
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l exchange
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l format
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l help
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l max-age
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l output
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l since
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l symbol
