@@ -36,6 +36,7 @@ _k2_complete() {
             " stack install") path="$path $word" ;;
             " stack status") path="$path $word" ;;
             " stack up") path="$path $word" ;;
+            " status") path="$path $word" ;;
             " stream") path="$path $word" ;;
             " stream binance") path="$path $word" ;;
             " stream coinbase") path="$path $word" ;;
@@ -52,7 +53,7 @@ _k2_complete() {
         esac
     done
     case "$path" in
-        "") COMPREPLY=($(compgen -W "backfill consume dlq query simulate soak stack stream validate --config --help --version" -- "$cur")) ;;
+        "") COMPREPLY=($(compgen -W "backfill consume dlq query simulate soak stack status stream validate --config --help --version" -- "$cur")) ;;
         " backfill") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
         " backfill binance") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
         " backfill coinbase") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
@@ -82,6 +83,7 @@ _k2_complete() {
         " stack install") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack status") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack up") COMPREPLY=($(compgen -W "--format --help --timeout -f" -- "$cur")) ;;
+        " status") COMPREPLY=($(compgen -W "--format --group --help --interval --max-lag --no-services --services --stale-after --stream --watch --window -e -f -g -w" -- "$cur")) ;;
         " stream") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
         " stream binance") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
         " stream coinbase") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;

@@ -7,6 +7,7 @@ complete -c k2 -n '__fish_use_subcommand' -a query
 complete -c k2 -n '__fish_use_subcommand' -a simulate
 complete -c k2 -n '__fish_use_subcommand' -a soak
 complete -c k2 -n '__fish_use_subcommand' -a stack
+complete -c k2 -n '__fish_use_subcommand' -a status
 complete -c k2 -n '__fish_use_subcommand' -a stream
 complete -c k2 -n '__fish_use_subcommand' -a validate
 complete -c k2 -n '__fish_use_subcommand' -l config
@@ -340,6 +341,21 @@ complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l timeout
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -s f
+complete -c k2 -n '__fish_seen_subcommand_from status' -l format
+complete -c k2 -n '__fish_seen_subcommand_from status' -l group
+complete -c k2 -n '__fish_seen_subcommand_from status' -l help
+complete -c k2 -n '__fish_seen_subcommand_from status' -l interval
+complete -c k2 -n '__fish_seen_subcommand_from status' -l max-lag
+complete -c k2 -n '__fish_seen_subcommand_from status' -l no-services
+complete -c k2 -n '__fish_seen_subcommand_from status' -l services
+complete -c k2 -n '__fish_seen_subcommand_from status' -l stale-after
+complete -c k2 -n '__fish_seen_subcommand_from status' -l stream
+complete -c k2 -n '__fish_seen_subcommand_from status' -l watch
+complete -c k2 -n '__fish_seen_subcommand_from status' -l window
+complete -c k2 -n '__fish_seen_subcommand_from status' -s e
+complete -c k2 -n '__fish_seen_subcommand_from status' -s f
+complete -c k2 -n '__fish_seen_subcommand_from status' -s g
+complete -c k2 -n '__fish_seen_subcommand_from status' -s w
 complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a binance
 complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a coinbase
 complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a kraken

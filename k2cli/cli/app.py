@@ -16,6 +16,7 @@ from k2cli import __version__
 # name -> (module, one-line help); the help lives here so `k2 --help` imports no group.
 GROUPS: dict[str, tuple[str, str]] = {
     "stack": ("k2cli.cli.stack", "Install, start, stop and check the local stack."),
+    "status": ("k2cli.cli.status", "The whole pipeline on one screen, judged (exit 0/1/2 for cron)."),
     "simulate": ("k2cli.cli.simulate", "Serve a local exchange (its real WebSocket protocol) with injectable faults."),
     "stream": ("k2cli.cli.stream", "Stream exchange trades into Kafka as Avro v2 records."),
     "backfill": ("k2cli.cli.backfill", "Fill a historical range of trades from an exchange's REST API into Kafka."),
