@@ -132,7 +132,7 @@ def _setup_logging(verbose: bool) -> Console:
     else:  # one unwrapped line per event for log files and pipes
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    for name in ("k2.consume", "k2.lake"):
+    for name in ("k2.consume", "k2.lake", "k2.kafka"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO if verbose else logging.WARNING)

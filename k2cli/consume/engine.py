@@ -163,6 +163,8 @@ class ConsumeEngine:
         """Open the table, the decoders and the Kafka consumer (retried for the startup timeout), and subscribe."""
         from confluent_kafka import Consumer
 
+        from k2cli.kafka import rdlog
+
         self._until_ready("Iceberg catalog unavailable", self._committer.open_table)
         if self.options.workers:
             from k2cli.consume.workers import DecodePool
@@ -172,7 +174,7 @@ class ConsumeEngine:
         else:
             self._acc.decoder = ValueDecoder(registry)
         consumer = self._consumer = Consumer(kafka_config(self.settings, self.options, self.stats.instance_id,
-                                                          self._kafka_errors))
+                                                          self._kafka_errors), logger=rdlog.logger())
         self._pauser.consumer = self._acc.consumer = self._committer.consumer = consumer
         self._assignment.consumer = consumer
         self._until_ready("Kafka unavailable", lambda: check_topics(
