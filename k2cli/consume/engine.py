@@ -136,6 +136,12 @@ class ConsumeEngine:
                                   self.options.instance_id or self.settings.consumer_instance_id)
         self.stats.instance_id = claim.instance_id
         registry = RegistryClient(self.settings.schema_registry_url)
+        try:
+            registry.check()  # a wrong URL fails here at once, with the stream's words and exit code
+        except BaseException:
+            registry.close()
+            claim.close()
+            raise
         gc_was_enabled = gc.isenabled()
         try:
             self._start(registry)
