@@ -362,6 +362,23 @@ class TradesLake:
                    "trades", *(["stale"] if max_age is not None else [])]
         return QueryResult(columns, out, plan, len(plan.files), (time.perf_counter() - started) * 1000, notes)
 
+    def why_empty(self, flt: TradeFilter) -> str | None:
+        """For a filter that matched nothing: which of its exchange or symbol the table has no trade of (or None)."""
+        if flt.symbol is None and flt.exchange is None:
+            return None
+        plan = self.plan(TradeFilter())
+        source, args = self._source(plan.files)
+        pairs = self._engine().sql(f'SELECT DISTINCT "exchange", "symbol" FROM {source}', params=args).fetchall()
+        exchanges = sorted({e for e, _ in pairs})
+        if flt.exchange is not None and flt.exchange not in exchanges:
+            return f"no trades of exchange {flt.exchange} in the table (it has {', '.join(exchanges) or 'none'})"
+        symbols = sorted({s for e, s in pairs if flt.exchange is None or e == flt.exchange})
+        if flt.symbol is not None and flt.symbol not in symbols:
+            where = f" on {flt.exchange}" if flt.exchange else ""
+            shown = ", ".join(symbols[:20]) + (f" and {len(symbols) - 20} more" if len(symbols) > 20 else "")
+            return f"no trades of symbol {flt.symbol}{where} in the table (it has {shown or 'none'})"
+        return None
+
     def snapshots(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The table's snapshots, newest first, with their summaries and the Kafka offsets they carry."""
         current = self.source.current_snapshot()
@@ -519,3 +536,19 @@ def _int(value: Any) -> int | None:
 def normalise_names(values: Iterable[str | None]) -> list[str | None]:
     """Symbols and exchanges are stored upper-case; accept any case from operators."""
     return [v.strip().upper() if v is not None and v.strip() else None for v in values]
+
+
+def stored_symbol(symbol: str, exchange: str | None = None) -> str:
+    """An operator's symbol as the table stores it, read in each registered exchange's own notation (BTC/USD -> BTCUSD).
+
+    With an exchange, that exchange's notation is tried first; else the first registered exchange that reads it."""
+    from k2cli.exchanges import registry
+
+    typed = symbol.strip()
+    named = registry.by_code(exchange.strip().upper()) if exchange and exchange.strip() else None
+    for desc in ([named] if named is not None else []) + [d for d in registry.all() if d is not named]:
+        try:
+            return desc.stored_symbol(desc.check_symbols([typed])[0])
+        except Exception:  # not this exchange's notation (each raises its own ConfigError)
+            continue
+    return typed.upper()

@@ -398,8 +398,34 @@ def test_flag_injection_is_refused(lake: dict[str, Any], args: list[str]) -> Non
 
 
 def test_a_quoted_symbol_is_just_a_value(lake: dict[str, Any]) -> None:
-    proc = run_k2(["query", "trades", "--symbol", "BTCUSDT' OR '1'='1", "-f", "json"], env=lake["env"], check=True)
+    proc = run_k2(["query", "trades", "--symbol", "BTCUSDT' OR '1'='1", "-f", "json"], env=lake["env"])
     assert json.loads(proc.stdout) == []
+    assert proc.returncode == 1 and "no trades of symbol BTCUSDT' OR '1'='1" in proc.stderr
+
+
+def test_symbols_in_the_exchanges_own_notation_find_the_stored_trades(lake: dict[str, Any]) -> None:
+    def ids(*args: str) -> list[str]:
+        proc = run_k2(["query", "trades", "--limit", "1000", "-f", "json", *args], env=lake["env"], check=True)
+        return [r["trade_id"] for r in json.loads(proc.stdout)]
+
+    stored = ids("-s", "BTCUSD")
+    assert len(stored) == sum(1 for r in lake["records"] if r["symbol"] == "BTCUSD") > 0
+    assert ids("-s", "BTC/USD") == stored and ids("-s", "xbt/usd", "--exchange", "kraken") == stored
+    bars = run_k2(["query", "ohlcv", "-s", "BTC/USD", "-i", "1d", "-f", "json"], env=lake["env"], check=True)
+    assert sum(b["trade_count"] for b in json.loads(bars.stdout)) == len(stored)
+
+
+@pytest.mark.parametrize(("args", "why"), [
+    (["trades", "--exchange", "coinbase"], "no trades of exchange COINBASE in the table (it has BINANCE, KRAKEN)"),
+    (["trades", "-s", "DOGEUSDT"], "no trades of symbol DOGEUSDT in the table (it has BTCUSD, BTCUSDT, ETHUSDT"),
+    (["ohlcv", "-s", "BTCUSDT", "--exchange", "kraken"], "no trades of symbol BTCUSDT on KRAKEN in the table (it has "
+                                                         "BTCUSD, SOLUSDT)"),
+    (["freshness", "-s", "ETH/EUR"], "no trades of symbol ETHEUR"),
+])
+def test_a_query_matching_no_exchange_or_symbol_says_so(lake: dict[str, Any], args: list[str], why: str) -> None:
+    proc = run_k2(["query", *args, "-f", "json"], env=lake["env"])
+    assert proc.returncode == 1 and json.loads(proc.stdout) == []
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"k2: {why}"), proc.stderr
 
 
 # ---------------------------------------------------------------- snapshots, freshness, errors
