@@ -69,10 +69,27 @@ def consume(
     finally:
         if server is not None:
             server.shutdown()
+    failure = failure or _unfinished(engine)
     if engine.stats.started:
         _report(engine, output_format, failure)
     if failure is not None:
         raise failure
+
+
+def _unfinished(engine: ConsumeEngine) -> K2Error | None:
+    """A run that ended without failing but is not a success: interrupted by Ctrl-C (exit 130), or every record
+    it took went to the dead-letter queue (exit 1)."""
+    from k2cli.errors import K2Error
+
+    s = engine.stats
+    if s.stopped_by == "SIGINT":
+        interrupted = K2Error(f"interrupted (SIGINT) after committing what it had: {s.written} records written, "
+                              f"{s.dlq_entries} dead-lettered")
+        interrupted.exit_code = 130
+        return interrupted
+    if s.consumed and not s.written and s.dlq_entries == s.consumed:
+        return K2Error(f"all {s.consumed} records were dead-lettered, nothing was written (see `k2 dlq list`)")
+    return None
 
 
 def _topic_list(topics: str | None) -> list[str] | None:
@@ -183,7 +200,7 @@ def _report(engine: ConsumeEngine, output_format: str, failure: K2Error | None) 
     from rich.console import Console
 
     out = Console(highlight=False)
-    out.print("[red]✗ Consumption stopped early[/]" if failure is not None else "[green]✓ Consumption complete![/]")
+    out.print(_headline(engine, failure))
     out.print()
     out.print("Statistics:")
     out.print(f"  Messages consumed: {data['messages_consumed']}")
@@ -195,3 +212,17 @@ def _report(engine: ConsumeEngine, output_format: str, failure: K2Error | None) 
     out.print(f"  DLQ entries: {data['dlq_entries']}")
     out.print(f"  Duplicates skipped: {data['duplicates_skipped']}")
     out.print(f"  Snapshots committed: {data['snapshots_committed']}")
+
+
+def _headline(engine: ConsumeEngine, failure: K2Error | None) -> str:
+    """What the run came to, in one line: complete, stopped by SIGTERM, interrupted, all dead-lettered, or failed."""
+    s = engine.stats
+    if s.stopped_by == "SIGINT":
+        return "[yellow]✗ Consumption interrupted (SIGINT)[/]"
+    if failure is not None and s.consumed and not s.written and s.dlq_entries == s.consumed:
+        return "[red]✗ Every record was dead-lettered; nothing written[/]"
+    if failure is not None:
+        return "[red]✗ Consumption stopped early[/]"
+    if s.stopped_by == "SIGTERM":
+        return "[green]✓ Consumption stopped (SIGTERM)[/]"
+    return "[green]✓ Consumption complete![/]"

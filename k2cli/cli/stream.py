@@ -173,6 +173,9 @@ def _report(summary: StreamSummary, output_format: str, console: Console) -> Non
             Console().print(f"{summary.dlq_entries} entries written to the dead-letter directory {summary.dlq_dir}")
     if summary.not_delivered:
         raise K2Error(summary.not_delivered_line(), setting="K2_KAFKA_BOOTSTRAP_SERVERS")
+    if summary.status == "interrupted" and summary.signal == "SIGINT":  # Ctrl-C: the shell's convention, 128 + 2
+        typer.echo(f"k2: interrupted (SIGINT) after flushing: {summary.produced} trades produced", err=True)
+        raise typer.Exit(130)
 
 
 for _desc in registry.all():

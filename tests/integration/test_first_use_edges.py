@@ -54,3 +54,48 @@ def test_a_wrong_registry_path_is_one_clear_line_and_exit_2_in_stream_and_consum
     assert s_code == c_code == 2 and s_line == c_line, (s_line, c_line)
     assert s_line == (f"k2: error: {url} is not a Schema Registry API (HTTP 404; check the URL's path) "
                       "(setting K2_SCHEMA_REGISTRY_URL)")
+
+
+def test_consuming_only_poison_says_so_and_exits_1(k2_env: dict[str, str], unique: str) -> None:
+    from tests.integration.consume_support import Producer, create_topic, delete_topic, run_consume
+
+    topic = f"k2test.edges.poison.{unique}"
+    create_topic(topic, partitions=1)
+    try:
+        p = Producer(topic)
+        for i in range(5):
+            p.send(b"\x00\x00\x00\x00\x01not avro " + bytes([i]))
+        p.flush()
+        env = {**k2_env, "K2_TABLE": f"k2test_edges_{unique}.trades_v2"}
+        code, stats, err = run_consume(env, "--topics", topic, "--group", f"k2test-edges-{unique}",
+                                       "--max-messages", "5")
+    finally:
+        delete_topic(topic)
+    assert code == 1, err
+    assert stats["dlq_entries"] == 5 and stats["messages_written"] == 0 and stats["ok"] is False
+    assert err.strip().splitlines()[-1] == ("k2: error: all 5 records were dead-lettered, nothing was written "
+                                            "(see `k2 dlq list`)")
+
+
+def test_ctrl_c_on_consume_exits_130_and_sigterm_still_0(k2_env: dict[str, str], unique: str) -> None:
+    import signal
+    import time
+
+    from tests.integration.consume_support import create_topic, delete_topic, start_consume, stop
+
+    topic = f"k2test.edges.sigint.{unique}"
+    create_topic(topic, partitions=1)
+    env = {**k2_env, "K2_TABLE": f"k2test_edges_{unique}.trades_v2"}
+    try:
+        results = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            proc = start_consume(env, "--topics", topic, "--group", f"k2test-edges-{unique}-{sig.name}")
+            time.sleep(6)  # past start-up: the signal handlers are in place
+            results[sig.name] = stop(proc, sig)
+    finally:
+        delete_topic(topic)
+    code, stats, err = results["SIGINT"]
+    assert code == 130 and stats["stopped_by"] == "SIGINT" and stats["ok"] is False, err
+    assert err.strip().splitlines()[-1].startswith("k2: error: interrupted (SIGINT) after committing what it had")
+    code, stats, err = results["SIGTERM"]
+    assert code == 0 and stats["stopped_by"] == "SIGTERM" and stats["ok"] is True, err
