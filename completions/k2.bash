@@ -58,7 +58,7 @@ _k2_complete() {
         " backfill binance") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
         " backfill coinbase") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
         " backfill kraken") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
-        " consume") COMPREPLY=($(compgen -W "--batch-size --flush-interval --format --group --help --instance-id --max-messages --metrics-port --table --topics --verbose -b -f -g -n -t -v" -- "$cur")) ;;
+        " consume") COMPREPLY=($(compgen -W "--batch-size --flush-interval --format --group --help --instance-id --max-messages --metrics-port --table --topics --until-caught-up --verbose -b -f -g -n -t -v" -- "$cur")) ;;
         " dlq") COMPREPLY=($(compgen -W "list purge replay show stats --help" -- "$cur")) ;;
         " dlq list") COMPREPLY=($(compgen -W "--dlq-dir --error-type --format --help --limit --origin --output --since --until -f -n -o -t" -- "$cur")) ;;
         " dlq purge") COMPREPLY=($(compgen -W "--dlq-dir --dry-run --format --help --older-than --yes -f -y" -- "$cur")) ;;

@@ -63,6 +63,7 @@ complete -c k2 -n '__fish_seen_subcommand_from consume' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l metrics-port
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l table
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l topics
+complete -c k2 -n '__fish_seen_subcommand_from consume' -l until-caught-up
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l verbose
 complete -c k2 -n '__fish_seen_subcommand_from consume' -s b
 complete -c k2 -n '__fish_seen_subcommand_from consume' -s f

@@ -29,6 +29,9 @@ def consume(
     max_messages: int = typer.Option(None, "--max-messages", "-n", min=1,
                                      help="Stop after exactly N records (written + dead-lettered); default: run "
                                           "until SIGTERM/SIGINT."),
+    until_caught_up: bool = typer.Option(False, "--until-caught-up",
+                                         help="Stop once every partition it owns is read to its end offset "
+                                              "(checked every 2 s), after writing what it read."),
     batch_size: int = typer.Option(None, "--batch-size", "-b", min=1,
                                    help=setting_help("Records per Iceberg commit", "batch_size")),
     flush_interval: float = typer.Option(None, "--flush-interval", help=setting_help(
@@ -62,7 +65,9 @@ def consume(
                              consumer_metrics_port=metrics_port, consumer_instance_id=instance_id)
     console = _setup_logging(verbose)
     metrics = ConsumerMetrics()
-    engine = ConsumeEngine(settings, _options(settings, max_messages), metrics=metrics)
+    options = _options(settings, max_messages)
+    options.until_caught_up = until_caught_up
+    engine = ConsumeEngine(settings, options, metrics=metrics)
     server = _serve_metrics(metrics, settings.consumer_metrics_port)
     try:
         failure = _run(engine, console, live=sys.stdout.isatty() and output_format == "rich")
@@ -225,4 +230,6 @@ def _headline(engine: ConsumeEngine, failure: K2Error | None) -> str:
         return "[red]✗ Consumption stopped early[/]"
     if s.stopped_by == "SIGTERM":
         return "[green]✓ Consumption stopped (SIGTERM)[/]"
+    if s.stopped_by == "caught_up":
+        return "[green]✓ Consumption complete (caught up)[/]"
     return "[green]✓ Consumption complete![/]"

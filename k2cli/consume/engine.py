@@ -206,6 +206,8 @@ class ConsumeEngine:
         while True:
             now = self._clock()
             self._housekeeping.run_if_due(now, consumer, self._assignment.positions)
+            if self.options.until_caught_up and self._housekeeping.caught_up:
+                self.request_stop("caught_up")
             remaining = self._remaining()
             if self.stopping:
                 self._finish()

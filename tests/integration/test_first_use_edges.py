@@ -99,3 +99,22 @@ def test_ctrl_c_on_consume_exits_130_and_sigterm_still_0(k2_env: dict[str, str],
     assert err.strip().splitlines()[-1].startswith("k2: error: interrupted (SIGINT) after committing what it had")
     code, stats, err = results["SIGTERM"]
     assert code == 0 and stats["stopped_by"] == "SIGTERM" and stats["ok"] is True, err
+
+
+def test_until_caught_up_stops_a_consumer_whose_max_messages_exceeds_the_topic(k2_env: dict[str, str],
+                                                                               unique: str) -> None:
+    from tests.integration.consume_support import Producer, create_topic, delete_topic, make_trade, run_consume
+
+    topic = f"k2test.edges.caughtup.{unique}"
+    create_topic(topic, partitions=2)
+    try:
+        p = Producer(topic)
+        p.send_trades([make_trade(i, seq=1000 + i) for i in range(30)])
+        p.flush()
+        env = {**k2_env, "K2_TABLE": f"k2test_edges_{unique}.trades_v2"}
+        code, stats, err = run_consume(env, "--topics", topic, "--group", f"k2test-edges-{unique}",
+                                       "--max-messages", "1000", "--until-caught-up", timeout=60)
+    finally:
+        delete_topic(topic)
+    assert code == 0, err
+    assert stats["stopped_by"] == "caught_up" and stats["messages_written"] == 30 and stats["ok"] is True
