@@ -58,7 +58,7 @@ _k2_complete() {
         " backfill binance") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
         " backfill coinbase") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
         " backfill kraken") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
-        " consume") COMPREPLY=($(compgen -W "--batch-size --flush-interval --format --group --help --instance-id --max-messages --metrics-port --table --topics --until-caught-up --verbose -b -f -g -n -t -v" -- "$cur")) ;;
+        " consume") COMPREPLY=($(compgen -W "--batch-size --flush-interval --format --group --help --instance-id --log-format --log-level --max-messages --metrics-port --table --topics --until-caught-up --verbose -b -f -g -n -t -v" -- "$cur")) ;;
         " dlq") COMPREPLY=($(compgen -W "list purge replay show stats --help" -- "$cur")) ;;
         " dlq list") COMPREPLY=($(compgen -W "--dlq-dir --error-type --format --help --limit --origin --output --since --until -f -n -o -t" -- "$cur")) ;;
         " dlq purge") COMPREPLY=($(compgen -W "--dlq-dir --dry-run --format --help --older-than --yes -f -y" -- "$cur")) ;;
@@ -85,9 +85,9 @@ _k2_complete() {
         " stack up") COMPREPLY=($(compgen -W "--format --help --timeout -f" -- "$cur")) ;;
         " status") COMPREPLY=($(compgen -W "--format --group --help --interval --max-lag --no-services --services --stale-after --stream --watch --window -e -f -g -w" -- "$cur")) ;;
         " stream") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
-        " stream binance") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
-        " stream coinbase") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
-        " stream kraken") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
+        " stream binance") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --log-format --log-level --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
+        " stream coinbase") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --log-format --log-level --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
+        " stream kraken") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --log-format --log-level --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;
         " validate") COMPREPLY=($(compgen -W "coverage deploy e2e list prereqs resilience streaming tech-debt --help" -- "$cur")) ;;
         " validate coverage") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " validate deploy") COMPREPLY=($(compgen -W "--exchange --format --help --keep-rehearsal --output --post --pre --rehearse --retry-interval --retry-timeout --step -e -f -o" -- "$cur")) ;;

@@ -59,6 +59,8 @@ complete -c k2 -n '__fish_seen_subcommand_from consume' -l format
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l group
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l help
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l instance-id
+complete -c k2 -n '__fish_seen_subcommand_from consume' -l log-format
+complete -c k2 -n '__fish_seen_subcommand_from consume' -l log-level
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l metrics-port
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l table
@@ -369,6 +371,8 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l idle-timeout
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l insecure
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l log-format
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l log-level
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l metrics-port
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l no-backfill
@@ -394,6 +398,8 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l idle-timeout
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l insecure
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l log-format
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l log-level
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l metrics-port
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l no-backfill
@@ -419,6 +425,8 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l idle-timeout
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l insecure
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l log-format
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l log-level
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l metrics-port
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l no-backfill

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from k2cli.cli.logs import LOG_FORMAT, LOG_LEVEL, LogFormat, LogLevel
+from k2cli.cli.logs import setup as setup_logs
 from k2cli.cli.options import GROUP, RICH_JSON, TABLE, TOPICS, Format, format_option, setting_help, usage_error
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ def consume(
         default="<group>-<host>-<free slot>, stable across restarts")),
     output_format: Format = format_option(RICH_JSON, "rich (default) or json for the statistics."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log assignments and commits too."),
+    log_format: LogFormat = LOG_FORMAT,
+    log_level: LogLevel = LOG_LEVEL,
 ) -> None:
     """Consume trades from Kafka and commit them to Iceberg in batches, exactly once.
 
@@ -63,7 +66,7 @@ def consume(
     settings = load_settings(consumer_topics=_topic_list(topics), batch_size=batch_size,
                              flush_interval=flush_interval, consumer_group=group, table=table,
                              consumer_metrics_port=metrics_port, consumer_instance_id=instance_id)
-    console = _setup_logging(verbose)
+    console = setup_logs(("k2.consume", "k2.lake", "k2.kafka"), verbose, log_level, log_format)
     metrics = ConsumerMetrics()
     options = _options(settings, max_messages)
     options.until_caught_up = until_caught_up
@@ -140,26 +143,6 @@ def _serve_metrics(metrics: ConsumerMetrics, port: int) -> Any:
     except OSError as exc:
         raise ConfigError(f"cannot serve metrics on port {port}: {exc.strerror}",
                           setting="K2_CONSUMER_METRICS_PORT") from None
-
-
-def _setup_logging(verbose: bool) -> Console:
-    from rich.console import Console
-    from rich.logging import RichHandler
-
-    console = Console(stderr=True)
-    if console.is_terminal:
-        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False,
-                                               rich_tracebacks=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:  # one unwrapped line per event for log files and pipes
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    for name in ("k2.consume", "k2.lake", "k2.kafka"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(logging.INFO if verbose else logging.WARNING)
-        logger.propagate = False
-    return console
 
 
 def _panel(engine: ConsumeEngine) -> Table:

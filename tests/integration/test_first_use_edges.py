@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
+
 import pytest
 
 from tests.conftest import run_k2
@@ -9,14 +13,25 @@ from tests.conftest import run_k2
 pytestmark = pytest.mark.integration
 
 
-def test_consume_against_a_refusing_broker_prints_k2_lines_not_raw_librdkafka(k2_env: dict[str, str]) -> None:
-    env = {**k2_env, "K2_KAFKA_BOOTSTRAP_SERVERS": "localhost:1", "K2_CONSUMER_STARTUP_TIMEOUT": "3"}
-    proc = run_k2(["consume", "--max-messages", "1", "--metrics-port", "0"], env=env, timeout=90)
+UTC_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_consume_against_a_refusing_broker_logs_k2_lines_in_utc(k2_env: dict[str, str], log_format: str) -> None:
+    env = {**k2_env, "K2_KAFKA_BOOTSTRAP_SERVERS": "localhost:1", "K2_CONSUMER_STARTUP_TIMEOUT": "3",
+           "TZ": "America/New_York"}
+    proc = run_k2(["consume", "--max-messages", "1", "--metrics-port", "0", "--log-format", log_format,
+                   "--log-level", "info"], env=env, timeout=90)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 3, proc.stderr
     assert not [line for line in lines if line.startswith("%")], proc.stderr  # librdkafka's own `%3|…|FAIL|` lines
-    assert len(lines) <= 15, proc.stderr
+    assert 2 <= len(lines) <= 15, proc.stderr
     assert lines[-1].startswith("k2: error: Kafka unavailable") and "K2_KAFKA_BOOTSTRAP_SERVERS" in lines[-1]
+    now = dt.datetime.now(dt.UTC)
+    for line in lines[:-1]:  # every log line: UTC ISO 8601 (the local zone here is five hours behind)
+        stamp = json.loads(line)["time"] if log_format == "json" else line.split(" ", 1)[0]
+        assert UTC_ISO.fullmatch(stamp), line
+        assert abs((dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")) - now).total_seconds()) < 300, line
 
 
 def _stream_and_consume(env: dict[str, str], unique: str) -> list[tuple[int, str, float]]:
