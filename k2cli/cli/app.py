@@ -48,6 +48,20 @@ class LazyGroup(typer.core.TyperGroup):
         command.params = [p for p in command.params if p.name not in ("install_completion", "show_completion")]
         return command
 
+    def resolve_command(self, ctx, args):
+        """As click does, with a guess for a mistyped command (`k2 consme`: Did you mean 'consume'?)."""
+        import difflib
+
+        from typer._click.exceptions import UsageError
+
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            close = difflib.get_close_matches(args[0] if args else "", list(GROUPS), n=1, cutoff=0.6)
+            if close and "Did you mean" not in exc.message:
+                exc.message = f"{exc.message.rstrip()} Did you mean {close[0]!r}?"
+            raise
+
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
         """Run k2; a usage error or a K2Error ends it with one `k2: error:` line and its exit code."""
