@@ -90,3 +90,19 @@ def test_status_shows_stream_and_consumer_and_fails_when_either_stops(k2_env: di
                 log.close()
     finally:
         delete_topic(topic)
+
+
+def test_watch_refreshes_until_ctrl_c_and_exits_with_the_last_verdict(k2_env: dict[str, str]) -> None:
+    import signal
+    import sys
+
+    require("kafka", "prometheus")
+    proc = subprocess.Popen([sys.executable, "-m", "k2cli", "status", "--watch", "--interval", "1", "--no-services",
+                             "--stream", "binance", "--format", "json"], env=k2_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    views = [json.loads(line) for line in out.splitlines()]
+    assert len(views) >= 2, (out, err)
+    assert proc.returncode == views[-1]["exit_code"] and views[0]["time"] < views[-1]["time"]
