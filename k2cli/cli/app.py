@@ -134,6 +134,8 @@ def root(
 
 def main() -> None:
     """Entry point: run the CLI (LazyGroup.main turns operator errors into one line and an exit code)."""
+    if not sys.stdout.isatty():  # piped help: typer's rich tables at a width that never cuts a default short
+        os.environ.setdefault("TERMINAL_WIDTH", "160")
     try:
         typer.main.get_command(app).main(prog_name="k2")
     except KeyboardInterrupt:

@@ -76,3 +76,12 @@ def test_a_mistyped_command_gets_a_did_you_mean(args, hint):
 def test_a_command_nothing_resembles_gets_no_guess():
     line = _one_error_line(_k2("zzzzzz"))
     assert "No such command 'zzzzzz'" in line and "Did you mean" not in line
+
+
+@pytest.mark.parametrize("args", [("stream", "binance", "--help"), ("consume", "--help"), ("query", "trades", "--help")])
+def test_piped_help_keeps_every_default_and_setting_whole(args):
+    from tests.conftest import run_k2
+
+    out = run_k2(list(args)).stdout
+    assert "…" not in out, out
+    assert "K2_" in out
