@@ -78,7 +78,8 @@ def test_a_command_nothing_resembles_gets_no_guess():
     assert "No such command 'zzzzzz'" in line and "Did you mean" not in line
 
 
-@pytest.mark.parametrize("args", [("stream", "binance", "--help"), ("consume", "--help"), ("query", "trades", "--help")])
+@pytest.mark.parametrize("args", [("stream", "binance", "--help"), ("consume", "--help"),
+                                  ("query", "trades", "--help")])
 def test_piped_help_keeps_every_default_and_setting_whole(args):
     from tests.conftest import run_k2
 
