@@ -162,6 +162,11 @@ def _report(summary: StreamSummary, output_format: str, console: Console) -> Non
             Console().print(f"{summary.dlq_entries} entries written to the dead-letter directory {summary.dlq_dir}")
     if summary.not_delivered:
         raise K2Error(summary.not_delivered_line(), setting="K2_KAFKA_BOOTSTRAP_SERVERS")
+    bad = sum(summary.frame_errors.values())
+    if summary.status == "completed" and bad and not summary.produced and not summary.trades_received:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.frame_errors.items()))
+        raise K2Error(f"no trade produced: every frame with data was bad ({kinds}); they are kept in the "
+                      f"dead-letter directory {summary.dlq_dir}")
     if summary.status == "interrupted" and summary.signal == "SIGINT":  # Ctrl-C: the shell's convention, 128 + 2
         typer.echo(f"k2: interrupted (SIGINT) after flushing: {summary.produced} trades produced", err=True)
         raise typer.Exit(130)

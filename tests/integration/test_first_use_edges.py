@@ -133,3 +133,23 @@ def test_until_caught_up_stops_a_consumer_whose_max_messages_exceeds_the_topic(k
         delete_topic(topic)
     assert code == 0, err
     assert stats["stopped_by"] == "caught_up" and stats["messages_written"] == 30 and stats["ok"] is True
+
+
+def test_a_stream_of_only_bad_frames_says_so_and_exits_1(k2_env: dict[str, str], tmp_path, unique: str) -> None:
+    from tests.integration.consume_support import delete_topic
+    from tests.integration.stream_support import create_topic, run_stream, simulator
+
+    tape = tmp_path / "garbage.txt"
+    tape.write_text("".join(f"not json {i} {{\n" for i in range(20)))
+    topic = f"k2test.edges.garbage.{unique}"
+    create_topic(topic, partitions=1)
+    try:
+        with simulator("binance", ["--tape", str(tape), "--rate", "50", "--symbols", "BTCUSDT"], k2_env,
+                       tmp_path) as url:
+            code, summary, err = run_stream("binance", ["--url", url, "--symbols", "BTCUSDT", "--topic", topic,
+                                                        "--duration", "3"], k2_env)
+    finally:
+        delete_topic(topic)
+    assert code == 1, err
+    assert summary["produced"] == 0 and sum(summary["frame_errors"].values()) >= 20
+    assert err.strip().splitlines()[-1].startswith("k2: error: no trade produced: every frame with data was bad")
