@@ -8,16 +8,17 @@ complete -c k2 -n '__fish_use_subcommand' -a query
 complete -c k2 -n '__fish_use_subcommand' -a simulate
 complete -c k2 -n '__fish_use_subcommand' -a soak
 complete -c k2 -n '__fish_use_subcommand' -a stack
+complete -c k2 -n '__fish_use_subcommand' -a status
 complete -c k2 -n '__fish_use_subcommand' -a stream
 complete -c k2 -n '__fish_use_subcommand' -a validate
-complete -c k2 -n '__fish_use_subcommand' -l config
+complete -c k2 -n '__fish_use_subcommand' -l config -r -F
 complete -c k2 -n '__fish_use_subcommand' -l help
 complete -c k2 -n '__fish_use_subcommand' -l version
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and not __fish_seen_subcommand_from binance coinbase kraken' -a binance
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and not __fish_seen_subcommand_from binance coinbase kraken' -a coinbase
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and not __fish_seen_subcommand_from binance coinbase kraken' -a kraken
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and not __fish_seen_subcommand_from binance coinbase kraken' -l help
-complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -l format
+complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -l from-id
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -l help
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -l rest-url
@@ -26,10 +27,10 @@ complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -l to-id
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -l topic
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -l until
-complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -s f
+complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -s s
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from binance' -s t
-complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -l format
+complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -l from-id
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -l help
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -l rest-url
@@ -38,10 +39,10 @@ complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -l to-id
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -l topic
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -l until
-complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -s f
+complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -s s
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from coinbase' -s t
-complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -l format
+complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -l from-id
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -l help
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -l rest-url
@@ -50,22 +51,25 @@ complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -l to-id
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -l topic
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -l until
-complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -s f
+complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -s s
 complete -c k2 -n '__fish_seen_subcommand_from backfill; and __fish_seen_subcommand_from kraken' -s t
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l batch-size
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l flush-interval
-complete -c k2 -n '__fish_seen_subcommand_from consume' -l format
+complete -c k2 -n '__fish_seen_subcommand_from consume' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l group
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l help
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l instance-id
+complete -c k2 -n '__fish_seen_subcommand_from consume' -l log-format -xa 'text json'
+complete -c k2 -n '__fish_seen_subcommand_from consume' -l log-level -xa 'debug info warning error'
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l metrics-port
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l table
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l topics
+complete -c k2 -n '__fish_seen_subcommand_from consume' -l until-caught-up
 complete -c k2 -n '__fish_seen_subcommand_from consume' -l verbose
 complete -c k2 -n '__fish_seen_subcommand_from consume' -s b
-complete -c k2 -n '__fish_seen_subcommand_from consume' -s f
+complete -c k2 -n '__fish_seen_subcommand_from consume' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from consume' -s g
 complete -c k2 -n '__fish_seen_subcommand_from consume' -s n
 complete -c k2 -n '__fish_seen_subcommand_from consume' -s t
@@ -76,87 +80,87 @@ complete -c k2 -n '__fish_seen_subcommand_from dlq; and not __fish_seen_subcomma
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and not __fish_seen_subcommand_from list purge replay show stats' -a show
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and not __fish_seen_subcommand_from list purge replay show stats' -a stats
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and not __fish_seen_subcommand_from list purge replay show stats' -l help
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l dlq-dir
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l dlq-dir -r -F
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l error-type
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l format
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l format -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l help
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l limit
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l origin
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l output
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l since
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -l until
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -s f
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -s f -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -s n
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -s o
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -s o -r -F
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from list' -s t
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from purge' -l dlq-dir
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from purge' -l dlq-dir -r -F
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from purge' -l dry-run
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from purge' -l format
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from purge' -l format -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from purge' -l help
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from purge' -l older-than
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from purge' -l yes
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from purge' -s f
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from purge' -s f -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from purge' -s y
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l all
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l dlq-dir
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l dlq-dir -r -F
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l dry-run
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l error-type
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l format
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l format -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l help
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l id
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l origin
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l output
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l retry-failed
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l since
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l to-topic
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -l until
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -s f
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -s o
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -s f -xa 'table rich json csv parquet'
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -s o -r -F
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from replay' -s t
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from show' -l dlq-dir
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from show' -l format
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from show' -l dlq-dir -r -F
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from show' -l format -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from show' -l help
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from show' -l output
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from show' -s f
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from show' -s o
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -l dlq-dir
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -l format
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from show' -l output -r -F
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from show' -s f -xa 'table rich json csv parquet'
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from show' -s o -r -F
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -l dlq-dir -r -F
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -l format -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -l help
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -l output
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -s f
-complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -s o
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -l output -r -F
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -s f -xa 'table rich json csv parquet'
+complete -c k2 -n '__fish_seen_subcommand_from dlq; and __fish_seen_subcommand_from stats' -s o -r -F
 complete -c k2 -n '__fish_seen_subcommand_from lake; and not __fish_seen_subcommand_from compact expire orphans stats' -a compact
 complete -c k2 -n '__fish_seen_subcommand_from lake; and not __fish_seen_subcommand_from compact expire orphans stats' -a expire
 complete -c k2 -n '__fish_seen_subcommand_from lake; and not __fish_seen_subcommand_from compact expire orphans stats' -a orphans
 complete -c k2 -n '__fish_seen_subcommand_from lake; and not __fish_seen_subcommand_from compact expire orphans stats' -a stats
 complete -c k2 -n '__fish_seen_subcommand_from lake; and not __fish_seen_subcommand_from compact expire orphans stats' -l help
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l dry-run
-complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l format
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l help
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l min-files
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l partition
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l table
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -l target-size
-complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -s f
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from compact' -s p
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l dry-run
-complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l format
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l help
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l keep
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l older-than
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -l table
-complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -s f
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from expire' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -l delete
-complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -l format
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -l help
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -l older-than
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -l table
-complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -s f
-complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -l format
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from orphans' -s f -xa 'rich json'
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -l help
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -l small-below
 complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -l table
-complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -s f
+complete -c k2 -n '__fish_seen_subcommand_from lake; and __fish_seen_subcommand_from stats' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a freshness
 complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a gaps
 complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a ohlcv
@@ -165,69 +169,70 @@ complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcom
 complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -a trades
 complete -c k2 -n '__fish_seen_subcommand_from query; and not __fish_seen_subcommand_from freshness gaps ohlcv snapshots sql trades' -l help
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l exchange
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l format
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l format -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l help
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l output
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l max-age
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l since
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l symbol
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -l table
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -s e
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -s f
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -s o
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -s f -xa 'table rich json csv parquet'
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -s o -r -F
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from freshness' -s s
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l exchange
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l format
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l help
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l since
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l symbol
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l table
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -l until
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -s e
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -s f
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from gaps' -s s
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l exchange
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l format
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l format -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l help
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l interval
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l output
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l since
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l symbol
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l table
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -l until
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -s e
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -s f
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -s f -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -s i
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -s o
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -s o -r -F
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from ohlcv' -s s
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -l format
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -l format -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -l help
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -l limit
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -l output
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -l table
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -s f
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -s f -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -s n
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -s o
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from sql' -l format
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from snapshots' -s o -r -F
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from sql' -l format -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from sql' -l help
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from sql' -l max-rows
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from sql' -l output
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from sql' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from sql' -l table
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from sql' -s f
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from sql' -s o
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from sql' -s f -xa 'table rich json csv parquet'
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from sql' -s o -r -F
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l exchange
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l format
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l format -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l help
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l limit
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l order
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l output
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l order -xa 'asc desc'
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l since
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l symbol
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l table
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -l until
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -s e
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -s f
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -s f -xa 'table rich json csv parquet'
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -s n
-complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -s o
+complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -s o -r -F
 complete -c k2 -n '__fish_seen_subcommand_from query; and __fish_seen_subcommand_from trades' -s s
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and not __fish_seen_subcommand_from binance coinbase kraken' -a binance
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and not __fish_seen_subcommand_from binance coinbase kraken' -a coinbase
@@ -237,7 +242,7 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l drop-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l fault-cycle
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l first-id
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l format
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l garbage-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l help
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l host
@@ -263,7 +268,7 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l tls-cert
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l tls-key
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -l url-file
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -s f
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -s p
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -s r
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from binance' -s s
@@ -271,7 +276,7 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l drop-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l fault-cycle
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l first-id
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l format
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l garbage-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l help
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l host
@@ -295,7 +300,7 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l tls-cert
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l tls-key
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -l url-file
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -s f
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -s p
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -s r
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from coinbase' -s s
@@ -303,7 +308,7 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l drop-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l fault-cycle
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l first-id
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l format
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l garbage-every
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l help
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l host
@@ -328,53 +333,68 @@ complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcomm
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l tls-cert
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l tls-key
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -l url-file
-complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -s f
+complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -s p
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -s r
 complete -c k2 -n '__fish_seen_subcommand_from simulate; and __fish_seen_subcommand_from kraken' -s s
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -a report
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l consumer
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l exchange
-complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l format
+complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l group
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l help
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l hours
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l minutes
-complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l output-dir
+complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l output-dir -r -F
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l sample-interval
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l startup-timeout
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l symbols
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l topic
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -l url
 complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -s e
-complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -s f
-complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -s o
+complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -s f -xa 'rich json'
+complete -c k2 -n '__fish_seen_subcommand_from soak; and not __fish_seen_subcommand_from report' -s o -r -F
 complete -c k2 -n '__fish_seen_subcommand_from soak; and __fish_seen_subcommand_from report' -l days
 complete -c k2 -n '__fish_seen_subcommand_from soak; and __fish_seen_subcommand_from report' -l exchange
-complete -c k2 -n '__fish_seen_subcommand_from soak; and __fish_seen_subcommand_from report' -l format
+complete -c k2 -n '__fish_seen_subcommand_from soak; and __fish_seen_subcommand_from report' -l format -xa 'rich json markdown'
 complete -c k2 -n '__fish_seen_subcommand_from soak; and __fish_seen_subcommand_from report' -l help
-complete -c k2 -n '__fish_seen_subcommand_from soak; and __fish_seen_subcommand_from report' -l output
+complete -c k2 -n '__fish_seen_subcommand_from soak; and __fish_seen_subcommand_from report' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from soak; and __fish_seen_subcommand_from report' -l prometheus
 complete -c k2 -n '__fish_seen_subcommand_from soak; and __fish_seen_subcommand_from report' -s e
-complete -c k2 -n '__fish_seen_subcommand_from soak; and __fish_seen_subcommand_from report' -s f
+complete -c k2 -n '__fish_seen_subcommand_from soak; and __fish_seen_subcommand_from report' -s f -xa 'rich json markdown'
 complete -c k2 -n '__fish_seen_subcommand_from stack; and not __fish_seen_subcommand_from down install status up' -a down
 complete -c k2 -n '__fish_seen_subcommand_from stack; and not __fish_seen_subcommand_from down install status up' -a install
 complete -c k2 -n '__fish_seen_subcommand_from stack; and not __fish_seen_subcommand_from down install status up' -a status
 complete -c k2 -n '__fish_seen_subcommand_from stack; and not __fish_seen_subcommand_from down install status up' -a up
 complete -c k2 -n '__fish_seen_subcommand_from stack; and not __fish_seen_subcommand_from down install status up' -l help
-complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from down' -l format
+complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from down' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from down' -l help
-complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from down' -s f
-complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from install' -l format
+complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from down' -s f -xa 'rich json'
+complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from install' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from install' -l help
-complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from install' -s f
-complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from status' -l format
+complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from install' -s f -xa 'rich json'
+complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from status' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from status' -l help
-complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from status' -s f
-complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l format
+complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from status' -s f -xa 'rich json'
+complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l timeout
-complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -s f
+complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -s f -xa 'rich json'
+complete -c k2 -n '__fish_seen_subcommand_from status' -l format -xa 'rich json'
+complete -c k2 -n '__fish_seen_subcommand_from status' -l group
+complete -c k2 -n '__fish_seen_subcommand_from status' -l help
+complete -c k2 -n '__fish_seen_subcommand_from status' -l interval
+complete -c k2 -n '__fish_seen_subcommand_from status' -l max-lag
+complete -c k2 -n '__fish_seen_subcommand_from status' -l no-services
+complete -c k2 -n '__fish_seen_subcommand_from status' -l services
+complete -c k2 -n '__fish_seen_subcommand_from status' -l stale-after
+complete -c k2 -n '__fish_seen_subcommand_from status' -l stream
+complete -c k2 -n '__fish_seen_subcommand_from status' -l watch
+complete -c k2 -n '__fish_seen_subcommand_from status' -l window
+complete -c k2 -n '__fish_seen_subcommand_from status' -s e
+complete -c k2 -n '__fish_seen_subcommand_from status' -s f -xa 'rich json'
+complete -c k2 -n '__fish_seen_subcommand_from status' -s g
+complete -c k2 -n '__fish_seen_subcommand_from status' -s w
 complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a binance
 complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a coinbase
 complete -c k2 -n '__fish_seen_subcommand_from stream; and not __fish_seen_subcommand_from binance coinbase kraken' -a kraken
@@ -383,10 +403,12 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l ca-bundle
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l duration
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l failover-urls
-complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l format
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l idle-timeout
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l insecure
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l log-format -xa 'text json'
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l log-level -xa 'debug info warning error'
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l metrics-port
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l no-backfill
@@ -399,7 +421,7 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l url
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -l verbose
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s d
-complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s f
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s n
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s s
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from binance' -s t
@@ -408,10 +430,12 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l ca-bundle
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l duration
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l failover-urls
-complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l format
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l idle-timeout
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l insecure
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l log-format -xa 'text json'
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l log-level -xa 'debug info warning error'
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l metrics-port
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l no-backfill
@@ -424,7 +448,7 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l url
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -l verbose
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s d
-complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s f
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s n
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s s
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from coinbase' -s t
@@ -433,10 +457,12 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l ca-bundle
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l duration
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l failover-urls
-complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l format
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l idle-timeout
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l insecure
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l log-format -xa 'text json'
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l log-level -xa 'debug info warning error'
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l max-messages
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l metrics-port
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l no-backfill
@@ -449,7 +475,7 @@ complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcomman
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l url
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -l verbose
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -s d
-complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -s f
+complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -s n
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -s s
 complete -c k2 -n '__fish_seen_subcommand_from stream; and __fish_seen_subcommand_from kraken' -s t
@@ -463,71 +489,71 @@ complete -c k2 -n '__fish_seen_subcommand_from validate; and not __fish_seen_sub
 complete -c k2 -n '__fish_seen_subcommand_from validate; and not __fish_seen_subcommand_from coverage deploy e2e list prereqs resilience streaming tech-debt' -a streaming
 complete -c k2 -n '__fish_seen_subcommand_from validate; and not __fish_seen_subcommand_from coverage deploy e2e list prereqs resilience streaming tech-debt' -a tech-debt
 complete -c k2 -n '__fish_seen_subcommand_from validate; and not __fish_seen_subcommand_from coverage deploy e2e list prereqs resilience streaming tech-debt' -l help
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from coverage' -l format
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from coverage' -l format -xa 'rich json markdown'
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from coverage' -l help
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from coverage' -s f
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l exchange
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l format
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from coverage' -s f -xa 'rich json markdown'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l exchange -xa 'binance kraken coinbase'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l format -xa 'rich json junit markdown'
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l help
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l keep-rehearsal
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l output
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l post
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l pre
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l rehearse
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l retry-interval
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l retry-timeout
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -l step
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -s e
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -s f
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -s o
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -l exchange
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -l format
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -s e -xa 'binance kraken coinbase'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -s f -xa 'rich json junit markdown'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from deploy' -s o -r -F
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -l exchange -xa 'binance kraken coinbase'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -l format -xa 'rich json junit markdown'
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -l help
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -l output
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -l retry-interval
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -l retry-timeout
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -l step
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -l url
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -s e
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -s f
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -s o
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from list' -l format
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -s e -xa 'binance kraken coinbase'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -s f -xa 'rich json junit markdown'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from e2e' -s o -r -F
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from list' -l format -xa 'rich json markdown'
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from list' -l help
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from list' -s f
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -l format
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from list' -s f -xa 'rich json markdown'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -l format -xa 'rich json junit markdown'
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -l help
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -l output
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -l retry-interval
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -l retry-timeout
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -l step
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -s f
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -s o
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -l exchange
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -l format
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -s f -xa 'rich json junit markdown'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from prereqs' -s o -r -F
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -l exchange -xa 'binance kraken coinbase'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -l format -xa 'rich json junit markdown'
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -l help
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -l output
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -l retry-interval
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -l retry-timeout
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -l step
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -s e
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -s f
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -s o
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -l exchange
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -l format
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -s e -xa 'binance kraken coinbase'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -s f -xa 'rich json junit markdown'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from resilience' -s o -r -F
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -l exchange -xa 'binance kraken coinbase'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -l format -xa 'rich json junit markdown'
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -l help
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -l output
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -l retry-interval
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -l retry-timeout
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -l step
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -l url
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -s e
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -s f
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -s o
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -l format
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -s e -xa 'binance kraken coinbase'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -s f -xa 'rich json junit markdown'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from streaming' -s o -r -F
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -l format -xa 'rich json junit markdown'
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -l help
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -l output
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -l output -r -F
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -l retry-interval
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -l retry-timeout
 complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -l step
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -s f
-complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -s o
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -s f -xa 'rich json junit markdown'
+complete -c k2 -n '__fish_seen_subcommand_from validate; and __fish_seen_subcommand_from tech-debt' -s o -r -F

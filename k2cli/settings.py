@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -325,6 +326,10 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:
         )
 
 
+# namespace.table (a namespace may have levels): no empty part, no whitespace
+_TABLE_NAME = re.compile(r"[^.\s]+(\.[^.\s]+)+")
+
+
 def validate(s: Settings) -> None:
     """Reject values that cannot work, naming the setting."""
     servers = [part.strip() for part in s.kafka_bootstrap_servers.split(",") if part.strip()]
@@ -341,6 +346,9 @@ def validate(s: Settings) -> None:
             _check_url(f"{ex}_failover_urls", url, ("ws", "wss"))
         if es.rest_url:
             _check_url(f"{ex}_rest_url", es.rest_url, ("http", "https"))
+    if not _TABLE_NAME.fullmatch(s.table):
+        raise ConfigError(f"table name {s.table!r} (--table or K2_TABLE) must be namespace.table, e.g. {TRADES_TABLE}",
+                          setting="K2_TABLE")
     if s.iceberg_catalog_uri and not s.iceberg_catalog_uri.startswith(("sqlite:", "postgresql")):
         raise ConfigError(
             f"K2_ICEBERG_CATALOG_URI={s.iceberg_catalog_uri!r} must be a sqlite:/// or postgresql:// URI",

@@ -91,9 +91,12 @@ say "step 3 done at $((SECONDS - started))s"
 # 4. The `docker compose` plugin, only where a docker client lacks it, so `docker compose config -q`
 #    can check docker-compose.yml on hosts without a Docker engine. Built from the Go module proxy
 #    at a pinned version into the cache (go install cannot build it: its go.mod has replace lines).
+#    K2_INSTALL_COMPOSE_PLUGIN=0 skips it (scripts/demo.sh: the pipeline itself never needs it).
 # ------------------------------------------------------------------------------------------------
 COMPOSE_VERSION="v2.40.3"
-if command -v docker >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1 && command -v go >/dev/null 2>&1; then
+if [ "${K2_INSTALL_COMPOSE_PLUGIN:-1}" = "0" ]; then
+    say "step 4 skipped (K2_INSTALL_COMPOSE_PLUGIN=0): no docker compose plugin build"
+elif command -v docker >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1 && command -v go >/dev/null 2>&1; then
     cache="${K2_CACHE_DIR:-${K2_HOME:-$HOME/.k2}/cache}/docker-compose-$COMPOSE_VERSION"
     if [ ! -x "$cache/docker-compose" ]; then
         say "building docker compose $COMPOSE_VERSION from the Go module proxy (a few minutes, once)"

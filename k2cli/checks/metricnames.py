@@ -29,3 +29,7 @@ CACHE_EVICTIONS = "serializer_cache_evictions_total"
 RSS = "process_memory_rss_bytes"
 VMS = "process_memory_vms_bytes"
 LEAK_SCORE = "memory_leak_detection_score"
+
+# the status screen (k2cli/observe/status_sources.py)
+BREAKER_STATE = "k2_circuit_breaker_state"  # gauge per breaker: 0 closed, 1 half-open, 2 open
+BACKFILL_GAPS = "k2_backfill_gaps_total"  # counter per exchange and result (filled, unfilled)

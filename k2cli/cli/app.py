@@ -16,6 +16,7 @@ from k2cli import __version__
 # name -> (module, one-line help); the help lives here so `k2 --help` imports no group.
 GROUPS: dict[str, tuple[str, str]] = {
     "stack": ("k2cli.cli.stack", "Install, start, stop and check the local stack."),
+    "status": ("k2cli.cli.status", "The whole pipeline on one screen, judged (exit 0/1/2 for cron)."),
     "simulate": ("k2cli.cli.simulate", "Serve a local exchange (its real WebSocket protocol) with injectable faults."),
     "stream": ("k2cli.cli.stream", "Stream exchange trades into Kafka as Avro v2 records."),
     "backfill": ("k2cli.cli.backfill", "Fill a historical range of trades from an exchange's REST API into Kafka."),
@@ -47,6 +48,20 @@ class LazyGroup(typer.core.TyperGroup):
         # A group's Typer app would offer its own --install-completion; k2 ships static scripts instead.
         command.params = [p for p in command.params if p.name not in ("install_completion", "show_completion")]
         return command
+
+    def resolve_command(self, ctx, args):
+        """As click does, with a guess for a mistyped command (`k2 consme`: Did you mean 'consume'?)."""
+        import difflib
+
+        from typer._click.exceptions import UsageError
+
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            close = difflib.get_close_matches(args[0] if args else "", list(GROUPS), n=1, cutoff=0.6)
+            if close and "Did you mean" not in exc.message:
+                exc.message = f"{exc.message.rstrip()} Did you mean {close[0]!r}?"
+            raise
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
@@ -120,6 +135,8 @@ def root(
 
 def main() -> None:
     """Entry point: run the CLI (LazyGroup.main turns operator errors into one line and an exit code)."""
+    if not sys.stdout.isatty():  # piped help: typer's rich tables at a width that never cuts a default short
+        os.environ.setdefault("TERMINAL_WIDTH", "160")
     try:
         typer.main.get_command(app).main(prog_name="k2")
     except KeyboardInterrupt:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from k2cli.cli.logs import LOG_FORMAT, LOG_LEVEL, LogFormat, LogLevel
+from k2cli.cli.logs import setup as setup_logs
 from k2cli.cli.options import GROUP, RICH_JSON, TABLE, TOPICS, Format, format_option, setting_help, usage_error
 
 if TYPE_CHECKING:
@@ -29,6 +30,9 @@ def consume(
     max_messages: int = typer.Option(None, "--max-messages", "-n", min=1,
                                      help="Stop after exactly N records (written + dead-lettered); default: run "
                                           "until SIGTERM/SIGINT."),
+    until_caught_up: bool = typer.Option(False, "--until-caught-up",
+                                         help="Stop once every partition it owns is read to its end offset "
+                                              "(checked every 2 s), after writing what it read."),
     batch_size: int = typer.Option(None, "--batch-size", "-b", min=1,
                                    help=setting_help("Records per Iceberg commit", "batch_size")),
     flush_interval: float = typer.Option(None, "--flush-interval", help=setting_help(
@@ -42,6 +46,8 @@ def consume(
         default="<group>-<host>-<free slot>, stable across restarts")),
     output_format: Format = format_option(RICH_JSON, "rich (default) or json for the statistics."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log assignments and commits too."),
+    log_format: LogFormat = LOG_FORMAT,
+    log_level: LogLevel = LOG_LEVEL,
 ) -> None:
     """Consume trades from Kafka and commit them to Iceberg in batches, exactly once.
 
@@ -60,19 +66,38 @@ def consume(
     settings = load_settings(consumer_topics=_topic_list(topics), batch_size=batch_size,
                              flush_interval=flush_interval, consumer_group=group, table=table,
                              consumer_metrics_port=metrics_port, consumer_instance_id=instance_id)
-    console = _setup_logging(verbose)
+    console = setup_logs(("k2.consume", "k2.lake", "k2.kafka"), verbose, log_level, log_format)
     metrics = ConsumerMetrics()
-    engine = ConsumeEngine(settings, _options(settings, max_messages), metrics=metrics)
+    options = _options(settings, max_messages)
+    options.until_caught_up = until_caught_up
+    engine = ConsumeEngine(settings, options, metrics=metrics)
     server = _serve_metrics(metrics, settings.consumer_metrics_port)
     try:
         failure = _run(engine, console, live=sys.stdout.isatty() and output_format == "rich")
     finally:
         if server is not None:
             server.shutdown()
+    failure = failure or _unfinished(engine)
     if engine.stats.started:
         _report(engine, output_format, failure)
     if failure is not None:
         raise failure
+
+
+def _unfinished(engine: ConsumeEngine) -> K2Error | None:
+    """A run that ended without failing but is not a success: interrupted by Ctrl-C (exit 130), or every record
+    it took went to the dead-letter queue (exit 1)."""
+    from k2cli.errors import K2Error
+
+    s = engine.stats
+    if s.stopped_by == "SIGINT":
+        interrupted = K2Error(f"interrupted (SIGINT) after committing what it had: {s.written} records written, "
+                              f"{s.dlq_entries} dead-lettered")
+        interrupted.exit_code = 130
+        return interrupted
+    if s.consumed and not s.written and s.dlq_entries == s.consumed:
+        return K2Error(f"all {s.consumed} records were dead-lettered, nothing was written (see `k2 dlq list`)")
+    return None
 
 
 def _topic_list(topics: str | None) -> list[str] | None:
@@ -120,26 +145,6 @@ def _serve_metrics(metrics: ConsumerMetrics, port: int) -> Any:
                           setting="K2_CONSUMER_METRICS_PORT") from None
 
 
-def _setup_logging(verbose: bool) -> Console:
-    from rich.console import Console
-    from rich.logging import RichHandler
-
-    console = Console(stderr=True)
-    if console.is_terminal:
-        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False,
-                                               rich_tracebacks=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:  # one unwrapped line per event for log files and pipes
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    for name in ("k2.consume", "k2.lake"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(logging.INFO if verbose else logging.WARNING)
-        logger.propagate = False
-    return console
-
-
 def _panel(engine: ConsumeEngine) -> Table:
     from rich.table import Table
 
@@ -183,7 +188,7 @@ def _report(engine: ConsumeEngine, output_format: str, failure: K2Error | None) 
     from rich.console import Console
 
     out = Console(highlight=False)
-    out.print("[red]✗ Consumption stopped early[/]" if failure is not None else "[green]✓ Consumption complete![/]")
+    out.print(_headline(engine, failure))
     out.print()
     out.print("Statistics:")
     out.print(f"  Messages consumed: {data['messages_consumed']}")
@@ -195,3 +200,19 @@ def _report(engine: ConsumeEngine, output_format: str, failure: K2Error | None) 
     out.print(f"  DLQ entries: {data['dlq_entries']}")
     out.print(f"  Duplicates skipped: {data['duplicates_skipped']}")
     out.print(f"  Snapshots committed: {data['snapshots_committed']}")
+
+
+def _headline(engine: ConsumeEngine, failure: K2Error | None) -> str:
+    """What the run came to, in one line: complete, stopped by SIGTERM, interrupted, all dead-lettered, or failed."""
+    s = engine.stats
+    if s.stopped_by == "SIGINT":
+        return "[yellow]✗ Consumption interrupted (SIGINT)[/]"
+    if failure is not None and s.consumed and not s.written and s.dlq_entries == s.consumed:
+        return "[red]✗ Every record was dead-lettered; nothing written[/]"
+    if failure is not None:
+        return "[red]✗ Consumption stopped early[/]"
+    if s.stopped_by == "SIGTERM":
+        return "[green]✓ Consumption stopped (SIGTERM)[/]"
+    if s.stopped_by == "caught_up":
+        return "[green]✓ Consumption complete (caught up)[/]"
+    return "[green]✓ Consumption complete![/]"

@@ -46,13 +46,22 @@ def _lake(table: str | None) -> Any:
 
 
 def _filter(symbol: str | None, exchange: str | None, since: str | None, until: str | None) -> Any:
-    from k2cli.lake.query import TradeFilter, normalise_names
+    from k2cli.lake.query import TradeFilter, normalise_names, stored_symbol
     from k2cli.timespec import parse_instant, to_micros
 
-    symbol, exchange = normalise_names([symbol, exchange])
+    symbol, exchange = normalise_names([stored_symbol(symbol, exchange) if symbol else None, exchange])
     since_us = to_micros(parse_instant(since, "--since")) if since else None
     until_us = to_micros(parse_instant(until, "--until")) if until else None
     return TradeFilter(symbol=symbol, exchange=exchange, since_us=since_us, until_us=until_us)
+
+
+def _say_why_empty(lake: Any, result: Any, flt: Any) -> None:
+    """A query whose exchange or symbol the table has no trade of: say so on stderr and exit 1."""
+    if result.num_rows == 0:
+        why = lake.why_empty(flt)
+        if why is not None:
+            typer.echo(f"k2: {why}", err=True)
+            raise typer.Exit(1)
 
 
 def _footer(result: Any) -> str:
@@ -70,7 +79,8 @@ def _notes_to_stderr(result: Any, fmt: str) -> None:
 
 @app.command()
 def trades(
-    symbol: str = typer.Option(None, "--symbol", "-s", help="Symbol, e.g. BTCUSDT (all symbols when omitted)."),
+    symbol: str = typer.Option(None, "--symbol", "-s", help="Symbol as stored or in the exchange's notation "
+                               "(BTCUSDT, BTC/USD, BTC-USD); all symbols when omitted."),
     exchange: str = EXCHANGE_OPTION,
     since: str = SINCE_OPTION,
     until: str = UNTIL_OPTION,
@@ -85,15 +95,18 @@ def trades(
     from k2cli.trade import FIELD_NAMES
 
     flt = _filter(symbol, exchange, since, until)
-    result = _lake(table).trades(flt, limit=limit, order=order.value)
+    lake = _lake(table)
+    result = lake.trades(flt, limit=limit, order=order.value)
     arrow = result.to_arrow() if fmt == Format.parquet else None
     emit(result.rows(), FIELD_NAMES, fmt, output, arrow=arrow, table_columns=TRADE_TABLE_COLUMNS,
          title=f"trades {flt.symbol or 'all symbols'}", footer=_footer(result))
+    _say_why_empty(lake, result, flt)
 
 
 @app.command()
 def ohlcv(
-    symbol: str = typer.Option(..., "--symbol", "-s", help="Symbol, e.g. BTCUSDT."),
+    symbol: str = typer.Option(..., "--symbol", "-s", help="Symbol as stored or in the exchange's notation "
+                               "(BTCUSDT, BTC/USD, BTC-USD)."),
     interval: str = typer.Option("1m", "--interval", "-i", help="Bar width: 1m, 5m, 15m, 1h or 1d."),
     exchange: str = EXCHANGE_OPTION,
     since: str = SINCE_OPTION,
@@ -114,10 +127,12 @@ def ohlcv(
 
     interval_micros(interval)  # validate before touching the catalog
     flt = _filter(symbol, exchange, since, until)
-    result = _lake(table).ohlcv(flt, interval)
+    lake = _lake(table)
+    result = lake.ohlcv(flt, interval)
     emit(result.rows(), COLUMNS, fmt, output, arrow=result.to_arrow() if fmt == Format.parquet else None,
          table_columns=[c for c in COLUMNS if c not in ("interval_end", "notional")],
          title=f"OHLCV {flt.symbol} {interval}", footer=_footer(result))
+    _say_why_empty(lake, result, flt)
 
 
 @app.command()
@@ -129,6 +144,9 @@ def sql(
     table: str = TABLE,
 ) -> None:
     """Run a read-only SQL query over the `trades` view (the table's current snapshot).
+
+    price and quantity are DECIMAL(38,8) in the view and `notional` is price*quantity, exact
+    (SELECT sum(notional) FROM trades).
 
     Anything but a single SELECT is refused; DuckDB runs with file access and extension loading disabled.
     """
@@ -178,16 +196,30 @@ def freshness(
     exchange: str = EXCHANGE_OPTION,
     since: str = typer.Option(None, "--since", metavar="TIME",
                               help="Only look at trades at or after TIME (reads less of a large lake)."),
+    max_age: str = typer.Option(None, "--max-age", metavar="DURATION",
+                                help="Exit 1 when any symbol's newest trade is older than this (90s, 15m, 2h), "
+                                     "or when there is none; rows get a `stale` column."),
     fmt: Format = DATA_FORMAT,
     output: str = OUTPUT,
     table: str = TABLE,
 ) -> None:
     """Newest trade and ingestion time per exchange and symbol, and how far each lags behind now."""
+    from k2cli.timespec import parse_duration
+
+    limit = parse_duration(max_age, "--max-age") if max_age is not None else None
     flt = _filter(symbol, exchange, since, None)
-    result = _lake(table).freshness(flt)
+    lake = _lake(table)
+    result = lake.freshness(flt, max_age=limit)
     _notes_to_stderr(result, fmt)
     emit(result.rows(), result.columns, fmt, output,
          arrow=result.to_arrow() if fmt == Format.parquet else None, title="freshness", footer=_footer(result))
+    _say_why_empty(lake, result, flt)
+    if limit is not None:
+        stale = sum(1 for r in result.rows() if r["stale"])
+        if stale or not result.rows():
+            typer.echo(f"k2: {stale} of {len(result.rows())} symbols older than {max_age.strip()}"
+                       if result.rows() else "k2: no trades, so none within --max-age", err=True)
+            raise typer.Exit(1)
 
 
 @app.command()

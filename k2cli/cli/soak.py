@@ -59,8 +59,9 @@ def soak(
     exchange: str = typer.Option(None, "--exchange", "-e", help=f"{registry.names_text()}."),
     url: str = typer.Option(None, "--url", help="WebSocket URL to stream from (default: the exchange's URL "
                             "setting); ws:// for a local `k2 simulate`."),
-    sample_interval: float = typer.Option(60.0, "--sample-interval", min=0.1, metavar="S",
-                                          help="Seconds between samples (default 60)."),
+    sample_interval: float = typer.Option(None, "--sample-interval", min=0.1, metavar="S",
+                                          help="Seconds between samples (default 60; less for runs too short to "
+                                               "give 20 samples after the warm-up)."),
     output_dir: Path = typer.Option(None, "--output-dir", "-o", metavar="DIR",
                                     help="Where the profile, report and chart go "
                                     "(default ./k2-soak-<exchange>-<UTC time>)."),
@@ -80,16 +81,18 @@ def soak(
     if exchange not in EXCHANGES:
         raise usage_error(f"--exchange must be {registry.names_text()}, got {exchange!r}" if exchange
                           else f"give {registry.names_text('--exchange {}')}")
-    if sample_interval > seconds:
+    if sample_interval is not None and sample_interval > seconds:
         raise usage_error(f"--sample-interval {sample_interval:g} s is longer than the run ({seconds:g} s)")
 
     from k2cli.checks.thresholds import check_overrides
     from k2cli.settings import ensure_writable_dir, load_settings
-    from k2cli.soak.criteria import thresholds_from
+    from k2cli.soak.criteria import default_sample_interval, thresholds_from
     from k2cli.soak.runner import SoakPlan, SoakRunner
 
     settings = load_settings()
     check_overrides(settings.thresholds)  # a typo in k2.toml [thresholds] would silently do nothing
+    if sample_interval is None:
+        sample_interval = default_sample_interval(seconds, thresholds_from(settings.thresholds))
     url = url or settings.exchange_url(exchange)
     if not url.startswith(("ws://", "wss://")):
         raise usage_error(f"--url {url!r} is not a ws:// or wss:// URL")

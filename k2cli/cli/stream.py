@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from k2cli.cli.logs import LOG_FORMAT, LOG_LEVEL, LogFormat, LogLevel
+from k2cli.cli.logs import setup as setup_logs
 from k2cli.cli.options import RICH_JSON, Format, format_option, setting_help
 from k2cli.exchanges import registry
 from k2cli.exchanges.descriptor import ExchangeDescriptor
@@ -62,6 +63,8 @@ def _make(desc: ExchangeDescriptor) -> Callable[..., None]:
             "backfill", "on")),
         output_format: Format = format_option(RICH_JSON, "rich (default) or json for the final summary."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log connections and rotations too."),
+        log_format: LogFormat = LOG_FORMAT,
+        log_level: LogLevel = LOG_LEVEL,
         debug_leak: float = typer.Option(None, "--debug-leak-mb-per-min", hidden=True,
                                          help="Test-only fault: retain this many MiB per minute."),
     ) -> None:
@@ -77,7 +80,8 @@ def _make(desc: ExchangeDescriptor) -> Callable[..., None]:
             settings, exchange, symbols=_listed(symbols), url=url, failover_urls=_listed(failover_urls),
             topic=topic, max_messages=max_messages, duration=duration, metrics_port=metrics_port, rest_url=rest_url,
         )
-        _run(settings, options, output_format, verbose)
+        console = setup_logs(("k2",), verbose, log_level, log_format)
+        _run(settings, options, output_format, console)
 
     command.__doc__ = (f"Stream {desc.title} trades into Kafka until --max-messages, --duration, "
                        "SIGTERM or SIGINT (then flush and exit).")
@@ -89,28 +93,13 @@ def _listed(text: str | None) -> tuple[str, ...] | None:
     return tuple(t.strip() for t in text.split(",") if t.strip()) if text is not None else None
 
 
-def _run(settings: Settings, options: StreamOptions, output_format: Format, verbose: bool) -> None:
+def _run(settings: Settings, options: StreamOptions, output_format: Format, console: Console) -> None:
     """Run the stream (with the live panel on a terminal) and report its summary."""
     from k2cli.stream.runner import StreamRunner
 
     live = sys.stdout.isatty() and output_format == "rich"
-    console = _setup_logging(verbose)
     summary = _run_live(StreamRunner, settings, options, console) if live else StreamRunner(settings, options).run()
     _report(summary, output_format, console)
-
-
-def _setup_logging(verbose: bool) -> Console:
-    from rich.console import Console
-    from rich.logging import RichHandler
-
-    console = Console(stderr=True)
-    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("k2")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
-    root.propagate = False
-    return console
 
 
 def _panel(summary):
@@ -173,6 +162,14 @@ def _report(summary: StreamSummary, output_format: str, console: Console) -> Non
             Console().print(f"{summary.dlq_entries} entries written to the dead-letter directory {summary.dlq_dir}")
     if summary.not_delivered:
         raise K2Error(summary.not_delivered_line(), setting="K2_KAFKA_BOOTSTRAP_SERVERS")
+    bad = sum(summary.frame_errors.values())
+    if summary.status == "completed" and bad and not summary.produced and not summary.trades_received:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.frame_errors.items()))
+        raise K2Error(f"no trade produced: every frame with data was bad ({kinds}); they are kept in the "
+                      f"dead-letter directory {summary.dlq_dir}")
+    if summary.status == "interrupted" and summary.signal == "SIGINT":  # Ctrl-C: the shell's convention, 128 + 2
+        typer.echo(f"k2: interrupted (SIGINT) after flushing: {summary.produced} trades produced", err=True)
+        raise typer.Exit(130)
 
 
 for _desc in registry.all():

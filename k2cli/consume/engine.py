@@ -136,6 +136,12 @@ class ConsumeEngine:
                                   self.options.instance_id or self.settings.consumer_instance_id)
         self.stats.instance_id = claim.instance_id
         registry = RegistryClient(self.settings.schema_registry_url)
+        try:
+            registry.check()  # a wrong URL fails here at once, with the stream's words and exit code
+        except BaseException:
+            registry.close()
+            claim.close()
+            raise
         gc_was_enabled = gc.isenabled()
         try:
             self._start(registry)
@@ -163,6 +169,8 @@ class ConsumeEngine:
         """Open the table, the decoders and the Kafka consumer (retried for the startup timeout), and subscribe."""
         from confluent_kafka import Consumer
 
+        from k2cli.kafka import rdlog
+
         self._until_ready("Iceberg catalog unavailable", self._committer.open_table)
         if self.options.workers:
             from k2cli.consume.workers import DecodePool
@@ -172,7 +180,7 @@ class ConsumeEngine:
         else:
             self._acc.decoder = ValueDecoder(registry)
         consumer = self._consumer = Consumer(kafka_config(self.settings, self.options, self.stats.instance_id,
-                                                          self._kafka_errors))
+                                                          self._kafka_errors), logger=rdlog.logger())
         self._pauser.consumer = self._acc.consumer = self._committer.consumer = consumer
         self._assignment.consumer = consumer
         self._until_ready("Kafka unavailable", lambda: check_topics(
@@ -198,6 +206,8 @@ class ConsumeEngine:
         while True:
             now = self._clock()
             self._housekeeping.run_if_due(now, consumer, self._assignment.positions)
+            if self.options.until_caught_up and self._housekeeping.caught_up:
+                self.request_stop("caught_up")
             remaining = self._remaining()
             if self.stopping:
                 self._finish()

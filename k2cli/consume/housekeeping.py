@@ -31,6 +31,7 @@ class Housekeeping:
         self._metrics = metrics
         self._gc = gc_pacer
         self._last = 0.0
+        self.caught_up = False  # at the last check: partitions owned, each read up to its end offset
 
     def run_if_due(self, now: float, consumer: Any, positions: dict[TopicPartition, int | None]) -> None:
         """Do the chores if they are due."""
@@ -49,7 +50,7 @@ class Housekeeping:
     def _report_lag(self, consumer: Any, positions: dict[TopicPartition, int | None]) -> None:
         from confluent_kafka import TopicPartition as KTP
 
-        total = 0
+        total, known = 0, 0
         for (topic, part), position in list(positions.items()):
             try:
                 low, high = consumer.get_watermark_offsets(KTP(topic, part), cached=True)
@@ -59,5 +60,7 @@ class Housekeeping:
                 continue
             lag = max(0, high - (position if position is not None else max(low, 0)))
             total += lag
+            known += 1
             self._metrics.lag.labels(topic, str(part)).set(lag)
         self._metrics.total_lag.set(total)
+        self.caught_up = bool(positions) and known == len(positions) and total == 0

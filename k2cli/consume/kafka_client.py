@@ -46,9 +46,11 @@ class KafkaErrors:
 
     def warn(self, text: str) -> None:
         """Log a Kafka error, each distinct one at most every 30 s (the client repeats them while they last)."""
-        now = self._clock()
-        if now - self._warned.get(text, -1e9) >= 30:
-            self._warned[text] = now
+        from k2cli.kafka.rdlog import shape
+
+        key, now = shape(text), self._clock()
+        if now - self._warned.get(key, -1e9) >= 30:
+            self._warned[key] = now
             log.warning("Kafka: %s", text)
 
 

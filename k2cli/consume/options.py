@@ -28,6 +28,7 @@ class ConsumeOptions:
     startup_timeout: float = 30.0
     decode_workers: int = -1  # -1: 2 worker processes for batches of 5,000+ records on 2+ cores, else inline
     dedup: bool = True  # write each (exchange, symbol, trade_id) once
+    until_caught_up: bool = False  # stop once every owned partition is read to its end offset
 
     @property
     def workers(self) -> int:

@@ -127,3 +127,39 @@ def committed(bootstrap: str, group: str, topic: str, timeout: float = 10.0, *,
     finally:
         consumer.close()
     return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in result}
+
+
+def group_offsets(bootstrap: str, group: str, timeout: float = 10.0, *,
+                  config: Mapping[str, Any] | None = None) -> dict[tuple[str, int], int | None]:
+    """Every (topic, partition) the group has committed, with its committed offset (None where negative)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
+
+    admin = client(bootstrap, config)
+    futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)], request_timeout=timeout)
+    try:
+        result = futures[group].result()
+    except KafkaException as exc:
+        raise ServiceUnavailable(f"listing the offsets of consumer group {group} failed: {reason(exc)}",
+                                 setting=SETTING) from None
+    return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in result.topic_partitions or []}
+
+
+def watermark_offsets(bootstrap: str, partitions_wanted: Sequence[tuple[str, int]], timeout: float = 5.0, *,
+                      config: Mapping[str, Any] | None = None) -> dict[tuple[str, int], tuple[int, int]]:
+    """(low, high) offsets of each (topic, partition): the oldest retained and the one the next record gets."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    if not partitions_wanted:
+        return {}
+    consumer = Consumer({"bootstrap.servers": bootstrap, **(config or {}), "group.id": "k2-offsets-reader",
+                         "enable.auto.commit": False})
+    marks: dict[tuple[str, int], tuple[int, int]] = {}
+    try:
+        for t, p in partitions_wanted:
+            low, high = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=timeout)
+            marks[(t, p)] = (low, high)
+        return marks
+    except KafkaException as exc:
+        raise ServiceUnavailable(f"reading watermark offsets failed: {reason(exc)}", setting=SETTING) from None
+    finally:
+        consumer.close()

@@ -16,9 +16,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from k2cli.kafka import rdlog
+
 log = logging.getLogger("k2.kafka")
-_RDKAFKA_LOG = logging.getLogger("k2.kafka.librdkafka")
-_RDKAFKA_LOG.setLevel(logging.CRITICAL)  # librdkafka repeats connection failures; error_cb reports state changes
+_RDKAFKA_LOG = rdlog.logger()  # librdkafka's warnings, repeats collapsed
 DEFAULT_PARTITIONS = 6
 
 

@@ -1,8 +1,9 @@
 """A small client for the Confluent Schema Registry REST API.
 
 Every call classifies failures the same way: no answer or HTTP 5xx is RegistryUnavailable (a
-ServiceUnavailable: try again later), any other unexpected answer is RegistryError; both carry the
-HTTP status (0 when nothing answered)."""
+ServiceUnavailable: try again later); an answer that is not the registry API's own (a 404 without the
+registry's error_code: a wrong path in the URL) is RegistryMisconfigured (exit 2, the same line whatever the
+call); any other unexpected answer is RegistryError. All carry the HTTP status (0 when nothing answered)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ class RegistryError(K2Error):
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message, setting=SETTING)
         self.status = status
+
+
+class RegistryMisconfigured(RegistryError):
+    """The URL answers, but not as a Schema Registry API (a wrong path): an operator's setting to fix."""
+
+    exit_code = 2
 
 
 class RegistryUnavailable(ServiceUnavailable):
@@ -57,11 +64,26 @@ class RegistryClient:
             raise RegistryUnavailable(f"Schema Registry unreachable at {self.url}: {exc.__class__.__name__}",
                                       status=0) from None
 
+    def check(self) -> None:
+        """Fail at once unless the URL leads to a Schema Registry API (GET /config answers as one)."""
+        resp = self._request("GET", "/config")
+        if resp.status_code != 200 or not isinstance(_json(resp), dict):
+            self._fail(resp, "reading the global configuration")
+
+    def _not_the_api(self, resp: httpx.Response) -> bool:
+        """A 404/405 without the registry's error_code: something else answered at this path."""
+        body = _json(resp)
+        return resp.status_code in (404, 405) and not (isinstance(body, dict) and "error_code" in body)
+
     def _fail(self, resp: httpx.Response, doing: str, detail: bool = False) -> NoReturn:
-        """Raise for an unexpected answer: RegistryUnavailable on 5xx, else RegistryError."""
+        """Raise for an unexpected answer: RegistryUnavailable on 5xx, RegistryMisconfigured when the answer is not
+        the registry API's, else RegistryError."""
         status = resp.status_code
         if status >= 500:
             raise RegistryUnavailable(f"Schema Registry at {self.url} failed: HTTP {status}", status=status)
+        if self._not_the_api(resp) or (status == 200 and _json(resp) is None):
+            raise RegistryMisconfigured(f"{self.url} is not a Schema Registry API (HTTP {status}; check the URL's "
+                                        "path)", status=status)
         raise RegistryError(f"{doing} failed: HTTP {status}" + (f" {resp.text[:200]}" if detail else ""),
                             status=status)
 
@@ -87,7 +109,7 @@ class RegistryClient:
         if cached is not None:
             return cached
         resp = self._request("GET", f"/schemas/ids/{schema_id}")
-        if resp.status_code == 404:
+        if resp.status_code == 404 and not self._not_the_api(resp):
             raise UnknownSchemaId(f"schema id {schema_id} is not in the registry")
         if resp.status_code != 200:
             self._fail(resp, f"fetching schema {schema_id}")
@@ -106,7 +128,7 @@ class RegistryClient:
     def latest(self, subject: str) -> dict[str, Any] | None:
         """The latest version of a subject (subject, version, id, schema text), or None when it is not registered."""
         resp = self._request("GET", f"/subjects/{subject}/versions/latest")
-        if resp.status_code == 404:
+        if resp.status_code == 404 and not self._not_the_api(resp):
             return None
         if resp.status_code != 200:
             self._fail(resp, f"fetching the latest version of {subject}")

@@ -28,6 +28,12 @@ MAX_LIMIT = 1_000_000
 ORDERS = {"asc": "ASC", "desc": "DESC"}
 PLANNERS = ("auto", "metadata", "pyiceberg")
 _COLUMNS = ", ".join(f'"{name}"' for name in FIELD_NAMES)
+# The operator's `trades` view: price and quantity widened to DECIMAL(38,8), so price*quantity (DECIMAL(38,16))
+# and its sums stay exact instead of overflowing DECIMAL(18); `notional` is that product.
+_WIDE = "DECIMAL(38,8)"
+_VIEW_COLUMNS = ", ".join(
+    f'CAST("{name}" AS {_WIDE}) AS "{name}"' if name in ("price", "quantity") else f'"{name}"'
+    for name in FIELD_NAMES) + f', CAST("price" AS {_WIDE}) * CAST("quantity" AS {_WIDE}) AS "notional"'
 
 
 class TableNotFound(K2Error):
@@ -226,11 +232,11 @@ class TradesLake:
         con.execute("SET TimeZone = 'UTC'")
         if plan.files:
             file_list = "[" + ", ".join(_sql_string(p) for p in plan.paths) + "]"
-            con.execute(f"CREATE VIEW trades AS SELECT {_COLUMNS} FROM read_parquet({file_list}, "
+            con.execute(f"CREATE VIEW trades AS SELECT {_VIEW_COLUMNS} FROM read_parquet({file_list}, "
                         "hive_partitioning = false)")
             con.execute(f"SET allowed_paths = {file_list}")
         else:
-            con.execute(f"CREATE VIEW trades AS SELECT {_EMPTY_SELECT} WHERE false")
+            con.execute(f"CREATE VIEW trades AS SELECT {_VIEW_COLUMNS} FROM (SELECT {_EMPTY_SELECT}) WHERE false")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return con
@@ -323,8 +329,11 @@ class TradesLake:
         return QueryResult(list(table.column_names), rows, plan, len(plan.files),
                            (time.perf_counter() - started) * 1000, notes, arrow_table=table)
 
-    def freshness(self, flt: TradeFilter | None = None, now: _dt.datetime | None = None) -> QueryResult:
-        """Newest trade and ingestion time per exchange and symbol, and how far they lag behind now."""
+    def freshness(self, flt: TradeFilter | None = None, now: _dt.datetime | None = None,
+                  max_age: _dt.timedelta | None = None) -> QueryResult:
+        """Newest trade and ingestion time per exchange and symbol, and how far they lag behind now.
+
+        With max_age, each row also says whether its newest trade is older (`stale`)."""
         started = time.perf_counter()
         now = now or _dt.datetime.now(_dt.UTC)
         flt = flt or TradeFilter()
@@ -341,6 +350,7 @@ class TradesLake:
                 "exchange": exchange, "symbol": symbol, "newest_trade": newest, "newest_ingestion": ingested,
                 "lag_seconds": round((now - newest).total_seconds(), 3),
                 "ingest_lag_seconds": round((now - ingested).total_seconds(), 3), "trades": count,
+                **({"stale": now - newest > max_age} if max_age is not None else {}),
             })
         notes = []
         snapshot = self.source.current_snapshot()
@@ -349,8 +359,25 @@ class TradesLake:
             notes.append(f"last commit {iso(committed)} ({(now - committed).total_seconds():.1f} s ago), "
                          f"snapshot {snapshot.snapshot_id}")
         columns = ["exchange", "symbol", "newest_trade", "newest_ingestion", "lag_seconds", "ingest_lag_seconds",
-                   "trades"]
+                   "trades", *(["stale"] if max_age is not None else [])]
         return QueryResult(columns, out, plan, len(plan.files), (time.perf_counter() - started) * 1000, notes)
+
+    def why_empty(self, flt: TradeFilter) -> str | None:
+        """For a filter that matched nothing: which of its exchange or symbol the table has no trade of (or None)."""
+        if flt.symbol is None and flt.exchange is None:
+            return None
+        plan = self.plan(TradeFilter())
+        source, args = self._source(plan.files)
+        pairs = self._engine().sql(f'SELECT DISTINCT "exchange", "symbol" FROM {source}', params=args).fetchall()
+        exchanges = sorted({e for e, _ in pairs})
+        if flt.exchange is not None and flt.exchange not in exchanges:
+            return f"no trades of exchange {flt.exchange} in the table (it has {', '.join(exchanges) or 'none'})"
+        symbols = sorted({s for e, s in pairs if flt.exchange is None or e == flt.exchange})
+        if flt.symbol is not None and flt.symbol not in symbols:
+            where = f" on {flt.exchange}" if flt.exchange else ""
+            shown = ", ".join(symbols[:20]) + (f" and {len(symbols) - 20} more" if len(symbols) > 20 else "")
+            return f"no trades of symbol {flt.symbol}{where} in the table (it has {shown or 'none'})"
+        return None
 
     def snapshots(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The table's snapshots, newest first, with their summaries and the Kafka offsets they carry."""
@@ -509,3 +536,19 @@ def _int(value: Any) -> int | None:
 def normalise_names(values: Iterable[str | None]) -> list[str | None]:
     """Symbols and exchanges are stored upper-case; accept any case from operators."""
     return [v.strip().upper() if v is not None and v.strip() else None for v in values]
+
+
+def stored_symbol(symbol: str, exchange: str | None = None) -> str:
+    """An operator's symbol as the table stores it, read in each registered exchange's own notation (BTC/USD -> BTCUSD).
+
+    With an exchange, that exchange's notation is tried first; else the first registered exchange that reads it."""
+    from k2cli.exchanges import registry
+
+    typed = symbol.strip()
+    named = registry.by_code(exchange.strip().upper()) if exchange and exchange.strip() else None
+    for desc in ([named] if named is not None else []) + [d for d in registry.all() if d is not named]:
+        try:
+            return desc.stored_symbol(desc.check_symbols([typed])[0])
+        except Exception:  # not this exchange's notation (each raises its own ConfigError)
+            continue
+    return typed.upper()

@@ -104,6 +104,13 @@ def warmup_seconds(planned_s: float, t: Mapping[str, float]) -> float:
     return min(t["soak_warmup_max_s"], share)
 
 
+def default_sample_interval(planned_s: float, t: Mapping[str, float], longest_s: float = 60.0) -> float:
+    """Seconds between samples when none is given: 60, or less for a short run, so that the time after the
+    warm-up holds twice the samples a leak score needs (a 2-minute run samples every 4.5 s)."""
+    steady = max(planned_s - warmup_seconds(planned_s, t), 0.0)
+    return round(max(0.5, min(longest_s, steady / (2 * MIN_TREND_SAMPLES))), 1)
+
+
 CONSUMER_SETTLE_S = 30.0  # after the consumer's first commit
 
 

@@ -39,9 +39,11 @@ class Lifecycle:
         self._on_stopping()
         self._set()
 
-    def on_signal(self) -> None:
-        """SIGINT or SIGTERM: stop and flush."""
+    def on_signal(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """SIGINT or SIGTERM: stop and flush (the summary keeps which, for the exit code)."""
         self.summary.note_stop("signal")
+        if not self.summary.signal:
+            self.summary.signal = sig.name
         log.info("stopping: flushing buffered trades to Kafka")
         self._set()
 
@@ -57,7 +59,7 @@ class Lifecycle:
         loop = asyncio.get_running_loop()
         self.stop = stop = asyncio.Event()
         for sig in SIGNALS:
-            loop.add_signal_handler(sig, self.on_signal)
+            loop.add_signal_handler(sig, self.on_signal, sig)
         tasks = [asyncio.create_task(self._guard(body(), what)) for what, body in background.items()]
         try:
             yield stop

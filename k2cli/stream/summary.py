@@ -19,6 +19,7 @@ class StreamSummary:
     symbols: list[str]
     status: Status = "running"
     stopped_by: StoppedBy = ""
+    signal: str = ""  # SIGINT or SIGTERM when a signal stopped the run
     duration_seconds: float = 0.0
     frames: int = 0
     trades_received: int = 0

@@ -230,3 +230,61 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30)
 def decimal_of(value: Any) -> Decimal:
     """A Decimal from a table value."""
     return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+class TcpRelay:
+    """Forwards a local port to a real service until closed; then it refuses and drops every connection (an
+    outage that begins while a client is running)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import socket
+        import threading
+
+        self.target = target
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._conns: list[Any] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+                if self._closed:
+                    client.close()
+                    return
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                return
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: Any, b: Any) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self) -> None:
+        """Stop forwarding: the port refuses, open connections are cut."""
+        import socket
+
+        self._closed = True
+        with contextlib.suppress(OSError):  # wakes the accept() blocked in the relay's thread (Linux)
+            self._server.shutdown(socket.SHUT_RDWR)
+        self._server.close()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()

@@ -19,6 +19,7 @@ from k2cli.lake import offsets as off
 from tests.conftest import require
 from tests.integration.consume_support import (
     Producer,
+    TcpRelay,
     create_topic,
     delete_topic,
     dlq_entries,
@@ -26,6 +27,7 @@ from tests.integration.consume_support import (
     load_table,
     make_trade,
     run_consume,
+    scale10_value,
     start_consume,
     stop,
     table_rows,
@@ -407,13 +409,25 @@ def test_writers_fence_stale_batches_and_retry_concurrent_commits(tmp_path):
 
 
 def test_unreachable_registry_is_retried_never_dead_lettered(topic, unique, k2_env):
-    p = Producer(topic)
-    p.send_trades([make_trade(i) for i in range(50)], partition_of=lambda i: i % 4)
-    p.flush()
+    # The registry goes away after the consumer started (a registry unreachable at start fails the start at once,
+    # as it fails the stream's): through a relay to the real registry, closed before any record exists. The
+    # records carry a writer schema of their own (decimals at scale 10, values exact at 8), so decoding them
+    # needs the registry.
+    from k2cli import trade
+
+    relay = TcpRelay(("127.0.0.1", 8081))
     port = free_port()
-    down = dict(k2_env, K2_SCHEMA_REGISTRY_URL=f"http://127.0.0.1:{free_port()}")
+    down = dict(k2_env, K2_SCHEMA_REGISTRY_URL=f"http://127.0.0.1:{relay.port}")
     proc = start_consume(down, "--topics", topic, "--batch-size", "10", "--flush-interval", "0.2",
                          "--group", f"g-{unique}", metrics_port=port)
+    wait_for(lambda: _metric(port, "k2_consumer_assigned_partitions") == 4, timeout=60, what="the consumer started")
+    relay.close()
+    p = Producer(topic)
+    for i in range(50):
+        record = make_trade(i)
+        p.send(scale10_value(f"{topic}-scale10-value", record, trade.unscaled(record["price"]) * 100),
+               key=record["symbol"].encode(), partition=i % 4)
+    p.flush()
     try:
         wait_for(lambda: (_metric(port, "k2_consumer_errors_total", {"error_type": "registry_unavailable"}) or 0)
                  >= 2, timeout=60, what="registry retries")

@@ -398,8 +398,34 @@ def test_flag_injection_is_refused(lake: dict[str, Any], args: list[str]) -> Non
 
 
 def test_a_quoted_symbol_is_just_a_value(lake: dict[str, Any]) -> None:
-    proc = run_k2(["query", "trades", "--symbol", "BTCUSDT' OR '1'='1", "-f", "json"], env=lake["env"], check=True)
+    proc = run_k2(["query", "trades", "--symbol", "BTCUSDT' OR '1'='1", "-f", "json"], env=lake["env"])
     assert json.loads(proc.stdout) == []
+    assert proc.returncode == 1 and "no trades of symbol BTCUSDT' OR '1'='1" in proc.stderr
+
+
+def test_symbols_in_the_exchanges_own_notation_find_the_stored_trades(lake: dict[str, Any]) -> None:
+    def ids(*args: str) -> list[str]:
+        proc = run_k2(["query", "trades", "--limit", "1000", "-f", "json", *args], env=lake["env"], check=True)
+        return [r["trade_id"] for r in json.loads(proc.stdout)]
+
+    stored = ids("-s", "BTCUSD")
+    assert len(stored) == sum(1 for r in lake["records"] if r["symbol"] == "BTCUSD") > 0
+    assert ids("-s", "BTC/USD") == stored and ids("-s", "xbt/usd", "--exchange", "kraken") == stored
+    bars = run_k2(["query", "ohlcv", "-s", "BTC/USD", "-i", "1d", "-f", "json"], env=lake["env"], check=True)
+    assert sum(b["trade_count"] for b in json.loads(bars.stdout)) == len(stored)
+
+
+@pytest.mark.parametrize(("args", "why"), [
+    (["trades", "--exchange", "coinbase"], "no trades of exchange COINBASE in the table (it has BINANCE, KRAKEN)"),
+    (["trades", "-s", "DOGEUSDT"], "no trades of symbol DOGEUSDT in the table (it has BTCUSD, BTCUSDT, ETHUSDT"),
+    (["ohlcv", "-s", "BTCUSDT", "--exchange", "kraken"], "no trades of symbol BTCUSDT on KRAKEN in the table (it has "
+                                                         "BTCUSD, SOLUSDT)"),
+    (["freshness", "-s", "ETH/EUR"], "no trades of symbol ETHEUR"),
+])
+def test_a_query_matching_no_exchange_or_symbol_says_so(lake: dict[str, Any], args: list[str], why: str) -> None:
+    proc = run_k2(["query", *args, "-f", "json"], env=lake["env"])
+    assert proc.returncode == 1 and json.loads(proc.stdout) == []
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"k2: {why}"), proc.stderr
 
 
 # ---------------------------------------------------------------- snapshots, freshness, errors
@@ -427,6 +453,28 @@ def test_freshness_reports_the_newest_trade_per_market(lake: dict[str, Any]) -> 
     for key, ts in newest.items():
         assert got[key]["newest_trade"] == iso(from_micros(ts))
         assert got[key]["lag_seconds"] > 0
+
+
+def test_freshness_max_age_exits_1_when_any_symbol_is_older(lake: dict[str, Any]) -> None:
+    stale = run_k2(["query", "freshness", "--max-age", "1d", "--format", "json"], env=lake["env"])
+    assert stale.returncode == 1, stale.stderr
+    rows = json.loads(stale.stdout)
+    assert rows and all(r["stale"] is True for r in rows)
+    assert f"{len(rows)} of {len(rows)} symbols" in stale.stderr and "older than 1d" in stale.stderr
+    fresh = run_k2(["query", "freshness", "--max-age", "10000w", "--format", "json"], env=lake["env"])
+    assert fresh.returncode == 0, fresh.stderr
+    assert not any(r["stale"] for r in json.loads(fresh.stdout))
+    bad = run_k2(["query", "freshness", "--max-age", "soon"], env=lake["env"])
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--max-age" in bad.stderr
+
+
+def test_notional_sums_exactly_without_overflow(lake: dict[str, Any]) -> None:
+    proc = run_k2(["query", "sql", "SELECT sum(price*quantity) AS n, sum(notional) AS m FROM trades", "--format",
+                   "json"], env=lake["env"])
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)[0]
+    want = sum((r["price"] * r["quantity"] for r in lake["records"]), Decimal(0))
+    assert Decimal(row["n"]) == want and Decimal(row["m"]) == want
 
 
 def test_missing_table_is_one_clear_line(lake: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ def test_debug_leak_fault_drives_the_leak_score_up(tmp_path, k2_env, unique):
     assert summary["rss_bytes"] > 100 * 2**20  # about 10 MiB retained per second
 
 
-def test_sigint_stops_flushes_and_exits_zero(tmp_path, k2_env, unique):
+def test_sigint_stops_flushes_and_exits_130(tmp_path, k2_env, unique):
     require("kafka", "schema-registry")
     topic = f"test.stream.sigint.{unique}"
     create_topic(topic)
@@ -45,8 +45,9 @@ def test_sigint_stops_flushes_and_exits_zero(tmp_path, k2_env, unique):
         time.sleep(6)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 130, err  # Ctrl-C says so: 128 + SIGINT, after the flush
+    assert err.strip().splitlines()[-1].startswith("k2: interrupted (SIGINT) after flushing")
     summary = parse_summary(out)
-    assert summary["status"] == "interrupted" and summary["stopped_by"] == "signal"
+    assert summary["status"] == "interrupted" and summary["stopped_by"] == "signal" and summary["signal"] == "SIGINT"
     assert summary["produced"] > 300 and summary["undelivered"] == 0
     assert len(read_topic(topic)) == summary["produced"]

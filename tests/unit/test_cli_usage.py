@@ -61,3 +61,28 @@ def test_formats_are_case_insensitive_and_each_command_takes_its_subset():
 def test_help_takes_variable_names_and_defaults_from_the_settings():
     assert setting_help("Per commit", "batch_size") == f"Per commit [K2_BATCH_SIZE, default {Settings.batch_size}]."
     assert GROUP.help is not None and "[K2_CONSUMER_GROUP, default k2-iceberg-writer-crypto-v2]" in GROUP.help
+
+
+@pytest.mark.parametrize(("args", "hint"), [
+    (("consme",), "Did you mean 'consume'?"),
+    (("query", "trdes"), "Did you mean 'trades'?"),
+    (("dlq", "purg"), "Did you mean 'purge'?"),
+])
+def test_a_mistyped_command_gets_a_did_you_mean(args, hint):
+    line = _one_error_line(_k2(*args))
+    assert f"No such command '{args[-1]}'" in line and line.endswith(hint)
+
+
+def test_a_command_nothing_resembles_gets_no_guess():
+    line = _one_error_line(_k2("zzzzzz"))
+    assert "No such command 'zzzzzz'" in line and "Did you mean" not in line
+
+
+@pytest.mark.parametrize("args", [("stream", "binance", "--help"), ("consume", "--help"),
+                                  ("query", "trades", "--help")])
+def test_piped_help_keeps_every_default_and_setting_whole(args):
+    from tests.conftest import run_k2
+
+    out = run_k2(list(args)).stdout
+    assert "…" not in out, out
+    assert "K2_" in out

@@ -24,3 +24,29 @@ def test_bash_script_is_valid_and_completes_groups():
                           'echo "${COMPREPLY[@]}"'], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.split() == ["query"]
     assert sys.executable
+
+
+def _bash_complete(*words: str) -> list[str]:
+    script = ROOT / "completions" / "k2.bash"
+    line = " ".join(f"'{w}'" for w in words)
+    out = subprocess.run(["bash", "-c", f'source {script}; cd {ROOT}; COMP_WORDS=({line}); '
+                          f'COMP_CWORD={len(words) - 1}; _k2_complete; printf "%s\\n" "${{COMPREPLY[@]}}"'],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_bash_completes_option_values_and_file_names():
+    assert _bash_complete("k2", "query", "trades", "--format", "") == ["table", "rich", "json", "csv", "parquet"]
+    assert _bash_complete("k2", "status", "-f", "") == ["rich", "json"]
+    assert _bash_complete("k2", "query", "trades", "--order", "") == ["asc", "desc"]
+    assert "pyproject.toml" in _bash_complete("k2", "--config", "py")
+    assert "pyproject.toml" in _bash_complete("k2", "validate", "e2e", "--output", "py")
+
+
+def test_zsh_and_fish_scripts_offer_the_same_values():
+    scripts = render_all()
+    assert '" query trades|--format") compadd -- table rich json csv parquet; return ;;' in scripts["_k2"]
+    assert '"|--config") _files; return ;;' in scripts["_k2"]
+    fish = scripts["k2.fish"]
+    assert "-l format -xa 'table rich json csv parquet'" in fish and "-l config -r -F" in fish

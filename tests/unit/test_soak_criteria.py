@@ -175,3 +175,15 @@ def test_short_run_allocator_steps_are_not_a_leak_but_real_growth_is():
     leak = evaluate(short, samples(n=36, interval=5, rss_mb=lambda t: 60 + 20 * t / 180))  # 400 MB/h, 18 MB
     c = by_name(leak, "stream leak score")
     assert c.status is Status.FAIL and "slope" in c.measured and leak.exit_code == 2
+
+
+def test_short_runs_sample_often_enough_to_score_a_leak():
+    from k2cli.soak.criteria import MIN_TREND_SAMPLES, default_sample_interval, thresholds_from, warmup_seconds
+
+    t = thresholds_from()
+    for minutes in (1, 2, 5, 10, 30):
+        planned = minutes * 60
+        interval = default_sample_interval(planned, t)
+        assert (planned - warmup_seconds(planned, t)) / interval >= MIN_TREND_SAMPLES, minutes
+    assert default_sample_interval(120, t) == 4.5
+    assert default_sample_interval(3600, t) == default_sample_interval(24 * 3600, t) == 60
