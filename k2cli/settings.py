@@ -127,7 +127,7 @@ class Settings:
     breaker_failure_threshold: int = 3  # consecutive failed Iceberg writes that open the breaker
     breaker_reset_timeout: float = 2.0  # seconds the breaker stays open before a trial write (doubles, max 30)
     consumer_decode_workers: int = -1  # decode processes; -1: 2 for batches of 5,000+ on 2+ cores, else 0
-    consumer_startup_timeout: float = 30.0  # seconds `k2 consume` retries an unreachable broker/catalog at start
+    consumer_startup_timeout: float = 30.0  # seconds `k2 consume` retries an unreachable service at start
     consumer_dedup: bool = True  # `k2 consume` writes each (exchange, symbol, trade_id) once
 
     @property

@@ -60,7 +60,7 @@ HELP: dict[str, str] = {
     "breaker_failure_threshold": "Consecutive failed Iceberg writes that open the circuit breaker.",
     "breaker_reset_timeout": "Seconds the breaker stays open before a trial write (doubles, max 30).",
     "consumer_decode_workers": "Decode processes; -1: 2 for batches of 5,000+ on 2+ cores, else 0.",
-    "consumer_startup_timeout": "Seconds `k2 consume` retries an unreachable broker or catalog at start.",
+    "consumer_startup_timeout": "Seconds `k2 consume` retries an unreachable broker, registry or catalog at start.",
     "consumer_dedup": "`k2 consume` writes each (exchange, symbol, trade_id) once; false (benchmarks only) writes "
                       "every record and leaves the table's trade-id state as it is.",
 }
