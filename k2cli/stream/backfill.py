@@ -6,8 +6,9 @@ through the exchange's TradeFetcher. Backfilled rows pass the dedup's backfill c
 trade is produced once) and go through the live encoder and producer queue (`RowSink`). A gap wider than
 K2_BACKFILL_MAX_TRADES, or one the fetcher gives up on, is reported unfilled with its numbers; the stream goes on.
 
-Feeds without trade ids (a hash of the fields instead) have no id gaps: their gaps are time windows around connection breaks
-and restarts (k2cli.stream.windows), fetched by time through the same fetcher, dedup check and producer queue.
+Feeds without trade ids (a hash of the fields instead) have no id gaps: their gaps are time windows around
+connection breaks and restarts (k2cli.stream.windows), fetched by time through the same fetcher, dedup check and
+producer queue.
 """
 
 from __future__ import annotations
