@@ -2,7 +2,8 @@
 
 A short-lived consumer reads the tail of each partition backwards, a chunk at a time, decodes the values with
 the registry's Avro serde and keeps, per symbol of this exchange, the highest source_sequence and its trade
-time (feeds without ids, asked with `newest`: the newest trade time and the trade ids at it). A symbol is
+time (feeds without ids, asked with `newest`: the newest trade time and the trade ids read, so that trades a
+restart's snapshot replays are not produced again). A symbol is
 settled once a chunk holds a live record of it (backfilled ones, vendor_data source=rest,
 may follow it with lower ids). Bounded in records per partition and in time; what it cannot find, it leaves out.
 """
@@ -23,7 +24,7 @@ MAX_RECORDS = 20_000  # records read per partition at most
 TIMEOUT = 5.0  # seconds for the whole look-up (Kafka down at start-up: the stream starts this much later)
 
 Positions = dict[str, tuple[int, int]]  # symbol -> (highest trade id, its trade time µs)
-Newest = dict[str, tuple[int, set[str]]]  # symbol -> (newest trade time µs, the trade ids at that time)
+Newest = dict[str, tuple[int, set[str]]]  # symbol -> (newest trade time µs, the trade ids read)
 
 
 def fold(records: Iterable[dict[str, Any]], exchange_code: str, symbols: set[str], found: Positions,
@@ -40,10 +41,9 @@ def fold(records: Iterable[dict[str, Any]], exchange_code: str, symbols: set[str
                 found[symbol] = (seq, _micros(rec.get("timestamp")))
         elif newest is not None and seq is None:
             at, top = _micros(rec.get("timestamp")), newest.get(symbol)
-            if top is None or at > top[0]:
-                newest[symbol] = (at, {str(rec.get("trade_id"))})
-            elif at == top[0]:
-                top[1].add(str(rec.get("trade_id")))
+            ids = top[1] if top is not None else set()
+            ids.add(str(rec.get("trade_id")))
+            newest[symbol] = (max(at, top[0]) if top is not None else at, ids)
         else:
             continue
         if (rec.get("vendor_data") or {}).get("source") != "rest":

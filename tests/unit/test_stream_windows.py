@@ -89,7 +89,7 @@ def test_the_fill_command_names_the_window_with_its_edges():
                    "--until 2023-11-14T22:13:21.500001Z")
 
 
-def test_a_restart_reads_the_newest_time_and_its_ids_from_records_without_ids():
+def test_a_restart_reads_the_newest_time_and_the_ids_from_records_without_ids():
     def rec(symbol, ts, trade_id, rest=False):
         return {"symbol": symbol, "source_sequence": None, "exchange": "KRAKEN", "timestamp": ts,
                 "trade_id": trade_id, "vendor_data": {"source": "rest"} if rest else {}}
@@ -97,7 +97,7 @@ def test_a_restart_reads_the_newest_time_and_its_ids_from_records_without_ids():
     found, settled, newest = {}, set(), {}
     fold([rec("BTCUSD", 5, "a"), rec("BTCUSD", 7, "b"), rec("BTCUSD", 7, "c"), rec("ETHUSD", 3, "d", rest=True),
           rec("BTCUSD", 6, "e")], "KRAKEN", {"BTCUSD", "ETHUSD"}, found, settled, newest)
-    assert found == {} and newest == {"BTCUSD": (7, {"b", "c"}), "ETHUSD": (3, {"d"})}
+    assert found == {} and newest == {"BTCUSD": (7, {"a", "b", "c", "e"}), "ETHUSD": (3, {"d"})}
     assert settled == {"BTCUSD"}
 
 
