@@ -1,9 +1,10 @@
 """The complete tape on Kraken WS v1, which has no trade ids: gaps are filled by time window.
 
 A real `k2 stream kraken --url ws://…` (no /v2) on a live simulator market whose connections are dropped,
-stalled or left without pongs in turn, each 2 s after it opened, stopped once for 4 s and restarted (resuming from the topic's newest
-trade time per pair), then `k2 consume` into a table. Judged per pair against the simulator's --record: every
-trade of the span, as (time, price, quantity, side) since v1 ids hash those fields, in the table exactly once.
+stalled or left without pongs in turn, each 2 s after it opened, stopped once for 4 s and restarted
+(resuming from the topic's newest trade time per pair), then `k2 consume` into a table. Judged per pair
+against the simulator's --record: every trade of the span, as (time, price, quantity, side) since v1 ids
+hash those fields, in the table exactly once.
 """
 
 from __future__ import annotations
@@ -129,12 +130,13 @@ def test_kraken_v1_drops_stalls_pong_timeouts_and_a_restart_are_filled_by_time_w
         delete_topic(topic)
     verdict = _judge(tape, span_end, rows)
     backfilled = one["trades_backfilled"] + two["trades_backfilled"]
-    print(f"\nCOMPLETE TAPE | kraken v1: drops, stalls, pong timeouts 2 s into each connection, a 4 s restart | trades expected "
-          f"{verdict['expected']}, in table {verdict['in_table']} (rows {len(rows)}), missing {verdict['missing']}, "
-          f"duplicated {verdict['duplicated']}, wrong {verdict['wrong']}; trades backfilled {backfilled}; per pair "
-          f"{verdict['per_pair']}; reconnects {one['reconnects']} / {two['reconnects']}; windows filled "
-          f"{one['gaps_filled']}+{two['gaps_filled']}, unfilled {one['gaps_unfilled']}+{two['gaps_unfilled']}; "
-          f"topic records {sum(topic_ids.values())} for {len(topic_ids)} ids; resumed at {two['resumed_at']}; "
+    figures = (f"trades expected {verdict['expected']}, in table {verdict['in_table']} (rows {len(rows)}), "
+               f"missing {verdict['missing']}, duplicated {verdict['duplicated']}, wrong {verdict['wrong']}; "
+               f"trades backfilled {backfilled}; per pair {verdict['per_pair']}")
+    print(f"\nCOMPLETE TAPE | kraken v1: drops, stalls, pong timeouts 2 s into each connection, a 4 s restart | "
+          f"{figures}; reconnects {one['reconnects']} / {two['reconnects']}; windows filled {one['gaps_filled']}+"
+          f"{two['gaps_filled']}, unfilled {one['gaps_unfilled']}+{two['gaps_unfilled']}; topic records "
+          f"{sum(topic_ids.values())} for {len(topic_ids)} ids; resumed at {two['resumed_at']}; "
           f"{time.monotonic() - started:.0f} s", flush=True)
     assert verdict["expected"] >= 1500, verdict
     assert verdict["missing"] == 0 and verdict["duplicated"] == 0 and verdict["wrong"] == 0, verdict
