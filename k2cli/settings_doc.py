@@ -47,10 +47,12 @@ HELP: dict[str, str] = {
     "config_file": "The k2.toml in force (set with `--config` or `K2_CONFIG`).",
     "stream_flush_timeout": ("Seconds `k2 stream` waits for Kafka to take buffered records at shutdown; what it has "
                              "not acknowledged by then goes to the dead-letter queue, replayable."),
-    "backfill": "`k2 stream` fills gaps in trade ids (reconnects, stalls, restarts) from the exchange's REST API; "
+    "backfill": "`k2 stream` fills gaps in trade ids (reconnects, stalls, restarts) from the exchange's REST API "
+                "(feeds without ids: the time window of each connection break or restart); "
                 "false: gaps are only counted (flag `--backfill/--no-backfill`).",
     "backfill_max_trades": "A gap spanning more trade ids than this is reported unfilled (with the `k2 backfill` "
-                           "command that fills it) instead of fetched.",
+                           "command that fills it) instead of fetched; a time window (feeds without ids) is "
+                           "fetched until it holds more trades than this, the rest reported unfilled.",
     "memory_sample_interval": "Seconds between RSS samples of the leak score (window: 120 samples).",
     "debug_leak_mb_per_min": "Test-only fault: `k2 stream` retains this many MiB per minute (for soak tests).",
     "consumer_instance_id": "Static group member id; empty: `<group>-<host>-<free slot>`.",

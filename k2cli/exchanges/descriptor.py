@@ -32,6 +32,8 @@ class ConnectionPlan:
     subscribe: tuple[str, ...]  # messages sent after each connect (empty: the URL itself subscribes)
     parser: Parser
     sequential_ids: bool  # trade ids consecutive per symbol: dedup keys on source_sequence, else on trade_id
+    # id-less feeds whose dedup key carries the trade's time: that time (µs), for the gap backfill by time window
+    key_time: Callable[[Any], int] | None = None
 
 
 @dataclass(frozen=True)

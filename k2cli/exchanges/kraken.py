@@ -207,6 +207,11 @@ def parser_for(version: int) -> KrakenV1Parser | KrakenV2Parser:
     return KrakenV2Parser() if version == 2 else KrakenV1Parser()
 
 
+def v1_key_time(trade_id: str) -> int:
+    """The trade time (µs) a v1 trade id carries: `KRAKEN-{timestamp_µs}-{hash}`."""
+    return int(trade_id.split("-", 2)[1])
+
+
 def _stored_symbol(pair: str) -> str:
     """The record's symbol of a checked pair: BTC/USD -> BTCUSD."""
     return pair.replace("/", "")
@@ -221,10 +226,11 @@ def _check_urls(urls: Sequence[str]) -> None:
 def _plan(urls: tuple[str, ...], pairs: tuple[str, ...]) -> ConnectionPlan:
     """Subscribe by message in the version of the primary URL; v2 trade ids are sequential, v1 ids hashes.
 
-    Each subscription replays the last 50 trades (the snapshot): the stream's dedup drops those."""
+    Each subscription replays the last 50 trades (the snapshot): the stream's dedup drops those. v1 gaps are
+    filled by time window: its ids carry the trade's time."""
     version = version_of(urls[0])
     return ConnectionPlan(urls=urls, subscribe=(subscribe_message(pairs, version),), parser=parser_for(version),
-                          sequential_ids=version == 2)
+                          sequential_ids=version == 2, key_time=None if version == 2 else v1_key_time)
 
 
 def _check_record(record: dict[str, Any]) -> list[str]:

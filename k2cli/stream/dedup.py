@@ -26,7 +26,7 @@ missing from the new one:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 from k2cli.stream.gaps import resume_gap
 
@@ -272,13 +272,36 @@ class Deduplicator:
         if self.sequential:
             self._resume.update(last_ids)
 
-    def accept_backfilled(self, symbol: str, key: int) -> bool:
+    def accept_backfilled(self, symbol: str, key: Hashable) -> bool:
         """Whether a backfilled trade is new (and record it, so a live copy is dropped); never moves the window."""
         seen = self._seen.get(symbol)
-        if not isinstance(seen, _Bitmap) or seen.add_old(key):
+        if seen is None and not self.sequential:
+            seen = self._seen[symbol] = _RecentSet()
+        if seen is None or (seen.add_old(key) if isinstance(seen, _Bitmap) else seen.add(key)):  # type: ignore[arg-type]
             return True
         self.backfill_duplicates += 1
         return False
+
+    def seed(self, symbol: str, keys: Iterable[Hashable]) -> None:
+        """Opaque mode: ids already in the topic (a restart's last trades), so they are not produced again."""
+        if not self.sequential:
+            seen = self._seen.setdefault(symbol, _RecentSet())
+            for key in keys:
+                seen.add(key)  # type: ignore[arg-type]
+
+    def edges(self, conn: int) -> dict[str, tuple[Hashable, Hashable]]:
+        """Per symbol, the first and the last key `conn` delivered."""
+        track = self._conns.get(conn)
+        return {s: (e[0], e[1]) for s, e in track.per_symbol.items()} if track else {}
+
+    def first_keys(self, exclude: int | None = None) -> dict[str, list[Hashable]]:
+        """Per symbol, the first key each tracked connection (but `exclude`) delivered."""
+        out: dict[str, list[Hashable]] = {}
+        for conn, track in self._conns.items():
+            if conn != exclude:
+                for symbol, entry in track.per_symbol.items():
+                    out.setdefault(symbol, []).append(entry[0])
+        return out
 
     def unseen(self, symbol: str, first: int, last: int) -> list[tuple[int, int]]:
         """Runs of ids in first..last of a symbol no connection delivered (sequential mode)."""

@@ -2,7 +2,9 @@
 
 A short-lived consumer reads the tail of each partition backwards, a chunk at a time, decodes the values with
 the registry's Avro serde and keeps, per symbol of this exchange, the highest source_sequence and its trade
-time. A symbol is settled once a chunk holds a live record of it (backfilled ones, vendor_data source=rest,
+time (feeds without ids, asked with `newest`: the newest trade time and the trade ids read, so that trades a
+restart's snapshot replays are not produced again). A symbol is
+settled once a chunk holds a live record of it (backfilled ones, vendor_data source=rest,
 may follow it with lower ids). Bounded in records per partition and in time; what it cannot find, it leaves out.
 """
 
@@ -22,18 +24,28 @@ MAX_RECORDS = 20_000  # records read per partition at most
 TIMEOUT = 5.0  # seconds for the whole look-up (Kafka down at start-up: the stream starts this much later)
 
 Positions = dict[str, tuple[int, int]]  # symbol -> (highest trade id, its trade time µs)
+Newest = dict[str, tuple[int, set[str]]]  # symbol -> (newest trade time µs, the trade ids read)
 
 
 def fold(records: Iterable[dict[str, Any]], exchange_code: str, symbols: set[str], found: Positions,
-         settled: set[str]) -> None:
-    """Fold decoded records into `found` (highest id per symbol) and note the symbols a live record settles."""
+         settled: set[str], newest: Newest | None = None) -> None:
+    """Fold decoded records into `found` (highest id per symbol) or, records without an id, into `newest` when
+    given; note the symbols a live record settles."""
     for rec in records:
         symbol, seq = rec.get("symbol"), rec.get("source_sequence")
-        if rec.get("exchange") != exchange_code or symbol not in symbols or not isinstance(seq, int):
+        if rec.get("exchange") != exchange_code or symbol not in symbols:
             continue
-        best = found.get(symbol)
-        if best is None or seq > best[0]:
-            found[symbol] = (seq, _micros(rec.get("timestamp")))
+        if isinstance(seq, int):
+            best = found.get(symbol)
+            if best is None or seq > best[0]:
+                found[symbol] = (seq, _micros(rec.get("timestamp")))
+        elif newest is not None and seq is None:
+            at, top = _micros(rec.get("timestamp")), newest.get(symbol)
+            ids = top[1] if top is not None else set()
+            ids.add(str(rec.get("trade_id")))
+            newest[symbol] = (max(at, top[0]) if top is not None else at, ids)
+        else:
+            continue
         if (rec.get("vendor_data") or {}).get("source") != "rest":
             settled.add(symbol)
 
@@ -61,8 +73,9 @@ def _micros(value: Any) -> int:
 
 
 def last_positions(settings: Settings, topic: str, exchange_code: str, symbols: set[str],
-                   timeout: float = TIMEOUT) -> Positions:
-    """The highest trade id (and its time) per symbol in the topic's tail; {} if the topic is empty or absent."""
+                   timeout: float = TIMEOUT, newest: Newest | None = None) -> Positions:
+    """The highest trade id (and its time) per symbol in the topic's tail; {} if the topic is empty or absent.
+    newest: filled with the newest trade time (and its ids) per symbol of records without ids."""
     from confluent_kafka import Consumer, TopicPartition
 
     from k2cli.kafka.registry import RegistryClient
@@ -86,7 +99,7 @@ def last_positions(settings: Settings, topic: str, exchange_code: str, symbols: 
                 if settled >= symbols or time.monotonic() > deadline:
                     break
                 fold(_read(consumer, topic, partition, start, end, decoder, deadline), exchange_code, symbols,
-                     found, settled)
+                     found, settled, newest)
     finally:
         consumer.close()
     return found

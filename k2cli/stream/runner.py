@@ -73,6 +73,11 @@ class StreamRunner(SessionEvents):
         self.backfill = GapBackfill(exchange=options.exchange, dedup=self.dedup, summary=summary, metrics=self.metrics,
                                     symbol_label=stored, max_trades=options.backfill_max_trades, fetcher=None,
                                     subscription={stored(s): s for s in options.symbols})
+        if not plan.sequential_ids and plan.key_time is not None:  # no ids: gaps by time window
+            from k2cli.stream.windows import WindowTracker
+
+            self.backfill.windows, self.backfill.key_time = WindowTracker(), plan.key_time
+            self.closing = self.backfill.connection_closed
 
     def _prepare(self) -> None:
         """Everything that can fail on bad settings or missing services, before any connection."""
@@ -102,7 +107,8 @@ class StreamRunner(SessionEvents):
             if self.settings.backfill and desc.rest is None:
                 log.warning("%s has no REST trade history in k2: gaps are only counted", desc.title)
             return
-        if not self.dedup.sequential:
+        windows = self.backfill.windows
+        if not self.dedup.sequential and windows is None:
             log.info("%s trade ids are not sequential: gaps cannot be seen, nothing to backfill", desc.title)
             return
         from k2cli.exchanges.dialer import build_ssl_context
@@ -116,11 +122,19 @@ class StreamRunner(SessionEvents):
         for label in ("filled", "unfilled"):
             self.metrics.backfill_gaps.labels(opts.exchange, label)
         stored = {desc.stored_symbol(s) for s in opts.symbols}
+        newest: dict[str, tuple[int, set[str]]] = {}
         try:
-            positions = last_positions(self.settings, opts.topic, desc.code, stored)
+            positions = last_positions(self.settings, opts.topic, desc.code, stored,
+                                       newest=None if windows is None else newest)
         except Exception as exc:  # Kafka down at start-up: stream anyway, without the restart's gap
             log.warning("could not read where %s left off (%s): the gap since the last run is not filled",
                         opts.topic, exc)
+            return
+        if windows is not None:  # from the newest trade time per symbol; its trades are not produced again
+            self.summary.resumed_at = {s: t for s, (t, _) in sorted(newest.items())}
+            for symbol, (_, ids) in newest.items():
+                self.dedup.seed(symbol, ids)
+            windows.resumed(self.summary.resumed_at)
             return
         self.summary.resumed_from = {s: p[0] for s, p in sorted(positions.items())}
         self.dedup.resume_from({s: p[0] for s, p in positions.items()})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from k2cli.exchanges.session import Connection, SessionHandler
 from k2cli.observe.metrics import StreamMetrics
@@ -20,6 +21,7 @@ class SessionEvents(SessionHandler):
         self.metrics = metrics
         self.summary = summary
         self.dedup = dedup
+        self.closing: Callable[[int, bool], None] | None = None  # (conn id, stream stopping) before dedup forgets it
 
     def connected(self, conn: Connection) -> None:
         self.metrics.connection_status.set(1)
@@ -58,4 +60,6 @@ class SessionEvents(SessionHandler):
         self.dedup.end_handover(old.id, new.id)
 
     def connection_closed(self, conn: Connection) -> None:
+        if self.closing is not None:
+            self.closing(conn.id, conn.close_reason == "shutdown")
         self.dedup.forget(conn.id)

@@ -46,6 +46,7 @@ class StreamSummary:
     trades_per_second: float = 0.0
     backfill: bool = False  # gaps are filled from the exchange's REST API (else only counted)
     resumed_from: dict[str, int] = field(default_factory=dict)  # symbol -> last trade id found in the topic
+    resumed_at: dict[str, int] = field(default_factory=dict)  # feeds without ids: symbol -> newest trade time µs
     gaps_seen: int = 0
     gaps_filled: int = 0
     gaps_unfilled: int = 0
