@@ -113,7 +113,7 @@ class ConsumeEngine:
         self.request_stop("kafka_fatal")
 
     def _until_ready(self, what: str, fn: Callable[[], T], *, name_in_error: bool = True) -> T:
-        """Call fn, retrying transient failures with backoff for the startup timeout (or until stopped)."""
+        """Call fn, retrying transient failures (not a wrong URL) with backoff for the startup timeout."""
         def note(attempt: int, exc: BaseException, wait: float) -> None:
             log.warning("%s (retrying in %.1fs): %s", what, wait, exc)
 
@@ -121,9 +121,8 @@ class ConsumeEngine:
             return retry(fn, attempts=None, deadline=self.options.startup_timeout, backoff=BACKOFF,
                          should_stop=lambda: self.stopping, clock=self._clock, on_retry=note)
         except ServiceUnavailable as exc:
-            if not name_in_error:  # the error already names the service (the stream's words for it)
-                raise
-            raise ServiceUnavailable(f"{what}: {exc}", setting=exc.setting) from None
+            named = exc if not name_in_error else ServiceUnavailable(f"{what}: {exc}", setting=exc.setting)
+            raise named from None
 
     # ------------------------------------------------------------ the run
 
@@ -139,7 +138,6 @@ class ConsumeEngine:
         self.stats.instance_id = claim.instance_id
         registry = RegistryClient(self.settings.schema_registry_url)
         try:
-            # a wrong path fails at once; a registry that does not answer is retried like the broker and catalog
             self._until_ready("Schema Registry unavailable", registry.check, name_in_error=False)
         except BaseException:
             registry.close()
