@@ -58,6 +58,18 @@ POLL_TIMEOUT = 0.2  # seconds; bounds how long a stop request or a due flush wai
 T = TypeVar("T")
 
 
+def counted(check: Callable[[], None], stats: ConsumeStats, metrics: ConsumerMetrics) -> Callable[[], None]:
+    """The registry check, each unanswered attempt counted as the mid-run registry retries are."""
+    def attempt() -> None:
+        try:
+            check()
+        except ServiceUnavailable:
+            stats.add_error("registry_unavailable")
+            metrics.errors.labels("registry_unavailable").inc()
+            raise
+    return attempt
+
+
 class ConsumeEngine:
     """Runs one consumer until max_messages, a stop request, or a fatal error."""
 
@@ -112,7 +124,7 @@ class ConsumeEngine:
         self._committer.last_error = text
         self.request_stop("kafka_fatal")
 
-    def _until_ready(self, what: str, fn: Callable[[], T], *, name_in_error: bool = True) -> T:
+    def _until_ready(self, what: str, fn: Callable[[], T], name_in_error: bool = True) -> T:
         """Call fn, retrying transient failures (not a wrong URL) with backoff for the startup timeout."""
         def note(attempt: int, exc: BaseException, wait: float) -> None:
             log.warning("%s (retrying in %.1fs): %s", what, wait, exc)
@@ -138,7 +150,7 @@ class ConsumeEngine:
         self.stats.instance_id = claim.instance_id
         registry = RegistryClient(self.settings.schema_registry_url)
         try:
-            self._until_ready("Schema Registry unavailable", registry.check, name_in_error=False)
+            self._until_ready("Schema Registry unavailable", counted(registry.check, self.stats, self.metrics), False)
         except BaseException:
             registry.close()
             claim.close()

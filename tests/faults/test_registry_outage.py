@@ -60,7 +60,9 @@ def test_schema_registry_down_30s(request, tmp_path, k2_env, unique):
                 proxy.down()
                 down_at = time.monotonic()
                 before = sum(end_offsets(topic).values())
-                consumer = consume(env, logs, "--topics", topic, "--group", f"faults-registry-{unique}",
+                # started inside the outage: it waits for the registry at start, so its startup window outlasts it
+                consumer = consume({**env, "K2_CONSUMER_STARTUP_TIMEOUT": str(OUTAGE * 3)}, logs,
+                                   "--topics", topic, "--group", f"faults-registry-{unique}",
                                    "--batch-size", "500", "--flush-interval", "0.5", metrics_port=port)
                 wait_until(lambda: registry_errors() >= 1, OUTAGE - 5, "the consumer to meet the outage")
                 time.sleep(max(0.0, OUTAGE - 4 - (time.monotonic() - down_at)))

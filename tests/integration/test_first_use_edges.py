@@ -60,7 +60,7 @@ def test_a_registry_nobody_answers_fails_stream_and_consume_alike_and_fast(k2_en
         {**k2_env, "K2_SCHEMA_REGISTRY_URL": url, "K2_CONSUMER_STARTUP_TIMEOUT": "3"}, unique)
     assert s_code == c_code == 3 and s_line == c_line, (s_line, c_line)
     assert s_line.startswith(f"k2: error: Schema Registry unreachable at {url}") and "K2_SCHEMA_REGISTRY_URL" in s_line
-    assert s_took < 15 and 3 <= c_took < 20
+    assert s_took < 15 and 2 <= c_took < 20  # consume waited (about its 3 s startup window), then gave up
 
 
 def test_a_wrong_registry_path_is_one_clear_line_and_exit_2_in_stream_and_consume(k2_env: dict[str, str],
