@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,20 @@ def delete_topic(name: str) -> None:
     admin = AdminClient({"bootstrap.servers": BOOTSTRAP})  # kept alive until the deletion completes
     with contextlib.suppress(Exception):
         admin.delete_topics([name], operation_timeout=30)[name].result(60)
+
+
+@contextlib.contextmanager
+def scratch_topic(prefix: str, unique: str, partitions: int = 4) -> Iterator[str]:
+    """A topic of the test's own (`prefix.unique`), deleted afterwards; the broker and registry must be up."""
+    from tests.conftest import require
+
+    require("kafka", "schema-registry")
+    name = f"{prefix}.{unique}"
+    create_topic(name, partitions=partitions)
+    try:
+        yield name
+    finally:
+        delete_topic(name)
 
 
 def make_trade(i: int, symbol: str = "BTCUSDT", exchange: str = "BINANCE", seq: int | None = None,

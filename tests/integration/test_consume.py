@@ -13,11 +13,8 @@ import pytest
 from k2cli import trade
 from k2cli.kafka.serde import frame
 from k2cli.lake import offsets as off
-from tests.conftest import require
 from tests.integration.consume_support import (
     Producer,
-    create_topic,
-    delete_topic,
     dlq_entries,
     free_port,
     load_table,
@@ -25,6 +22,7 @@ from tests.integration.consume_support import (
     raw_value,
     run_consume,
     scale10_value,
+    scratch_topic,
     start_consume,
     stop,
     table_rows,
@@ -36,11 +34,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def topic(unique):
-    require("kafka", "schema-registry")
-    name = f"test.consume.{unique}"
-    create_topic(name, partitions=4)
-    yield name
-    delete_topic(name)
+    with scratch_topic("test.consume", unique) as name:
+        yield name
 
 
 def _poison_values(p: Producer, topic: str, unique: str) -> list[tuple[str, bytes | None]]:

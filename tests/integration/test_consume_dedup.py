@@ -16,15 +16,13 @@ import pytest
 
 from k2cli.lake import dedupstate as dd
 from k2cli.lake import offsets as off
-from tests.conftest import require
 from tests.integration.consume_support import (
     Producer,
-    create_topic,
-    delete_topic,
     free_port,
     load_table,
     make_trade,
     run_consume,
+    scratch_topic,
     start_consume,
     stop,
     table_rows,
@@ -36,11 +34,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def topic(unique):
-    require("kafka", "schema-registry")
-    name = f"test.consume.dedup.{unique}"
-    create_topic(name, partitions=4)
-    yield name
-    delete_topic(name)
+    with scratch_topic("test.consume.dedup", unique) as name:
+        yield name
 
 
 def _trade(seq: int, symbol: str = "BTCUSDT", copy: int = 0) -> dict[str, Any]:

@@ -20,14 +20,13 @@ from tests.conftest import require
 from tests.integration.consume_support import (
     Producer,
     TcpRelay,
-    create_topic,
-    delete_topic,
     dlq_entries,
     free_port,
     load_table,
     make_trade,
     run_consume,
     scale10_value,
+    scratch_topic,
     start_consume,
     stop,
     table_rows,
@@ -40,11 +39,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def topic(unique):
-    require("kafka", "schema-registry")
-    name = f"test.consume.faults.{unique}"
-    create_topic(name, partitions=4)
-    yield name
-    delete_topic(name)
+    with scratch_topic("test.consume.faults", unique) as name:
+        yield name
 
 
 def _fill(topic: str, n: int, poison_every: int = 0, first: int = 0) -> tuple[int, set[tuple[int, bytes]]]:

@@ -22,11 +22,10 @@ from k2cli.lake import offsets as off
 from tests.conftest import require, run_k2
 from tests.integration.consume_support import (
     Producer,
-    create_topic,
-    delete_topic,
     load_table,
     make_trade,
     run_consume,
+    scratch_topic,
     start_consume,
     table_rows,
     wait_for,
@@ -158,11 +157,8 @@ def test_lake_operator_mistakes_are_one_line_exit_2(k2_env):
 
 @pytest.fixture
 def topic(unique):
-    require("kafka", "schema-registry")
-    name = f"test.lake.compact.{unique}"
-    create_topic(name, partitions=4)
-    yield name
-    delete_topic(name)
+    with scratch_topic("test.lake.compact", unique) as name:
+        yield name
 
 
 def _produce(topic: str, first: int, n: int) -> list[dict[str, Any]]:
