@@ -13,6 +13,7 @@ import argparse
 import ast
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import re
@@ -43,6 +44,7 @@ JUDGES: tuple[tuple[str, str, Kind], ...] = (
 SOAK_CRITERIA = "k2cli/soak/criteria.py"  # functions returning Criterion or list[Criterion]
 SOAK_WEEKLY = "k2cli/soak/weekly.py"  # functions appending Lines to a Weekly report
 UNIT_DIRS = ("tests/unit",)
+SELF_TEST = "test_mutation_script.py"  # names steps and functions as sample text: covers none of them
 INTEGRATION_DIRS = ("tests/integration",)
 
 
@@ -238,7 +240,7 @@ class TestModule:
         for node in ast.parse(text).body:
             nodes = [(node, f"{path}::{getattr(node, 'name', '')}")]
             if isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
-                nodes = [(m, f"{path}::{node.name}::{m.name}") for m in node.body]
+                nodes = [(m, f"{path}::{node.name}::{getattr(m, 'name', '')}") for m in node.body]
             for fn, node_id in nodes:
                 if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) and fn.name.startswith("test"):
                     first = min([fn.lineno, *(d.lineno for d in fn.decorator_list)])
@@ -262,7 +264,7 @@ class TestModule:
 def load_tests(root: Path, dirs: Iterable[str]) -> list[TestModule]:
     """Every test_*.py module under the directories."""
     return [TestModule.parse(p.relative_to(root).as_posix(), p.read_text())
-            for d in dirs for p in sorted((root / d).rglob("test_*.py"))]
+            for d in dirs for p in sorted((root / d).rglob("test_*.py")) if p.name != SELF_TEST]
 
 
 def covering_tests(modules: Iterable[TestModule], words: Sequence[str]) -> tuple[str, ...]:
@@ -317,9 +319,9 @@ def copy_tree(root: Path, dest: Path) -> None:
             shutil.copy2(src, dest / rel)
 
 
-def run_tests(tree: Path, tests: Sequence[str], timeout: float) -> tuple[Literal["passed", "failed", "timeout",
-                                                                                 "none"], float, str]:
-    """Run pytest on the copy (its k2cli first on the path); stop at the first failure."""
+def run_tests(tree: Path, tests: Sequence[str], timeout: float) -> tuple[str, float, str]:
+    """Run pytest on the copy (its k2cli first on the path), stopping at the first failure: passed, failed,
+    timeout or none (nothing collected); the seconds it took and its output."""
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONPYCACHEPREFIX": str(tree / ".pycache")}
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *tests]
     started = time.monotonic()
@@ -335,14 +337,24 @@ def run_tests(tree: Path, tests: Sequence[str], timeout: float) -> tuple[Literal
         if proc.poll() is None:  # interrupted: take the test run (and what it started) down with us
             os.killpg(proc.pid, signal.SIGKILL)
     seconds = time.monotonic() - started
-    verdict = {0: "passed", 5: "none"}.get(proc.returncode, "failed")
-    return verdict, seconds, out  # type: ignore[return-value]  # the dict's values are the Literal's members
+    return {0: "passed", 5: "none"}.get(proc.returncode, "failed"), seconds, out
 
 
 def last_line(output: str) -> str:
     """pytest's summary line (or the last line it printed)."""
     lines = [line for line in output.strip().splitlines() if line.strip()]
     return lines[-1].strip("= ") if lines else ""
+
+
+_OUTCOMES: dict[str, Outcome] = {"failed": "killed", "passed": "survived", "timeout": "timeout", "none": "no-tests"}
+_STAMPS = itertools.count(int(time.time()) + 10, 10)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a module of the copy with an mtime of its own: Python must never reuse the .pyc of another version."""
+    path.write_text(text)
+    stamp = next(_STAMPS)
+    os.utime(path, (stamp, stamp))
 
 
 def run_mutant(tree: Path, mutant: Mutant, timeout: float) -> None:
@@ -352,14 +364,12 @@ def run_mutant(tree: Path, mutant: Mutant, timeout: float) -> None:
         return
     path = tree / mutant.target.path
     original = path.read_text()
-    path.write_text(mutate(original, mutant.target))
+    _write(path, mutate(original, mutant.target))
     try:
         verdict, mutant.seconds, out = run_tests(tree, mutant.tests, timeout)
     finally:
-        path.write_text(original)
-        stamp = time.time()
-        os.utime(path, (stamp + 2, stamp + 2))  # never the mutant's mtime: a cached .pyc must not be reused
-    mutant.outcome = {"failed": "killed", "passed": "survived", "timeout": "timeout", "none": "no-tests"}[verdict]
+        _write(path, original)
+    mutant.outcome = _OUTCOMES[verdict]
     mutant.reason = last_line(out)
 
 
