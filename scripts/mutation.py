@@ -454,6 +454,8 @@ def _progress(args: argparse.Namespace, text: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the mutants; 0 when every one is killed (or declared equivalent), 1 otherwise, 2 usage, 3 no baseline."""
     args = parse_args(argv)
+    # a SIGTERM unwinds like ^C: the running test run is killed and the copy of the tree removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.path.insert(0, str(ROOT))
     try:
         targets = select(discover(ROOT), args.only)
