@@ -340,10 +340,12 @@ def run_tests(tree: Path, tests: Sequence[str], timeout: float) -> tuple[str, fl
     return {0: "passed", 5: "none"}.get(proc.returncode, "failed"), seconds, out
 
 
-def last_line(output: str) -> str:
-    """pytest's summary line (or the last line it printed)."""
+def reason_of(output: str) -> str:
+    """What pytest says killed a mutant (the first `E` line) after its summary line, cut to 300 characters."""
     lines = [line for line in output.strip().splitlines() if line.strip()]
-    return lines[-1].strip("= ") if lines else ""
+    summary = lines[-1].strip("= ") if lines else ""
+    error = next((line[1:].strip() for line in lines if line.startswith("E ")), "")
+    return f"{summary}: {error}"[:300] if error else summary
 
 
 _OUTCOMES: dict[str, Outcome] = {"failed": "killed", "passed": "survived", "timeout": "timeout", "none": "no-tests"}
@@ -370,7 +372,7 @@ def run_mutant(tree: Path, mutant: Mutant, timeout: float) -> None:
     finally:
         _write(path, original)
     mutant.outcome = _OUTCOMES[verdict]
-    mutant.reason = last_line(out)
+    mutant.reason = reason_of(out)
 
 
 def plan(root: Path, targets: Sequence[Target], dirs: Sequence[str], equivalent: dict[str, str]) -> list[Mutant]:

@@ -182,3 +182,9 @@ def test_equivalent_mutants_come_from_the_file_with_their_reason(tmp_path):
     path.write_text('[equivalent]\n"checks.x:measure_y" = "the step only prints"\n')
     assert mutation.load_equivalent(path) == {"checks.x:measure_y": "the step only prints"}
     assert mutation.load_equivalent(tmp_path / "missing.toml") == {}
+
+
+def test_the_reason_is_the_first_assertion_line_after_the_summary():
+    out = "....F\nE   AssertionError: step FAIL\nE   more\n==== 1 failed, 4 passed in 2.0s ====\n"
+    assert mutation.reason_of(out) == "1 failed, 4 passed in 2.0s: AssertionError: step FAIL"
+    assert mutation.reason_of("..\n=== 2 passed in 0.1s ===\n") == "2 passed in 0.1s"
