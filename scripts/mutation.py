@@ -38,6 +38,9 @@ CHECKLISTS = "k2cli/checks/checklists"
 JUDGES: tuple[tuple[str, str, Kind], ...] = (
     ("k2cli/checks/evaluate.py", "judge", "status"),
     ("k2cli/checks/evaluate.py", "compare", "true"),
+    ("k2cli/checks/context.py", "Context.check", "result"),
+    ("k2cli/checks/context.py", "Context.holds", "true"),
+    ("k2cli/verdict.py", "worst", "status"),
     ("k2cli/checks/checklists/deploy.py", "mirror", "result"),
     ("k2cli/checks/checklists/deploy.py", "integration_verdict", "result"),
 )
@@ -88,7 +91,14 @@ class Mutant:
 
 
 def _functions(source: str) -> dict[str, ast.FunctionDef]:
-    return {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+    """Top-level functions by name, and methods of top-level classes as `Class.method`."""
+    found: dict[str, ast.FunctionDef] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            found.update({f"{node.name}.{m.name}": m for m in node.body if isinstance(m, ast.FunctionDef)})
+    return found
 
 
 def _annotation(node: ast.FunctionDef) -> str:
@@ -152,10 +162,12 @@ def mutate(source: str, target: Target) -> str:
     """The module's source with the target's body replaced by a constant PASS (or wrapped to force PASS)."""
     node = _functions(source).get(target.name)
     if node is None:
-        raise KeyError(f"{target.path} has no top-level function {target.name}")
+        raise KeyError(f"{target.path} has no function {target.name}")
     lines = source.splitlines(keepends=True)
     end = node.end_lineno or node.lineno
     if target.kind in _WRAPPERS:
+        if "." in target.name:
+            raise ValueError(f"{target.id}: only top-level functions can be wrapped")
         orig = f"_k2mut_orig_{target.name}"
         header = node.lineno - 1
         lines[header] = lines[header].replace(f"def {target.name}(", f"def {orig}(", 1)
@@ -217,8 +229,10 @@ def step_ids(root: Path, targets: Iterable[Target], runtime: dict[tuple[str, str
 
 
 def tokens(target: Target, steps: Iterable[str]) -> list[str]:
-    """What a covering test names: the step ids, the function, and for a judge its module."""
-    out = sorted(steps) + [target.name]
+    """What a covering test names: the step ids, the function (a method: its call and class), and for a judge its
+    module."""
+    cls, _, method = target.name.rpartition(".")
+    out = sorted(steps) + ([f".{method}(", cls] if cls else [target.name])
     if not target.name.startswith("measure_"):
         package, _, leaf = target.module.rpartition(".")
         out += [target.module, f"from {package} import {leaf}"]

@@ -188,3 +188,22 @@ def test_the_reason_is_the_first_assertion_line_after_the_summary():
     out = "....F\nE   AssertionError: step FAIL\nE   more\n==== 1 failed, 4 passed in 2.0s ====\n"
     assert mutation.reason_of(out) == "1 failed, 4 passed in 2.0s: AssertionError: step FAIL"
     assert mutation.reason_of("..\n=== 2 passed in 0.1s ===\n") == "2 passed in 0.1s"
+
+
+def test_a_method_is_mutated_in_place_with_its_indentation():
+    source = textwrap.dedent('''
+        class Context:
+            def holds(self, measured):
+                """Whether it holds."""
+                return measured < 5
+
+            def other(self):
+                return 1
+    ''')
+    mutant = mutation.mutate(source, mutation.Target("c.py", "Context.holds", "true"))
+    space: dict[str, object] = {}
+    exec(compile(mutant, "<mutant>", "exec"), space)
+    ctx = space["Context"]()
+    assert ctx.holds(10) is True and ctx.other() == 1
+    assert mutation.tokens(mutation.Target("k2cli/checks/context.py", "Context.holds", "true"), []) == [
+        ".holds(", "Context", "k2cli.checks.context", "from k2cli.checks import context"]
