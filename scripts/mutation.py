@@ -44,6 +44,9 @@ JUDGES: tuple[tuple[str, str, Kind], ...] = (
     ("k2cli/checks/checklists/deploy.py", "mirror", "result"),
     ("k2cli/checks/checklists/deploy.py", "integration_verdict", "result"),
 )
+# the comparisons every step and criterion goes through: covered by any test of the checks or the soak
+SHARED = {"k2cli/checks/evaluate.py", "k2cli/checks/context.py", "k2cli/verdict.py"}
+SHARED_TOKENS = ("k2cli.checks", "k2cli.soak")
 SOAK_CRITERIA = "k2cli/soak/criteria.py"  # functions returning Criterion or list[Criterion]
 SOAK_WEEKLY = "k2cli/soak/weekly.py"  # functions appending Lines to a Weekly report
 UNIT_DIRS = ("tests/unit",)
@@ -236,7 +239,7 @@ def tokens(target: Target, steps: Iterable[str]) -> list[str]:
     if not target.name.startswith("measure_"):
         package, _, leaf = target.module.rpartition(".")
         out += [target.module, f"from {package} import {leaf}"]
-    return out
+    return out + list(SHARED_TOKENS) if target.path in SHARED else out
 
 
 @dataclasses.dataclass(frozen=True)

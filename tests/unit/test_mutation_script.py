@@ -206,4 +206,4 @@ def test_a_method_is_mutated_in_place_with_its_indentation():
     ctx = space["Context"]()
     assert ctx.holds(10) is True and ctx.other() == 1
     assert mutation.tokens(mutation.Target("k2cli/checks/context.py", "Context.holds", "true"), []) == [
-        ".holds(", "Context", "k2cli.checks.context", "from k2cli.checks import context"]
+        ".holds(", "Context", "k2cli.checks.context", "from k2cli.checks import context", "k2cli.checks", "k2cli.soak"]
