@@ -243,35 +243,60 @@ def tokens(target: Target, steps: Iterable[str]) -> list[str]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Span:
+    """Lines of a test function (decorators included) or of a module-level assignment, and the names involved."""
+
+    first: int
+    last: int
+    node_id: str  # the pytest node id of a test; "" for an assignment
+    names: frozenset[str]  # the names a test uses, or the names an assignment binds
+
+
+def _span(node: ast.stmt, node_id: str, names: Iterable[str]) -> Span:
+    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    return Span(first, node.end_lineno or node.lineno, node_id, frozenset(names))
+
+
+@dataclasses.dataclass(frozen=True)
 class TestModule:
-    """A test file's text and the line spans of its test functions (decorators included)."""
+    """A test file's text, its test functions and its module-level assignments."""
 
     path: str
     text: str
-    spans: tuple[tuple[int, int, str], ...]  # (first line, last line, pytest node id)
+    tests: tuple[Span, ...]
+    constants: tuple[Span, ...]
 
     @classmethod
     def parse(cls, path: str, text: str) -> TestModule:
-        """The module's test functions, methods of Test* classes included."""
-        spans: list[tuple[int, int, str]] = []
+        """The module's test functions (methods of Test* classes included) and module-level assignments."""
+        tests: list[Span] = []
+        constants: list[Span] = []
         for node in ast.parse(text).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                constants.append(_span(node, "", (n.id for t in targets for n in ast.walk(t)
+                                                  if isinstance(n, ast.Name))))
+                continue
             nodes = [(node, f"{path}::{getattr(node, 'name', '')}")]
             if isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
                 nodes = [(m, f"{path}::{node.name}::{getattr(m, 'name', '')}") for m in node.body]
             for fn, node_id in nodes:
                 if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) and fn.name.startswith("test"):
-                    first = min([fn.lineno, *(d.lineno for d in fn.decorator_list)])
-                    spans.append((first, fn.end_lineno or fn.lineno, node_id))
-        return cls(path, text, tuple(spans))
+                    tests.append(_span(fn, node_id, (n.id for n in ast.walk(fn) if isinstance(n, ast.Name))))
+        return cls(path, text, tuple(tests), tuple(constants))
 
     def covering(self, words: Sequence[str]) -> set[str]:
-        """Node ids of the tests naming any word; the whole module when one is named outside a test function."""
+        """Node ids of the tests naming any word, or using a module-level constant that names one; the whole
+        module when a word is named anywhere else outside a test (a helper, a fixture, an import)."""
         pattern = re.compile("|".join(rf"(?<![\w-]){re.escape(w)}(?![\w-])" for w in words))
         hits: set[str] = set()
         for number, line in enumerate(self.text.splitlines(), 1):
             if not pattern.search(line):
                 continue
-            inside = [node_id for first, last, node_id in self.spans if first <= number <= last]
+            inside = {t.node_id for t in self.tests if t.first <= number <= t.last}
+            if not inside:
+                bound = {name for c in self.constants if c.first <= number <= c.last for name in c.names}
+                inside = {t.node_id for t in self.tests if t.names & bound}
             if not inside:
                 return {self.path}
             hits.update(inside)

@@ -119,7 +119,7 @@ def test_literal_step_ids_include_functions_named_inside_a_lambda():
     assert found["judge"] == {"x.mirror"}
 
 
-def test_covering_tests_are_the_functions_that_name_a_word_or_the_module_for_a_mention_outside():
+def test_covering_tests_name_a_word_or_use_a_constant_naming_it_else_the_whole_module():
     text = textwrap.dedent('''
         import pytest
 
@@ -131,6 +131,13 @@ def test_covering_tests_are_the_functions_that_name_a_word_or_the_module_for_a_m
         @pytest.mark.parametrize("step", ["e2e.2-no-loss"])
         def test_red(step):
             assert step
+
+
+        MEASURED = ["e2e.4-count", "e2e.4-order"]
+
+
+        def test_all(report):
+            assert all(report[s] for s in MEASURED)
 
 
         class TestMore:
@@ -145,6 +152,7 @@ def test_covering_tests_are_the_functions_that_name_a_word_or_the_module_for_a_m
     assert module.covering(["e2e.2-no-loss"]) == {"tests/unit/test_x.py::test_red"}
     assert module.covering(["e2e.3-records"]) == {"tests/unit/test_x.py::TestMore::test_other"}
     assert module.covering(["helper"]) == {"tests/unit/test_x.py"}
+    assert module.covering(["e2e.4-order"]) == {"tests/unit/test_x.py::test_all"}  # through the constant
     assert module.covering(["measure_nothing"]) == set()
 
 
