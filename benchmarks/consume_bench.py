@@ -8,13 +8,15 @@ default) off (`K2_CONSUMER_DEDUP=false`), runs alternating, and reports:
 
 - sustained msg/s: records / (time from the first record to the end of the run), from the run's statistics,
 - end-to-end msg/s: records / (subscribe to end), group join and first fetch included,
+- raw Kafka read msg/s: a bare consumer's rate after its first batch (see `raw_read_rate`),
 - the ratio of the sustained rates with and without deduplication (medians),
 - peak RSS of the consumer process (wait4 ru_maxrss); with its decode workers, the peak of the summed RSS
   and of the summed PSS (shared library pages counted once), sampled every 0.2 s; its commit latency median.
 
 Commit latency: `TableWriter.commit` of --commit-rows rows, --commits times into one table with the default
-snapshot retention (100 kept, expired every 20 commits), reporting the median wall and CPU time around commits
-10, 100, 1,000 and the last (the table holds ~10 snapshots at commit 10, 100-120 from commit 100 on).
+snapshot retention (100 kept, expired every 20 commits), reporting the median wall and CPU time (and p95 wall)
+of commits 1-20 for commit 10, of the 100 commits around commits 100 and 1,000 (51-150, 951-1,050), and of the
+last 50 for the last commit (the table holds ~10 snapshots at commit 10, 100-120 from commit 100 on).
 
     python benchmarks/consume_bench.py                       # 500k records, batch 50,000 and 500, 3 runs each
     python benchmarks/consume_bench.py --records 100000 --runs 1 --commits 300
@@ -102,24 +104,30 @@ def delete_topic(topic: str) -> None:
 
 
 def raw_read_rate(topic: str, records: int, partitions: int) -> float:
-    """msg/s of a bare consumer reading every record (consume(1000), value touched), from its first record."""
+    """msg/s of a bare consumer reading every record (consume(1000), value touched): the records after its first
+    batch over the time from the end of that batch (the clock cannot start before the first record arrives, so
+    the first batch, read before the clock, is not counted)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": "localhost:9092", "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
                   "enable.auto.commit": False})
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-    n, first = 0, None
+    n, timed, started = 0, 0, None
     while n < records:
         msgs = c.consume(num_messages=1000, timeout=1.0)
+        read = 0
         for m in msgs:
             if m.error() is None:
                 m.value()
-                n += 1
-        if msgs and first is None:
-            first = time.perf_counter()
-    elapsed = time.perf_counter() - (first or time.perf_counter())
+                read += 1
+        n += read
+        if started is not None:
+            timed += read
+        elif read:
+            started = time.perf_counter()
+    elapsed = time.perf_counter() - (started or time.perf_counter())
     c.close()
-    return n / elapsed if elapsed > 0 else 0.0
+    return timed / elapsed if elapsed > 0 and timed else 0.0
 
 
 def consume_run(topic: str, records: int, batch: int, dedup: bool = True) -> dict:
@@ -183,9 +191,16 @@ def consume_run(topic: str, records: int, batch: int, dedup: bool = True) -> dic
     }
 
 
-def commit_latency(commits: int, rows: int) -> tuple[list[tuple[int, float, float, float]], int]:
-    """Commit latency around commits 10, 100, 1,000 and the last (20 commits around 10, else 100):
-    (commit, median wall ms, median CPU ms, p95 wall ms); snapshots kept at the end."""
+def window(at: int, commits: int) -> tuple[int, int]:
+    """The commits (1-based, inclusive) whose figures make the point at commit `at`: commits 1-20 for commit 10;
+    the 100 commits around a later point (at-49 .. at+50); fewer where the series ends (the last 50 for the last)."""
+    half = 10 if at <= 10 else 50
+    return max(0, at - half) + 1, min(commits, at + half)
+
+
+def commit_latency(commits: int, rows: int) -> tuple[list[tuple[int, int, int, float, float, float]], int]:
+    """Commit latency around commits 10, 100, 1,000 and the last (the commits of `window`):
+    (commit, first and last commit of its window, median wall ms, median CPU ms, p95 wall ms); snapshots kept."""
     from decimal import Decimal
 
     import pyarrow as pa
@@ -213,11 +228,10 @@ def commit_latency(commits: int, rows: int) -> tuple[list[tuple[int, float, floa
     points = []
     for at in sorted({10, 100, 1000, commits}):
         if at <= commits:
-            half = 10 if at <= 10 else 50
-            lo, hi = max(0, at - half), min(commits, at + half)
-            window = sorted(wall[lo:hi])
-            points.append((at, statistics.median(window), statistics.median(cpu[lo:hi]),
-                           window[min(len(window) - 1, int(len(window) * 0.95))]))
+            first, last = window(at, commits)
+            walls = sorted(wall[first - 1:last])
+            points.append((at, first, last, statistics.median(walls), statistics.median(cpu[first - 1:last]),
+                           walls[min(len(walls) - 1, int(len(walls) * 0.95))]))
     return points, writer.snapshot_count()
 
 
@@ -279,13 +293,16 @@ def main() -> None:
         delete_topic(topic)
     if args.commits:
         points, snaps = commit_latency(args.commits, args.commit_rows)
-        print(f"commit latency ({args.commit_rows} rows; median wall / median CPU / p95 wall of the commits around "
-              "each point): " + ", ".join(f"commit {at:,}: {w:.1f} / {c:.1f} / {p:.0f} ms" for at, w, c, p in points)
+        print(f"commit latency ({args.commit_rows} rows; median wall / median CPU / p95 wall of the commits in "
+              "each window): " + ", ".join(f"commit {at:,} (commits {lo:,}-{hi:,}): {w:.1f} / {c:.1f} / {p:.0f} ms"
+                                           for at, lo, hi, w, c, p in points)
               + f" ({snaps} snapshots retained at the end)")
         report["commit_latency"] = {"rows": args.commit_rows, "commits": args.commits, "snapshots": snaps,
-                                    "early_ms": points[0][1], "late_ms": points[-1][1],  # read by run_all.py
-                                    "points": [{"commit": at, "wall_ms": w, "cpu_ms": c, "p95_wall_ms": p}
-                                               for at, w, c, p in points]}
+                                    # read by run_all.py: the first and last points with the commits they cover
+                                    "early_ms": points[0][3], "late_ms": points[-1][3],
+                                    "early_window": list(points[0][1:3]), "late_window": list(points[-1][1:3]),
+                                    "points": [{"commit": at, "window": [lo, hi], "wall_ms": w, "cpu_ms": c,
+                                                "p95_wall_ms": p} for at, lo, hi, w, c, p in points]}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

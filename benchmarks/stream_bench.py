@@ -1,8 +1,10 @@
 """Benchmark `k2 stream`: the simulator at full speed (--rate 0, its own process) into the real broker.
 
-Measures, after a warm-up, the per-second rate of trades acknowledged by Kafka (from the stream's
-k2_stream_messages_produced_total, scraped every second) and the stream process's RSS, and prints medians
-per run and over runs, with the CPU used by the stream and by the simulator.
+Measures, after a warm-up, the per-second rate of records landing in the topic (the sum of its partitions'
+watermarks, high minus low, read from the broker every second: not k2's own counter) and the stream process's
+RSS, and prints medians per run and over runs, with the CPU used by the stream and by the simulator. A run
+passes only when the stream reports 0 undelivered (and no produce errors) and the topic holds exactly the
+records the stream says it produced; a failed run is printed as FAILED and the script exits 1.
 
     python benchmarks/stream_bench.py                       # binance, 3 runs of 30 s
     python benchmarks/stream_bench.py --exchange kraken --kraken-version 2 --runs 5 --seconds 20
@@ -17,6 +19,7 @@ the stream and the broker.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -41,15 +44,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _produced(port: int) -> float | None:
+def _serving(port: int) -> bool:
+    """Whether the stream's metrics endpoint answers (it is up and connected to its sink)."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).status_code == 200
     except httpx.HTTPError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("k2_stream_messages_produced_total{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+        return False
+
+
+class TopicCount:
+    """Records in a topic from the broker's watermarks (high minus low, summed over its partitions)."""
+
+    def __init__(self, topic: str, bootstrap: str) -> None:
+        from confluent_kafka import Consumer
+
+        self.topic = topic
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-marks-{uuid.uuid4().hex[:8]}",
+                                  "enable.auto.commit": False})
+        self.partitions: list[int] = []
+
+    def records(self) -> float | None:
+        """The records in the topic now; None while it does not exist."""
+        from confluent_kafka import TopicPartition
+
+        if not self.partitions:
+            meta = self.consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                return None
+            self.partitions = sorted(meta.partitions)
+        total = 0
+        for p in self.partitions:
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5, cached=False)
+            total += high - low
+        return float(total)
+
+    def close(self) -> None:
+        """Close the consumer used for the watermark requests."""
+        self.consumer.close()
 
 
 def _delete_topic(topic: str, bootstrap: str) -> None:
@@ -74,6 +105,7 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict:
     topic = f"bench.stream.{args.exchange}.{uuid.uuid4().hex[:8]}"
     port = _free_port()
     stream = None
+    count = TopicCount(topic, args.bootstrap)
     try:
         deadline = time.monotonic() + 30
         while not url_file.exists() or not url_file.read_text().strip():
@@ -87,30 +119,30 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict:
                                    "--duration", str(args.warmup + args.seconds + 2), "--format", "json"],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         proc, sim_proc = psutil.Process(stream.pid), psutil.Process(sim.pid)
-        while _produced(port) is None:
+        while not _serving(port) or count.records() is None:
             if stream.poll() is not None:
                 raise SystemExit(f"k2 stream failed: {stream.stderr.read()[-2000:]}")
             time.sleep(0.1)
         cpu_stream, cpu_sim = proc.cpu_times(), sim_proc.cpu_times()
         started = time.monotonic()
         peak_rss = proc.memory_info().rss
-        samples = [(0.0, _produced(port) or 0.0, peak_rss)]  # (t, produced, rss)
-        while time.monotonic() - started < args.warmup + args.seconds:
+        samples = [(0.0, count.records() or 0.0, peak_rss)]  # (t, records in the topic, rss)
+        while time.monotonic() - started < args.warmup + args.seconds and stream.poll() is None:
             time.sleep(1.0)
-            produced = _produced(port)
-            if produced is None:
-                break
-            samples.append((time.monotonic() - started, produced, proc.memory_info().rss))
-            peak_rss = max(peak_rss, samples[-1][2])
+            with contextlib.suppress(psutil.Error):
+                samples.append((time.monotonic() - started, count.records() or 0.0, proc.memory_info().rss))
+                peak_rss = max(peak_rss, samples[-1][2])
         cpu_stream_end, cpu_sim_end = proc.cpu_times(), sim_proc.cpu_times()
         out, _err = stream.communicate(timeout=120)
         summary = json.loads(out[out.index("{"):]) if "{" in out else {}
+        in_topic = count.records()
     finally:
         if stream is not None and stream.poll() is None:
             stream.send_signal(signal.SIGTERM)
             stream.wait(60)
         sim.send_signal(signal.SIGTERM)
         sim.wait(30)
+        count.close()
         _delete_topic(topic, args.bootstrap)
     window = [s for s in samples if s[0] > args.warmup]
     mean_rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 else 0.0
@@ -135,9 +167,24 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict:
         "simulator_cpu_percent": cpu(cpu_sim, cpu_sim_end),
         "load_average_at_start": round(load, 2),
         "produced_total": summary.get("produced"),
+        "records_in_topic": in_topic,
         "undelivered": summary.get("undelivered"),
+        "produce_errors": sum((summary.get("produce_errors") or {}).values()),
         "status": summary.get("status"),
+        "failure": failure(summary, in_topic),
     }
+
+
+def failure(summary: dict, in_topic: float | None) -> str:
+    """Why a run does not count ("" when it does): trades not delivered, or a topic that disagrees with k2."""
+    if not summary:
+        return "the stream printed no summary"
+    not_delivered = (summary.get("undelivered") or 0) + sum((summary.get("produce_errors") or {}).values())
+    if not_delivered:
+        return f"{not_delivered} trades not delivered to Kafka"
+    if in_topic is None or in_topic != summary.get("produced"):
+        return f"the topic holds {in_topic} records, the stream says it produced {summary.get('produced')}"
+    return ""
 
 
 def main() -> None:
@@ -167,7 +214,9 @@ def main() -> None:
                   f"  RSS median {r['rss_mib_median']:.1f} MiB (max {r['rss_mib_max']:.1f})"
                   f"  CPU stream {r['stream_cpu_percent']}% ({r['stream_cpu_us_per_trade']} µs/trade)"
                   f" simulator {r['simulator_cpu_percent']}%"
-                  f"  load {r['load_average_at_start']}  [{r['status']}, undelivered {r['undelivered']}]", flush=True)
+                  f"  load {r['load_average_at_start']}  [{r['status']}, undelivered {r['undelivered']}, "
+                  f"{r['records_in_topic']:,.0f} records in the topic]"
+                  + (f"  FAILED: {r['failure']}" if r["failure"] else ""), flush=True)
     overall = {
         "exchange": label,
         "runs": len(results),
@@ -188,6 +237,10 @@ def main() -> None:
                        "peak_rss_mb": statistics.median(r["rss_mib_max"] for r in results),
                        "steady_rss_mb": overall["rss_mib_median"]},
         }, indent=2))
+    failed = [i + 1 for i, r in enumerate(results) if r["failure"]]
+    if failed:
+        raise SystemExit(f"stream benchmark FAILED: run(s) {', '.join(map(str, failed))} lost trades or disagree "
+                         "with the topic (see above)")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from tests.integration.consume_support import (
     table_rows,
     wait_for,
 )
+from tests.timing import budget, load_note
 
 pytestmark = pytest.mark.integration
 
@@ -200,7 +201,10 @@ def test_sigterm_on_an_idle_topic_stops_within_two_seconds_with_batch_written(to
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert elapsed < 2.0, f"took {elapsed:.2f}s to stop"
+    # within 2 s (docs/consume.md), stretched while other processes load the box; a consumer that waited for its
+    # 600 s flush interval or a session timeout would still fail
+    limit = budget(2.0)
+    assert elapsed < limit, f"took {elapsed:.2f}s to stop (limit {limit:.1f} s, {load_note()})"
     assert '"messages_written": 25' in out and '"stopped_by": "SIGTERM"' in out
     assert len(table_rows(k2_env)) == 25
 

@@ -85,7 +85,9 @@ def _assert_exactly_once(env: dict[str, str], valid: int, poison: set[tuple[int,
 @pytest.mark.parametrize("batch,workers", [(300, "0"), (2500, "2")], ids=["inline-decode", "decode-workers"])
 def test_sigkill_at_random_points_then_a_clean_run_gives_every_record_once(topic, unique, k2_env, batch, workers):
     total, poison = _fill(topic, 9000, poison_every=750)
-    env = dict(k2_env, K2_CONSUMER_DECODE_WORKERS=workers)
+    # a 30 s session: a restart that had to wait for the killed member's session would take 30 s, far beyond the
+    # 20 s a busy box may need to start the consumer and join (asserted below)
+    env = dict(k2_env, K2_CONSUMER_DECODE_WORKERS=workers, K2_CONSUMER_SESSION_TIMEOUT="30")
     rng = random.Random(unique)
     kills = 0
     filled = 9000
@@ -115,7 +117,7 @@ def test_sigkill_at_random_points_then_a_clean_run_gives_every_record_once(topic
         assert rc == 0, err
         assert stats["messages_consumed"] == remaining
         # static membership: the restarted member takes its partitions back at once, not after the session timeout
-        assert stats["first_record_seconds"] < 8, stats
+        assert stats["first_record_seconds"] < 20, stats
     _assert_exactly_once(env, total - len(poison), poison)
     assert _recorded(env) == total
 
@@ -334,13 +336,18 @@ def test_commit_latency_stays_flat_and_expiry_keeps_every_partitions_offsets(tmp
     writer = TableWriter(open_catalog(settings), "market_data.trades_v2", snapshots_to_keep=100, expire_step=20)
     rows = pa.Table.from_pylist([make_trade(i) for i in range(500)], schema=trade.arrow_schema())
     writer.commit(rows.slice(0, 10), {("early", 0): (0, 10)}, {("early", 0): None}, records=10)
-    lat = []
+    lat, cpu = [], []
     for i in range(300):
+        started = time.process_time()
         result = writer.commit(rows, {("t", 0): (i * 500, (i + 1) * 500)}, {("t", 0): i * 500 if i else None},
                                records=500)
+        cpu.append(time.process_time() - started)
         lat.append(result.seconds)
-    early, late = statistics.median(lat[20:70]), statistics.median(lat[-50:])
-    assert late < 2 * early + 0.03, f"commit latency grew from {early * 1000:.0f} to {late * 1000:.0f} ms"
+    # the work a commit does must not grow with the commits: its CPU time (all threads of this process), which other
+    # processes on a busy box do not inflate as they do its wall time (the wall-time series: consume_bench.py)
+    early, late = statistics.median(cpu[20:70]), statistics.median(cpu[-50:])
+    walls = f"wall {statistics.median(lat[20:70]) * 1000:.0f} -> {statistics.median(lat[-50:]) * 1000:.0f} ms"
+    assert late < 2 * early + 0.03, f"commit CPU time grew from {early * 1000:.0f} to {late * 1000:.0f} ms ({walls})"
     assert writer.snapshot_count() <= 100 + 20
     assert writer.expired_total >= 180
     # the partition committed once, 300 commits ago, is still carried in the current snapshot

@@ -86,7 +86,9 @@ def test_three_minute_soak_passes_with_profile_report_and_chart(three_minute_soa
     assert summary["verdict"] == "PASS" and summary["status"] == "completed" and not summary["partial"]
     samples = profile(out)
     assert len(samples) == 36  # 180 s / 5 s: one sample at the end of every interval
-    assert [round(s["elapsed_s"]) for s in samples] == list(range(5, 181, 5))
+    # each at the end of its own interval (no drift, none skipped or doubled), give or take a busy box's delays
+    late = [(i, s["elapsed_s"]) for i, s in enumerate(samples) if abs(s["elapsed_s"] - 5 * (i + 1)) >= 2.0]
+    assert not late, f"samples off their 5 s schedule: {late}"
     assert all(s["rss_mb"] > 10 and s["vms_mb"] >= s["rss_mb"] for s in samples)
     assert samples[-1]["messages"] > 0.8 * RATE * 170  # the child really streamed the whole time
     assert all(s["drops"] == 0 and s["integrity_errors"] == 0 for s in samples)

@@ -97,7 +97,8 @@ def test_broker_down_holds_a_bounded_buffer_and_loses_nothing_when_it_returns(tm
         try:
             _wait_metric(port, "k2_stream_messages_produced_total", produced, lambda v: v >= 1000, 60)
             kafka.stop()  # the broker goes away mid-stream
-            time.sleep(3)
+            # until the buffer is full and reading blocks: however long the simulator takes to fill it on a busy box
+            _wait_metric(port, "k2_stream_backpressure_seconds_total", produced, lambda v: v > 0, 60)
             before = metric_value(scrape(port), "k2_stream_messages_produced_total", produced)
             queue_peak, rss_peak = 0.0, 0.0
             for _ in range(16):  # 8 s with the broker down

@@ -17,12 +17,16 @@ STEPS = ["streaming.broker", "streaming.registry", "streaming.connect", "streami
 @pytest.mark.parametrize(("exchange", "rate"), [("binance", 50), ("kraken", 5)])
 def test_streaming_green_against_the_simulator(k2_env, tmp_path, exchange, rate):
     require("kafka", "schema-registry")
+    # the seed's p95 latency (100-200 ms) is a real exchange's figure; the local simulator -> stream hop exceeds it
+    # when other processes hold the 2 cores, so the test's limit is 1 s (a stalled stream still fails it)
+    config = thresholds(tmp_path, **{f"streaming_{exchange}_latency_p95_max_ms": 1000})
     with simulator(exchange, ["--rate", str(rate)], k2_env, tmp_path) as url:
-        proc, report = validate(["streaming", "--exchange", exchange, "--url", url], k2_env)
+        proc, report = validate(["streaming", "--exchange", exchange, "--url", url], k2_env, config=config)
     assert proc.returncode == 0, explain(report) + proc.stderr
     assert list(statuses(report)) == STEPS and set(statuses(report).values()) == {"PASS"}
     assert step(report, "streaming.trades")["measured"] >= 10
     assert step(report, "streaming.v2-compliance")["measured"] == 100.0
+    assert step(report, "streaming.latency")["threshold"] == "< 1000 ms"
     rate_step = step(report, "streaming.rate")
     assert rate * 0.5 < rate_step["measured"] < rate * 2  # the simulator's configured rate, measured from the data
     assert report["options"] == {"exchange": exchange, "url": url, "phase": None, "rehearsal_minutes": 0.0}
