@@ -47,3 +47,69 @@ def test_a_declared_schedule_is_judged_against_its_threshold():
 def test_heartbeat_fails_on_a_ping_rate_off_the_seed_or_a_pong_timeout(pings, timeouts):
     line = report(Settings(), rotations=6 * DAYS, pings=pings, timeouts=timeouts)["heartbeat"]
     assert line.status is Status.FAIL and "expected 480" in line.text
+
+
+def judged(judge, prom: CannedPrometheus) -> weekly.Line:
+    """One judge of the 7-day report run on its own over a fully covered window; its line."""
+    q = weekly._window(prom, "binance", DAYS, NOW)  # type: ignore[arg-type]
+    q.coverage_s = DAYS * 86400
+    rep = weekly.Weekly(exchange="binance", prometheus=prom.url, start=q.start, end=q.end, days=DAYS,
+                        coverage_days=DAYS)
+    judge(q, rep, Settings())
+    (line,) = rep.lines
+    return line
+
+
+def _rss(start_mb: float, end_mb: float) -> list[tuple[float, float]]:
+    return [(NOW - DAYS * 86400 + i * 1008, (start_mb + (end_mb - start_mb) * i / 599) * weekly.MB) for i in range(600)]
+
+
+def test_memory_fails_on_a_peak_over_the_limit_or_steady_growth():
+    steady = CannedPrometheus(values={"process_memory_rss_bytes": 80 * weekly.MB},
+                              series={"process_memory_rss_bytes": _rss(70, 72)})
+    assert judged(weekly._memory, steady).status is Status.PASS
+    high = CannedPrometheus(values={"process_memory_rss_bytes": 900 * weekly.MB},
+                            series={"process_memory_rss_bytes": _rss(70, 72)})
+    growing = CannedPrometheus(values={"process_memory_rss_bytes": 300 * weekly.MB},
+                               series={"process_memory_rss_bytes": _rss(70, 300)})
+    for prom in (high, growing):
+        line = judged(weekly._memory, prom)
+        assert line.status is Status.FAIL and "limits: peak <=" in line.text
+
+
+def test_leak_fails_on_a_high_leak_score():
+    assert judged(weekly._leak, CannedPrometheus(values={"memory_leak_detection_score": 0.05})).status is Status.PASS
+    line = judged(weekly._leak, CannedPrometheus(values={"memory_leak_detection_score": 0.97}))
+    assert line.status is Status.FAIL and "highest 0.97" in line.text
+
+
+def test_uptime_fails_when_the_process_or_the_connection_was_down():
+    up = CannedPrometheus(values={"avg_over_time(up[": 1.0, "connection_status": 1.0})
+    assert judged(weekly._uptime, up).status is Status.PASS
+    for scraped, connected in ((0.9, 1.0), (1.0, 0.95)):
+        line = judged(weekly._uptime, CannedPrometheus(values={"avg_over_time(up[": scraped,
+                                                               "connection_status": connected}))
+        assert line.status is Status.FAIL and "target >=" in line.text
+
+
+def test_reconnects_fail_over_the_unscheduled_limit():
+    none = CannedPrometheus(queries={"reconnects_total": [({"reason": "idle"}, 0.0)]})  # the seed: zero
+    assert judged(weekly._reconnects, none).status is Status.PASS
+    many = CannedPrometheus(queries={"reconnects_total": [({"reason": "idle"}, 40.0), ({"reason": "pong"}, 12.0)]})
+    line = judged(weekly._reconnects, many)
+    assert line.status is Status.FAIL and "idle 40, pong 12" in line.text
+
+
+def test_rate_fails_below_the_minimum_average():
+    busy = CannedPrometheus(values={"messages_received_total": 50.0 * DAYS * 86400})
+    assert judged(weekly._rate, busy).status is Status.PASS
+    line = judged(weekly._rate, CannedPrometheus(values={"messages_received_total": 0.01 * DAYS * 86400}))
+    assert line.status is Status.FAIL and "0.0 msg/sec average" in line.text
+
+
+def test_alerts_fail_when_a_critical_alert_fired():
+    warning = CannedPrometheus(queries={"ALERTS": [({"alertname": "K2Lag", "severity": "warning"}, 1.0)]})
+    assert judged(weekly._alerts, warning).status is Status.PASS
+    critical = CannedPrometheus(queries={"ALERTS": [({"alertname": "K2StreamDown", "severity": "critical"}, 1.0)]})
+    line = judged(weekly._alerts, critical)
+    assert line.status is Status.FAIL and "K2StreamDown" in line.text
