@@ -113,3 +113,16 @@ def test_alerts_fail_when_a_critical_alert_fired():
     critical = CannedPrometheus(queries={"ALERTS": [({"alertname": "K2StreamDown", "severity": "critical"}, 1.0)]})
     line = judged(weekly._alerts, critical)
     assert line.status is Status.FAIL and "K2StreamDown" in line.text
+
+
+def test_coverage_is_an_error_without_data_and_a_warning_when_partial():
+    empty = weekly._judge(CannedPrometheus(), "http://canned", "binance", DAYS, Settings(), NOW)  # type: ignore[arg-type]
+    assert [(line.key, line.status) for line in empty.lines] == [("data", Status.ERROR)]
+    step = DAYS * 86400 / 600
+    two_days = [(NOW - 2 * 86400 + i * step, 1.0) for i in range(int(2 * 86400 / step))]
+    q = weekly._window(CannedPrometheus(series={"connection_status": two_days}), "binance", DAYS, NOW)  # type: ignore[arg-type]
+    rep = weekly.Weekly(exchange="binance", prometheus="http://canned", start=q.start, end=q.end, days=DAYS,
+                        coverage_days=0.0)
+    assert weekly._coverage(q, rep, "http://canned")
+    (line,) = rep.lines
+    assert line.key == "coverage" and line.status is Status.WARN and "of 7 days" in line.text
