@@ -23,6 +23,9 @@ class UnknownSchemaId(K2Error):
     """The registry has no schema with this id (a permanent error for the record that names it)."""
 
 
+SUBJECTS_PAGE = 1000
+
+
 class RegistryError(K2Error):
     """The registry answered with an error; `status` is its HTTP status."""
 
@@ -119,11 +122,19 @@ class RegistryClient:
         return schema
 
     def subjects(self) -> list[str]:
-        """Every subject the registry knows."""
-        resp = self._request("GET", "/subjects")
-        if resp.status_code != 200:
-            self._fail(resp, "listing subjects")
-        return list(resp.json())
+        """Every subject the registry knows, page by page (Apicurio's API answers 1,000 at a time by default)."""
+        out: list[str] = []
+        seen: set[str] = set()
+        while True:
+            resp = self._request("GET", "/subjects", params={"offset": len(out), "limit": SUBJECTS_PAGE})
+            if resp.status_code != 200:
+                self._fail(resp, "listing subjects")
+            answered = list(resp.json())
+            page = [s for s in answered if s not in seen]  # a registry that ignores paging repeats itself
+            out.extend(page)
+            seen.update(page)
+            if len(answered) < SUBJECTS_PAGE or not page:
+                return out
 
     def latest(self, subject: str) -> dict[str, Any] | None:
         """The latest version of a subject (subject, version, id, schema text), or None when it is not registered."""
