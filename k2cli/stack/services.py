@@ -526,7 +526,8 @@ class RegistryFront(Service):
             return Health(False, f"GET /subjects: {'no answer' if status == 0 else status}")
         status, config = http_json("GET", f"{base}/config", timeout=5)
         level = (config or {}).get("compatibilityLevel", "?") if status == 200 else "?"
-        return Health(True, f"Confluent REST API (Apicurio ccompat v7), {len(subjects)} subjects, "
+        shown = f"{len(subjects)}+" if len(subjects) >= 1000 else str(len(subjects))  # the API's first page
+        return Health(True, f"Confluent REST API (Apicurio ccompat v7), {shown} subjects, "
                             f"compatibility {level}")
 
 
