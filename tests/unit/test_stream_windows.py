@@ -18,6 +18,7 @@ from k2cli.stream.resume import fold
 from k2cli.stream.row_sink import RowSink
 from k2cli.stream.summary import StreamSummary
 from k2cli.stream.windows import Window, WindowTracker, merge, window_command
+from tests.unit.test_backfill_scheduler import Queue  # the producer stand-in both backfill tests use
 
 T0 = 1_700_000_000_000_000
 
@@ -127,22 +128,6 @@ class Tape:
 
     async def aclose(self):
         pass
-
-
-class Queue:
-    def __init__(self) -> None:
-        self.records: list[tuple[bytes, bytes]] = []
-
-    def try_produce(self, key, value):
-        self.records.append((key, value))
-        return True
-
-    def poll(self, timeout=0.0):
-        return 0
-
-    @property
-    def pending(self):
-        return 0
 
 
 def built(tape: Tape | None, max_trades: int = 1_000):
