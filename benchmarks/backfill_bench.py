@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,15 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from stream_bench import free_port, simulator_url  # benchmarks/ is on sys.path when run as a script
 
 SYMBOL = "BTCUSDT"
 LIVE_RATE = "20"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(tmp: Path, args: argparse.Namespace) -> dict[str, str]:
@@ -69,12 +63,7 @@ def simulator(env: dict[str, str], tmp: Path, *flags: str) -> Iterator[str]:
                             "--ping-interval", "0", "--url-file", str(url_file), *flags],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while not url_file.exists() or not url_file.read_text().strip():
-            if sim.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("k2 simulate failed to start")
-            time.sleep(0.05)
-        yield url_file.read_text().strip().rsplit("/", 1)[0]
+        yield simulator_url(sim, url_file).rsplit("/", 1)[0]
     finally:
         sim.send_signal(signal.SIGTERM)
         sim.wait(30)
@@ -121,7 +110,7 @@ def stream_backfill(env: dict[str, str], tmp: Path, rest: str, topic: str, first
     """The stream's in-flight fill of first+1..last (the topic holds `first`, live starts at last+1)."""
     k2_backfill(env, rest, topic, first, first)
     gap = last - first
-    port = _free_port()
+    port = free_port()
     with simulator(env, tmp, "--rate", LIVE_RATE, "--first-id", str(last + 1)) as live:
         stream = subprocess.Popen([sys.executable, "-m", "k2cli", "stream", "binance", "--url", f"{live}/stream",
                                    "--rest-url", rest, "--symbols", SYMBOL, "--topic", topic, "--metrics-port",

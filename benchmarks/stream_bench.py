@@ -38,10 +38,21 @@ import psutil
 SYMBOLS = {"binance": "BTCUSDT,ETHUSDT,SOLUSDT,BNBUSDT", "kraken": "BTC/USD,ETH/USD,SOL/USD,DOGE/USD"}
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on loopback."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def simulator_url(sim: subprocess.Popen, url_file: Path, timeout: float = 30.0) -> str:
+    """The URL a `k2 simulate --url-file` process writes once it serves (SystemExit if it dies or takes too long)."""
+    deadline = time.monotonic() + timeout
+    while not url_file.exists() or not url_file.read_text().strip():
+        if sim.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("k2 simulate failed to start")
+        time.sleep(0.05)
+    return url_file.read_text().strip()
 
 
 def _serving(port: int) -> bool:
@@ -103,16 +114,11 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict:
                             "--symbols", args.symbols, "--ping-interval", "0", "--url-file", str(url_file)],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     topic = f"bench.stream.{args.exchange}.{uuid.uuid4().hex[:8]}"
-    port = _free_port()
+    port = free_port()
     stream = None
     count = TopicCount(topic, args.bootstrap)
     try:
-        deadline = time.monotonic() + 30
-        while not url_file.exists() or not url_file.read_text().strip():
-            if sim.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("k2 simulate failed to start")
-            time.sleep(0.05)
-        url = url_file.read_text().strip() + ("/v2" if args.exchange == "kraken" and args.kraken_version == 2 else "")
+        url = simulator_url(sim, url_file) + ("/v2" if args.exchange == "kraken" and args.kraken_version == 2 else "")
         load = os.getloadavg()[0]
         stream = subprocess.Popen([sys.executable, "-m", "k2cli", "stream", args.exchange, "--url", url,
                                    "--symbols", args.symbols, "--topic", topic, "--metrics-port", str(port),
