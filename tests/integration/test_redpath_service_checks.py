@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from k2cli.verdict import Status
 from tests.conftest import require
 from tests.integration.redpath_prometheus import private_prometheus, rules_without
 from tests.integration.validate_support import dead_port, delete_subject
-from tests.unit.redpath_support import assert_red
+from tests.unit.redpath_support import Consumed, assert_red
 
 pytestmark = pytest.mark.integration
 
@@ -169,20 +168,6 @@ def test_a_baseline_without_the_topic_fails(tmp_path, unique):
 
 
 # ---------------------------------------------------------------- e2e: what the run wrote to the table
-
-
-@dataclass(frozen=True)
-class Consumed:
-    """A consumed Kafka message as the e2e steps read it back: partition and offset."""
-
-    part: int
-    off: int
-
-    def partition(self) -> int:
-        return self.part
-
-    def offset(self) -> int:
-        return self.off
 
 
 def lake_ctx(tmp_path: Path, unique: str, written: int, records: list[dict], *, batch_size: int = 500) -> Context:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,20 @@ from k2cli.checks.probes.proc import Completed
 from k2cli.settings import Settings
 from k2cli.soak.scrape import parse
 from k2cli.verdict import Status
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """A consumed Kafka message as the e2e steps read it back: its partition and offset."""
+
+    part: int
+    off: int
+
+    def partition(self) -> int:
+        return self.part
+
+    def offset(self) -> int:
+        return self.off
 
 
 def context(home: Path, state: dict[str, Any] | None = None, *, exchange: str = "binance",

@@ -12,7 +12,7 @@ from k2cli.checks.checklists import e2e
 from k2cli.checks.probes.pipeline import make_trades
 from k2cli.trade import iceberg_schema
 from k2cli.verdict import Status
-from tests.unit.redpath_support import assert_red, context
+from tests.unit.redpath_support import Consumed, assert_red, context
 from tests.unit.test_checks_helpers import query_row
 
 
@@ -43,20 +43,6 @@ def test_error_counters_beyond_the_dead_letters_fail(tmp_path):
     result = e2e.measure_errors(run_ctx(tmp_path, errors=4))
     assert_red(result, Status.FAIL, "3 errors besides the 1 dead-lettered")
     assert result.threshold == "<= 0 errors"
-
-
-@dataclass(frozen=True)
-class Consumed:
-    """A consumed Kafka message as the gap check reads it: its partition and offset."""
-
-    part: int
-    off: int
-
-    def partition(self) -> int:
-        return self.part
-
-    def offset(self) -> int:
-        return self.off
 
 
 def gaps_ctx(tmp_path, reported: int, sequences: list[int]):
