@@ -155,6 +155,15 @@ def _ranges(ids: list[int], most: int = 6) -> str:
     return ",".join(out[:most]) + (" ..." if len(out) > most else "")
 
 
+def stop_collector(proc: K2Process) -> dict[str, Any]:
+    """SIGTERM a collector; its summary (everything it took delivered)."""
+    proc.stop()
+    summary = proc.summary()
+    assert summary.get("status") == "interrupted", proc.stderr()[-2000:]
+    assert summary["undelivered"] == 0 and summary["produce_errors"] == {}, summary
+    return summary
+
+
 def table_trades(env: dict[str, str], table: str) -> list[dict[str, Any]]:
     """The table's rows read with pyiceberg (the columns the judge needs)."""
     return iceberg_columns(env, table, "symbol", "source_sequence", "price", "quantity", "trade_id")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,6 +24,7 @@ from tests.integration.tape_support import (
     query_gaps,
     report,
     rest_url,
+    stop_collector,
     table_trades,
     wait_delivered,
     wait_printing,
@@ -62,15 +62,6 @@ def _requests(port: int) -> dict[str, int]:
     return out
 
 
-def _stop(proc: K2Process) -> dict[str, Any]:
-    """SIGTERM a collector; its summary (everything it took delivered)."""
-    proc.stop()
-    summary = proc.summary()
-    assert summary.get("status") == "interrupted", proc.stderr()[-2000:]
-    assert summary["undelivered"] == 0 and summary["produce_errors"] == {}, summary
-    return summary
-
-
 def _verdict(env: dict[str, str], table: str, record: Path, span_end: int) -> Verdict:
     verdict = judge(record, span_end, table_trades(env, table), SYMBOLS)
     assert verdict.span >= 1000, verdict.figures()
@@ -92,7 +83,7 @@ def test_drops_stalls_and_pong_timeouts_for_60s_with_rest_429_and_5xx_leave_noth
             span_end, marked = mark(record), time.monotonic()
             wait_delivered(topic, record, span_end)
             requests = _requests(port)
-            summary = _stop(proc)
+            summary = stop_collector(proc)
             before_stop = time.monotonic() - marked
         finally:
             if proc.alive():
@@ -125,7 +116,7 @@ def test_a_stream_stopped_30s_and_restarted_fills_the_hole(lake, tmp_path: Path)
         try:
             wait_printing(record)
             time.sleep(6)
-            _stop(first)
+            stop_collector(first)
             stopped = time.monotonic()
             time.sleep(DOWN_S)  # the market goes on printing; nobody listens
             second = _collector(env, logs, url, topic)
@@ -133,7 +124,7 @@ def test_a_stream_stopped_30s_and_restarted_fills_the_hole(lake, tmp_path: Path)
             time.sleep(8)
             span_end = mark(record)
             wait_delivered(topic, record, span_end)
-            summary = _stop(second)
+            summary = stop_collector(second)
         finally:
             for p in (first, second):
                 if p is not None and p.alive():
@@ -160,13 +151,13 @@ def test_a_gap_deeper_than_the_limit_is_reported_unfilled_and_the_stream_goes_on
         try:
             wait_printing(record)
             time.sleep(5)
-            _stop(first)
+            stop_collector(first)
             time.sleep(8)  # ~400 ids per symbol: deeper than the limit of 100
             second = _collector(env, logs, url, topic)
             time.sleep(8)
             span_end = mark(record)
             wait_delivered(topic, record, span_end)
-            summary = _stop(second)
+            summary = stop_collector(second)
         finally:
             for p in (first, second):
                 if p is not None and p.alive():

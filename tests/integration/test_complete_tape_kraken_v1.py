@@ -23,7 +23,15 @@ from tests.conftest import require
 from tests.faults.support import K2Process, iceberg_columns, stream, with_env
 from tests.integration.consume_support import create_topic, delete_topic
 from tests.integration.stream_support import read_topic, simulator
-from tests.integration.tape_support import GRACE_S, consume_all, mark, rest_url, tape_lines, wait_printing
+from tests.integration.tape_support import (
+    GRACE_S,
+    consume_all,
+    mark,
+    rest_url,
+    stop_collector,
+    tape_lines,
+    wait_printing,
+)
 
 pytestmark = pytest.mark.integration
 PAIRS = "BTC/USD,ETH/USD"
@@ -43,14 +51,6 @@ def _key(ts_us: int, price: Any, qty: Any, side: str) -> tuple[int, Decimal, Dec
 def _collector(env: dict[str, str], logs: Path, url: str, topic: str) -> K2Process:
     return stream("kraken", env, logs, "--url", url, "--rest-url", rest_url(url), "--symbols", PAIRS,
                   "--topic", topic)
-
-
-def _stop(proc: K2Process) -> dict[str, Any]:
-    proc.stop()
-    summary = proc.summary()
-    assert summary.get("status") == "interrupted", proc.stderr()[-2000:]
-    assert summary["undelivered"] == 0 and summary["produce_errors"] == {}, summary
-    return summary
 
 
 def _wait_delivered(topic: str, last: dict[str, int], timeout: float = 20) -> None:
@@ -109,7 +109,7 @@ def test_kraken_v1_drops_stalls_pong_timeouts_and_a_restart_are_filled_by_time_w
             try:
                 wait_printing(record)
                 time.sleep(14)
-                one = _stop(first)
+                one = stop_collector(first)
                 time.sleep(4)  # the market goes on; nobody listens
                 second = _collector(env, logs, url, topic)
                 time.sleep(10)
@@ -117,7 +117,7 @@ def test_kraken_v1_drops_stalls_pong_timeouts_and_a_restart_are_filled_by_time_w
                 tape = tape_lines(record)
                 last = {t["symbol"].replace("/", ""): t["ts_us"] for t in tape[:span_end]}
                 _wait_delivered(topic, last)
-                two = _stop(second)
+                two = stop_collector(second)
             finally:
                 for p in (first, second):
                     if p is not None and p.alive():
