@@ -44,14 +44,10 @@ def partitions(settings: Settings, topic: str, timeout: float = 5.0) -> list[int
 
 def watermarks(settings: Settings, topic: str, timeout: float = 5.0) -> dict[int, tuple[int, int]]:
     """(low, high) offsets per partition."""
-    from confluent_kafka import TopicPartition
-
     parts = partitions(settings, topic, timeout)
-    c = consumer(settings)
-    try:
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in parts}
-    finally:
-        c.close()
+    marks = admin.watermark_offsets(settings.kafka_bootstrap_servers, [(topic, p) for p in parts], timeout,
+                                    config=_QUIET)
+    return {p: marks[(topic, p)] for p in parts}
 
 
 def committed(settings: Settings, group: str, topic: str, timeout: float = 10.0) -> dict[int, int | None]:
