@@ -11,7 +11,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from k2cli.errors import ConfigError
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from k2cli.exchanges.descriptor import ExchangeDescriptor
 
 TRADES_TABLE = "market_data.trades_v2"
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]  # "": not set
 CONSUMER_GROUP = "k2-iceberg-writer-crypto-v2"
 
 
@@ -78,6 +80,15 @@ class Settings:
 
     home: Path = field(default_factory=_home)
     kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism = ""  # required with SASL_*: no silent GSSAPI default
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_ca_location: str = ""  # empty: the system's CA store
+    kafka_ssl_certificate_location: str = ""  # client certificate (mTLS), PEM
+    kafka_ssl_key_location: str = ""  # its private key, PEM
+    kafka_ssl_key_password: str = ""  # the key's passphrase, if it is encrypted
+    kafka_properties: dict[str, str] = field(default_factory=dict)  # librdkafka pass-through (k2.toml [kafka])
     schema_registry_url: str = "http://localhost:8081"
     iceberg_catalog_uri: str = ""  # empty: a SQLite catalog inside data_dir
     iceberg_warehouse: str = ""  # empty: a local warehouse inside data_dir
@@ -232,6 +243,12 @@ def _coerce(name: str, raw: object, source: str) -> object:
             return float(raw)
         if hint is Path:
             return Path(str(raw)).expanduser()
+        if origin is Literal:
+            choices = typing.get_args(hint)
+            match = [c for c in choices if str(c).upper() == str(raw).strip().upper()]
+            if not match:
+                raise ValueError(f"expected one of {', '.join(str(c) for c in choices if c)}, got {raw!r}")
+            return match[0]
         if origin is tuple:
             items = raw if isinstance(raw, list) else str(raw).split(",")
             return tuple(str(i).strip() for i in items if str(i).strip())
@@ -243,6 +260,8 @@ def _coerce(name: str, raw: object, source: str) -> object:
                 raw = {k.strip(): v.strip() for k, v in pairs}
             if not isinstance(raw, dict):
                 raise ValueError("expected a table")
+            if typing.get_args(hint)[1] is str:  # librdkafka properties: TOML's true/1 as librdkafka spells them
+                return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in raw.items()}
             return {str(k): float(v) for k, v in raw.items()}
         if hint is str or isinstance(hint, types.UnionType):
             return str(raw)
@@ -263,7 +282,10 @@ def _read_toml(path: Path) -> dict[str, object]:
     for key, value in data.items():
         if isinstance(value, dict) and key != "thresholds":
             for sub, subvalue in value.items():
-                flat[f"{key}_{sub}"] = subvalue
+                if key == "kafka" and "_" not in sub:  # librdkafka's names have dots, never underscores
+                    flat.setdefault("kafka_properties", {})[sub] = subvalue  # type: ignore[index]
+                else:
+                    flat[f"{key}_{sub}"] = subvalue
         else:
             flat[key] = value
     known = _FIELDS.keys() | exchange_setting_names().keys()

@@ -50,6 +50,11 @@ class StackConfig:
     # client bootstrapped through a proxy then learns the proxy's address from metadata (the fault suite's
     # network faults; none on the shared stack)
     kafka_proxied_listeners: tuple[tuple[int, int], ...] = ()
+    # the SASL_SSL listener (SCRAM-SHA-256/512, TLS from the stack's CA); 0: none (a throwaway broker's default;
+    # `k2 stack up` takes 19094 or K2_STACK_KAFKA_SASL_PORT). Its user and password are these, for every mechanism.
+    kafka_sasl_port: int = 0
+    kafka_scram_user: str = "k2"
+    kafka_scram_password: str = "k2-scram-secret"
 
 
 def _int_env(name: str, default: int) -> int:
@@ -97,6 +102,7 @@ def load_stack_config(settings: Any = None) -> StackConfig:
         kafka_port=_local_port(bootstrap, "K2_KAFKA_BOOTSTRAP_SERVERS", 9092),
         kafka_controller_port=_int_env("K2_STACK_KAFKA_CONTROLLER_PORT", 19093),
         kafka_heap=os.environ.get("K2_STACK_KAFKA_HEAP", "512m"),
+        kafka_sasl_port=_int_env("K2_STACK_KAFKA_SASL_PORT", 19094),
         topics=topics,
         topic_partitions=_int_env("K2_STACK_TOPIC_PARTITIONS", 6),
         registry_port=_local_port(str(_read(settings, "schema_registry_url", "http://localhost:8081")),
@@ -134,6 +140,7 @@ def _check_distinct(cfg: StackConfig) -> None:
     bound = {
         "kafka": cfg.kafka_port,
         "kafka controller (K2_STACK_KAFKA_CONTROLLER_PORT)": cfg.kafka_controller_port,
+        "kafka SASL_SSL (K2_STACK_KAFKA_SASL_PORT)": cfg.kafka_sasl_port,
         "schema-registry": cfg.registry_port,
         "apicurio (K2_STACK_APICURIO_PORT)": cfg.apicurio_port,
         "apicurio management (K2_STACK_APICURIO_MANAGEMENT_PORT)": cfg.apicurio_management_port,

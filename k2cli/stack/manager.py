@@ -103,7 +103,8 @@ class Stack:
                 raise ServiceStartError(svc.name, f"is running (pid {pid}) but not healthy: {health.detail}",
                                         str(svc.log_file))
             svc.after_start(progress)
-            svc.refresh(progress)
+            svc.refresh(progress)  # may restart it (a changed Kafka configuration)
+            pid = svc.pid() or pid
             action = "already running"
         else:
             for port in svc.ports():  # a service started earlier in this `up` may not take a later one's port

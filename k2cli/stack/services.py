@@ -20,6 +20,7 @@ from typing import Any
 
 from k2cli.errors import ServiceUnavailable, first_line
 from k2cli.stack import install, proc
+from k2cli.stack.certs import stack_certs
 from k2cli.stack.config import StackConfig, stream_scrape_configs
 from k2cli.stack.errors import InstallError, StackConfigError, StackError
 from k2cli.stack.health import Health, http_get, http_json, port_open
@@ -30,6 +31,7 @@ from k2cli.stack.templates import packaged, render, render_file, write_if_change
 Progress = Callable[[str], None]
 # log_level 0: no librdkafka log lines on stderr while the broker is still starting.
 _ADMIN_CONFIG = {"log_level": 0, "socket.connection.setup.timeout.ms": 3000}
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 def _quiet(_: str) -> None:
@@ -302,10 +304,15 @@ class Kafka(Service):
 
     def ports(self) -> list[int]:
         return [self.cfg.kafka_port, self.cfg.kafka_controller_port,
-                *(port for port, _ in self.cfg.kafka_proxied_listeners)]
+                *(port for port, _ in self.cfg.kafka_proxied_listeners),
+                *([self.cfg.kafka_sasl_port] if self.cfg.kafka_sasl_port else [])]
 
     def listen(self) -> str:
-        return f"localhost:{self.cfg.kafka_port}"
+        c = self.cfg
+        if not c.kafka_sasl_port:
+            return f"localhost:{c.kafka_port}"
+        return (f"localhost:{c.kafka_port}; SASL_SSL localhost:{c.kafka_sasl_port} (SCRAM-SHA-256/512 user "
+                f"{c.kafka_scram_user}, CA {stack_certs(self.paths).ca})")
 
     @property
     def data_dir(self) -> Path:
@@ -328,13 +335,26 @@ class Kafka(Service):
         install.ensure_kafka(self.paths, progress)
 
     def prepare(self, progress: Progress = _quiet) -> None:
+        self._write_config()
+        self._format(progress)
+
+    def _write_config(self) -> bool:
+        """Write server.properties (and the TLS keystore); True when the properties changed."""
         c = self.cfg
         self.dir.mkdir(parents=True, exist_ok=True)
         values = {"kafka_version": install.KAFKA_VERSION, "kafka_port": c.kafka_port,
                   "controller_port": c.kafka_controller_port, "data_dir": self.data_dir,
-                  "topic_partitions": c.topic_partitions, "log_file": self.log_file, **self._proxied_values()}
-        write_if_changed(self.dir / "server.properties", render_file(packaged("kafka", "server.properties"), values))
+                  "topic_partitions": c.topic_partitions, "log_file": self.log_file, **self._proxied_values(),
+                  **self._sasl_values()}
+        if c.kafka_sasl_port:
+            self._write_keystore()
+        changed = write_if_changed(self.dir / "server.properties",
+                                   render_file(packaged("kafka", "server.properties"), values))
         write_if_changed(self.dir / "log4j2.xml", render_file(packaged("kafka", "log4j2.xml"), values))
+        return changed
+
+    def _format(self, progress: Progress) -> None:
+        """Format the KRaft storage once (it persists across restarts)."""
         if (self.data_dir / "meta.properties").is_file():
             return
         progress(f"formatting Kafka storage in {self.data_dir}")
@@ -354,6 +374,62 @@ class Kafka(Service):
         return {"proxied_listeners": "".join(f",PROXIED{i}://127.0.0.1:{port}" for i, (port, _) in pairs),
                 "proxied_advertised": "".join(f",PROXIED{i}://127.0.0.1:{adv}" for i, (_, adv) in pairs),
                 "proxied_protocols": "".join(f",PROXIED{i}:PLAINTEXT" for i, _ in pairs)}
+
+    @property
+    def _keystore(self) -> Path:
+        return self.dir / "tls" / "keystore.pem"
+
+    def _write_keystore(self) -> None:
+        """The SASL_SSL listener's PEM keystore: the stack's server key and certificate in one file."""
+        from k2cli.stack.certs import ensure_certs
+
+        certs = ensure_certs(self.paths)
+        write_if_changed(self._keystore, certs.key.read_text() + certs.cert.read_text(), mode=0o600)
+
+    def _sasl_values(self) -> dict[str, str]:
+        """The template's SASL_SSL listener (SCRAM users are added after start); empty without a SASL port."""
+        port = self.cfg.kafka_sasl_port
+        if not port:
+            return {"sasl_listener": "", "sasl_protocol": "", "sasl_settings": ""}
+        login = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        lines = ["# SASL_SSL listener: SCRAM users (k2 stack up adds them), TLS from the stack's CA",
+                 "listener.name.sasl_ssl.sasl.enabled.mechanisms=" + ",".join(SCRAM_MECHANISMS),
+                 *(f"listener.name.sasl_ssl.{m.lower()}.sasl.jaas.config={login}" for m in SCRAM_MECHANISMS),
+                 "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+                 f"listener.name.sasl_ssl.ssl.keystore.location={self._keystore}"]
+        return {"sasl_listener": f",SASL_SSL://127.0.0.1:{port}", "sasl_protocol": ",SASL_SSL:SASL_SSL",
+                "sasl_settings": "\n".join(lines)}
+
+    def _add_scram_users(self, progress: Progress) -> None:
+        """Create or update the stack's SCRAM user for each mechanism (an idempotent upsert)."""
+        from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+        c = self.cfg
+        upserts = [UserScramCredentialUpsertion(c.kafka_scram_user, ScramCredentialInfo(
+            getattr(ScramMechanism, m.replace("-", "_")), 8192), c.kafka_scram_password.encode())
+            for m in SCRAM_MECHANISMS]
+        client = self._admin()  # kept alive until its futures resolve
+        for upsert in upserts:  # one request per mechanism: a request may not alter one user twice
+            try:
+                for future in client.alter_user_scram_credentials([upsert], request_timeout=30).values():
+                    future.result(timeout=30)
+            except Exception as exc:
+                raise StackError(f"kafka: adding SCRAM user {c.kafka_scram_user} failed: {first_line(exc)}") from None
+
+    def refresh(self, progress: Progress = _quiet) -> None:
+        """A broker running an older server.properties (e.g. without the SASL_SSL listener) is restarted."""
+        if not self._write_config():
+            return
+        progress("kafka configuration changed: restarting the broker")
+        self.stop()
+        record = self.start()
+        from k2cli.stack.health import wait_for
+
+        health = wait_for(self.ready, self.start_timeout, alive=lambda: proc.is_running(record.pid))
+        if not health.ok:
+            raise StackError(f"kafka: did not come back after the configuration change: {health.detail}; "
+                             f"see its log: {self.log_file}")
+        self.after_start(progress)
 
     def _classpath(self) -> str:
         return str(install.kafka_libs(self.paths) / "*")
@@ -395,6 +471,8 @@ class Kafka(Service):
     def after_start(self, progress: Progress = _quiet) -> None:
         from k2cli.kafka import admin
 
+        if self.cfg.kafka_sasl_port:
+            self._add_scram_users(progress)
         existing = set(self._admin().list_topics(timeout=10).topics)
         wanted = [t for t in self.cfg.topics if t not in existing]
         if not wanted:
@@ -412,6 +490,9 @@ class Kafka(Service):
         missing = [t for t in self.cfg.topics if t not in metadata.topics]
         if missing:
             return Health(False, f"topic {missing[0]} missing (run `k2 stack up`)")
+        if self.cfg.kafka_sasl_port and not port_open(self.cfg.kafka_sasl_port):
+            return Health(False, f"SASL_SSL listener 127.0.0.1:{self.cfg.kafka_sasl_port} not open: the broker runs "
+                                 "an older configuration (run `k2 stack up` again to restart it)")
         parts = {t: len(metadata.topics[t].partitions) for t in self.cfg.topics}
         return Health(True, f"Kafka {install.KAFKA_VERSION} KRaft, {len(metadata.brokers)} broker, "
                             + ", ".join(f"{t} ({n} partitions)" for t, n in parts.items()))

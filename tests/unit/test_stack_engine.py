@@ -90,7 +90,8 @@ def _kafka_properties(tmp_path: Path, pairs: tuple[tuple[int, int], ...]) -> str
 
     kafka = Kafka(StackConfig(home=tmp_path, kafka_proxied_listeners=pairs), StackPaths.for_home(tmp_path))
     values = {"kafka_version": "4.4.0", "kafka_port": 9092, "controller_port": 19093, "data_dir": "/d",
-              "topic_partitions": 6, "log_file": "/l/kafka.log", **kafka._proxied_values()}
+              "topic_partitions": 6, "log_file": "/l/kafka.log", **kafka._proxied_values(),
+              **kafka._sasl_values()}
     return render_file(packaged("kafka", "server.properties"), values)
 
 
