@@ -11,6 +11,22 @@ from k2cli.settings import Settings, env_name, exchange_defaults, exchange_keys
 HELP: dict[str, str] = {
     "home": "k2's own directory: stack state, cache, logs (default `~/.k2`).",
     "kafka_bootstrap_servers": "Kafka brokers, `host:port[,host:port]`.",
+    "kafka_security_protocol": "How k2 connects to Kafka: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` "
+                               "(the stack's SASL_SSL listener: `k2 stack status`).",
+    "kafka_sasl_mechanism": "SASL mechanism, required with `SASL_*`: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or "
+                            "`OAUTHBEARER` (its `sasl.oauthbearer.*` properties in k2.toml's `[kafka]` table).",
+    "kafka_sasl_username": "SASL user name (PLAIN, SCRAM).",
+    "kafka_sasl_password": "SASL password (PLAIN, SCRAM); a secret.",
+    "kafka_ssl_ca_location": "CA bundle (PEM) that signs the brokers' certificates; empty: the system's CA store.",
+    "kafka_ssl_certificate_location": "Client certificate (PEM) for brokers that require one (mTLS).",
+    "kafka_ssl_key_location": "The client certificate's private key (PEM).",
+    "kafka_ssl_key_password": "Passphrase of an encrypted client key; a secret.",
+    "kafka_properties": "librdkafka properties passed through to every Kafka client: k2.toml's `[kafka]` table "
+                        "(keys with dots, quoted: `\"client.id\" = \"k2-prod\"`; keys with underscores are k2 "
+                        "settings, e.g. `bootstrap_servers`), or `name=value,...` in the environment, added to the "
+                        "table. They override k2's own client defaults; the `K2_KAFKA_*` settings override them; "
+                        "a property a setting or k2 itself controls (`security.protocol`, `sasl.*`, `group.id`, "
+                        "`enable.auto.commit`, `enable.idempotence`, `acks`, `isolation.level`, ...) is refused.",
     "schema_registry_url": "Schema Registry speaking the Confluent REST API.",
     "iceberg_catalog_uri": "SQL catalog: `sqlite:///…` or `postgresql+psycopg2://…`; empty: SQLite in the data dir.",
     "iceberg_warehouse": "Warehouse location: `file://…` or `s3://…`; empty: `warehouse/` in the data dir.",

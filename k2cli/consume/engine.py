@@ -161,8 +161,8 @@ class ConsumeEngine:
             self.stats.started = self._clock()
             self.stats.startup_seconds = self.stats.started - t0
             self._loop()
-            if self._stop_reason == "kafka_fatal":
-                raise ConsumeFailed(self.last_error, setting="K2_KAFKA_BOOTSTRAP_SERVERS")
+            if self._stop_reason == "kafka_fatal":  # refused: credentials or TLS, naming their setting
+                raise self._kafka_errors.refused or ConsumeFailed(self.last_error, setting="K2_KAFKA_BOOTSTRAP_SERVERS")
         except BaseException:
             self._failed = True
             raise
@@ -197,7 +197,7 @@ class ConsumeEngine:
         self._pauser.consumer = self._acc.consumer = self._committer.consumer = consumer
         self._assignment.consumer = consumer
         self._until_ready("Kafka unavailable", lambda: check_topics(
-            consumer, self.settings.kafka_bootstrap_servers, self.options.topics))
+            consumer, self.settings.kafka_bootstrap_servers, self.options.topics, self._kafka_errors))
         self._acc.new_batch()
         use_system_allocator()
         # Decoded records are acyclic: the cyclic collector only slows the hot loop down (see perf notes).

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k2cli.consume.options import ConsumeOptions
 from k2cli.consume.stats import ConsumeStats
 from k2cli.errors import ServiceUnavailable
 from k2cli.observe.consumer_metrics import ConsumerMetrics
 from k2cli.settings import Settings
+
+if TYPE_CHECKING:
+    from k2cli.kafka.refusals import KafkaRefused
 
 log = logging.getLogger("k2.consume")
 # KafkaError._FATAL: a fatal error (e.g. a static member fenced by another with its group.instance.id) can arrive with
@@ -28,12 +31,21 @@ class KafkaErrors:
         self._clock = clock
         self._on_fatal = on_fatal
         self._warned: dict[str, float] = {}
+        self.conf: dict[str, Any] = {}  # the client's configuration (kafka_config sets it): named in refusals
+        self.refused: KafkaRefused | None = None
 
     def on_error(self, err: Any) -> None:
         """librdkafka's error_cb."""
+        from k2cli.kafka.refusals import of_error
+
         self._stats.add_error("kafka")
         self._metrics.errors.labels("kafka").inc()
-        if err.fatal() or err.code() == _FATAL:
+        refused = of_error(self.conf, err) if self.refused is None else None
+        if refused is not None:  # wrong credentials or TLS: retrying cannot help
+            self.refused = refused
+            log.error("%s", refused)
+            self._on_fatal(str(refused))
+        elif err.fatal() or err.code() == _FATAL:
             text = f"Kafka fatal error: {err.str()}"
             log.error("%s", text)
             self._on_fatal(text)
@@ -61,32 +73,43 @@ def _on_commit(err: Any, partitions: Any) -> None:
 
 def kafka_config(settings: Settings, options: ConsumeOptions, instance_id: str, errors: KafkaErrors) -> dict[str, Any]:
     """The confluent-kafka Consumer configuration (no auto commit: the table holds the offsets)."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "group.id": options.group,
-        "group.instance.id": instance_id,
+    from k2cli.kafka.client_config import client_config
+
+    defaults = {
         "client.id": f"k2-consume-{instance_id}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
         "session.timeout.ms": int(settings.consumer_session_timeout * 1000),
         "heartbeat.interval.ms": max(500, int(settings.consumer_session_timeout * 1000 / 5)),
         "max.poll.interval.ms": 300_000,
         "queued.max.messages.kbytes": 16384,  # the prefetch queue: enough to keep up, bounded memory
         "queued.min.messages": 20000,
+    }
+    controlled = {
+        "group.id": options.group,
+        "group.instance.id": instance_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "error_cb": errors.on_error,
         "on_commit": _on_commit,
     }
+    conf = client_config(settings, defaults, controlled)
+    errors.conf = conf
+    return conf
 
 
-def check_topics(consumer: Any, bootstrap: str, topics: tuple[str, ...]) -> None:
-    """Raise ServiceUnavailable when the broker is unreachable; warn about topics that do not exist yet."""
+def check_topics(consumer: Any, bootstrap: str, topics: tuple[str, ...], errors: KafkaErrors | None = None) -> None:
+    """Raise ServiceUnavailable when the broker is unreachable (KafkaRefused when it refuses the credentials or
+    the TLS handshake); warn about topics that do not exist yet."""
     from confluent_kafka import KafkaException
 
     try:
         md = consumer.list_topics(timeout=5.0)
     except KafkaException as exc:
+        if errors is not None:
+            consumer.poll(0)  # serves error_cb: the refusal behind the failure, if any
+            if errors.refused is not None:
+                raise errors.refused from None
         raise ServiceUnavailable(f"Kafka broker unreachable at {bootstrap}: "
                                  f"{exc.args[0].str() if exc.args else exc}",
                                  setting="K2_KAFKA_BOOTSTRAP_SERVERS") from None

@@ -30,6 +30,7 @@ BY_SETTING: dict[str, str] = {
     "ssl.certificate.location": "kafka_ssl_certificate_location",
     "ssl.key.location": "kafka_ssl_key_location",
     "ssl.key.password": "kafka_ssl_key_password",
+    "queue.buffering.max.messages": "producer_buffer_max_messages",
 }
 # properties k2's delivery and exactly-once accounting depend on
 K2_CONTROLLED = frozenset({
@@ -63,7 +64,7 @@ def _file(settings: Settings, name: str) -> str:
 def security(settings: Settings) -> dict[str, str]:
     """The connection's security properties (security.protocol, sasl.*, ssl.*) from the K2_KAFKA_* settings."""
     protocol = settings.kafka_security_protocol
-    conf = {"security.protocol": protocol}
+    conf: dict[str, str] = {"security.protocol": protocol}
     if protocol.startswith("SASL_"):
         mechanism = settings.kafka_sasl_mechanism
         if not mechanism:

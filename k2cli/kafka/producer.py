@@ -14,9 +14,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k2cli.kafka import rdlog
+
+if TYPE_CHECKING:
+    from k2cli.kafka.refusals import KafkaRefused
+    from k2cli.settings import Settings
 
 log = logging.getLogger("k2.kafka")
 _RDKAFKA_LOG = rdlog.logger()  # librdkafka's warnings, repeats collapsed
@@ -26,10 +30,12 @@ DEFAULT_PARTITIONS = 6
 class TradeProducer:
     """Produces framed Avro values to one topic and keeps exact delivery accounting."""
 
-    def __init__(self, bootstrap: str, topic: str, buffer_max_messages: int = 100_000, *, linger_ms: int = 20,
-                 config: dict[str, Any] | None = None,
+    def __init__(self, settings: Settings, topic: str, buffer_max_messages: int = 100_000, *, linger_ms: int = 20,
                  on_failure: Callable[[bytes | None, bytes | None, str, str], None] | None = None) -> None:
         from confluent_kafka import Producer
+
+        from k2cli.kafka.client_config import client_config
+        from k2cli.kafka.refusals import RefusalWatch
 
         self.topic = topic
         self.enqueued = 0
@@ -39,24 +45,30 @@ class TradeProducer:
         self.last_error = ""
         self._on_failure = on_failure
         self._purging = False
-        conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
+        defaults: dict[str, Any] = {
             "compression.type": "lz4",
             "linger.ms": linger_ms,
             "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": buffer_max_messages,
             "queue.buffering.max.kbytes": 32 * 1024,
+            "client.id": "k2-stream",
+        }
+        controlled: dict[str, Any] = {
+            "enable.idempotence": True,
+            "acks": "all",
+            "queue.buffering.max.messages": buffer_max_messages,  # K2_PRODUCER_BUFFER_MAX_MESSAGES
             "message.timeout.ms": 0,  # never expire: wait for the broker; shutdown decides what is undelivered
             "delivery.report.only.error": True,
             "on_delivery": self._delivery,
-            "error_cb": self._error,
-            "client.id": "k2-stream",
         }
-        conf.update(config or {})
-        self._producer = Producer(conf, logger=_RDKAFKA_LOG)
+        conf = client_config(settings, defaults, controlled)
+        self.watch = RefusalWatch(conf, then=self._error)  # wrong credentials or TLS: `refused`, fatal to the stream
+        self._producer = Producer({**conf, "error_cb": self.watch}, logger=_RDKAFKA_LOG)
         self._produce = self._producer.produce
+
+    @property
+    def refused(self) -> KafkaRefused | None:
+        """Kafka refused the credentials or the TLS handshake (the stream stops with this line)."""
+        return self.watch.refused
 
     def try_produce(self, key: bytes, value: bytes) -> bool:
         """Queue one record; False when the local buffer is full (keep it and retry after poll())."""
@@ -136,8 +148,10 @@ class TradeProducer:
             self.broker_down = False
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS, timeout: float = 10.0) -> str:
-    """Make sure the topic exists: "exists", "created", or raise ServiceUnavailable if Kafka cannot be reached."""
+def ensure_topic(settings: Settings, topic: str, partitions: int = DEFAULT_PARTITIONS, timeout: float = 10.0) -> str:
+    """Make sure the topic exists: "exists", "created", or raise ServiceUnavailable if Kafka cannot be reached
+    (KafkaRefused when it refuses the credentials or the TLS handshake)."""
     from k2cli.kafka import admin
+    from k2cli.kafka.client_config import client_config
 
-    return admin.ensure_topic(bootstrap, topic, partitions, timeout, logger=_RDKAFKA_LOG)
+    return admin.ensure_topic(client_config(settings), topic, partitions, timeout, logger=_RDKAFKA_LOG)

@@ -87,14 +87,14 @@ def read_group(settings: Settings, group: str) -> GroupReading:
 
     A partition without a commit counts everything retained in it (end minus low watermark) as lag."""
     from k2cli.kafka import admin
+    from k2cli.kafka.client_config import client_config
 
-    quiet = {"socket.timeout.ms": 5000, "log_level": 0}
-    bootstrap = settings.kafka_bootstrap_servers
-    state, members = admin.group_state(bootstrap, group, config=quiet)
-    committed = admin.group_offsets(bootstrap, group, config=quiet)
+    conf = client_config(settings, {"socket.timeout.ms": 5000, "log_level": 0})
+    state, members = admin.group_state(conf, group)
+    committed = admin.group_offsets(conf, group)
     wanted = sorted({(topic, p) for topic in {t for t, _ in committed}
-                     for p in admin.partitions(bootstrap, topic, config=quiet)} | set(committed))
-    marks = admin.watermark_offsets(bootstrap, wanted, config=quiet)
+                     for p in admin.partitions(conf, topic)} | set(committed))
+    marks = admin.watermark_offsets(conf, wanted)
     return GroupReading(state, members, [partition_lag(tp, committed.get(tp), marks.get(tp)) for tp in wanted])
 
 

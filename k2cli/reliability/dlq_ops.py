@@ -29,6 +29,7 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -408,8 +409,13 @@ def _kafka_producer(settings: Any, timeout: float = 30.0) -> Producer:
     def produce(messages: list[Message]) -> list[tuple[int | None, int | None, str | None]]:
         from confluent_kafka import KafkaException, Producer
 
-        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True,
-                             "acks": "all", "message.timeout.ms": int(timeout * 1000), "linger.ms": 5})
+        from k2cli.kafka.client_config import client_config
+        from k2cli.kafka.refusals import RefusalWatch
+
+        conf = client_config(settings, {"linger.ms": 5}, {
+            "enable.idempotence": True, "acks": "all", "message.timeout.ms": int(timeout * 1000)})
+        watch = RefusalWatch(conf)
+        producer = Producer({**conf, "error_cb": watch})
         results: list[tuple[int | None, int | None, str | None]] = [
             (None, None, f"no delivery report within {timeout:.0f} s (Kafka at {settings.kafka_bootstrap_servers})")
         ] * len(messages)
@@ -427,7 +433,10 @@ def _kafka_producer(settings: Any, timeout: float = 30.0) -> Producer:
             except (KafkaException, BufferError) as exc:
                 results[index] = (None, None, f"produce refused: {exc}")
             producer.poll(0)
-        producer.flush(timeout + 5)
+        deadline = time.monotonic() + timeout + 5
+        while len(producer) and watch.refused is None and time.monotonic() < deadline:
+            producer.flush(0.5)
+        watch.raise_if_refused()  # wrong credentials or TLS: one line, not a timeout per record
         return results
 
     return produce

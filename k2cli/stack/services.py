@@ -444,13 +444,14 @@ class Kafka(Service):
                 "-Djava.awt.headless=true", *self._log_opts(), "-cp", self._classpath(), "kafka.Kafka",
                 str(self.dir / "server.properties")]
 
-    def _bootstrap(self) -> str:
-        return f"127.0.0.1:{self.cfg.kafka_port}"
+    def _client_config(self) -> dict[str, Any]:
+        """The stack's own admin connection: its broker's PLAINTEXT listener, whatever k2's Kafka settings say."""
+        return {"bootstrap.servers": f"127.0.0.1:{self.cfg.kafka_port}", **_ADMIN_CONFIG}
 
     def _admin(self) -> Any:  # -> confluent_kafka.admin.AdminClient
         from k2cli.kafka import admin
 
-        return admin.client(self._bootstrap(), _ADMIN_CONFIG)
+        return admin.client(self._client_config())
 
     def _metadata(self) -> Any:  # -> ClusterMetadata, or the Health that says why there is none
         if not port_open(self.cfg.kafka_port):
@@ -479,7 +480,7 @@ class Kafka(Service):
             return
         progress(f"creating topics {', '.join(wanted)} ({self.cfg.topic_partitions} partitions)")
         try:
-            admin.create_topics(self._bootstrap(), wanted, self.cfg.topic_partitions, 60, config=_ADMIN_CONFIG)
+            admin.create_topics(self._client_config(), wanted, self.cfg.topic_partitions, 60)
         except ServiceUnavailable as exc:
             raise StackError(f"kafka: {exc.args[0]}") from None
 

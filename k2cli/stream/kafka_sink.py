@@ -67,11 +67,11 @@ class KafkaSink:
         from k2cli.kafka.producer import ensure_topic
 
         try:
-            state = ensure_topic(settings.kafka_bootstrap_servers, topic, timeout=5.0)
+            state = ensure_topic(settings, topic, timeout=5.0)
             log.info("Kafka topic %s %s", topic, state)
         except ServiceUnavailable as exc:
             log.warning("%s; streaming anyway: trades wait in the bounded buffer until Kafka is back", exc)
-        producer = TradeProducer(settings.kafka_bootstrap_servers, topic, settings.producer_buffer_max_messages,
+        producer = TradeProducer(settings, topic, settings.producer_buffer_max_messages,
                                  on_failure=route_failures(on_failure, on_unacknowledged))
         return cls(producer, on_unacknowledged)
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from k2cli.errors import K2Error
+from k2cli.kafka.refusals import KafkaRefused
 from k2cli.stream.summary import StoppedBy, StreamSummary
 
 log = logging.getLogger("k2.stream")
@@ -78,6 +79,9 @@ class Lifecycle:
             await coro
         except asyncio.CancelledError:
             raise
+        except KafkaRefused as exc:  # an operator's setting: its one line is the run's error, no traceback
+            self._on_failure(exc)
+            self._set()
         except Exception as exc:
             log.exception("%s failed; stopping", what)
             self._on_failure(exc if isinstance(exc, K2Error) else K2Error(f"{what} failed: {exc}"))

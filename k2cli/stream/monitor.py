@@ -107,6 +107,8 @@ class StreamMonitor:
             await asyncio.sleep(TICK)
             if self.sink is not None:
                 self.sink.producer.poll(0)
+                if self.sink.producer.refused is not None:  # wrong credentials or TLS: retrying cannot help
+                    raise self.sink.producer.refused
             now = time.monotonic()
             if self.opts.duration and now - self.started >= self.opts.duration:
                 request_stop("duration")

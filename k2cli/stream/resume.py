@@ -78,13 +78,14 @@ def last_positions(settings: Settings, topic: str, exchange_code: str, symbols: 
     newest: filled with the newest trade time (and its ids) per symbol of records without ids."""
     from confluent_kafka import Consumer, TopicPartition
 
+    from k2cli.kafka.client_config import client_config
     from k2cli.kafka.registry import RegistryClient
     from k2cli.kafka.serde import AvroDeserializer
 
     deadline = time.monotonic() + timeout
     decoder = AvroDeserializer(RegistryClient(settings.schema_registry_url))
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "k2-stream-resume",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer = Consumer(client_config(settings, controlled={"group.id": "k2-stream-resume",
+                                                            "enable.auto.commit": False, "enable.partition.eof": True}))
     found: Positions = {}
     settled: set[str] = set()
     try:

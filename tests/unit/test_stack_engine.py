@@ -67,7 +67,8 @@ def test_render_fills_every_placeholder_or_fails():
 def test_shipped_templates_render_with_the_values_services_give():
     values = {"kafka_version": "4.4.0", "kafka_port": 9092, "controller_port": 19093, "data_dir": "/d",
               "topic_partitions": 6, "log_file": "/l/kafka.log", "registry_port": 8081, "apicurio_port": 18081,
-              "run_dir": "/r", "proxied_listeners": "", "proxied_advertised": "", "proxied_protocols": ""}
+              "run_dir": "/r", "proxied_listeners": "", "proxied_advertised": "", "proxied_protocols": "",
+              "sasl_listener": "", "sasl_protocol": "", "sasl_settings": ""}
     for parts in (("kafka", "server.properties"), ("kafka", "log4j2.xml"), ("nginx", "registry.conf")):
         text = render_file(packaged(*parts), values)
         assert "{{" not in text

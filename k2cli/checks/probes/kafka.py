@@ -10,6 +10,7 @@ from typing import Any
 
 from k2cli.errors import ServiceUnavailable
 from k2cli.kafka import admin
+from k2cli.kafka.client_config import client_config
 from k2cli.settings import Settings
 
 SETTING = "K2_KAFKA_BOOTSTRAP_SERVERS"
@@ -19,56 +20,55 @@ SETTING = "K2_KAFKA_BOOTSTRAP_SERVERS"
 _QUIET = {"socket.timeout.ms": 5000, "log_level": 0}
 
 
-def _base(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers, **_QUIET}
+def _base(settings: Settings, controlled: dict[str, Any] | None = None) -> dict[str, Any]:
+    return client_config(settings, _QUIET, controlled)
 
 
 def cluster(settings: Settings, timeout: float = 5.0) -> Any:  # -> ClusterMetadata
     """Cluster metadata (brokers and topics), or ServiceUnavailable naming the setting."""
-    return admin.metadata(settings.kafka_bootstrap_servers, timeout, config=_QUIET)
+    return admin.metadata(_base(settings), timeout)
 
 
 def consumer(settings: Settings, group: str | None = None) -> Any:  # -> confluent_kafka.Consumer
     """A consumer that never commits (for reading offsets and ranges without touching groups' positions)."""
     from confluent_kafka import Consumer
 
-    return Consumer({**_base(settings), "group.id": group or f"k2-validate-reader-{uuid.uuid4().hex[:8]}",
-                     "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                     "enable.partition.eof": False})
+    return Consumer(_base(settings, {"group.id": group or f"k2-validate-reader-{uuid.uuid4().hex[:8]}",
+                                     "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                                     "enable.partition.eof": False}))
 
 
 def partitions(settings: Settings, topic: str, timeout: float = 5.0) -> list[int]:
     """The partition ids of a topic ([] when it does not exist)."""
-    return admin.partitions(settings.kafka_bootstrap_servers, topic, timeout, config=_QUIET)
+    return admin.partitions(_base(settings), topic, timeout)
 
 
 def watermarks(settings: Settings, topic: str, timeout: float = 5.0) -> dict[int, tuple[int, int]]:
     """(low, high) offsets per partition."""
     parts = partitions(settings, topic, timeout)
-    marks = admin.watermark_offsets(settings.kafka_bootstrap_servers, [(topic, p) for p in parts], timeout,
-                                    config=_QUIET)
+    marks = admin.watermark_offsets(_base(settings), [(topic, p) for p in parts], timeout)
     return {p: marks[(topic, p)] for p in parts}
 
 
 def committed(settings: Settings, group: str, topic: str, timeout: float = 10.0) -> dict[int, int | None]:
     """The group's committed offset per partition of a topic (None where it has none)."""
-    return admin.committed(settings.kafka_bootstrap_servers, group, topic, timeout, config=_QUIET)
+    return admin.committed(_base(settings), group, topic, timeout)
 
 
 def group_state(settings: Settings, group: str, timeout: float = 10.0) -> tuple[str, int]:
     """(state, member count) of a consumer group; ('UNKNOWN'/'DEAD', 0) for a group the broker does not know."""
-    return admin.group_state(settings.kafka_bootstrap_servers, group, timeout, config=_QUIET)
+    return admin.group_state(_base(settings), group, timeout)
 
 
 def create_topic(settings: Settings, topic: str, partitions_count: int = 1, timeout: float = 15.0) -> None:
     """Create a topic and wait until it exists."""
-    admin.create_topics(settings.kafka_bootstrap_servers, [topic], partitions_count, timeout, config=_QUIET)
+    admin.create_topics(_base(settings), [topic], partitions_count, timeout)
 
 
 def delete_topic(settings: Settings, topic: str, timeout: float = 15.0) -> None:
     """Delete a topic (best effort: errors are ignored, it is clean-up)."""
     with contextlib.suppress(Exception):  # clean-up must not mask the step's result
-        admin.delete_topic(settings.kafka_bootstrap_servers, topic, timeout, config=_QUIET)
+        admin.delete_topic(_base(settings), topic, timeout)
 
 
 def produce(settings: Settings, topic: str, values: list[tuple[bytes | None, bytes]],
@@ -76,7 +76,8 @@ def produce(settings: Settings, topic: str, values: list[tuple[bytes | None, byt
     """Produce raw values and return (partition, offset) of each, in order."""
     from confluent_kafka import KafkaException, Producer
 
-    producer = Producer({**_base(settings), "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+    producer = Producer(client_config(settings, {**_QUIET, "linger.ms": 5},
+                                      {"enable.idempotence": True, "acks": "all"}))
     delivered: list[tuple[int, int] | None] = [None] * len(values)
     failures: list[str] = []
 
