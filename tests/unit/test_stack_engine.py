@@ -158,3 +158,23 @@ def test_a_recycled_pid_is_never_signalled(tmp_path):
     finally:
         os.kill(record.pid, signal.SIGKILL)
         proc.wait_exit(record.pid, record.start_ticks, 10)
+
+
+def test_kafka_sasl_ssl_listener_renders_with_scram_and_the_pem_keystore_only_when_asked(tmp_path):
+    from k2cli.stack.config import StackConfig
+    from k2cli.stack.services import Kafka
+
+    assert "SASL_SSL" not in _kafka_properties(tmp_path, ())  # a throwaway broker's default: none
+    kafka = Kafka(StackConfig(home=tmp_path, kafka_sasl_port=19094), StackPaths.for_home(tmp_path))
+    values = {"kafka_version": "4.4.0", "kafka_port": 9092, "controller_port": 19093, "data_dir": "/d",
+              "topic_partitions": 6, "log_file": "/l/kafka.log", **kafka._proxied_values(), **kafka._sasl_values()}
+    text = render_file(packaged("kafka", "server.properties"), values)
+    assert "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19094\n" in text
+    assert "advertised.listeners=PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:19094\n" in text
+    assert "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL\n" in text
+    assert "inter.broker.listener.name=PLAINTEXT\n" in text
+    assert "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512\n" in text
+    assert "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=" in text
+    assert "listener.name.sasl_ssl.ssl.keystore.type=PEM\n" in text
+    assert f"listener.name.sasl_ssl.ssl.keystore.location={kafka.dir / 'tls' / 'keystore.pem'}\n" in text
+    assert 19094 in kafka.ports() and "SASL_SSL localhost:19094" in kafka.listen()
