@@ -40,10 +40,11 @@ class KafkaErrors:
 
         self._stats.add_error("kafka")
         self._metrics.errors.labels("kafka").inc()
-        refused = of_error(self.conf, err) if self.refused is None else None
+        if self.refused is not None:
+            return  # stopping with that line; what follows is its echo (brokers down, the same refusal again)
+        refused = of_error(self.conf, err)
         if refused is not None:  # wrong credentials or TLS: retrying cannot help
             self.refused = refused
-            log.error("%s", refused)
             self._on_fatal(str(refused))
         elif err.fatal() or err.code() == _FATAL:
             text = f"Kafka fatal error: {err.str()}"
