@@ -74,16 +74,17 @@ def test_stream_consume_and_status_through_sasl_ssl_with_scram(tmp_path, k2_env,
 
 def test_wrong_password_is_one_line_and_a_non_zero_exit(tmp_path, k2_env, unique, listener):
     env = _secure(k2_env, listener, "SCRAM-SHA-512", K2_KAFKA_SASL_PASSWORD="not-the-password")
+    topic = f"test.kafkasec.{unique}"
     with simulator("binance", ["--symbols", "BTCUSDT"], k2_env, tmp_path) as url:
-        code, _, err = run_stream("binance", ["--url", url, "--symbols", "BTCUSDT", "--topic", f"test.kafkasec.{unique}",
+        code, _, err = run_stream("binance", ["--url", url, "--symbols", "BTCUSDT", "--topic", topic,
                                               "--max-messages", "5", "--no-backfill"], env, timeout=60)
     assert code != 0
     line = _one_line(err)
     assert f"Kafka at {listener['bootstrap']} refused authentication: SASL SCRAM-SHA-512 as user" in line, err
     assert "K2_KAFKA_SASL_PASSWORD" in line and "not-the-password" not in err
 
-    code, _, err = run_consume(env, "--topics", f"test.kafkasec.{unique}", "--group", f"kafkasec-{unique}",
-                               "--max-messages", "1", timeout=60)
+    code, _, err = run_consume(env, "--topics", topic, "--group", f"kafkasec-{unique}", "--max-messages", "1",
+                               timeout=60)
     assert code != 0
     assert "refused authentication: SASL SCRAM-SHA-512" in _one_line(err), err
 
