@@ -54,7 +54,8 @@ def of_error(conf: Mapping[str, Any], err: Any) -> KafkaRefused | None:
 
 
 class RefusalWatch:
-    """An error_cb that keeps the first refusal (and hands every error on to `then`, if given)."""
+    """An error_cb that keeps the first refusal and hands the errors before it on to `then`, if given (after it,
+    the owner is stopping with its line: the rest is its echo)."""
 
     def __init__(self, conf: Mapping[str, Any], then: Callable[[Any], None] | None = None) -> None:
         self.conf = {k: v for k, v in conf.items() if k in ("bootstrap.servers", "sasl.mechanism", "sasl.username",
@@ -65,8 +66,8 @@ class RefusalWatch:
     def __call__(self, err: Any) -> None:
         if self.refused is None:
             self.refused = of_error(self.conf, err)
-        if self._then is not None:
-            self._then(err)
+            if self.refused is None and self._then is not None:
+                self._then(err)
 
     def raise_if_refused(self, client: Any = None) -> None:
         """Serve the client's pending callbacks (poll 0), then raise the refusal if one was seen."""

@@ -34,7 +34,9 @@ class ServiceState:
     detail: str
     listen: str
     log: str
-    action: str = ""  # up: "started" or "already running"; down: "stopped", "killed", "not running"
+    # up: "started", "already running" or "restarted" (its configuration changed); down: "stopped", "killed",
+    # "not running"
+    action: str = ""
     seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,8 +106,9 @@ class Stack:
                                         str(svc.log_file))
             svc.after_start(progress)
             svc.refresh(progress)  # may restart it (a changed Kafka configuration)
-            pid = svc.pid() or pid
-            action = "already running"
+            restarted = svc.pid()
+            action = "restarted" if restarted is not None and restarted != pid else "already running"
+            pid = restarted or pid
         else:
             for port in svc.ports():  # a service started earlier in this `up` may not take a later one's port
                 if not port_bindable(port):

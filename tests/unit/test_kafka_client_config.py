@@ -150,3 +150,32 @@ def test_no_module_builds_a_kafka_client_configuration_by_hand():
              for number, line in enumerate(path.read_text().splitlines(), 1) if by_hand.search(line)]
     assert not found, ("build Kafka client configurations with k2cli.kafka.client_config.client_config(settings, "
                        f"defaults, controlled), not by hand: {found}")
+
+
+class _Err:
+    """A librdkafka error as error_cb receives it: its code name and text."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self._name, self._text = name, text
+
+    def name(self) -> str:
+        return self._name
+
+    def str(self) -> str:
+        return self._text
+
+
+def test_refusal_watch_keeps_the_first_refusal_and_passes_on_only_what_came_before():
+    from k2cli.kafka.refusals import RefusalWatch
+
+    passed: list[str] = []
+    watch = RefusalWatch({"bootstrap.servers": "b:1", "sasl.mechanism": "PLAIN", "sasl.username": "u",
+                          "sasl.password": "secret"}, then=lambda err: passed.append(err.name()))
+    watch(_Err("_TRANSPORT", "Connection refused"))
+    watch.raise_if_refused()  # nothing refused yet
+    watch(_Err("_AUTHENTICATION", "b:1/bootstrap: SASL authentication error: Authentication failed"))
+    watch(_Err("_ALL_BROKERS_DOWN", "1/1 brokers are down"))
+    assert passed == ["_TRANSPORT"]
+    with pytest.raises(KafkaRefused, match="Kafka at b:1 refused authentication: SASL PLAIN as user 'u'"):
+        watch.raise_if_refused()
+    assert "secret" not in str(watch.refused) and "password" not in watch.conf
