@@ -57,7 +57,7 @@ class StackConfig:
     kafka_scram_password: str = "k2-scram-secret"
 
 
-def _int_env(name: str, default: int) -> int:
+def _int_env(name: str, default: int, *, zero_is_off: bool = False) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -65,7 +65,7 @@ def _int_env(name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise StackConfigError(f"{name}={raw!r} must be a whole number", setting=name) from None
-    if not 0 < value < 65536 and name.endswith("_PORT"):
+    if not 0 < value < 65536 and name.endswith("_PORT") and not (zero_is_off and value == 0):
         raise StackConfigError(f"{name}={raw!r} must be a port 1..65535", setting=name)
     return value
 
@@ -102,7 +102,7 @@ def load_stack_config(settings: Any = None) -> StackConfig:
         kafka_port=_local_port(bootstrap, "K2_KAFKA_BOOTSTRAP_SERVERS", 9092),
         kafka_controller_port=_int_env("K2_STACK_KAFKA_CONTROLLER_PORT", 19093),
         kafka_heap=os.environ.get("K2_STACK_KAFKA_HEAP", "512m"),
-        kafka_sasl_port=_int_env("K2_STACK_KAFKA_SASL_PORT", 19094),
+        kafka_sasl_port=_int_env("K2_STACK_KAFKA_SASL_PORT", 19094, zero_is_off=True),  # 0: no SASL_SSL listener
         topics=topics,
         topic_partitions=_int_env("K2_STACK_TOPIC_PARTITIONS", 6),
         registry_port=_local_port(str(_read(settings, "schema_registry_url", "http://localhost:8081")),
