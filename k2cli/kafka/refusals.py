@@ -14,6 +14,8 @@ from k2cli.errors import ConfigError
 
 _AUTH = frozenset({"_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED"})
 _TLS = frozenset({"_SSL"})
+# the broker's TLS alerts when it requires a client certificate (mTLS) and gets none, or one it does not trust
+_CLIENT_CERT_ALERTS = ("alert bad certificate", "alert certificate required", "alert unknown ca")
 _AFTER = re.compile(r"\s*\(after \d+ms in state [A-Z_]+\)\s*$")
 
 
@@ -36,6 +38,11 @@ def refusal(conf: Mapping[str, Any], name: str, text: str) -> KafkaRefused | Non
         reason = _reason(text, "SASL authentication error: ")
         return KafkaRefused(f"{where} refused authentication: SASL {mechanism} as user {user!r}: {reason} "
                             "(K2_KAFKA_SASL_USERNAME, K2_KAFKA_SASL_PASSWORD)", setting="K2_KAFKA_SASL_PASSWORD")
+    if any(alert in text for alert in _CLIENT_CERT_ALERTS):  # arrives as _TRANSPORT, after the handshake
+        cert = conf.get("ssl.certificate.location") or "none configured"
+        return KafkaRefused(f"{where} refused k2's client certificate ({cert}): {_reason(text, 'SSL routines::')} "
+                            "(K2_KAFKA_SSL_CERTIFICATE_LOCATION, K2_KAFKA_SSL_KEY_LOCATION)",
+                            setting="K2_KAFKA_SSL_CERTIFICATE_LOCATION")
     if name in _TLS or "SSL handshake failed" in text:
         ca = conf.get("ssl.ca.location") or "the system's CA store"
         if "certificate verify failed" in text:
@@ -59,7 +66,7 @@ class RefusalWatch:
 
     def __init__(self, conf: Mapping[str, Any], then: Callable[[Any], None] | None = None) -> None:
         self.conf = {k: v for k, v in conf.items() if k in ("bootstrap.servers", "sasl.mechanism", "sasl.username",
-                                                            "ssl.ca.location")}
+                                                            "ssl.ca.location", "ssl.certificate.location")}
         self.refused: KafkaRefused | None = None
         self._then = then
 

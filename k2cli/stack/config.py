@@ -53,6 +53,9 @@ class StackConfig:
     # the SASL_SSL listener (SCRAM-SHA-256/512, TLS from the stack's CA); 0: none (a throwaway broker's default;
     # `k2 stack up` takes 19094 or K2_STACK_KAFKA_SASL_PORT). Its user and password are these, for every mechanism.
     kafka_sasl_port: int = 0
+    # the SSL listener that requires a client certificate signed by the stack's CA (mTLS); 0: none (`k2 stack up`
+    # takes 19095 or K2_STACK_KAFKA_MTLS_PORT). The stack's server certificate doubles as a client certificate.
+    kafka_mtls_port: int = 0
     kafka_scram_user: str = "k2"
     kafka_scram_password: str = "k2-scram-secret"
 
@@ -103,6 +106,7 @@ def load_stack_config(settings: Any = None) -> StackConfig:
         kafka_controller_port=_int_env("K2_STACK_KAFKA_CONTROLLER_PORT", 19093),
         kafka_heap=os.environ.get("K2_STACK_KAFKA_HEAP", "512m"),
         kafka_sasl_port=_int_env("K2_STACK_KAFKA_SASL_PORT", 19094, zero_is_off=True),  # 0: no SASL_SSL listener
+        kafka_mtls_port=_int_env("K2_STACK_KAFKA_MTLS_PORT", 19095, zero_is_off=True),  # 0: no mTLS listener
         topics=topics,
         topic_partitions=_int_env("K2_STACK_TOPIC_PARTITIONS", 6),
         registry_port=_local_port(str(_read(settings, "schema_registry_url", "http://localhost:8081")),
@@ -141,6 +145,7 @@ def _check_distinct(cfg: StackConfig) -> None:
         "kafka": cfg.kafka_port,
         "kafka controller (K2_STACK_KAFKA_CONTROLLER_PORT)": cfg.kafka_controller_port,
         "kafka SASL_SSL (K2_STACK_KAFKA_SASL_PORT)": cfg.kafka_sasl_port,
+        "kafka mTLS (K2_STACK_KAFKA_MTLS_PORT)": cfg.kafka_mtls_port,
         "schema-registry": cfg.registry_port,
         "apicurio (K2_STACK_APICURIO_PORT)": cfg.apicurio_port,
         "apicurio management (K2_STACK_APICURIO_MANAGEMENT_PORT)": cfg.apicurio_management_port,

@@ -304,15 +304,21 @@ class Kafka(Service):
 
     def ports(self) -> list[int]:
         return [self.cfg.kafka_port, self.cfg.kafka_controller_port,
-                *(port for port, _ in self.cfg.kafka_proxied_listeners),
-                *([self.cfg.kafka_sasl_port] if self.cfg.kafka_sasl_port else [])]
+                *(port for port, _ in self.cfg.kafka_proxied_listeners), *self._tls_ports()]
+
+    def _tls_ports(self) -> list[int]:
+        return [port for port in (self.cfg.kafka_sasl_port, self.cfg.kafka_mtls_port) if port]
 
     def listen(self) -> str:
         c = self.cfg
-        if not c.kafka_sasl_port:
-            return f"localhost:{c.kafka_port}"
-        return (f"localhost:{c.kafka_port}; SASL_SSL localhost:{c.kafka_sasl_port} (SCRAM-SHA-256/512 user "
-                f"{c.kafka_scram_user}, CA {stack_certs(self.paths).ca})")
+        where = [f"localhost:{c.kafka_port}"]
+        if c.kafka_sasl_port:
+            where.append(f"SASL_SSL localhost:{c.kafka_sasl_port} (SCRAM-SHA-256/512 user {c.kafka_scram_user})")
+        if c.kafka_mtls_port:
+            where.append(f"SSL with client certificate localhost:{c.kafka_mtls_port}")
+        if len(where) > 1:
+            where.append(f"CA {stack_certs(self.paths).ca}")
+        return "; ".join(where)
 
     @property
     def data_dir(self) -> Path:
@@ -345,8 +351,8 @@ class Kafka(Service):
         values = {"kafka_version": install.KAFKA_VERSION, "kafka_port": c.kafka_port,
                   "controller_port": c.kafka_controller_port, "data_dir": self.data_dir,
                   "topic_partitions": c.topic_partitions, "log_file": self.log_file, **self._proxied_values(),
-                  **self._sasl_values()}
-        if c.kafka_sasl_port:
+                  **self._tls_values()}
+        if self._tls_ports():
             self._write_keystore()
         changed = write_if_changed(self.dir / "server.properties",
                                    render_file(packaged("kafka", "server.properties"), values))
@@ -380,25 +386,36 @@ class Kafka(Service):
         return self.dir / "tls" / "keystore.pem"
 
     def _write_keystore(self) -> None:
-        """The SASL_SSL listener's PEM keystore: the stack's server key and certificate in one file."""
+        """The TLS listeners' PEM keystore: the stack's server key and certificate in one file."""
         from k2cli.stack.certs import ensure_certs
 
         certs = ensure_certs(self.paths)
         write_if_changed(self._keystore, certs.key.read_text() + certs.cert.read_text(), mode=0o600)
 
-    def _sasl_values(self) -> dict[str, str]:
-        """The template's SASL_SSL listener (SCRAM users are added after start); empty without a SASL port."""
-        port = self.cfg.kafka_sasl_port
-        if not port:
-            return {"sasl_listener": "", "sasl_protocol": "", "sasl_settings": ""}
+    def _tls_values(self) -> dict[str, str]:
+        """The template's TLS listeners: SASL_SSL (SCRAM users are added after start) and SSL requiring a client
+        certificate (mTLS), each with the stack's certificate; empty without their ports."""
+        c, listeners, protocols, lines = self.cfg, [], [], []
         login = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-        lines = ["# SASL_SSL listener: SCRAM users (k2 stack up adds them), TLS from the stack's CA",
-                 "listener.name.sasl_ssl.sasl.enabled.mechanisms=" + ",".join(SCRAM_MECHANISMS),
-                 *(f"listener.name.sasl_ssl.{m.lower()}.sasl.jaas.config={login}" for m in SCRAM_MECHANISMS),
-                 "listener.name.sasl_ssl.ssl.keystore.type=PEM",
-                 f"listener.name.sasl_ssl.ssl.keystore.location={self._keystore}"]
-        return {"sasl_listener": f",SASL_SSL://127.0.0.1:{port}", "sasl_protocol": ",SASL_SSL:SASL_SSL",
-                "sasl_settings": "\n".join(lines)}
+        if c.kafka_sasl_port:
+            listeners.append(f",SASL_SSL://127.0.0.1:{c.kafka_sasl_port}")
+            protocols.append(",SASL_SSL:SASL_SSL")
+            lines += ["# SASL_SSL listener: SCRAM users (k2 stack up adds them), TLS from the stack's CA",
+                      "listener.name.sasl_ssl.sasl.enabled.mechanisms=" + ",".join(SCRAM_MECHANISMS),
+                      *(f"listener.name.sasl_ssl.{m.lower()}.sasl.jaas.config={login}" for m in SCRAM_MECHANISMS),
+                      "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+                      f"listener.name.sasl_ssl.ssl.keystore.location={self._keystore}"]
+        if c.kafka_mtls_port:
+            listeners.append(f",MTLS://127.0.0.1:{c.kafka_mtls_port}")
+            protocols.append(",MTLS:SSL")
+            lines += ["# SSL listener requiring a client certificate signed by the stack's CA (mTLS)",
+                      "listener.name.mtls.ssl.client.auth=required",
+                      "listener.name.mtls.ssl.keystore.type=PEM",
+                      f"listener.name.mtls.ssl.keystore.location={self._keystore}",
+                      "listener.name.mtls.ssl.truststore.type=PEM",
+                      f"listener.name.mtls.ssl.truststore.location={stack_certs(self.paths).ca}"]
+        return {"tls_listeners": "".join(listeners), "tls_protocols": "".join(protocols),
+                "tls_settings": "\n".join(lines)}
 
     def _add_scram_users(self, progress: Progress) -> None:
         """Create or update the stack's SCRAM user for each mechanism (an idempotent upsert)."""
@@ -491,9 +508,10 @@ class Kafka(Service):
         missing = [t for t in self.cfg.topics if t not in metadata.topics]
         if missing:
             return Health(False, f"topic {missing[0]} missing (run `k2 stack up`)")
-        if self.cfg.kafka_sasl_port and not port_open(self.cfg.kafka_sasl_port):
-            return Health(False, f"SASL_SSL listener 127.0.0.1:{self.cfg.kafka_sasl_port} not open: the broker runs "
-                                 "an older configuration (run `k2 stack up` again to restart it)")
+        closed = [port for port in self._tls_ports() if not port_open(port)]
+        if closed:
+            return Health(False, f"TLS listener 127.0.0.1:{closed[0]} not open: the broker runs an older "
+                                 "configuration (run `k2 stack up` again to restart it)")
         parts = {t: len(metadata.topics[t].partitions) for t in self.cfg.topics}
         return Health(True, f"Kafka {install.KAFKA_VERSION} KRaft, {len(metadata.brokers)} broker, "
                             + ", ".join(f"{t} ({n} partitions)" for t, n in parts.items()))

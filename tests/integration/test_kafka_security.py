@@ -1,5 +1,6 @@
-"""Stream and consume through the stack's SASL_SSL listener (SCRAM, TLS from the stack's CA), and one clear line
-with a non-zero exit for a wrong password or an untrusted CA."""
+"""Stream and consume through the stack's SASL_SSL listener (SCRAM, TLS from the stack's CA), an admin read through
+its mTLS listener, and one clear line with a non-zero exit for a wrong password, an untrusted CA, no client
+certificate or a missing CA file."""
 
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ def listener() -> dict[str, str]:
 
     require("kafka", "schema-registry")
     cfg = load_stack_config()
-    ca = stack_certs(StackPaths.for_home(cfg.home)).ca
-    if not port_open(cfg.kafka_sasl_port) or not ca.is_file():
-        pytest.fail(f"the stack's Kafka has no SASL_SSL listener on 127.0.0.1:{cfg.kafka_sasl_port} (or no CA at "
-                    f"{ca}): re-run `k2 stack up` (it restarts a broker running an older configuration)",
-                    pytrace=False)
+    certs = stack_certs(StackPaths.for_home(cfg.home))
+    for what, port in (("SASL_SSL", cfg.kafka_sasl_port), ("mTLS", cfg.kafka_mtls_port)):
+        if not port_open(port) or not certs.ca.is_file():
+            pytest.fail(f"the stack's Kafka has no {what} listener on 127.0.0.1:{port} (or no CA at {certs.ca}): "
+                        "re-run `k2 stack up` (it restarts a broker running an older configuration)", pytrace=False)
     return {"bootstrap": f"localhost:{cfg.kafka_sasl_port}", "user": cfg.kafka_scram_user,
-            "password": cfg.kafka_scram_password, "ca": str(ca)}
+            "password": cfg.kafka_scram_password, "ca": str(certs.ca), "mtls": f"localhost:{cfg.kafka_mtls_port}",
+            "cert": str(certs.cert), "key": str(certs.key)}
 
 
 def _secure(env: dict[str, str], listener: dict[str, str], mechanism: str, **override: str) -> dict[str, str]:
@@ -103,3 +105,18 @@ def test_untrusted_ca_is_one_line_and_a_non_zero_exit(tmp_path, k2_env, unique, 
     code, _, err = run_consume(_secure(k2_env, listener, "SCRAM-SHA-256", K2_KAFKA_SSL_CA_LOCATION=str(missing)),
                                "--topics", "t", "--max-messages", "1", timeout=30)
     assert code == 2 and f"K2_KAFKA_SSL_CA_LOCATION={str(missing)!r}: no such file" in _one_line(err), err
+
+
+def test_mtls_admin_read_with_a_client_certificate_and_one_line_without(k2_env, unique, listener):
+    mtls = {**k2_env, "K2_KAFKA_BOOTSTRAP_SERVERS": listener["mtls"], "K2_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "K2_KAFKA_SSL_CA_LOCATION": listener["ca"]}
+    with_cert = {**mtls, "K2_KAFKA_SSL_CERTIFICATE_LOCATION": listener["cert"],
+                 "K2_KAFKA_SSL_KEY_LOCATION": listener["key"]}
+    status = run_k2(["status", "--group", f"kafkasec-{unique}", "--no-services", "--format", "json"], with_cert,
+                    timeout=60)
+    group = json.loads(status.stdout)["groups"][0]
+    assert group["status"] != "ERROR" and group["state"] in ("DEAD", "UNKNOWN", "EMPTY"), status.stdout
+
+    code, _, err = run_consume(mtls, "--topics", f"test.kafkasec.{unique}", "--max-messages", "1", timeout=60)
+    assert code != 0
+    assert f"Kafka at {listener['mtls']} refused k2's client certificate (none configured)" in _one_line(err), err

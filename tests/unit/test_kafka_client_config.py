@@ -139,6 +139,10 @@ def test_refusals_name_the_broker_mechanism_user_and_settings():
     tls = refusal(conf, "_SSL", "ssl://h:1/bootstrap: SSL handshake failed: error:0A000086:SSL routines::"
                   "certificate verify failed: broker certificate could not be verified (after 3ms in state X)")
     assert tls is not None and "not signed by a CA in /ca.pem" in str(tls) and "K2_KAFKA_SSL_CA_LOCATION" in str(tls)
+    cert = refusal(conf, "_TRANSPORT", "ssl://h:1/bootstrap: Receive failed: error:0A000412:SSL routines::ssl/tls "
+                   "alert bad certificate: SSL alert number 42 (after 7ms in state APIVERSION_QUERY)")
+    assert cert is not None and str(cert).startswith("Kafka at localhost:19094 refused k2's client certificate "
+                                                     "(none configured): ssl/tls alert bad certificate")
     assert refusal(conf, "_TRANSPORT", "Connection refused") is None
     assert refusal(conf, "_ALL_BROKERS_DOWN", "1/1 brokers are down") is None
 

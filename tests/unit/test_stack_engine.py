@@ -68,7 +68,7 @@ def test_shipped_templates_render_with_the_values_services_give():
     values = {"kafka_version": "4.4.0", "kafka_port": 9092, "controller_port": 19093, "data_dir": "/d",
               "topic_partitions": 6, "log_file": "/l/kafka.log", "registry_port": 8081, "apicurio_port": 18081,
               "run_dir": "/r", "proxied_listeners": "", "proxied_advertised": "", "proxied_protocols": "",
-              "sasl_listener": "", "sasl_protocol": "", "sasl_settings": ""}
+              "tls_listeners": "", "tls_protocols": "", "tls_settings": ""}
     for parts in (("kafka", "server.properties"), ("kafka", "log4j2.xml"), ("nginx", "registry.conf")):
         text = render_file(packaged(*parts), values)
         assert "{{" not in text
@@ -92,7 +92,7 @@ def _kafka_properties(tmp_path: Path, pairs: tuple[tuple[int, int], ...]) -> str
     kafka = Kafka(StackConfig(home=tmp_path, kafka_proxied_listeners=pairs), StackPaths.for_home(tmp_path))
     values = {"kafka_version": "4.4.0", "kafka_port": 9092, "controller_port": 19093, "data_dir": "/d",
               "topic_partitions": 6, "log_file": "/l/kafka.log", **kafka._proxied_values(),
-              **kafka._sasl_values()}
+              **kafka._tls_values()}
     return render_file(packaged("kafka", "server.properties"), values)
 
 
@@ -165,16 +165,20 @@ def test_kafka_sasl_ssl_listener_renders_with_scram_and_the_pem_keystore_only_wh
     from k2cli.stack.services import Kafka
 
     assert "SASL_SSL" not in _kafka_properties(tmp_path, ())  # a throwaway broker's default: none
-    kafka = Kafka(StackConfig(home=tmp_path, kafka_sasl_port=19094), StackPaths.for_home(tmp_path))
+    kafka = Kafka(StackConfig(home=tmp_path, kafka_sasl_port=19094, kafka_mtls_port=19095),
+                  StackPaths.for_home(tmp_path))
     values = {"kafka_version": "4.4.0", "kafka_port": 9092, "controller_port": 19093, "data_dir": "/d",
-              "topic_partitions": 6, "log_file": "/l/kafka.log", **kafka._proxied_values(), **kafka._sasl_values()}
+              "topic_partitions": 6, "log_file": "/l/kafka.log", **kafka._proxied_values(), **kafka._tls_values()}
     text = render_file(packaged("kafka", "server.properties"), values)
-    assert "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19094\n" in text
-    assert "advertised.listeners=PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:19094\n" in text
-    assert "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL\n" in text
+    assert ("listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19094,"
+            "MTLS://127.0.0.1:19095\n") in text
+    assert "advertised.listeners=PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:19094,MTLS://127.0.0.1:19095\n" in text
+    assert "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL\n" in text
+    assert "listener.name.mtls.ssl.client.auth=required\n" in text
+    assert f"listener.name.mtls.ssl.truststore.location={tmp_path}/stack/tls/ca.pem\n" in text
     assert "inter.broker.listener.name=PLAINTEXT\n" in text
     assert "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512\n" in text
     assert "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=" in text
     assert "listener.name.sasl_ssl.ssl.keystore.type=PEM\n" in text
     assert f"listener.name.sasl_ssl.ssl.keystore.location={kafka.dir / 'tls' / 'keystore.pem'}\n" in text
-    assert 19094 in kafka.ports() and "SASL_SSL localhost:19094" in kafka.listen()
+    assert {19094, 19095} <= set(kafka.ports()) and "SASL_SSL localhost:19094" in kafka.listen()
