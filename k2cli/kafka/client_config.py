@@ -9,6 +9,7 @@ that a setting or k2 itself controls is refused with one line naming what to use
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,18 @@ def check_properties(properties: Mapping[str, str]) -> None:
         if name in K2_CONTROLLED:
             raise ConfigError(f"[kafka] {name!r} is controlled by k2 (its delivery and exactly-once accounting "
                               "depend on it) and cannot be passed through", setting=SETTING)
+
+
+@functools.cache
+def _known_to_librdkafka(properties: tuple[tuple[str, str], ...]) -> None:
+    """Refuse a property librdkafka does not know, or a value it cannot take (one line, before any client)."""
+    from confluent_kafka import KafkaException, Producer
+
+    try:
+        Producer({**dict(properties), "log_level": 0})  # no brokers: nothing connects; consumer-only names pass
+    except KafkaException as exc:
+        text = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        raise ConfigError(f"[kafka] pass-through properties: {text}", setting=SETTING) from None
 
 
 def _file(settings: Settings, name: str) -> str:
@@ -97,13 +110,7 @@ def client_config(settings: Settings, defaults: Mapping[str, Any] | None = None,
                   controlled: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A librdkafka configuration: defaults < [kafka] properties < connection settings < controlled."""
     check_properties(settings.kafka_properties)
+    if settings.kafka_properties:
+        _known_to_librdkafka(tuple(sorted(settings.kafka_properties.items())))
     return {**(defaults or {}), **settings.kafka_properties, "bootstrap.servers": settings.kafka_bootstrap_servers,
             **security(settings), **(controlled or {})}
-
-
-def describe(conf: Mapping[str, Any]) -> str:
-    """The brokers and how k2 authenticates to them, for error lines: 'localhost:19094 (SASL_SSL SCRAM-SHA-512)'."""
-    protocol = str(conf.get("security.protocol", "PLAINTEXT"))
-    mechanism = conf.get("sasl.mechanism")
-    how = protocol if protocol == "PLAINTEXT" else f"{protocol}{f' {mechanism}' if mechanism else ''}"
-    return f"{conf.get('bootstrap.servers', '?')} ({how})"

@@ -126,6 +126,16 @@ def test_settings_win_over_the_table_and_controlled_properties_are_refused():
         assert "\n" not in str(controlled.value)
 
 
+def test_a_property_librdkafka_does_not_know_or_a_bad_value_is_one_line():
+    with pytest.raises(ConfigError) as unknown:
+        _conf(kafka_properties={"client.idd": "x"})
+    assert str(unknown.value).startswith("[kafka] pass-through properties: "
+                                         'No such configuration property: "client.idd"')
+    with pytest.raises(ConfigError, match='Expected bool value for "socket.keepalive.enable"'):
+        _conf(kafka_properties={"socket.keepalive.enable": "maybe"})
+    assert _conf(kafka_properties={"fetch.min.bytes": "5"})["fetch.min.bytes"] == "5"  # a consumer's, accepted
+
+
 def test_refusals_name_the_broker_mechanism_user_and_settings():
     conf = {"bootstrap.servers": "localhost:19094", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "k2",
             "ssl.ca.location": "/ca.pem"}
