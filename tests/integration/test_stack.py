@@ -221,7 +221,8 @@ def _isolated_env(home: Path) -> tuple[dict[str, str], dict[str, int]]:
     from k2cli.settings import load_settings
 
     shared_cache = os.environ.get("K2_CACHE_DIR") or str(load_settings().home / "cache")
-    names = ("kafka", "controller", "apicurio", "apicurio_management", "registry", "postgres", "prometheus")
+    names = ("kafka", "controller", "apicurio", "apicurio_management", "registry", "postgres", "prometheus",
+             "kafka_sasl", "kafka_mtls")
     ports = dict(zip(names, _free_ports(len(names)), strict=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
     env.update({
@@ -229,6 +230,8 @@ def _isolated_env(home: Path) -> tuple[dict[str, str], dict[str, int]]:
         "K2_CACHE_DIR": shared_cache,
         "K2_KAFKA_BOOTSTRAP_SERVERS": f"localhost:{ports['kafka']}",
         "K2_STACK_KAFKA_CONTROLLER_PORT": str(ports["controller"]),
+        "K2_STACK_KAFKA_SASL_PORT": str(ports["kafka_sasl"]),
+        "K2_STACK_KAFKA_MTLS_PORT": str(ports["kafka_mtls"]),
         "K2_STACK_APICURIO_PORT": str(ports["apicurio"]),
         "K2_STACK_APICURIO_MANAGEMENT_PORT": str(ports["apicurio_management"]),
         "K2_SCHEMA_REGISTRY_URL": f"http://localhost:{ports['registry']}",
