@@ -79,6 +79,9 @@ class Settings:
     home: Path = field(default_factory=_home)
     kafka_bootstrap_servers: str = "localhost:9092"
     schema_registry_url: str = "http://localhost:8081"
+    schema_registry_basic_auth: str = ""  # user:pass (or user-info in the URL); a secret
+    schema_registry_bearer_token: str = ""  # sent as Authorization: Bearer; a secret
+    schema_registry_ca_location: str = ""  # CA bundle (PEM) an https registry's certificate is verified with
     iceberg_catalog_uri: str = ""  # empty: a SQLite catalog inside data_dir
     iceberg_warehouse: str = ""  # empty: a local warehouse inside data_dir
     data_dir: Path = Path()  # empty: $K2_HOME/data
@@ -326,6 +329,20 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:
         )
 
 
+def _check_registry(s: Settings) -> None:
+    """The registry URL (printed without its user-info) and the form of its basic-auth credential."""
+    from k2cli.kafka.registry_access import split_userinfo
+
+    url, userinfo = split_userinfo(s.schema_registry_url)
+    if urlparse(url).scheme not in ("http", "https") or not urlparse(url).hostname:
+        raise ConfigError(f"K2_SCHEMA_REGISTRY_URL={url!r} is not a http:// or https:// URL",
+                          setting="K2_SCHEMA_REGISTRY_URL")
+    for where, value in (("K2_SCHEMA_REGISTRY_BASIC_AUTH", s.schema_registry_basic_auth),
+                         ("the user-info of K2_SCHEMA_REGISTRY_URL", userinfo)):
+        if value and ":" not in value:
+            raise ConfigError(f"{where} must be user:password", setting="K2_SCHEMA_REGISTRY_BASIC_AUTH")
+
+
 # namespace.table (a namespace may have levels): no empty part, no whitespace
 _TABLE_NAME = re.compile(r"[^.\s]+(\.[^.\s]+)+")
 
@@ -338,7 +355,7 @@ def validate(s: Settings) -> None:
             f"K2_KAFKA_BOOTSTRAP_SERVERS={s.kafka_bootstrap_servers!r} must be host:port[,host:port]",
             setting="K2_KAFKA_BOOTSTRAP_SERVERS",
         )
-    _check_url("schema_registry_url", s.schema_registry_url, ("http", "https"))
+    _check_registry(s)
     _check_url("prometheus_url", s.prometheus_url, ("http", "https"))
     for ex, es in s.exchanges.items():
         _check_url(f"{ex}_url", es.url, ("ws", "wss"))

@@ -11,7 +11,13 @@ from k2cli.settings import Settings, env_name, exchange_defaults, exchange_keys
 HELP: dict[str, str] = {
     "home": "k2's own directory: stack state, cache, logs (default `~/.k2`).",
     "kafka_bootstrap_servers": "Kafka brokers, `host:port[,host:port]`.",
-    "schema_registry_url": "Schema Registry speaking the Confluent REST API.",
+    "schema_registry_url": "Schema Registry speaking the Confluent REST API; `https://user:pass@host/` user-info is "
+                           "sent as basic auth and never printed.",
+    "schema_registry_basic_auth": "Basic-auth credential `user:password` for the Schema Registry (wins over the "
+                                  "URL's user-info); a secret.",
+    "schema_registry_bearer_token": "Bearer token for the Schema Registry (sent instead of basic auth); a secret.",
+    "schema_registry_ca_location": "CA bundle (PEM) an `https://` Schema Registry's certificate is verified with "
+                                   "(default: certifi's).",
     "iceberg_catalog_uri": "SQL catalog: `sqlite:///…` or `postgresql+psycopg2://…`; empty: SQLite in the data dir.",
     "iceberg_warehouse": "Warehouse location: `file://…` or `s3://…`; empty: `warehouse/` in the data dir.",
     "data_dir": "Where the embedded catalog, warehouse and DLQ live; empty: `$K2_HOME/data`.",

@@ -86,7 +86,7 @@ def _latest(ctx: Context, subject: str) -> dict[str, Any] | int | None:
     """The latest version of a subject, None when it is not registered, or the HTTP status of an error answer."""
     from k2cli.kafka.registry import RegistryClient, RegistryError, RegistryUnavailable
 
-    client = RegistryClient(ctx.settings.schema_registry_url)
+    client = RegistryClient.from_settings(ctx.settings)
     try:
         return client.latest(subject)
     except (RegistryError, RegistryUnavailable) as exc:
@@ -99,7 +99,7 @@ def measure_registry(ctx: Context) -> Result:
     """List subjects through the Confluent REST API."""
     from k2cli.kafka.registry import RegistryClient, RegistryError, RegistryUnavailable
 
-    client = RegistryClient(ctx.settings.schema_registry_url)
+    client = RegistryClient.from_settings(ctx.settings)
     try:
         started = time.monotonic()
         subjects = client.subjects()
@@ -112,7 +112,7 @@ def measure_registry(ctx: Context) -> Result:
         client.close()
     return ctx.check("service_latency_max_ms", elapsed,
                      f"registry answered in {elapsed} ms with {len(subjects)} subjects",
-                     evidence=[f"url: {ctx.settings.schema_registry_url}", f"global compatibility: {level}"])
+                     evidence=[f"url: {client.url}", f"global compatibility: {level}"])
 
 
 def registry_step(step_id: str) -> Step:
