@@ -78,3 +78,11 @@ def test_settings_reject_basic_auth_without_a_colon_and_never_print_the_urls_pas
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert "hunter2" not in str(info.value) and "ftp://host/" in str(info.value)
+
+
+def test_stack_takes_the_tls_port_from_an_https_registry_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from k2cli.stack.config import _registry_ports
+
+    monkeypatch.delenv("K2_STACK_REGISTRY_TLS_PORT", raising=False)
+    assert _registry_ports("https://k2:pw@localhost:28443") == (8081, 28443)
+    assert _registry_ports("http://localhost:28081") == (28081, 18443)
