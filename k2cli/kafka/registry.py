@@ -73,14 +73,15 @@ def _tls_context(access: RegistryAccess) -> ssl.SSLContext | bool:
 
 def _untrusted(exc: BaseException) -> str | None:
     """The certificate-verification failure behind an HTTP error, if that is what it is."""
+    chain: list[BaseException] = []
     seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen.verify_message or "certificate verify failed"
-        if "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return "certificate verify failed"
+    while seen is not None and seen not in chain:
+        chain.append(seen)
         seen = seen.__cause__ or seen.__context__
-    return None
+    for link in chain:
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return link.verify_message or "certificate verify failed"
+    return "certificate verify failed" if any("CERTIFICATE_VERIFY_FAILED" in str(link) for link in chain) else None
 
 
 class RegistryClient:
