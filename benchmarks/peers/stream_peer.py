@@ -34,7 +34,7 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: stream_bench's helpers
-from stream_bench import TopicCount, free_port, simulator_url  # noqa: E402
+from stream_bench import TopicCount, free_port, simulator_url
 
 CRYPTOFEED = "cryptofeed==3.0.1"
 SYMBOLS = "BTCUSDT,ETHUSDT,SOLUSDT,BNBUSDT"
@@ -63,7 +63,8 @@ def ensure_cryptofeed(cache: Path | None = None) -> Path:
     """The python of cryptofeed's venv, made on first use (PyPI: cryptofeed 3.0.1, aiokafka with lz4)."""
     venv = (cache or _home() / "cache") / "peers" / "cryptofeed-venv"
     python = venv / "bin" / "python"
-    check = [str(python), "-c", "import aiokafka, cramjam, cryptofeed, importlib.metadata as m; assert m.version('cryptofeed') == '3.0.1'"]
+    probe = "import aiokafka, cramjam, importlib.metadata as m; assert m.version('cryptofeed') == '3.0.1'"
+    check = [str(python), "-c", probe]
     if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return python
     subprocess.run([_python313(), "-m", "venv", str(venv)], check=True)
