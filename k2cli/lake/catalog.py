@@ -57,6 +57,22 @@ def catalog_properties(settings: Settings) -> dict[str, str]:
     return props
 
 
+def _rest_catalog_class() -> type:
+    """pyiceberg's RestCatalog, minus the client-side deletion of superseded metadata files.
+
+    The REST server writes each metadata file and deletes the ones `write.metadata.previous-versions-max` lets go;
+    the client deleting them too only races the server and logs "Failed to delete metadata file" on every commit.
+    """
+    from pyiceberg.catalog.rest import RestCatalog
+
+    class ServerOwnedMetadataRestCatalog(RestCatalog):
+        @staticmethod
+        def _delete_old_metadata(io: Any, base: Any, metadata: Any) -> None:
+            return None
+
+    return ServerOwnedMetadataRestCatalog
+
+
 def open_catalog(settings: Settings) -> Any:  # -> pyiceberg.catalog.Catalog (SqlCatalog or RestCatalog)
     """Open the catalog named by the settings (SQL or REST), creating local directories it needs."""
     uri = settings.catalog_uri
@@ -70,9 +86,7 @@ def open_catalog(settings: Settings) -> Any:  # -> pyiceberg.catalog.Catalog (Sq
                             else "K2_DATA_DIR")
     try:
         if is_rest(uri):
-            from pyiceberg.catalog.rest import RestCatalog
-
-            return RestCatalog("k2", **catalog_properties(settings))
+            return _rest_catalog_class()("k2", **catalog_properties(settings))
         from pyiceberg.catalog.sql import SqlCatalog
 
         return SqlCatalog("k2", **catalog_properties(settings))
