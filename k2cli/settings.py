@@ -84,6 +84,9 @@ class Settings:
     schema_registry_ca_location: str = ""  # CA bundle (PEM) an https registry's certificate is verified with
     iceberg_catalog_uri: str = ""  # empty: a SQLite catalog inside data_dir
     iceberg_warehouse: str = ""  # empty: a local warehouse inside data_dir
+    iceberg_catalog_credential: str = ""  # REST catalog OAuth2 client credential `client_id:client_secret`
+    iceberg_catalog_token: str = ""  # REST catalog bearer token
+    iceberg_catalog_scope: str = ""  # REST catalog OAuth2 scope; empty: pyiceberg's default (catalog)
     data_dir: Path = Path()  # empty: $K2_HOME/data
     dlq_dir: Path = Path()  # empty: data_dir/dlq
     prometheus_url: str = "http://localhost:9090"
@@ -92,6 +95,7 @@ class Settings:
     s3_access_key: str = ""
     s3_secret_key: str = ""
     s3_region: str = "us-east-1"
+    s3_path_style: bool = True  # path-style requests (http://host/bucket/key), as S3-compatible servers want
 
     exchanges: Mapping[str, ExchangeSettings] = field(default_factory=_exchange_defaults)  # by exchange name
 
@@ -366,9 +370,11 @@ def validate(s: Settings) -> None:
     if not _TABLE_NAME.fullmatch(s.table):
         raise ConfigError(f"table name {s.table!r} (--table or K2_TABLE) must be namespace.table, e.g. {TRADES_TABLE}",
                           setting="K2_TABLE")
-    if s.iceberg_catalog_uri and not s.iceberg_catalog_uri.startswith(("sqlite:", "postgresql")):
+    if s.iceberg_catalog_uri and not s.iceberg_catalog_uri.startswith(("sqlite:", "postgresql", "http://",
+                                                                       "https://")):
         raise ConfigError(
-            f"K2_ICEBERG_CATALOG_URI={s.iceberg_catalog_uri!r} must be a sqlite:/// or postgresql:// URI",
+            f"K2_ICEBERG_CATALOG_URI={s.iceberg_catalog_uri!r} must be a sqlite:///, postgresql:// or "
+            "http(s):// (REST catalog) URI",
             setting="K2_ICEBERG_CATALOG_URI",
         )
     positive = ("ping_interval", "pong_timeout", "idle_timeout", "rotation_interval", "backoff_initial",

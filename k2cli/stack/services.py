@@ -676,8 +676,16 @@ class Prometheus(Service):
 ORDER: tuple[type[Service], ...] = (Postgres, Kafka, Apicurio, RegistryFront, Prometheus)
 
 
-def all_services(cfg: StackConfig, paths: StackPaths) -> list[Service]:
-    return [cls(cfg, paths) for cls in ORDER]
+def all_services(cfg: StackConfig, paths: StackPaths, extras: tuple[str, ...] = ()) -> list[Service]:
+    """The default services, then the optional ones named in `extras` or already running (k2cli/stack/lake_services)."""
+    from k2cli.stack.lake_services import optional_services
+
+    chosen = [cls(cfg, paths) for cls in ORDER]
+    for name, cls in optional_services().items():
+        svc = cls(cfg, paths)
+        if name in extras or svc.pid() is not None:
+            chosen.append(svc)
+    return chosen
 
 
 def remove_service_data(service: Service) -> None:

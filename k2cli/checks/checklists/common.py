@@ -247,13 +247,13 @@ def measure_writable(ctx: Context) -> Result:
     """Write, read back and delete a probe file in the warehouse; prove the data and DLQ directories writable."""
     from pyiceberg.io import load_file_io
 
+    from k2cli.lake.catalog import storage_properties
     from k2cli.settings import ensure_writable_dir
 
     s = ctx.settings
     evidence, problems = [], []
     location = s.warehouse.rstrip("/")
-    props = {"s3.endpoint": s.s3_endpoint, "s3.access-key-id": s.s3_access_key,
-             "s3.secret-access-key": s.s3_secret_key, "s3.region": s.s3_region} if s.s3_endpoint else {}
+    props = storage_properties(s)
     probe = f"{location}/.k2-validate-probe-{uuid.uuid4().hex[:8]}"
     try:
         io = load_file_io(props, location)
