@@ -222,7 +222,7 @@ def _isolated_env(home: Path) -> tuple[dict[str, str], dict[str, int]]:
 
     shared_cache = os.environ.get("K2_CACHE_DIR") or str(load_settings().home / "cache")
     names = ("kafka", "controller", "apicurio", "apicurio_management", "registry", "postgres", "prometheus",
-             "kafka_sasl", "kafka_mtls")
+             "registry_tls", "kafka_sasl", "kafka_mtls")
     ports = dict(zip(names, _free_ports(len(names)), strict=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
     env.update({
@@ -235,6 +235,7 @@ def _isolated_env(home: Path) -> tuple[dict[str, str], dict[str, int]]:
         "K2_STACK_APICURIO_PORT": str(ports["apicurio"]),
         "K2_STACK_APICURIO_MANAGEMENT_PORT": str(ports["apicurio_management"]),
         "K2_SCHEMA_REGISTRY_URL": f"http://localhost:{ports['registry']}",
+        "K2_STACK_REGISTRY_TLS_PORT": str(ports["registry_tls"]),
         "K2_POSTGRES_URI": f"postgresql+psycopg2://k2:k2@localhost:{ports['postgres']}/k2_catalog",
         "K2_PROMETHEUS_URL": f"http://localhost:{ports['prometheus']}",
         "K2_STACK_KAFKA_HEAP": "384m",
