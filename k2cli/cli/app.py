@@ -135,6 +135,9 @@ def root(
 
 def main() -> None:
     """Entry point: run the CLI (LazyGroup.main turns operator errors into one line and an exit code)."""
+    from k2cli.redaction import guard_std_streams
+
+    guard_std_streams()  # whatever reaches stdout or stderr has its secrets redacted
     if not sys.stdout.isatty():  # piped help: typer's rich tables at a width that never cuts a default short
         os.environ.setdefault("TERMINAL_WIDTH", "160")
     try:
