@@ -26,6 +26,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "dlq": ("k2cli.cli.dlq", "List, inspect, replay and purge dead-lettered records."),
     "validate": ("k2cli.cli.validate", "Run the operators' validation checklists with pass/fail reports."),
     "soak": ("k2cli.cli.soak", "Run long stability tests of the stream and consumer, and report."),
+    "config": ("k2cli.cli.config", "Show the settings in force and where each came from (secrets redacted)."),
 }
 
 
