@@ -237,7 +237,7 @@ _k2_complete() {
         " stack down") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack install") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack status") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
-        " stack up") COMPREPLY=($(compgen -W "--format --help --timeout -f" -- "$cur")) ;;
+        " stack up") COMPREPLY=($(compgen -W "--format --help --timeout --with -f" -- "$cur")) ;;
         " status") COMPREPLY=($(compgen -W "--format --group --help --interval --max-lag --no-services --services --stale-after --stream --watch --window -e -f -g -w" -- "$cur")) ;;
         " stream") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
         " stream binance") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --log-format --log-level --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;

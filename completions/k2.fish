@@ -385,6 +385,7 @@ complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l help
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l timeout
+complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -l with
 complete -c k2 -n '__fish_seen_subcommand_from stack; and __fish_seen_subcommand_from up' -s f -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from status' -l format -xa 'rich json'
 complete -c k2 -n '__fish_seen_subcommand_from status' -l group

@@ -80,8 +80,14 @@ class Settings:
     home: Path = field(default_factory=_home)
     kafka_bootstrap_servers: str = "localhost:9092"
     schema_registry_url: str = "http://localhost:8081"
+    schema_registry_basic_auth: str = ""  # user:pass (or user-info in the URL); a secret
+    schema_registry_bearer_token: str = ""  # sent as Authorization: Bearer; a secret
+    schema_registry_ca_location: str = ""  # CA bundle (PEM) an https registry's certificate is verified with
     iceberg_catalog_uri: str = ""  # empty: a SQLite catalog inside data_dir
     iceberg_warehouse: str = ""  # empty: a local warehouse inside data_dir
+    iceberg_catalog_credential: str = ""  # REST catalog OAuth2 client credential `client_id:client_secret`
+    iceberg_catalog_token: str = ""  # REST catalog bearer token
+    iceberg_catalog_scope: str = ""  # REST catalog OAuth2 scope; empty: pyiceberg's default (catalog)
     data_dir: Path = Path()  # empty: $K2_HOME/data
     dlq_dir: Path = Path()  # empty: data_dir/dlq
     prometheus_url: str = "http://localhost:9090"
@@ -90,6 +96,7 @@ class Settings:
     s3_access_key: str = ""
     s3_secret_key: str = ""
     s3_region: str = "us-east-1"
+    s3_path_style: bool = True  # path-style requests (http://host/bucket/key), as S3-compatible servers want
 
     exchanges: Mapping[str, ExchangeSettings] = field(default_factory=_exchange_defaults)  # by exchange name
 
@@ -348,6 +355,20 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:
         )
 
 
+def _check_registry(s: Settings) -> None:
+    """The registry URL (printed without its user-info) and the form of its basic-auth credential."""
+    from k2cli.kafka.registry_access import split_userinfo
+
+    url, userinfo = split_userinfo(s.schema_registry_url)
+    if urlparse(url).scheme not in ("http", "https") or not urlparse(url).hostname:
+        raise ConfigError(f"K2_SCHEMA_REGISTRY_URL={url!r} is not a http:// or https:// URL",
+                          setting="K2_SCHEMA_REGISTRY_URL")
+    for where, value in (("K2_SCHEMA_REGISTRY_BASIC_AUTH", s.schema_registry_basic_auth),
+                         ("the user-info of K2_SCHEMA_REGISTRY_URL", userinfo)):
+        if value and ":" not in value:
+            raise ConfigError(f"{where} must be user:password", setting="K2_SCHEMA_REGISTRY_BASIC_AUTH")
+
+
 # namespace.table (a namespace may have levels): no empty part, no whitespace
 _TABLE_NAME = re.compile(r"[^.\s]+(\.[^.\s]+)+")
 
@@ -360,7 +381,7 @@ def validate(s: Settings) -> None:
             f"K2_KAFKA_BOOTSTRAP_SERVERS={s.kafka_bootstrap_servers!r} must be host:port[,host:port]",
             setting="K2_KAFKA_BOOTSTRAP_SERVERS",
         )
-    _check_url("schema_registry_url", s.schema_registry_url, ("http", "https"))
+    _check_registry(s)
     _check_url("prometheus_url", s.prometheus_url, ("http", "https"))
     for ex, es in s.exchanges.items():
         _check_url(f"{ex}_url", es.url, ("ws", "wss"))
@@ -371,9 +392,11 @@ def validate(s: Settings) -> None:
     if not _TABLE_NAME.fullmatch(s.table):
         raise ConfigError(f"table name {s.table!r} (--table or K2_TABLE) must be namespace.table, e.g. {TRADES_TABLE}",
                           setting="K2_TABLE")
-    if s.iceberg_catalog_uri and not s.iceberg_catalog_uri.startswith(("sqlite:", "postgresql")):
+    if s.iceberg_catalog_uri and not s.iceberg_catalog_uri.startswith(("sqlite:", "postgresql", "http://",
+                                                                       "https://")):
         raise ConfigError(
-            f"K2_ICEBERG_CATALOG_URI={s.iceberg_catalog_uri!r} must be a sqlite:/// or postgresql:// URI",
+            f"K2_ICEBERG_CATALOG_URI={s.iceberg_catalog_uri!r} must be a sqlite:///, postgresql:// or "
+            "http(s):// (REST catalog) URI",
             setting="K2_ICEBERG_CATALOG_URI",
         )
     positive = ("ping_interval", "pong_timeout", "idle_timeout", "rotation_interval", "backoff_initial",

@@ -1,4 +1,4 @@
-"""The Iceberg catalog (SQL: SQLite embedded, PostgreSQL for production) and the trades table."""
+"""The Iceberg catalog (SQL: SQLite embedded or PostgreSQL; or an Iceberg REST catalog) and the trades table."""
 
 from __future__ import annotations
 
@@ -30,27 +30,68 @@ def split_identifier(name: str) -> tuple[str, str]:
     return namespace, table
 
 
-def open_catalog(settings: Settings) -> Any:  # -> pyiceberg.catalog.sql.SqlCatalog
-    """Open the SQL catalog named by the settings, creating local directories it needs."""
-    from pyiceberg.catalog.sql import SqlCatalog
+def is_rest(uri: str) -> bool:
+    """Whether the catalog URI names an Iceberg REST catalog."""
+    return uri.startswith(("http://", "https://"))
 
+
+def storage_properties(settings: Settings) -> dict[str, str]:
+    """pyiceberg FileIO properties for an S3-compatible object store (empty when no endpoint is set)."""
+    if not settings.s3_endpoint:
+        return {}
+    return {"s3.endpoint": settings.s3_endpoint, "s3.access-key-id": settings.s3_access_key,
+            "s3.secret-access-key": settings.s3_secret_key, "s3.region": settings.s3_region,
+            "s3.path-style-access": "true" if settings.s3_path_style else "false"}
+
+
+def catalog_properties(settings: Settings) -> dict[str, str]:
+    """The properties pyiceberg's catalog is opened with (REST: credential, token, scope as pyiceberg names them)."""
+    props = {"uri": settings.catalog_uri, **storage_properties(settings)}
+    if not is_rest(settings.catalog_uri):
+        props["warehouse"] = settings.warehouse
+        return props
+    if settings.iceberg_warehouse:
+        props["warehouse"] = settings.iceberg_warehouse
+    optional = {"credential": settings.iceberg_catalog_credential, "token": settings.iceberg_catalog_token,
+                "scope": settings.iceberg_catalog_scope}
+    props.update({k: v for k, v in optional.items() if v})
+    return props
+
+
+def _rest_catalog_class() -> type:
+    """pyiceberg's RestCatalog, minus the client-side deletion of superseded metadata files.
+
+    The REST server writes each metadata file and deletes the ones `write.metadata.previous-versions-max` lets go;
+    the client deleting them too only races the server and logs "Failed to delete metadata file" on every commit.
+    """
+    from pyiceberg.catalog.rest import RestCatalog
+
+    class ServerOwnedMetadataRestCatalog(RestCatalog):
+        @staticmethod
+        def _delete_old_metadata(io: Any, base: Any, metadata: Any) -> None:
+            return None
+
+    return ServerOwnedMetadataRestCatalog
+
+
+def open_catalog(settings: Settings) -> Any:  # -> pyiceberg.catalog.Catalog (SqlCatalog or RestCatalog)
+    """Open the catalog named by the settings (SQL or REST), creating local directories it needs."""
     uri = settings.catalog_uri
     if uri.startswith("sqlite:"):
         db_path = Path(uri.split("sqlite:///", 1)[-1])
         ensure_writable_dir(db_path.parent, "K2_ICEBERG_CATALOG_URI" if settings.iceberg_catalog_uri
                             else "K2_DATA_DIR")
     warehouse = settings.warehouse
-    if warehouse.startswith("file://"):
+    if warehouse.startswith("file://") and not is_rest(uri):
         ensure_writable_dir(Path(urlparse(warehouse).path), "K2_ICEBERG_WAREHOUSE" if settings.iceberg_warehouse
                             else "K2_DATA_DIR")
-    props = {"uri": uri, "warehouse": warehouse}
-    if settings.s3_endpoint:
-        props.update({"s3.endpoint": settings.s3_endpoint, "s3.access-key-id": settings.s3_access_key,
-                      "s3.secret-access-key": settings.s3_secret_key, "s3.region": settings.s3_region,
-                      "s3.path-style-access": "true"})
     try:
-        return SqlCatalog("k2", **props)
-    except Exception as exc:  # sqlalchemy raises OperationalError and friends for unreachable databases
+        if is_rest(uri):
+            return _rest_catalog_class()("k2", **catalog_properties(settings))
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        return SqlCatalog("k2", **catalog_properties(settings))
+    except Exception as exc:  # sqlalchemy/requests raise their own errors for unreachable services
         raise ServiceUnavailable(f"Iceberg catalog at {redact(uri)} is unreachable: {first_line(exc)}",
                                  setting="K2_ICEBERG_CATALOG_URI") from None
 
