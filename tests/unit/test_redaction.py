@@ -146,3 +146,20 @@ def test_reports_are_redacted():
     for render in (report_json.render, report_junit.render, report_markdown.render):
         text = render(report)
         assert "Grafana is not reachable" not in text and MASK in text
+
+
+def test_soak_report_files_are_redacted(tmp_path):
+    from k2cli.soak.criteria import thresholds_from
+    from k2cli.soak.profile import COMPLETED, MB, RunRecord, Sample
+    from k2cli.soak.report import write_outputs
+
+    url = "wss://feed.example/ws?token=soak-token-123"
+    record = RunRecord(exchange="kraken", url=url, planned_duration_s=20.0, sample_interval_s=10.0, warmup_s=0.0,
+                       thresholds=thresholds_from({}), started_at=1.7e9, ended_at=1.7e9 + 20, status=COMPLETED,
+                       stream_command=["k2", "stream", "kraken", "--url", url])
+    samples = [Sample(timestamp=1.7e9 + 10 * k, elapsed_s=10.0 * k, rss_bytes=90 * MB, vms_bytes=270 * MB,
+                      rss_mb=90.0, vms_mb=270.0, messages=200.0 * k, rate_msg_s=20.0, reconnects={}, drops=0.0,
+                      rotations=0.0, pings=k, pong_timeouts=0, integrity_errors=0) for k in (1, 2)]
+    _, text = write_outputs(tmp_path, record, samples)
+    assert "token=***" in text  # the stream's command line, shown in the report
+    assert not [p.name for p in tmp_path.iterdir() if "soak-token-123" in p.read_text()]
