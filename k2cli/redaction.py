@@ -54,10 +54,10 @@ def _spellings(value: str) -> set[str]:
     """A value as it may appear in text: as is, JSON-escaped, XML-escaped, percent-encoded."""
     import json
     from urllib.parse import quote
-    from xml.sax.saxutils import escape
 
-    return {value, json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1],
-            escape(value, {'"': "&quot;"}), quote(value, safe=""), value.replace("|", "\\|")}
+    xml = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return {value, json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1], xml,
+            xml.replace('"', "&quot;"), quote(value, safe=""), value.replace("|", "\\|")}
 
 
 def register(values: Iterable[str]) -> None:
