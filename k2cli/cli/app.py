@@ -97,8 +97,10 @@ class LazyGroup(typer.core.TyperGroup):
 
 
 def _error_line(message: str, code: int) -> int:
-    """Print `k2: error: MESSAGE` on stderr and return the exit code."""
-    typer.echo(f"k2: error: {message}", err=True)
+    """Print `k2: error: MESSAGE` (secrets redacted) on stderr and return the exit code."""
+    from k2cli.redaction import redact
+
+    typer.echo(f"k2: error: {redact(message)}", err=True)
     return code
 
 

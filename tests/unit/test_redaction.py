@@ -163,3 +163,13 @@ def test_soak_report_files_are_redacted(tmp_path):
     _, text = write_outputs(tmp_path, record, samples)
     assert "token=***" in text  # the stream's command line, shown in the report
     assert not [p.name for p in tmp_path.iterdir() if "soak-token-123" in p.read_text()]
+
+
+def test_usage_errors_are_redacted():
+    from typer.testing import CliRunner
+
+    from k2cli.cli.app import app
+
+    result = CliRunner().invoke(app, ["status", "--window", "https://u:usage-pw-123@h/?token=tok-123456"])
+    assert result.exit_code == 2 and result.stderr.startswith("k2: error: ")
+    assert "usage-pw-123" not in result.stderr and "tok-123456" not in result.stderr
