@@ -3,7 +3,8 @@
 A setting is a secret by its name, never by a list: its name (any case, `.` and `-` read as `_`) contains
 `password`, `passwd`, `secret`, `token`, `credential` or `basic_auth`, ends in `_key` (`s3_secret_key`,
 `s3_access_key`, `<exchange>_rest_api_key`) or is a private key's text (`ssl.key.pem`) — unless it names a place
-(`..._location`, `_file`, `_path`, `_dir`: `kafka_ssl_key_location` is a path, shown as it is).
+or an address (`_location`, `_file`, `_path`, `_dir`, `_url`, `_uri`, `_endpoint`: `kafka_ssl_key_location` is
+a path, shown as it is; a URL is shown with its own secrets hidden).
 
 `redact` hides, in any text: the password of a URL's user-info (`scheme://user:***@host`), the value of a
 secret-named assignment or query parameter (`sasl.password=***`, `?token=***`, `&sig=***`), bearer and
