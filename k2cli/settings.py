@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
+from k2cli import redaction
 from k2cli.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -311,15 +312,28 @@ def _config_path(explicit: str | None) -> Path | None:
     return local if local.is_file() else None
 
 
+Source = typing.Literal["default", "k2.toml", "env", "flag"]
+
+
 def load_settings(config_file: str | None = None, **overrides: object) -> Settings:
     """Build the settings from defaults, k2.toml, K2_* variables and flags (None flags are ignored)."""
+    return load_settings_with_sources(config_file, **overrides)[0]
+
+
+def load_settings_with_sources(config_file: str | None = None,
+                               **overrides: object) -> tuple[Settings, dict[str, Source]]:
+    """load_settings, and where each setting given by name came from (a name absent: its default)."""
+    redaction.register_settings((k, v) for k, v in os.environ.items() if k.startswith("K2_"))  # before any error
     values: dict[str, object] = {}
+    sources: dict[str, Source] = {}
     per_exchange = exchange_setting_names()
     path = _config_path(config_file)
     if path is not None:
         for key, raw in _read_toml(path).items():
             values[key] = _coerce(key, raw, str(path))
+            sources[key] = "k2.toml"
         values["config_file"] = str(path)
+        sources["config_file"] = "flag" if config_file else "env" if os.environ.get("K2_CONFIG") else "default"
     for name in (*_FIELDS, *per_exchange):
         if name in ("config_file",):
             continue
@@ -329,6 +343,7 @@ def load_settings(config_file: str | None = None, **overrides: object) -> Settin
             if isinstance(value, dict):  # K2_THRESHOLDS adds to (and overrides) k2.toml's [thresholds]
                 value = {**values.get(name, {}), **value}  # type: ignore[dict-item]
             values[name] = value
+            sources[name] = "env"
     for name, value in overrides.items():
         if value is None:
             continue
@@ -337,13 +352,20 @@ def load_settings(config_file: str | None = None, **overrides: object) -> Settin
         hint = _hint(name)
         already = isinstance(value, hint) if isinstance(hint, type) else False
         values[name] = value if already else _coerce(name, value, "flags")
+        sources[name] = "flag"
     exchanges = {}
     for ex, defaults in _exchange_defaults().items():
         given: dict[str, Any] = {key: values.pop(f"{ex}_{key}") for key in EXCHANGE_KEYS if f"{ex}_{key}" in values}
         exchanges[ex] = dataclasses.replace(defaults, **given)
     settings = Settings(exchanges=exchanges, **values)  # type: ignore[arg-type]
+    redaction.register_settings(settings_items(settings))
     validate(settings)
-    return settings
+    return settings, sources
+
+
+def settings_items(settings: Settings) -> list[tuple[str, object]]:
+    """Every setting by its flat name with its value, in reference order."""
+    return [(name, getattr(settings, name)) for name in setting_names()]
 
 
 def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:

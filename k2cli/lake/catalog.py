@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from k2cli.errors import ServiceUnavailable, first_line
+from k2cli.redaction import redact
 from k2cli.settings import Settings, ensure_writable_dir
 
 # Keep metadata small so commit latency stays flat (pyiceberg rewrites the whole metadata per commit).
@@ -91,7 +92,7 @@ def open_catalog(settings: Settings) -> Any:  # -> pyiceberg.catalog.Catalog (Sq
 
         return SqlCatalog("k2", **catalog_properties(settings))
     except Exception as exc:  # sqlalchemy/requests raise their own errors for unreachable services
-        raise ServiceUnavailable(f"Iceberg catalog at {redacted(uri)} is unreachable: {first_line(exc)}",
+        raise ServiceUnavailable(f"Iceberg catalog at {redact(uri)} is unreachable: {first_line(exc)}",
                                  setting="K2_ICEBERG_CATALOG_URI") from None
 
 
@@ -125,11 +126,3 @@ def ensure_trades_table(catalog: Any, name: str) -> Any:  # -> pyiceberg.table.T
                                     properties=TABLE_PROPERTIES)
     except TableAlreadyExistsError:  # another process won the race
         return catalog.load_table(name)
-
-
-def redacted(uri: str) -> str:
-    """The URI with its password, if any, shown as ***."""
-    parsed = urlparse(uri)
-    if parsed.password:
-        return uri.replace(f":{parsed.password}@", ":***@")
-    return uri

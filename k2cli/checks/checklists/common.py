@@ -172,7 +172,7 @@ def open_catalog(ctx: Context) -> Any:
 
 def measure_catalog(ctx: Context) -> Result:
     """Open the SQL catalog and list namespaces."""
-    from k2cli.lake.catalog import redacted
+    from k2cli.redaction import redact
 
     ctx.state.pop("catalog", None)
     opened = time.monotonic()
@@ -183,7 +183,7 @@ def measure_catalog(ctx: Context) -> Result:
     elapsed = ms_since(started)
     return ctx.check("service_latency_max_ms", elapsed,
                      f"catalog answered in {elapsed} ms with {len(namespaces)} namespace(s)",
-                     evidence=[f"uri: {redacted(ctx.settings.catalog_uri)}", f"warehouse: {ctx.settings.warehouse}",
+                     evidence=[f"uri: {redact(ctx.settings.catalog_uri)}", f"warehouse: {ctx.settings.warehouse}",
                                f"namespaces: {', '.join(namespaces) or '(none)'}",
                                f"opening the catalog (imports, schema set-up) took {open_ms} ms"])
 
