@@ -4,6 +4,8 @@
 - Apicurio Registry (Confluent-compatible API): its distribution tar.gz from Maven Central.
 - PostgreSQL, Prometheus, nginx (and Maven if missing): Debian packages, installed only when missing.
 - Toxiproxy (the fault suite's network faults): built from the Go module proxy (k2cli/stack/toxiproxy.py).
+- Spark for reading the lake (pyspark from PyPI in a venv of its own, the Iceberg runtime jar from Maven
+  Central): k2cli/stack/spark.py.
 
 Everything downloaded lands under the cache directory (`$K2_HOME/cache` or `$K2_CACHE_DIR`) and is
 reused as is on the next run. Run `python -m k2cli.stack.install` to install without starting.
@@ -336,6 +338,7 @@ def install_all(paths: StackPaths, progress: Progress = _quiet) -> dict[str, str
     libs = ensure_kafka(paths, progress)
     apicurio = ensure_apicurio(paths, progress)
     toxiproxy = ensure_toxiproxy(paths, progress)
+    spark = ensure_spark_reader(paths, progress)
     kafka_java = find_java(KAFKA_JAVA)
     return {
         "kafka": f"{KAFKA_VERSION} ({libs})",
@@ -346,7 +349,16 @@ def install_all(paths: StackPaths, progress: Progress = _quiet) -> dict[str, str
         "prometheus": str((find_prometheus() or ("missing",))[0]),
         "nginx": str(find_nginx()),
         "toxiproxy": f"{TOXIPROXY_VERSION} ({toxiproxy})",
+        "spark": spark,
     }
+
+
+def ensure_spark_reader(paths: StackPaths, progress: Progress = _quiet) -> str:
+    """pyspark and the Iceberg Spark runtime (the Spark read test, benchmarks/peers); what is installed."""
+    from k2cli.stack.spark import ICEBERG_SPARK_VERSION, PYSPARK_VERSION, ensure_spark
+
+    spark = ensure_spark(paths, progress)
+    return f"pyspark {PYSPARK_VERSION} + iceberg-spark-runtime {ICEBERG_SPARK_VERSION} ({spark.home})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
