@@ -1,6 +1,6 @@
 """Run by the Spark venv's python: Structured Streaming from the Kafka topic into an Iceberg table.
 
-    python spark_job.py ARGS_JSON     (conf, topic, table, checkpoint, max_offsets, trigger_s, avro_schema)
+    python spark_job.py ARGS_JSON   (conf, topic, table, checkpoint, max_offsets, trigger_s: 0 = back to back, ...)
 
 It runs until killed (the harness stops it once the table holds every record)."""
 
@@ -26,9 +26,10 @@ def main() -> None:
     body = expr("substring(value, 6, length(value) - 5)")
     rows = raw.select(from_avro(body, args["avro_schema"], {"mode": "FAILFAST"}).alias("t")).select(
         *[col(f"t.{name}") for name in args["columns"]])
-    query = (rows.writeStream.format("iceberg").outputMode("append")
-             .trigger(processingTime=f"{args['trigger_s']} seconds")
-             .option("checkpointLocation", args["checkpoint"]).toTable(f"k2.{args['table']}"))
+    writer = rows.writeStream.format("iceberg").outputMode("append").option("checkpointLocation", args["checkpoint"])
+    if args["trigger_s"]:  # else the default trigger: the next micro-batch as soon as the last one committed
+        writer = writer.trigger(processingTime=f"{args['trigger_s']} seconds")
+    query = writer.toTable(f"k2.{args['table']}")
     query.awaitTermination()
 
 

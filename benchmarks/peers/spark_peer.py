@@ -1,5 +1,5 @@
 """Spark Structured Streaming (pyspark 3.5.9, Iceberg's Spark runtime) from the topic into a table of the same
-SQLite catalog, a micro-batch every `trigger_s` seconds of at most `max_offsets` records."""
+SQLite catalog, micro-batches of at most `max_offsets` records (back to back, or one every `trigger_s` s)."""
 
 from __future__ import annotations
 
