@@ -60,6 +60,7 @@ def _figures(t0: float, snaps: list[Snapshot], trees: list[Tree], status: str, c
         out["killed_at_rows"] = killed_at_rows
     if snaps:
         first, last = snaps[0].at_ms / 1000, snaps[-1].at_ms / 1000
+        out["commit_times_s_and_rows"] = [[round(sn.at_ms / 1000 - t0, 2), sn.added] for sn in snaps]
         out["first_commit_s"] = round(first - t0, 2)
         out["to_last_commit_s"] = round(last - t0, 2)
         if len(snaps) >= 2 and last > first:
