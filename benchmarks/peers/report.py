@@ -60,7 +60,7 @@ def render(results: dict[str, Any]) -> str:
     head = (f"{'reader':<28} {'steady rows/s':>13} {'to last commit s':>16} {'1st commit s':>12} "
             f"{'peak RSS MB':>11}  {'fidelity':<22} exactly once after kill -9")
     lines = [f"{records:,} Confluent-Avro v2 trades over 6 partitions; {results['settings']}", "", head,
-             "-" * len(head)]
+             "-" * len(head)] if peers else []
     for peer, runs in peers.items():
         clean = runs.get("clean") or {}
         status = "" if clean.get("status") == "ok" else f"  [{clean.get('status', 'not run')[:80]}]"
@@ -98,4 +98,6 @@ def table_rows(results: dict[str, Any]) -> list[list[Any]]:
             if clean.get(key) is not None:
                 rows.append([peer, key, clean[key], unit])
     rows.extend(["k2", name, value, "ratio"] for name, value in results.get("ratios", {}).items())
+    rows.extend(["stream", name, value, ""] for name, value in (results.get("stream") or {}).items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool))
     return rows
