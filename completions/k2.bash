@@ -12,6 +12,8 @@ _k2_complete() {
             " backfill binance") path="$path $word" ;;
             " backfill coinbase") path="$path $word" ;;
             " backfill kraken") path="$path $word" ;;
+            " config") path="$path $word" ;;
+            " config show") path="$path $word" ;;
             " consume") path="$path $word" ;;
             " dlq") path="$path $word" ;;
             " dlq list") path="$path $word" ;;
@@ -66,6 +68,8 @@ _k2_complete() {
         " backfill coinbase|-f") COMPREPLY=($(compgen -W "rich json" -- "$cur")); return ;;
         " backfill kraken|--format") COMPREPLY=($(compgen -W "rich json" -- "$cur")); return ;;
         " backfill kraken|-f") COMPREPLY=($(compgen -W "rich json" -- "$cur")); return ;;
+        " config show|--format") COMPREPLY=($(compgen -W "rich json" -- "$cur")); return ;;
+        " config show|-f") COMPREPLY=($(compgen -W "rich json" -- "$cur")); return ;;
         " consume|--format") COMPREPLY=($(compgen -W "rich json" -- "$cur")); return ;;
         " consume|--log-format") COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
         " consume|--log-level") COMPREPLY=($(compgen -W "debug info warning error" -- "$cur")); return ;;
@@ -197,11 +201,13 @@ _k2_complete() {
         " validate tech-debt|-o") COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
-        "") COMPREPLY=($(compgen -W "backfill consume dlq lake query simulate soak stack status stream validate --config --help --version" -- "$cur")) ;;
+        "") COMPREPLY=($(compgen -W "backfill config consume dlq lake query simulate soak stack status stream validate --config --help --version" -- "$cur")) ;;
         " backfill") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
         " backfill binance") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
         " backfill coinbase") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
         " backfill kraken") COMPREPLY=($(compgen -W "--format --from-id --help --rest-url --since --symbol --to-id --topic --until -f -s -t" -- "$cur")) ;;
+        " config") COMPREPLY=($(compgen -W "show --help" -- "$cur")) ;;
+        " config show") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " consume") COMPREPLY=($(compgen -W "--batch-size --flush-interval --format --group --help --instance-id --log-format --log-level --max-messages --metrics-port --table --topics --until-caught-up --verbose -b -f -g -n -t -v" -- "$cur")) ;;
         " dlq") COMPREPLY=($(compgen -W "list purge replay show stats --help" -- "$cur")) ;;
         " dlq list") COMPREPLY=($(compgen -W "--dlq-dir --error-type --format --help --limit --origin --output --since --until -f -n -o -t" -- "$cur")) ;;
@@ -231,7 +237,7 @@ _k2_complete() {
         " stack down") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack install") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
         " stack status") COMPREPLY=($(compgen -W "--format --help -f" -- "$cur")) ;;
-        " stack up") COMPREPLY=($(compgen -W "--format --help --timeout -f" -- "$cur")) ;;
+        " stack up") COMPREPLY=($(compgen -W "--format --help --timeout --with -f" -- "$cur")) ;;
         " status") COMPREPLY=($(compgen -W "--format --group --help --interval --max-lag --no-services --services --stale-after --stream --watch --window -e -f -g -w" -- "$cur")) ;;
         " stream") COMPREPLY=($(compgen -W "binance coinbase kraken --help" -- "$cur")) ;;
         " stream binance") COMPREPLY=($(compgen -W "--backfill --ca-bundle --duration --failover-urls --format --help --idle-timeout --insecure --log-format --log-level --max-messages --metrics-port --no-backfill --ping-interval --pong-timeout --rest-url --rotation-interval --symbols --topic --url --verbose -d -f -n -s -t -v" -- "$cur")) ;;

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from k2cli.redaction import redact
+
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its class name when the message is empty."""
-    text = str(exc).strip()
+    """The first line of an exception's message (secrets redacted), or its class name when the message is empty."""
+    text = redact(str(exc)).strip()
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def described(exc: BaseException) -> str:
-    """The exception's class and the first line of its message (cut at 200 characters)."""
+    """The exception's class and the first line of its message (secrets redacted, cut at 200 characters)."""
     name = exc.__class__.__name__
     return f"{name}: {first_line(exc)[:200]}" if str(exc).strip() else name
 
@@ -25,7 +27,7 @@ class K2Error(Exception):
         self.setting = setting
 
     def __str__(self) -> str:
-        base = super().__str__()
+        base = redact(super().__str__())
         if self.setting and self.setting not in base:
             return f"{base} (setting {self.setting})"
         return base

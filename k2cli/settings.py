@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from k2cli import redaction
 from k2cli.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -79,8 +80,14 @@ class Settings:
     home: Path = field(default_factory=_home)
     kafka_bootstrap_servers: str = "localhost:9092"
     schema_registry_url: str = "http://localhost:8081"
+    schema_registry_basic_auth: str = ""  # user:pass (or user-info in the URL); a secret
+    schema_registry_bearer_token: str = ""  # sent as Authorization: Bearer; a secret
+    schema_registry_ca_location: str = ""  # CA bundle (PEM) an https registry's certificate is verified with
     iceberg_catalog_uri: str = ""  # empty: a SQLite catalog inside data_dir
     iceberg_warehouse: str = ""  # empty: a local warehouse inside data_dir
+    iceberg_catalog_credential: str = ""  # REST catalog OAuth2 client credential `client_id:client_secret`
+    iceberg_catalog_token: str = ""  # REST catalog bearer token
+    iceberg_catalog_scope: str = ""  # REST catalog OAuth2 scope; empty: pyiceberg's default (catalog)
     data_dir: Path = Path()  # empty: $K2_HOME/data
     dlq_dir: Path = Path()  # empty: data_dir/dlq
     prometheus_url: str = "http://localhost:9090"
@@ -89,6 +96,7 @@ class Settings:
     s3_access_key: str = ""
     s3_secret_key: str = ""
     s3_region: str = "us-east-1"
+    s3_path_style: bool = True  # path-style requests (http://host/bucket/key), as S3-compatible servers want
 
     exchanges: Mapping[str, ExchangeSettings] = field(default_factory=_exchange_defaults)  # by exchange name
 
@@ -282,15 +290,28 @@ def _config_path(explicit: str | None) -> Path | None:
     return local if local.is_file() else None
 
 
+Source = typing.Literal["default", "k2.toml", "env", "flag"]
+
+
 def load_settings(config_file: str | None = None, **overrides: object) -> Settings:
     """Build the settings from defaults, k2.toml, K2_* variables and flags (None flags are ignored)."""
+    return load_settings_with_sources(config_file, **overrides)[0]
+
+
+def load_settings_with_sources(config_file: str | None = None,
+                               **overrides: object) -> tuple[Settings, dict[str, Source]]:
+    """load_settings, and where each setting given by name came from (a name absent: its default)."""
+    redaction.register_settings((k, v) for k, v in os.environ.items() if k.startswith("K2_"))  # before any error
     values: dict[str, object] = {}
+    sources: dict[str, Source] = {}
     per_exchange = exchange_setting_names()
     path = _config_path(config_file)
     if path is not None:
         for key, raw in _read_toml(path).items():
             values[key] = _coerce(key, raw, str(path))
+            sources[key] = "k2.toml"
         values["config_file"] = str(path)
+        sources["config_file"] = "flag" if config_file else "env" if os.environ.get("K2_CONFIG") else "default"
     for name in (*_FIELDS, *per_exchange):
         if name in ("config_file",):
             continue
@@ -300,6 +321,7 @@ def load_settings(config_file: str | None = None, **overrides: object) -> Settin
             if isinstance(value, dict):  # K2_THRESHOLDS adds to (and overrides) k2.toml's [thresholds]
                 value = {**values.get(name, {}), **value}  # type: ignore[dict-item]
             values[name] = value
+            sources[name] = "env"
     for name, value in overrides.items():
         if value is None:
             continue
@@ -308,13 +330,20 @@ def load_settings(config_file: str | None = None, **overrides: object) -> Settin
         hint = _hint(name)
         already = isinstance(value, hint) if isinstance(hint, type) else False
         values[name] = value if already else _coerce(name, value, "flags")
+        sources[name] = "flag"
     exchanges = {}
     for ex, defaults in _exchange_defaults().items():
         given: dict[str, Any] = {key: values.pop(f"{ex}_{key}") for key in EXCHANGE_KEYS if f"{ex}_{key}" in values}
         exchanges[ex] = dataclasses.replace(defaults, **given)
     settings = Settings(exchanges=exchanges, **values)  # type: ignore[arg-type]
+    redaction.register_settings(settings_items(settings))
     validate(settings)
-    return settings
+    return settings, sources
+
+
+def settings_items(settings: Settings) -> list[tuple[str, object]]:
+    """Every setting by its flat name with its value, in reference order."""
+    return [(name, getattr(settings, name)) for name in setting_names()]
 
 
 def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:
@@ -324,6 +353,20 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:
             f"{env_name(name)}={value!r} is not a {'/'.join(s + '://' for s in schemes)} URL",
             setting=env_name(name),
         )
+
+
+def _check_registry(s: Settings) -> None:
+    """The registry URL (printed without its user-info) and the form of its basic-auth credential."""
+    from k2cli.kafka.registry_access import split_userinfo
+
+    url, userinfo = split_userinfo(s.schema_registry_url)
+    if urlparse(url).scheme not in ("http", "https") or not urlparse(url).hostname:
+        raise ConfigError(f"K2_SCHEMA_REGISTRY_URL={url!r} is not a http:// or https:// URL",
+                          setting="K2_SCHEMA_REGISTRY_URL")
+    for where, value in (("K2_SCHEMA_REGISTRY_BASIC_AUTH", s.schema_registry_basic_auth),
+                         ("the user-info of K2_SCHEMA_REGISTRY_URL", userinfo)):
+        if value and ":" not in value:
+            raise ConfigError(f"{where} must be user:password", setting="K2_SCHEMA_REGISTRY_BASIC_AUTH")
 
 
 # namespace.table (a namespace may have levels): no empty part, no whitespace
@@ -338,7 +381,7 @@ def validate(s: Settings) -> None:
             f"K2_KAFKA_BOOTSTRAP_SERVERS={s.kafka_bootstrap_servers!r} must be host:port[,host:port]",
             setting="K2_KAFKA_BOOTSTRAP_SERVERS",
         )
-    _check_url("schema_registry_url", s.schema_registry_url, ("http", "https"))
+    _check_registry(s)
     _check_url("prometheus_url", s.prometheus_url, ("http", "https"))
     for ex, es in s.exchanges.items():
         _check_url(f"{ex}_url", es.url, ("ws", "wss"))
@@ -349,9 +392,11 @@ def validate(s: Settings) -> None:
     if not _TABLE_NAME.fullmatch(s.table):
         raise ConfigError(f"table name {s.table!r} (--table or K2_TABLE) must be namespace.table, e.g. {TRADES_TABLE}",
                           setting="K2_TABLE")
-    if s.iceberg_catalog_uri and not s.iceberg_catalog_uri.startswith(("sqlite:", "postgresql")):
+    if s.iceberg_catalog_uri and not s.iceberg_catalog_uri.startswith(("sqlite:", "postgresql", "http://",
+                                                                       "https://")):
         raise ConfigError(
-            f"K2_ICEBERG_CATALOG_URI={s.iceberg_catalog_uri!r} must be a sqlite:/// or postgresql:// URI",
+            f"K2_ICEBERG_CATALOG_URI={s.iceberg_catalog_uri!r} must be a sqlite:///, postgresql:// or "
+            "http(s):// (REST catalog) URI",
             setting="K2_ICEBERG_CATALOG_URI",
         )
     positive = ("ping_interval", "pong_timeout", "idle_timeout", "rotation_interval", "backoff_initial",

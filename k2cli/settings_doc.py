@@ -11,9 +11,19 @@ from k2cli.settings import Settings, env_name, exchange_defaults, exchange_keys
 HELP: dict[str, str] = {
     "home": "k2's own directory: stack state, cache, logs (default `~/.k2`).",
     "kafka_bootstrap_servers": "Kafka brokers, `host:port[,host:port]`.",
-    "schema_registry_url": "Schema Registry speaking the Confluent REST API.",
-    "iceberg_catalog_uri": "SQL catalog: `sqlite:///…` or `postgresql+psycopg2://…`; empty: SQLite in the data dir.",
+    "schema_registry_url": "Schema Registry speaking the Confluent REST API; `https://user:pass@host/` user-info is "
+                           "sent as basic auth and never printed.",
+    "schema_registry_basic_auth": "Basic-auth credential `user:password` for the Schema Registry (wins over the "
+                                  "URL's user-info); a secret.",
+    "schema_registry_bearer_token": "Bearer token for the Schema Registry (sent instead of basic auth); a secret.",
+    "schema_registry_ca_location": "CA bundle (PEM) an `https://` Schema Registry's certificate is verified with "
+                                   "(default: certifi's).",
+    "iceberg_catalog_uri": "Catalog: `sqlite:///…` or `postgresql+psycopg2://…` (SQL), `http(s)://…` (Iceberg REST); "
+                           "empty: SQLite in the data dir.",
     "iceberg_warehouse": "Warehouse location: `file://…` or `s3://…`; empty: `warehouse/` in the data dir.",
+    "iceberg_catalog_credential": "REST catalog OAuth2 client credential `client_id:client_secret` (secret).",
+    "iceberg_catalog_token": "REST catalog bearer token (secret).",
+    "iceberg_catalog_scope": "REST catalog OAuth2 scope; empty: pyiceberg's default.",
     "data_dir": "Where the embedded catalog, warehouse and DLQ live; empty: `$K2_HOME/data`.",
     "dlq_dir": "Dead-letter queue directory (JSONL files, rotated at 100 MB); empty: `<data dir>/dlq`.",
     "prometheus_url": "Prometheus used by `k2 validate` and `k2 soak report --prometheus`.",
@@ -22,6 +32,7 @@ HELP: dict[str, str] = {
     "s3_access_key": "S3 access key.",
     "s3_secret_key": "S3 secret key.",
     "s3_region": "S3 region.",
+    "s3_path_style": "Path-style S3 requests (`http://host/bucket/key`), as most S3-compatible servers want.",
     "exchanges": "Per exchange, one row for each of its settings (`k2cli/exchanges/registry.py`).",
     "ping_interval": "Seconds between our WebSocket pings (heartbeat).",
     "pong_timeout": "Seconds a pong may take before the connection is replaced.",
@@ -119,7 +130,11 @@ def render() -> str:
         "Precedence: defaults < `k2.toml` (or `--config FILE` / `K2_CONFIG`) < `K2_*` environment < flags.",
         "In k2.toml write `name = value`, or `[section] key = value` for `section_key` (e.g. `[kafka]",
         "bootstrap_servers = …`, or an exchange's `[<exchange>] url = …`). Every error about a bad value names",
-        "the variable.",
+        "the variable. `k2 config show` prints every setting in force and where it came from.",
+        "",
+        "Secrets are never shown: a setting whose name holds `password`, `secret`, `token`, `credential` or",
+        "`basic_auth`, or ends in `_key` (a `_location` path is not a secret), and the password of any URL, are",
+        "printed as `***` in errors, logs, reports and outputs (`k2cli/redaction.py`).",
         "",
         "| variable | k2.toml key | default | meaning |",
         "|---|---|---|---|",

@@ -8,7 +8,7 @@ bash scripts/install.sh
 export PATH="$REPO/.venv/bin:$PATH"
 started_stack=0
 if ! k2 stack status --format json >/dev/null 2>&1; then started_stack=1; fi
-k2 stack up
+k2 stack up --with rest-catalog,s3  # the REST catalog on S3: tests/integration/test_rest_catalog_s3.py, test_scale_out.py
 cleanup() { if [ "$started_stack" = 1 ]; then k2 stack down || true; fi; }
 trap cleanup EXIT
 # scripts/coverage.sh runs the same suite under coverage ("coverage run -m pytest")

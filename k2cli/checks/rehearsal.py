@@ -304,6 +304,6 @@ class Rehearsal:
 
         for topic in self.topics_created:
             kafka.delete_topic(self.settings, topic)
-            delete_subject_at(self.settings.schema_registry_url, f"{topic}-value")
+            delete_subject_at(self.settings, f"{topic}-value")
         with contextlib.suppress(Exception):  # clean-up is best effort
             open_catalog(self.settings).purge_table(self.names.table)

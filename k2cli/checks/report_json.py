@@ -9,6 +9,7 @@ from typing import Any
 from k2cli import __version__
 from k2cli.checks.runner import Outcome, Report
 from k2cli.jsonutil import dumps
+from k2cli.redaction import redact
 
 SCHEMA_VERSION = 1
 
@@ -62,5 +63,5 @@ def to_dict(report: Report) -> dict[str, Any]:
 
 
 def render(report: Report) -> str:
-    """The report as indented JSON text (non-JSON values in evidence data become strings)."""
-    return dumps(to_dict(report), display=True, indent=2) + "\n"
+    """The report as indented JSON text (non-JSON values in evidence data become strings), secrets redacted."""
+    return redact(dumps(to_dict(report), display=True, indent=2) + "\n")

@@ -12,14 +12,15 @@ import xml.etree.ElementTree as ET
 from k2cli.checks.model import Status
 from k2cli.checks.report_json import iso
 from k2cli.checks.runner import Outcome, Report
+from k2cli.redaction import redact
 
 # Characters XML 1.0 cannot carry (control characters from subprocess output, for instance).
 _INVALID_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def clean(text: str) -> str:
-    """Text safe to put in an XML document."""
-    return _INVALID_XML.sub("\ufffd", text)
+    """Text safe to put in an XML document, secrets redacted."""
+    return _INVALID_XML.sub("\ufffd", redact(text))
 
 
 def _seconds(value: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from k2cli.checks.model import Status
 from k2cli.checks.report_json import iso
 from k2cli.checks.runner import Outcome, Report
+from k2cli.redaction import redact
 
 ICONS = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status.SKIP: "⏭️", Status.MANUAL: "👤",
          Status.ERROR: "💥"}
@@ -12,7 +13,7 @@ ICONS = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status.S
 
 def cell(text: object) -> str:
     """Text safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return redact(str(text)).replace("|", "\\|").replace("\n", " ")
 
 
 def measured_text(outcome: Outcome) -> str:
@@ -24,7 +25,7 @@ def measured_text(outcome: Outcome) -> str:
 
 
 def render(report: Report) -> str:
-    """The report as Markdown."""
+    """The report as Markdown, secrets redacted."""
     counts = ", ".join(f"{n} {s}" for s, n in report.counts.items() if n)
     lines = [
         f"# k2 validate {report.checklist.name}: {report.verdict.value}",
@@ -52,4 +53,4 @@ def render(report: Report) -> str:
                 lines += [f"- Why manual: {manual.reason}", f"- A person must check: {manual.check}"]
             lines += [f"- {line}" for line in result.evidence]
             lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+    return redact("\n".join(lines).rstrip() + "\n")

@@ -14,6 +14,7 @@ from typing import Any
 from k2cli.cli.options import Format
 from k2cli.errors import K2Error
 from k2cli.jsonutil import dumps, plain
+from k2cli.redaction import redact, redacting
 
 
 class OutputError(K2Error):
@@ -63,7 +64,7 @@ def _write_text(text: str, output: str | None) -> None:
         sys.stdout.write(text)
         return
     try:
-        Path(output).write_text(text, encoding="utf-8")
+        Path(output).write_text(redact(text), encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot write --output {output}: {exc.strerror}") from None
 
@@ -131,7 +132,7 @@ def _write_table(rows: Sequence[dict[str, Any]], columns: list[str], output: str
         return
     try:
         with open(output, "w", encoding="utf-8") as fh:
-            console = Console(file=fh, width=max(80, _natural_width(table)), force_terminal=False)
+            console = Console(file=redacting(fh), width=max(80, _natural_width(table)), force_terminal=False)
             console.print(table)
             if footer:
                 console.print(footer, highlight=False)

@@ -26,6 +26,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "dlq": ("k2cli.cli.dlq", "List, inspect, replay and purge dead-lettered records."),
     "validate": ("k2cli.cli.validate", "Run the operators' validation checklists with pass/fail reports."),
     "soak": ("k2cli.cli.soak", "Run long stability tests of the stream and consumer, and report."),
+    "config": ("k2cli.cli.config", "Show the settings in force and where each came from (secrets redacted)."),
 }
 
 
@@ -96,8 +97,10 @@ class LazyGroup(typer.core.TyperGroup):
 
 
 def _error_line(message: str, code: int) -> int:
-    """Print `k2: error: MESSAGE` on stderr and return the exit code."""
-    typer.echo(f"k2: error: {message}", err=True)
+    """Print `k2: error: MESSAGE` (secrets redacted) on stderr and return the exit code."""
+    from k2cli.redaction import redact
+
+    typer.echo(f"k2: error: {redact(message)}", err=True)
     return code
 
 
@@ -135,6 +138,9 @@ def root(
 
 def main() -> None:
     """Entry point: run the CLI (LazyGroup.main turns operator errors into one line and an exit code)."""
+    from k2cli.redaction import guard_std_streams
+
+    guard_std_streams()  # whatever reaches stdout or stderr has its secrets redacted
     if not sys.stdout.isatty():  # piped help: typer's rich tables at a width that never cuts a default short
         os.environ.setdefault("TERMINAL_WIDTH", "160")
     try:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from k2cli.redaction import redact
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -46,21 +48,21 @@ def utc_iso(created: float) -> str:
 
 
 class UtcFormatter(logging.Formatter):
-    """`TIME LEVEL message` with the time in UTC ISO 8601, whatever TZ says."""
+    """`TIME LEVEL message` with the time in UTC ISO 8601, whatever TZ says; secrets redacted."""
 
     def format(self, record: logging.LogRecord) -> str:
         text = f"{utc_iso(record.created)} {record.levelname} {record.getMessage()}"
-        return text + ("\n" + self.formatException(record.exc_info) if record.exc_info else "")
+        return redact(text + ("\n" + self.formatException(record.exc_info) if record.exc_info else ""))
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time (UTC ISO 8601), level, logger, message (and exception text)."""
+    """One JSON object per record: time (UTC ISO 8601), level, logger, message (and exception text), redacted."""
 
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {"time": utc_iso(record.created), "level": record.levelname,
-                                "logger": record.name, "message": record.getMessage()}
+                                "logger": record.name, "message": redact(record.getMessage())}
         if record.exc_info:
-            body["exception"] = self.formatException(record.exc_info)
+            body["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(body, ensure_ascii=False)
 
 

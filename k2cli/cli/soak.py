@@ -13,6 +13,7 @@ import typer
 from k2cli.cli._output import print_json
 from k2cli.cli.options import LISTING, RICH_JSON, Format, format_option, require_format, setting_help, usage_error
 from k2cli.exchanges import registry
+from k2cli.redaction import redact
 
 if TYPE_CHECKING:
     from k2cli.soak.criteria import Evaluation
@@ -292,7 +293,7 @@ def report(
 
     record, evaluation, text = rerender(directory, exchange)
     if output is not None:
-        output.write_text(text)
+        output.write_text(redact(text))
     if fmt == "json":
         print_json(_summary(record, evaluation, directory))
     else:
@@ -318,7 +319,7 @@ def _weekly(url: str, exchange: str, days: float, output: Path | None, fmt: str)
     weekly = build_weekly(url, exchange, days, load_settings())
     text = render_markdown(weekly)
     if output is not None:
-        output.write_text(text)
+        output.write_text(redact(text))
     if fmt == "json":
         print_json(weekly.to_dict())
     elif fmt == "markdown":

@@ -24,10 +24,27 @@ TIMEOUT = typer.Option(None, "--timeout", min=1.0,
                        help="Seconds to wait for each service to become healthy (default: per service, 30-180).")
 
 
-def _stack():
+WITH = typer.Option("", "--with", metavar="SERVICES",
+                    help="Optional services to start too, comma-separated: s3 (versitygw), rest-catalog "
+                         "(Iceberg REST catalog on that S3). Once running, status and down include them.")
+
+
+def _stack(extras: tuple[str, ...] = ()) -> Any:
     from k2cli.stack.manager import Stack
 
-    return Stack.from_settings()
+    return Stack.from_settings(extras=extras)
+
+
+def _extras(value: str) -> tuple[str, ...]:
+    """The `--with` names, checked; rest-catalog brings s3 (its warehouse) along."""
+    from k2cli.stack.lake_services import OPTIONAL
+
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in OPTIONAL]
+    if unknown:
+        raise typer.BadParameter(f"unknown service {', '.join(unknown)} (choose from {', '.join(OPTIONAL)})",
+                                 param_hint="--with")
+    return tuple(dict.fromkeys(("s3", *names) if "rest-catalog" in names else names))
 
 
 def _progress(fmt: str) -> Callable[[str], None]:
@@ -67,7 +84,7 @@ def _console():
 
 
 @app.command()
-def up(fmt: Format = FORMAT, timeout: float = TIMEOUT) -> None:
+def up(fmt: Format = FORMAT, timeout: float = TIMEOUT, with_: str = WITH) -> None:
     """Start every service that is not running and wait until all are healthy.
 
     On first use it installs what is missing (downloads are cached), initialises the data directories,
@@ -75,7 +92,7 @@ def up(fmt: Format = FORMAT, timeout: float = TIMEOUT) -> None:
     import time
 
     began = time.monotonic()
-    states = _stack().up(progress=_progress(fmt), timeout=timeout)
+    states = _stack(_extras(with_)).up(progress=_progress(fmt), timeout=timeout)
     elapsed = time.monotonic() - began
     if fmt == "json":
         print_json({"healthy": all(s.healthy for s in states), "seconds": round(elapsed, 1),

@@ -219,8 +219,10 @@ def run(name: str, fmt: Format, output: str | None, retry_timeout: float, retry_
     if fmt is Format.rich:
         render_rich(report, console)
         if output:
+            from k2cli.redaction import redacting
+
             with open(output, "w", encoding="utf-8") as fh:
-                render_rich(report, _console(file=fh))
+                render_rich(report, _console(file=redacting(fh)))
     elif output:
         _write(output, _text(report, fmt))
         render_rich(report, console)

@@ -148,7 +148,7 @@ class ConsumeEngine:
         claim = claim_instance_id(self.options.group, self.settings.kafka_bootstrap_servers,
                                   self.options.instance_id or self.settings.consumer_instance_id)
         self.stats.instance_id = claim.instance_id
-        registry = RegistryClient(self.settings.schema_registry_url)
+        registry = RegistryClient.from_settings(self.settings)
         try:
             self._until_ready("Schema Registry unavailable", counted(registry.check, self.stats, self.metrics), False)
         except BaseException:
@@ -188,7 +188,7 @@ class ConsumeEngine:
         if self.options.workers:
             from k2cli.consume.workers import DecodePool
 
-            self._acc.pool = DecodePool(self.options.workers, self.settings.schema_registry_url)
+            self._acc.pool = DecodePool(self.options.workers, registry.access)
             self._acc.pool.warm_up()
         else:
             self._acc.decoder = ValueDecoder(registry)

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from k2cli.consume.batch import ChunkResult, decode_chunk, use_system_allocator
+from k2cli.kafka.registry_access import RegistryAccess
 
 _decoder: Any = None
 
@@ -28,7 +29,7 @@ def _watch_parent(parent: int) -> None:
             os._exit(0)
 
 
-def _init(registry_url: str, parent: int) -> None:
+def _init(registry: RegistryAccess, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="k2-parent-watch").start()
@@ -36,7 +37,7 @@ def _init(registry_url: str, parent: int) -> None:
     from k2cli.consume.decode import ValueDecoder
     from k2cli.kafka.registry import RegistryClient
 
-    _decoder = ValueDecoder(RegistryClient(registry_url))
+    _decoder = ValueDecoder(RegistryClient(registry))
     use_system_allocator()
     gc.collect()
     gc.freeze()
@@ -71,12 +72,12 @@ def unpack(payload: tuple[bytes, list[Any], int | None]) -> ChunkResult:
 class DecodePool:
     """A fixed set of decode worker processes."""
 
-    def __init__(self, workers: int, registry_url: str) -> None:
+    def __init__(self, workers: int, registry: RegistryAccess) -> None:
         import multiprocessing
 
         self.workers = workers
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init, initargs=(registry_url, os.getpid()))
+                                         initializer=_init, initargs=(registry, os.getpid()))
 
     def warm_up(self, timeout: float = 60.0) -> None:
         """Start every worker now rather than on the first batch."""

@@ -9,6 +9,8 @@ import re
 import time
 from collections.abc import Callable
 
+from k2cli.redaction import redact
+
 NAME = "k2.kafka.librdkafka"
 _VARYING = re.compile(r"\d+")  # times, counts and ids change between repeats of one condition
 _MAX_KEYS = 1000
@@ -20,7 +22,7 @@ def shape(text: str) -> str:
 
 
 class CollapseRepeats(logging.Filter):
-    """Pass the first line of each shape, then one per `every_s` naming how many were held back."""
+    """Pass the first line of each shape (secrets redacted), then one per `every_s` naming how many were held back."""
 
     def __init__(self, every_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
@@ -29,7 +31,7 @@ class CollapseRepeats(logging.Filter):
         self._seen: dict[str, list[float]] = {}  # shape -> [time shown, repeats held back since]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
+        text = redact(record.getMessage())
         key = shape(text)
         now = self._clock()
         seen = self._seen.get(key)
@@ -40,8 +42,8 @@ class CollapseRepeats(logging.Filter):
             self._seen.clear()
         held = int(seen[1]) if seen is not None else 0
         self._seen[key] = [now, 0]
-        if held:
-            record.msg, record.args = f"{text} (repeated {held} times in the last {self.every_s:.0f}s)", ()
+        record.msg, record.args = (f"{text} (repeated {held} times in the last {self.every_s:.0f}s)" if held
+                                   else text), ()
         return True
 
 

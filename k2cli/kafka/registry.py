@@ -3,17 +3,21 @@
 Every call classifies failures the same way: no answer or HTTP 5xx is RegistryUnavailable (a
 ServiceUnavailable: try again later); an answer that is not the registry API's own (a 404 without the
 registry's error_code: a wrong path in the URL) is RegistryMisconfigured (exit 2, the same line whatever the
-call); any other unexpected answer is RegistryError. All carry the HTTP status (0 when nothing answered)."""
+call); a refused credential (HTTP 401/403) or an untrusted certificate is RegistryRefused (exit 2, naming the setting
+to fix, never retried); any other unexpected answer is RegistryError. All but RegistryRefused carry the HTTP status (0
+when nothing answered). Credentials and the CA come from a RegistryAccess (k2cli/kafka/registry_access.py)."""
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from typing import Any, NoReturn
 
 import httpx
 
 from k2cli.errors import K2Error, ServiceUnavailable
+from k2cli.kafka.registry_access import CA_SETTING, RegistryAccess
 
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 SETTING = "K2_SCHEMA_REGISTRY_URL"
@@ -48,24 +52,81 @@ class RegistryUnavailable(ServiceUnavailable):
         self.status = status
 
 
+class RegistryRefused(K2Error):
+    """The registry refused k2's credential (HTTP 401/403) or presented a certificate k2 does not trust: an
+    operator's setting to fix, never retried."""
+
+    exit_code = 2
+
+
+def _tls_context(access: RegistryAccess) -> ssl.SSLContext | bool:
+    """What httpx verifies an https registry with: the CA bundle at K2_SCHEMA_REGISTRY_CA_LOCATION, else certifi."""
+    if not access.ca_location or not access.url.startswith("https:"):
+        return True
+    try:
+        return ssl.create_default_context(cafile=access.ca_location)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc.__class__.__name__
+        raise RegistryRefused(f"cannot read the Schema Registry CA bundle {access.ca_location!r}: {reason}",
+                              setting=CA_SETTING) from None
+
+
+def _untrusted(exc: BaseException) -> str | None:
+    """The certificate-verification failure behind an HTTP error, if that is what it is."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for link in chain:
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return link.verify_message or "certificate verify failed"
+    return "certificate verify failed" if any("CERTIFICATE_VERIFY_FAILED" in str(link) for link in chain) else None
+
+
 class RegistryClient:
     """Register schemas and fetch them by id, caching what it has seen (ids are immutable); list, inspect and
-    delete subjects."""
+    delete subjects. Takes a RegistryAccess (a bare URL may carry user-info)."""
 
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
-        self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout,
-                                  headers={"Content-Type": _CONTENT_TYPE, "Accept": _CONTENT_TYPE})
+    def __init__(self, access: RegistryAccess | str, timeout: float = 5.0) -> None:
+        self.access = access if isinstance(access, RegistryAccess) else RegistryAccess.of(access)
+        self.url = self.access.url
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=_tls_context(self.access),
+                                  headers={"Content-Type": _CONTENT_TYPE, "Accept": _CONTENT_TYPE,
+                                           **self.access.headers()})
         self._by_id: dict[int, dict[str, Any]] = {}
         self._registered: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, settings: Any, timeout: float = 5.0) -> RegistryClient:
+        """A client for the registry the K2_SCHEMA_REGISTRY_* settings name, with their credentials and CA."""
+        return cls(RegistryAccess.from_settings(settings), timeout)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return self._http.request(method, path, **kwargs)
+            resp = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            reason = _untrusted(exc)
+            if reason is not None:
+                raise RegistryRefused(f"Schema Registry at {self.url} presented a certificate k2 does not trust "
+                                      f"({reason}); set {CA_SETTING} to its CA bundle", setting=CA_SETTING) from None
             raise RegistryUnavailable(f"Schema Registry unreachable at {self.url}: {exc.__class__.__name__}",
                                       status=0) from None
+        if resp.status_code in (401, 403):
+            self._refused(resp.status_code)
+        return resp
+
+    def _refused(self, status: int) -> NoReturn:
+        """Raise RegistryRefused for HTTP 401/403, naming the credential setting to fix."""
+        access = self.access
+        if access.credential == "none":
+            raise RegistryRefused(f"Schema Registry at {self.url} requires credentials (HTTP {status}): set "
+                                  "K2_SCHEMA_REGISTRY_BASIC_AUTH or K2_SCHEMA_REGISTRY_BEARER_TOKEN",
+                                  setting=access.credential_setting)
+        what = "bearer token" if access.credential == "bearer" else "user name or password"
+        raise RegistryRefused(f"Schema Registry at {self.url} refused k2's {what} (HTTP {status}): check "
+                              f"{access.credential_setting}", setting=access.credential_setting)
 
     def check(self) -> None:
         """Fail at once unless the URL leads to a Schema Registry API (GET /config answers as one)."""

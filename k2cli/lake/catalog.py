@@ -1,4 +1,4 @@
-"""The Iceberg catalog (SQL: SQLite embedded, PostgreSQL for production) and the trades table."""
+"""The Iceberg catalog (SQL: SQLite embedded or PostgreSQL; or an Iceberg REST catalog) and the trades table."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from k2cli.errors import ServiceUnavailable, first_line
+from k2cli.redaction import redact
 from k2cli.settings import Settings, ensure_writable_dir
 
 # Keep metadata small so commit latency stays flat (pyiceberg rewrites the whole metadata per commit).
@@ -29,28 +30,69 @@ def split_identifier(name: str) -> tuple[str, str]:
     return namespace, table
 
 
-def open_catalog(settings: Settings) -> Any:  # -> pyiceberg.catalog.sql.SqlCatalog
-    """Open the SQL catalog named by the settings, creating local directories it needs."""
-    from pyiceberg.catalog.sql import SqlCatalog
+def is_rest(uri: str) -> bool:
+    """Whether the catalog URI names an Iceberg REST catalog."""
+    return uri.startswith(("http://", "https://"))
 
+
+def storage_properties(settings: Settings) -> dict[str, str]:
+    """pyiceberg FileIO properties for an S3-compatible object store (empty when no endpoint is set)."""
+    if not settings.s3_endpoint:
+        return {}
+    return {"s3.endpoint": settings.s3_endpoint, "s3.access-key-id": settings.s3_access_key,
+            "s3.secret-access-key": settings.s3_secret_key, "s3.region": settings.s3_region,
+            "s3.path-style-access": "true" if settings.s3_path_style else "false"}
+
+
+def catalog_properties(settings: Settings) -> dict[str, str]:
+    """The properties pyiceberg's catalog is opened with (REST: credential, token, scope as pyiceberg names them)."""
+    props = {"uri": settings.catalog_uri, **storage_properties(settings)}
+    if not is_rest(settings.catalog_uri):
+        props["warehouse"] = settings.warehouse
+        return props
+    if settings.iceberg_warehouse:
+        props["warehouse"] = settings.iceberg_warehouse
+    optional = {"credential": settings.iceberg_catalog_credential, "token": settings.iceberg_catalog_token,
+                "scope": settings.iceberg_catalog_scope}
+    props.update({k: v for k, v in optional.items() if v})
+    return props
+
+
+def _rest_catalog_class() -> type:
+    """pyiceberg's RestCatalog, minus the client-side deletion of superseded metadata files.
+
+    The REST server writes each metadata file and deletes the ones `write.metadata.previous-versions-max` lets go;
+    the client deleting them too only races the server and logs "Failed to delete metadata file" on every commit.
+    """
+    from pyiceberg.catalog.rest import RestCatalog
+
+    class ServerOwnedMetadataRestCatalog(RestCatalog):
+        @staticmethod
+        def _delete_old_metadata(io: Any, base: Any, metadata: Any) -> None:
+            return None
+
+    return ServerOwnedMetadataRestCatalog
+
+
+def open_catalog(settings: Settings) -> Any:  # -> pyiceberg.catalog.Catalog (SqlCatalog or RestCatalog)
+    """Open the catalog named by the settings (SQL or REST), creating local directories it needs."""
     uri = settings.catalog_uri
     if uri.startswith("sqlite:"):
         db_path = Path(uri.split("sqlite:///", 1)[-1])
         ensure_writable_dir(db_path.parent, "K2_ICEBERG_CATALOG_URI" if settings.iceberg_catalog_uri
                             else "K2_DATA_DIR")
     warehouse = settings.warehouse
-    if warehouse.startswith("file://"):
+    if warehouse.startswith("file://") and not is_rest(uri):
         ensure_writable_dir(Path(urlparse(warehouse).path), "K2_ICEBERG_WAREHOUSE" if settings.iceberg_warehouse
                             else "K2_DATA_DIR")
-    props = {"uri": uri, "warehouse": warehouse}
-    if settings.s3_endpoint:
-        props.update({"s3.endpoint": settings.s3_endpoint, "s3.access-key-id": settings.s3_access_key,
-                      "s3.secret-access-key": settings.s3_secret_key, "s3.region": settings.s3_region,
-                      "s3.path-style-access": "true"})
     try:
-        return SqlCatalog("k2", **props)
-    except Exception as exc:  # sqlalchemy raises OperationalError and friends for unreachable databases
-        raise ServiceUnavailable(f"Iceberg catalog at {redacted(uri)} is unreachable: {first_line(exc)}",
+        if is_rest(uri):
+            return _rest_catalog_class()("k2", **catalog_properties(settings))
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        return SqlCatalog("k2", **catalog_properties(settings))
+    except Exception as exc:  # sqlalchemy/requests raise their own errors for unreachable services
+        raise ServiceUnavailable(f"Iceberg catalog at {redact(uri)} is unreachable: {first_line(exc)}",
                                  setting="K2_ICEBERG_CATALOG_URI") from None
 
 
@@ -84,11 +126,3 @@ def ensure_trades_table(catalog: Any, name: str) -> Any:  # -> pyiceberg.table.T
                                     properties=TABLE_PROPERTIES)
     except TableAlreadyExistsError:  # another process won the race
         return catalog.load_table(name)
-
-
-def redacted(uri: str) -> str:
-    """The URI with its password, if any, shown as ***."""
-    parsed = urlparse(uri)
-    if parsed.password:
-        return uri.replace(f":{parsed.password}@", ":***@")
-    return uri

@@ -1,5 +1,6 @@
 """Read the trades table: pyiceberg plans the data files (partition and column-stat pruning), DuckDB reads them.
 
+Object-store data files (an `s3://` warehouse) are read through local copies (k2cli/lake/objectcache.py).
 DuckDB never sees more than the files the filters allow, and it runs locked down: no extension loading,
 no file access beyond the planned Parquet files (`enable_external_access=false` + `allowed_paths`), and
 the configuration locked, so even a query that slipped past the read-only check cannot write anything.
@@ -8,15 +9,17 @@ Every value an operator gives is a bound parameter or checked against a fixed se
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from k2cli.errors import K2Error, first_line
+from k2cli.errors import K2Error, ServiceUnavailable, first_line
 from k2cli.lake.plan import BadQuery, DataFile, ScanPlan, SnapshotInfo, TradeFilter
 from k2cli.settings import Settings
 from k2cli.timespec import iso, to_micros
@@ -107,8 +110,9 @@ class PyIcebergSource:
 
     planner = "pyiceberg"
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, cache_dir: Path | None = None) -> None:
         self.table = table
+        self.cache_dir = cache_dir  # where object-store data files are copied for DuckDB; None: local files only
         self._ts_field_id = table.schema().find_field("timestamp").field_id
 
     def name(self) -> str:
@@ -137,7 +141,8 @@ class PyIcebergSource:
         snapshot = self.table.current_snapshot()
         if snapshot is None:
             return ScanPlan(None, [], 0, (time.perf_counter() - started) * 1000, self.planner)
-        files = []
+        files: list[DataFile] = []
+        remote: list[int] = []
         for task in self.table.scan(row_filter=flt.iceberg_expression()).plan_files():
             if task.delete_files:
                 raise K2Error(f"table {self.name()} has delete files; k2 query reads append-only tables "
@@ -146,16 +151,34 @@ class PyIcebergSource:
             try:
                 path = local_path(data_file.file_path)
             except Exception:
-                raise K2Error(f"data file {data_file.file_path} is not on the local filesystem; k2 query reads "
-                              "a local warehouse only", setting="K2_ICEBERG_WAREHOUSE") from None
+                if self.cache_dir is None:
+                    raise K2Error(f"data file {data_file.file_path} is not on the local filesystem",
+                                  setting="K2_ICEBERG_WAREHOUSE") from None
+                path = data_file.file_path
+                remote.append(len(files))
             files.append(DataFile(
                 path=path, record_count=data_file.record_count, size_bytes=data_file.file_size_in_bytes,
                 lower_ts=_decode_ts((data_file.lower_bounds or {}).get(self._ts_field_id)),
                 upper_ts=_decode_ts((data_file.upper_bounds or {}).get(self._ts_field_id)),
             ))
+        if remote and self.cache_dir is not None:
+            self._localise(files, remote, self.cache_dir)
         total = int(snapshot.summary.get("total-data-files") or 0) if snapshot.summary else 0
         return ScanPlan(snapshot.snapshot_id, files, max(total, len(files)), (time.perf_counter() - started) * 1000,
                         self.planner)
+
+
+    def _localise(self, files: list[DataFile], remote: list[int], cache_dir: Path) -> None:
+        """Point the object-store files of a plan at local copies (downloaded through the table's FileIO)."""
+        from k2cli.lake.objectcache import local_copies
+
+        try:
+            paths = local_copies(self.table.io, [files[i].path for i in remote], cache_dir)
+        except OSError as exc:
+            raise ServiceUnavailable(f"reading the table's data files from object storage: {first_line(exc)}",
+                                     setting="K2_S3_ENDPOINT") from None
+        for i, path in zip(remote, paths, strict=True):
+            files[i] = dataclasses.replace(files[i], path=path)
 
 
 class TradesLake:
@@ -211,7 +234,8 @@ class TradesLake:
             except (metadata.Unsupported, OSError, ValueError, KeyError) as exc:
                 if planner == "metadata":
                     raise K2Error(f"the metadata reader cannot read {name}: {exc}") from None
-        return cls(PyIcebergSource(load_pyiceberg_table(settings, name, missing)))
+        return cls(PyIcebergSource(load_pyiceberg_table(settings, name, missing),
+                                   cache_dir=settings.resolved_data_dir / "object-cache"))
 
     # ------------------------------------------------------------ planning
 

@@ -122,6 +122,10 @@ def _transient(exc: BaseException) -> bool:
     """Whether a write failure is worth retrying (services and storage) rather than a bug."""
     if isinstance(exc, OSError | TimeoutError | ServiceUnavailable | ConnectionError):
         return True
+    from pyiceberg.exceptions import ServerError, ServiceUnavailableError
+
+    if isinstance(exc, ServerError | ServiceUnavailableError):  # a REST catalog's 5xx answers
+        return True
     try:
         from sqlalchemy.exc import DBAPIError
         from sqlalchemy.exc import TimeoutError as PoolTimeout

@@ -395,7 +395,7 @@ def _registry_encoder(settings: Any) -> Callable[[str, dict], bytes]:
         from k2cli.trade import avro_schema
 
         if topic not in serializers:
-            serializers[topic] = AvroSerializer(RegistryClient(settings.schema_registry_url), f"{topic}-value",
+            serializers[topic] = AvroSerializer(RegistryClient.from_settings(settings), f"{topic}-value",
                                                 avro_schema())
         return serializers[topic].serialize(record)
 

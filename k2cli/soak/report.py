@@ -6,6 +6,7 @@ import datetime as _dt
 import statistics
 from pathlib import Path
 
+from k2cli.redaction import redact
 from k2cli.soak import chart
 from k2cli.soak.criteria import Evaluation, describe_exit, evaluate
 from k2cli.soak.profile import (
@@ -152,13 +153,14 @@ def _files(record: RunRecord) -> list[str]:
 
 
 def write_outputs(directory: Path, record: RunRecord, samples: list[Sample]) -> tuple[Evaluation, str]:
-    """Judge a run and write its report, chart page and SVG; returns the evaluation and the report text."""
+    """Judge a run and write its report, chart page and SVG (secrets redacted); returns the evaluation and the
+    report text."""
     ev = evaluate(record, samples)
-    text = render_text(record, samples, ev)
+    text = redact(render_text(record, samples, ev))
     directory = Path(directory)
     path_for(directory, record.exchange, REPORT_SUFFIX).write_text(text)
-    path_for(directory, record.exchange, SVG_SUFFIX).write_text(chart.render_svg(record, samples, ev))
-    path_for(directory, record.exchange, CHART_SUFFIX).write_text(chart.render_html(record, samples, ev, text))
+    path_for(directory, record.exchange, SVG_SUFFIX).write_text(redact(chart.render_svg(record, samples, ev)))
+    path_for(directory, record.exchange, CHART_SUFFIX).write_text(redact(chart.render_html(record, samples, ev, text)))
     return ev, text
 
 

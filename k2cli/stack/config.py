@@ -32,6 +32,12 @@ class StackConfig:
     topics: tuple[str, ...] = field(default_factory=lambda: tuple(d.default_topic for d in registry.all()))
     topic_partitions: int = 6
     registry_port: int = 8081
+    # the registry's second port: TLS (the stack CA) and basic auth registry_user:registry_password, or the bearer
+    # token registry_token (K2_STACK_REGISTRY_TLS_PORT, _PASSWORD, _TOKEN)
+    registry_tls_port: int = 18443
+    registry_user: str = "k2"
+    registry_password: str = "k2-registry"
+    registry_token: str = "k2-registry-token"
     apicurio_port: int = 18081
     apicurio_management_port: int = 18082
     apicurio_heap: str = "384m"
@@ -75,6 +81,16 @@ def _local_port(value: str, setting: str, default_port: int) -> int:
     return parsed.port or default_port
 
 
+def _registry_ports(url: str) -> tuple[int, int]:
+    """The registry's plain and TLS ports: an https K2_SCHEMA_REGISTRY_URL names the TLS one (plain stays 8081)."""
+    from k2cli.kafka.registry_access import without_userinfo
+
+    url = without_userinfo(url)
+    if urlparse(url).scheme == "https":
+        return 8081, _local_port(url, "K2_SCHEMA_REGISTRY_URL", 443)
+    return _local_port(url, "K2_SCHEMA_REGISTRY_URL", 80), _int_env("K2_STACK_REGISTRY_TLS_PORT", 18443)
+
+
 def _read(settings: Any, name: str, default: Any) -> Any:
     return getattr(settings, name, default) if settings is not None else default
 
@@ -92,6 +108,7 @@ def load_stack_config(settings: Any = None) -> StackConfig:
         raise StackConfigError(f"K2_POSTGRES_URI points at {pg.hostname!r}; `k2 stack` runs services on localhost "
                                "only", setting="K2_POSTGRES_URI")
     topics = tuple(t for t in (_read(settings, f"{d.name}_topic", d.default_topic) for d in registry.all()) if t)
+    registry_ports = _registry_ports(str(_read(settings, "schema_registry_url", "http://localhost:8081")))
     cfg = StackConfig(
         home=home,
         kafka_port=_local_port(bootstrap, "K2_KAFKA_BOOTSTRAP_SERVERS", 9092),
@@ -99,8 +116,10 @@ def load_stack_config(settings: Any = None) -> StackConfig:
         kafka_heap=os.environ.get("K2_STACK_KAFKA_HEAP", "512m"),
         topics=topics,
         topic_partitions=_int_env("K2_STACK_TOPIC_PARTITIONS", 6),
-        registry_port=_local_port(str(_read(settings, "schema_registry_url", "http://localhost:8081")),
-                                  "K2_SCHEMA_REGISTRY_URL", 80),
+        registry_port=registry_ports[0],
+        registry_tls_port=registry_ports[1],
+        registry_password=os.environ.get("K2_STACK_REGISTRY_PASSWORD") or "k2-registry",
+        registry_token=os.environ.get("K2_STACK_REGISTRY_TOKEN") or "k2-registry-token",
         apicurio_port=_int_env("K2_STACK_APICURIO_PORT", 18081),
         apicurio_management_port=_int_env("K2_STACK_APICURIO_MANAGEMENT_PORT", 18082),
         apicurio_heap=os.environ.get("K2_STACK_APICURIO_HEAP", "384m"),
@@ -135,6 +154,7 @@ def _check_distinct(cfg: StackConfig) -> None:
         "kafka": cfg.kafka_port,
         "kafka controller (K2_STACK_KAFKA_CONTROLLER_PORT)": cfg.kafka_controller_port,
         "schema-registry": cfg.registry_port,
+        "schema-registry TLS (K2_STACK_REGISTRY_TLS_PORT)": cfg.registry_tls_port,
         "apicurio (K2_STACK_APICURIO_PORT)": cfg.apicurio_port,
         "apicurio management (K2_STACK_APICURIO_MANAGEMENT_PORT)": cfg.apicurio_management_port,
         "postgres": cfg.postgres_port,

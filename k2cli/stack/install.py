@@ -4,6 +4,7 @@
 - Apicurio Registry (Confluent-compatible API): its distribution tar.gz from Maven Central.
 - PostgreSQL, Prometheus, nginx (and Maven if missing): Debian packages, installed only when missing.
 - Toxiproxy (the fault suite's network faults): built from the Go module proxy (k2cli/stack/toxiproxy.py).
+- versitygw and the Iceberg REST catalog server (`--with s3,rest-catalog`): k2cli/stack/lake_install.py.
 - Spark for reading the lake (pyspark from PyPI in a venv of its own, the Iceberg runtime jar from Maven
   Central): k2cli/stack/spark.py.
 
@@ -338,6 +339,10 @@ def install_all(paths: StackPaths, progress: Progress = _quiet) -> dict[str, str
     libs = ensure_kafka(paths, progress)
     apicurio = ensure_apicurio(paths, progress)
     toxiproxy = ensure_toxiproxy(paths, progress)
+    from k2cli.stack import lake_install  # the optional scale-out services: installed too, so CI has them
+
+    versitygw = lake_install.ensure_versitygw(paths, progress)
+    rest_libs = lake_install.ensure_rest_catalog(paths, progress)
     spark = ensure_spark_reader(paths, progress)
     kafka_java = find_java(KAFKA_JAVA)
     return {
@@ -349,6 +354,8 @@ def install_all(paths: StackPaths, progress: Progress = _quiet) -> dict[str, str
         "prometheus": str((find_prometheus() or ("missing",))[0]),
         "nginx": str(find_nginx()),
         "toxiproxy": f"{TOXIPROXY_VERSION} ({toxiproxy})",
+        "versitygw": f"{lake_install.VERSITYGW_VERSION} ({versitygw})",
+        "iceberg-rest-catalog": f"{lake_install.ICEBERG_REST_VERSION} ({rest_libs})",
         "spark": spark,
     }
 

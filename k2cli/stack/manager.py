@@ -50,9 +50,11 @@ class Stack:
         self.services = services if services is not None else all_services(cfg, paths)
 
     @classmethod
-    def from_settings(cls, settings: Any = None) -> Stack:
+    def from_settings(cls, settings: Any = None, extras: tuple[str, ...] = ()) -> Stack:
+        """The stack of the settings' K2_HOME; `extras`: optional services to include (`up --with`)."""
         cfg = load_stack_config(settings)
-        return cls(cfg, StackPaths.for_home(cfg.home))
+        paths = StackPaths.for_home(cfg.home)
+        return cls(cfg, paths, all_services(cfg, paths, extras))
 
     def service(self, name: str) -> Service:
         for svc in self.services:

@@ -485,17 +485,19 @@ class Apicurio(Service):
 
 class RegistryFront(Service):
     """The Schema Registry endpoint clients use: nginx maps the Confluent REST API at the root of
-    K2_SCHEMA_REGISTRY_URL onto Apicurio's /apis/ccompat/v7."""
+    K2_SCHEMA_REGISTRY_URL onto Apicurio's /apis/ccompat/v7, and serves it again over TLS with basic auth (or the
+    stack's bearer token) on the registry TLS port."""
 
     name = "schema-registry"
     start_timeout = 30.0
     stop_signal = signal.SIGQUIT  # graceful: finish in-flight requests
 
     def ports(self) -> list[int]:
-        return [self.cfg.registry_port]
+        return [self.cfg.registry_port, self.cfg.registry_tls_port]
 
     def listen(self) -> str:
-        return f"http://localhost:{self.cfg.registry_port}"
+        return (f"http://localhost:{self.cfg.registry_port}, https://localhost:{self.cfg.registry_tls_port} "
+                f"(basic auth, user {self.cfg.registry_user})")
 
     def _nginx(self) -> Path:
         return install.required(install.find_nginx(), "nginx", "nginx")
@@ -503,23 +505,54 @@ class RegistryFront(Service):
     def install(self, progress: Progress = _quiet) -> None:
         install.apt_ensure(install.find_nginx, "nginx", progress)
 
-    def prepare(self, progress: Progress = _quiet) -> None:
+    def _write_config(self) -> bool:
+        """Render nginx.conf (it holds the credentials: owner-only) and have nginx check it; True when it changed."""
+        import re
+
+        from k2cli.stack.certs import ensure_certs
+
+        certs = ensure_certs(self.paths)  # nginx's master process reads the key before dropping privileges
         run_dir = self.dir / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
-        values = {"registry_port": self.cfg.registry_port, "apicurio_port": self.cfg.apicurio_port,
-                  "run_dir": run_dir, "log_file": self.log_file}
+        c = self.cfg
+        basic = base64.b64encode(f"{c.registry_user}:{c.registry_password}".encode()).decode("ascii")
+        values = {"registry_port": c.registry_port, "apicurio_port": c.apicurio_port, "run_dir": run_dir,
+                  "log_file": self.log_file, "registry_tls_port": c.registry_tls_port, "tls_cert": certs.cert,
+                  "tls_key": certs.key, "registry_basic_pattern": re.escape(basic),
+                  "registry_token_pattern": re.escape(c.registry_token)}
         conf = self.dir / "nginx.conf"
-        write_if_changed(conf, render_file(packaged("nginx", "registry.conf"), values))
+        changed = write_if_changed(conf, render_file(packaged("nginx", "registry.conf"), values), mode=0o600)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         check = subprocess.run([str(self._nginx()), "-t", "-q", "-p", str(self.dir), "-c", str(conf),
                                 "-e", str(self.log_file)], capture_output=True, text=True)
         if check.returncode != 0:
             raise StackError(f"schema-registry: nginx rejected {conf}: {check.stderr.strip()}")
+        return changed
+
+    def prepare(self, progress: Progress = _quiet) -> None:
+        self._write_config()
+
+    def refresh(self, progress: Progress = _quiet) -> None:
+        pid = self.pid()
+        if self._write_config() and pid is not None:
+            progress("schema-registry configuration changed: reloading nginx")
+            os.kill(pid, signal.SIGHUP)
 
     def command(self) -> list[str]:
         return [str(self._nginx()), "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"), "-e", str(self.log_file)]
 
+    def ready(self) -> Health:
+        return self._plain_health()
+
     def health(self) -> Health:
+        plain = self._plain_health()
+        if not plain.ok:
+            return plain
+        tls = self._tls_health()
+        return Health(tls is None, plain.detail + (f"; TLS port {self.cfg.registry_tls_port}: {tls}" if tls else
+                                                   f"; TLS + basic auth on {self.cfg.registry_tls_port}"))
+
+    def _plain_health(self) -> Health:
         base = f"http://127.0.0.1:{self.cfg.registry_port}"
         status, subjects = http_json("GET", f"{base}/subjects", timeout=5)
         if status != 200 or not isinstance(subjects, list):
@@ -529,6 +562,26 @@ class RegistryFront(Service):
         shown = f"{len(subjects)}+" if len(subjects) >= 1000 else str(len(subjects))  # the API's first page
         return Health(True, f"Confluent REST API (Apicurio ccompat v7), {shown} subjects, "
                             f"compatibility {level}")
+
+    def _tls_health(self) -> str | None:
+        """Why the TLS port does not serve the API to the stack's user (None when it does)."""
+        from k2cli.errors import K2Error
+        from k2cli.kafka.registry import RegistryClient
+        from k2cli.kafka.registry_access import RegistryAccess
+        from k2cli.stack.certs import stack_certs
+
+        c = self.cfg
+        access = RegistryAccess.of(f"https://localhost:{c.registry_tls_port}", f"{c.registry_user}:"
+                                   f"{c.registry_password}", ca_location=str(stack_certs(self.paths).ca))
+        try:
+            client = RegistryClient(access, timeout=5)
+            try:
+                client.check()
+            finally:
+                client.close()
+        except K2Error as exc:
+            return str(exc).split(" (setting ")[0]
+        return None
 
 
 # ------------------------------------------------------------------------------------------ Prometheus
@@ -623,8 +676,16 @@ class Prometheus(Service):
 ORDER: tuple[type[Service], ...] = (Postgres, Kafka, Apicurio, RegistryFront, Prometheus)
 
 
-def all_services(cfg: StackConfig, paths: StackPaths) -> list[Service]:
-    return [cls(cfg, paths) for cls in ORDER]
+def all_services(cfg: StackConfig, paths: StackPaths, extras: tuple[str, ...] = ()) -> list[Service]:
+    """The default services, then the optional ones named in `extras` or already running (k2cli/stack/lake_services)."""
+    from k2cli.stack.lake_services import optional_services
+
+    chosen = [cls(cfg, paths) for cls in ORDER]
+    for name, cls in optional_services().items():
+        svc = cls(cfg, paths)
+        if name in extras or svc.pid() is not None:
+            chosen.append(svc)
+    return chosen
 
 
 def remove_service_data(service: Service) -> None:

@@ -82,7 +82,7 @@ def last_positions(settings: Settings, topic: str, exchange_code: str, symbols: 
     from k2cli.kafka.serde import AvroDeserializer
 
     deadline = time.monotonic() + timeout
-    decoder = AvroDeserializer(RegistryClient(settings.schema_registry_url))
+    decoder = AvroDeserializer(RegistryClient.from_settings(settings))
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "k2-stream-resume",
                          "enable.auto.commit": False, "enable.partition.eof": True})
     found: Positions = {}

@@ -63,7 +63,7 @@ def open_row_sink(settings: Settings, topic: str, on_failure: DeliveryFailed, on
     from k2cli.kafka.v2encode import make_row_encoder
     from k2cli.stream.kafka_sink import KafkaSink
 
-    cache = SerializerCache(RegistryClient(settings.schema_registry_url), settings.serializer_cache_max_size,
+    cache = SerializerCache(RegistryClient.from_settings(settings), settings.serializer_cache_max_size,
                             on_change=on_cache_change)
     serializer = cache.get(f"{topic}-value")
     header = frame(serializer.schema_id, b"")  # registers the schema

@@ -88,7 +88,7 @@ class StreamRunner(SessionEvents):
         s, opts = self.settings, self.opts
         ensure_writable_dir(s.dlq_path, "K2_DLQ_DIR")
         self.dead_letters.open(s.dlq_path)
-        cache = SerializerCache(RegistryClient(s.schema_registry_url), s.serializer_cache_max_size,
+        cache = SerializerCache(RegistryClient.from_settings(s), s.serializer_cache_max_size,
                                 on_change=self.metrics.serializer_cache_changed)
         serializer = cache.get(f"{opts.topic}-value")
         header = frame(serializer.schema_id, b"")  # registers the schema: fails fast if the registry is down

@@ -200,7 +200,8 @@ def load_table(env: dict[str, str], table: str = "market_data.trades_v2") -> Any
     from k2cli.settings import Settings
 
     s = Settings(data_dir=Path(env["K2_DATA_DIR"]), iceberg_catalog_uri=env.get("K2_ICEBERG_CATALOG_URI", ""),
-                 iceberg_warehouse=env.get("K2_ICEBERG_WAREHOUSE", ""))
+                 iceberg_warehouse=env.get("K2_ICEBERG_WAREHOUSE", ""), s3_endpoint=env.get("K2_S3_ENDPOINT", ""),
+                 s3_access_key=env.get("K2_S3_ACCESS_KEY", ""), s3_secret_key=env.get("K2_S3_SECRET_KEY", ""))
     return open_catalog(s).load_table(table)
 
 

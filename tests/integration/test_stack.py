@@ -221,7 +221,8 @@ def _isolated_env(home: Path) -> tuple[dict[str, str], dict[str, int]]:
     from k2cli.settings import load_settings
 
     shared_cache = os.environ.get("K2_CACHE_DIR") or str(load_settings().home / "cache")
-    names = ("kafka", "controller", "apicurio", "apicurio_management", "registry", "postgres", "prometheus")
+    names = ("kafka", "controller", "apicurio", "apicurio_management", "registry", "postgres", "prometheus",
+             "registry_tls")
     ports = dict(zip(names, _free_ports(len(names)), strict=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
     env.update({
@@ -232,6 +233,7 @@ def _isolated_env(home: Path) -> tuple[dict[str, str], dict[str, int]]:
         "K2_STACK_APICURIO_PORT": str(ports["apicurio"]),
         "K2_STACK_APICURIO_MANAGEMENT_PORT": str(ports["apicurio_management"]),
         "K2_SCHEMA_REGISTRY_URL": f"http://localhost:{ports['registry']}",
+        "K2_STACK_REGISTRY_TLS_PORT": str(ports["registry_tls"]),
         "K2_POSTGRES_URI": f"postgresql+psycopg2://k2:k2@localhost:{ports['postgres']}/k2_catalog",
         "K2_PROMETHEUS_URL": f"http://localhost:{ports['prometheus']}",
         "K2_STACK_KAFKA_HEAP": "384m",

@@ -18,6 +18,7 @@ NOW = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
 class _Settings:
     kafka_bootstrap_servers = "unused:9092"
     schema_registry_url = "http://unused:8081"
+    schema_registry_basic_auth = schema_registry_bearer_token = schema_registry_ca_location = ""
 
     def exchange_topic(self, exchange: str) -> str:
         return f"market.crypto.trades.{exchange}"

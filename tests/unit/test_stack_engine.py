@@ -68,6 +68,8 @@ def test_shipped_templates_render_with_the_values_services_give():
     values = {"kafka_version": "4.4.0", "kafka_port": 9092, "controller_port": 19093, "data_dir": "/d",
               "topic_partitions": 6, "log_file": "/l/kafka.log", "registry_port": 8081, "apicurio_port": 18081,
               "run_dir": "/r", "proxied_listeners": "", "proxied_advertised": "", "proxied_protocols": ""}
+    values |= {"registry_tls_port": 18443, "tls_cert": "/t/server.pem", "tls_key": "/t/server.key",
+               "registry_basic_pattern": "azI6cHc=", "registry_token_pattern": "tok"}
     for parts in (("kafka", "server.properties"), ("kafka", "log4j2.xml"), ("nginx", "registry.conf")):
         text = render_file(packaged(*parts), values)
         assert "{{" not in text

@@ -86,7 +86,7 @@ def _latest(ctx: Context, subject: str) -> dict[str, Any] | int | None:
     """The latest version of a subject, None when it is not registered, or the HTTP status of an error answer."""
     from k2cli.kafka.registry import RegistryClient, RegistryError, RegistryUnavailable
 
-    client = RegistryClient(ctx.settings.schema_registry_url)
+    client = RegistryClient.from_settings(ctx.settings)
     try:
         return client.latest(subject)
     except (RegistryError, RegistryUnavailable) as exc:
@@ -99,7 +99,7 @@ def measure_registry(ctx: Context) -> Result:
     """List subjects through the Confluent REST API."""
     from k2cli.kafka.registry import RegistryClient, RegistryError, RegistryUnavailable
 
-    client = RegistryClient(ctx.settings.schema_registry_url)
+    client = RegistryClient.from_settings(ctx.settings)
     try:
         started = time.monotonic()
         subjects = client.subjects()
@@ -112,7 +112,7 @@ def measure_registry(ctx: Context) -> Result:
         client.close()
     return ctx.check("service_latency_max_ms", elapsed,
                      f"registry answered in {elapsed} ms with {len(subjects)} subjects",
-                     evidence=[f"url: {ctx.settings.schema_registry_url}", f"global compatibility: {level}"])
+                     evidence=[f"url: {client.url}", f"global compatibility: {level}"])
 
 
 def registry_step(step_id: str) -> Step:
@@ -172,7 +172,7 @@ def open_catalog(ctx: Context) -> Any:
 
 def measure_catalog(ctx: Context) -> Result:
     """Open the SQL catalog and list namespaces."""
-    from k2cli.lake.catalog import redacted
+    from k2cli.redaction import redact
 
     ctx.state.pop("catalog", None)
     opened = time.monotonic()
@@ -183,7 +183,7 @@ def measure_catalog(ctx: Context) -> Result:
     elapsed = ms_since(started)
     return ctx.check("service_latency_max_ms", elapsed,
                      f"catalog answered in {elapsed} ms with {len(namespaces)} namespace(s)",
-                     evidence=[f"uri: {redacted(ctx.settings.catalog_uri)}", f"warehouse: {ctx.settings.warehouse}",
+                     evidence=[f"uri: {redact(ctx.settings.catalog_uri)}", f"warehouse: {ctx.settings.warehouse}",
                                f"namespaces: {', '.join(namespaces) or '(none)'}",
                                f"opening the catalog (imports, schema set-up) took {open_ms} ms"])
 
@@ -247,13 +247,13 @@ def measure_writable(ctx: Context) -> Result:
     """Write, read back and delete a probe file in the warehouse; prove the data and DLQ directories writable."""
     from pyiceberg.io import load_file_io
 
+    from k2cli.lake.catalog import storage_properties
     from k2cli.settings import ensure_writable_dir
 
     s = ctx.settings
     evidence, problems = [], []
     location = s.warehouse.rstrip("/")
-    props = {"s3.endpoint": s.s3_endpoint, "s3.access-key-id": s.s3_access_key,
-             "s3.secret-access-key": s.s3_secret_key, "s3.region": s.s3_region} if s.s3_endpoint else {}
+    props = storage_properties(s)
     probe = f"{location}/.k2-validate-probe-{uuid.uuid4().hex[:8]}"
     try:
         io = load_file_io(props, location)

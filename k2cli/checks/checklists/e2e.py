@@ -277,7 +277,7 @@ def consumed_records(ctx: Context) -> list[tuple[Any, dict[str, Any] | None]]:
         from k2cli.kafka.registry import RegistryClient
         from k2cli.kafka.serde import AvroDeserializer, DecodeError
 
-        registry = RegistryClient(ctx.settings.schema_registry_url)
+        registry = RegistryClient.from_settings(ctx.settings)
         decoder = AvroDeserializer(registry)
         out: list[tuple[Any, dict[str, Any] | None]] = []
         try:

@@ -464,7 +464,7 @@ def measure_cache_eviction(ctx: Context) -> Result:
 
     count = int(ctx.threshold("cache_test_subjects"))
     size = int(ctx.threshold("config_cache_max_size"))
-    registry = RegistryClient(ctx.settings.schema_registry_url)
+    registry = RegistryClient.from_settings(ctx.settings)
     record = _sample_record()
     try:
         cache = SerializerCache(registry, max_size=size)
@@ -493,7 +493,7 @@ def measure_cache_memory(ctx: Context) -> Result:
     size = int(ctx.threshold("config_cache_max_size"))
     subjects = _cache_subjects(ctx, count)
     record = _sample_record()
-    registry = RegistryClient(ctx.settings.schema_registry_url)
+    registry = RegistryClient.from_settings(ctx.settings)
     tracemalloc.start()
     try:
         cache = SerializerCache(registry, max_size=size)

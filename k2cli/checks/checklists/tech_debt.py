@@ -108,7 +108,7 @@ def measure_serialization(ctx: Context) -> Result:
     marks = pipeline.kafka.watermarks(ctx.settings, topic)
     messages = pipeline.kafka.read_range(ctx.settings, topic, {p: lo for p, (lo, _) in marks.items()},
                                          {p: hi for p, (_, hi) in marks.items()})
-    registry = RegistryClient(ctx.settings.schema_registry_url)
+    registry = RegistryClient.from_settings(ctx.settings)
     try:
         decoded = [v2check.normalize(AvroDeserializer(registry).decode(m.value())) for m in messages]
     finally:
@@ -144,7 +144,7 @@ def measure_error_classes(ctx: Context) -> Result:
     from k2cli.kafka.serde import AvroDeserializer, DecodeError, frame
     from k2cli.trade import avro_schema
 
-    registry = RegistryClient(ctx.settings.schema_registry_url)
+    registry = RegistryClient.from_settings(ctx.settings)
     subject = f"{pipeline.scratch_name(ctx, 'errors')}-value"
     ctx.on_close(pipeline.delete_subject, ctx, subject)
     schema_id = registry.register(subject, avro_schema())

@@ -17,6 +17,7 @@ from k2cli.checks.context import Context
 from k2cli.checks.probes import kafka
 from k2cli.checks.probes.proc import Completed, Spawned, StepError, spawn_k2, wait_for
 from k2cli.proc import free_port
+from k2cli.settings import Settings
 from k2cli.soak.scrape import Metrics, ScrapeError, fetch
 
 # `k2 simulate` flags for the simulator's settings and faults (k2cli.simulator.config.SimulatorConfig).
@@ -35,18 +36,23 @@ def scratch_name(ctx: Context, purpose: str) -> str:
 
 def delete_subject(ctx: Context, subject: str) -> None:
     """Remove a scratch subject from the registry (soft, then permanent); best effort."""
-    delete_subject_at(ctx.settings.schema_registry_url, subject)
+    delete_subject_at(ctx.settings, subject)
 
 
-def delete_subject_at(registry_url: str, subject: str) -> None:
-    """Remove a subject from the registry at registry_url (soft, then permanent); best effort."""
-    from k2cli.kafka.registry import RegistryClient, RegistryError, RegistryUnavailable
+def delete_subject_at(settings: Settings, subject: str) -> None:
+    """Remove a subject from the registry the settings name (soft, then permanent); best effort."""
+    from k2cli.kafka.registry import RegistryClient, RegistryError, RegistryRefused, RegistryUnavailable
 
-    client = RegistryClient(registry_url)
+    try:
+        client = RegistryClient.from_settings(settings)
+    except RegistryRefused:
+        return  # an unreadable CA bundle: the checklist has reported the registry already
     try:
         for permanent in (False, True):
             try:
                 client.delete_subject(subject, permanent=permanent)
+            except RegistryRefused:
+                return
             except RegistryError:
                 continue  # e.g. already soft-deleted: the permanent delete still applies
             except RegistryUnavailable as exc:
@@ -168,7 +174,7 @@ def read_records(ctx: Context, topic: str, timeout: float = 30.0) -> tuple[list[
     marks = kafka.watermarks(ctx.settings, topic)
     messages = kafka.read_range(ctx.settings, topic, {p: low for p, (low, _) in marks.items()},
                                 {p: high for p, (_, high) in marks.items()}, timeout=timeout)
-    registry = RegistryClient(ctx.settings.schema_registry_url)
+    registry = RegistryClient.from_settings(ctx.settings)
     decoder = AvroDeserializer(registry)
     records, errors = [], []
     try:
@@ -236,7 +242,7 @@ def produce_trades(ctx: Context, topic: str, records: Sequence[dict]) -> list[tu
     from k2cli.kafka.serde import AvroSerializer
     from k2cli.trade import avro_schema
 
-    registry = RegistryClient(ctx.settings.schema_registry_url)
+    registry = RegistryClient.from_settings(ctx.settings)
     try:
         serializer = AvroSerializer(registry, f"{topic}-value", avro_schema())
         values = [(r["symbol"].encode(), serializer.serialize(r)) for r in records]
