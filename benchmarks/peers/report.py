@@ -84,7 +84,12 @@ def render(results: dict[str, Any]) -> str:
     if stream:
         lines.append("")
         lines.append("stream peer (benchmarks/peers/stream_peer.py):")
-        lines.extend(f"  {k}: {v}" for k, v in stream.items() if not isinstance(v, (dict, list)))
+        for key, value in stream.items():
+            if isinstance(value, dict) and not any(isinstance(v, (dict, list)) for v in value.values()):
+                lines.append(f"  {key}: " + ", ".join(f"{k} {v:,}" if isinstance(v, (int, float)) else f"{k} {v}"
+                                                      for k, v in value.items()))
+            elif not isinstance(value, (dict, list)):
+                lines.append(f"  {key}: {value}")
     return "\n".join(lines)
 
 
@@ -98,6 +103,8 @@ def table_rows(results: dict[str, Any]) -> list[list[Any]]:
             if clean.get(key) is not None:
                 rows.append([peer, key, clean[key], unit])
     rows.extend(["k2", name, value, "ratio"] for name, value in results.get("ratios", {}).items())
-    rows.extend(["stream", name, value, ""] for name, value in (results.get("stream") or {}).items()
-                if isinstance(value, (int, float)) and not isinstance(value, bool))
+    for name, value in (results.get("stream") or {}).items():
+        figures = value.items() if isinstance(value, dict) else [("", value)]
+        rows.extend(["stream", f"{name} {k}".strip(), v, ""] for k, v in figures
+                    if isinstance(v, (int, float)) and not isinstance(v, bool))
     return rows

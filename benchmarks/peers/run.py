@@ -110,13 +110,13 @@ def run_reader(peer: str, mode: str, args: argparse.Namespace, ctx: dict[str, An
 
 
 def run_stream(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The stream peer (cryptofeed beside `k2 stream`), when benchmarks/peers/stream_peer.py exists."""
+    """The stream peer (cryptofeed beside `k2 stream`, benchmarks/peers/stream_peer.py), when it is here."""
     if not (HERE / "stream_peer.py").is_file():
         print("stream: benchmarks/peers/stream_peer.py is not here; skipped", flush=True)
         return None
     import stream_peer
 
-    offered = {"records": args.records, "quick": args.records < 1_000_000}
+    offered = {"runs": 1 if args.records < 3_000_000 else 3}  # a quick run (--records below 3M): one run each
     params = inspect.signature(stream_peer.run).parameters
     return stream_peer.run(**{k: v for k, v in offered.items() if k in params})
 
