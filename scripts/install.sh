@@ -10,6 +10,8 @@
 # 3. Stack artifacts into the cache ($K2_CACHE_DIR, default $K2_HOME/cache, default ~/.k2/cache):
 #    Apache Kafka broker jars and Apicurio Registry, both from Maven Central; Toxiproxy (the fault suite's
 #    network faults), built with `go install` from the Go module proxy.
+#    Spark for reading the lake (the Spark read test, benchmarks/peers): pyspark from PyPI in a venv of its
+#    own under the cache, the Iceberg runtime jar and JDBC drivers from Maven Central (k2cli/stack/spark.py).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -5,6 +5,8 @@
 - PostgreSQL, Prometheus, nginx (and Maven if missing): Debian packages, installed only when missing.
 - Toxiproxy (the fault suite's network faults): built from the Go module proxy (k2cli/stack/toxiproxy.py).
 - versitygw and the Iceberg REST catalog server (`--with s3,rest-catalog`): k2cli/stack/lake_install.py.
+- Spark for reading the lake (pyspark from PyPI in a venv of its own, the Iceberg runtime jar from Maven
+  Central): k2cli/stack/spark.py.
 
 Everything downloaded lands under the cache directory (`$K2_HOME/cache` or `$K2_CACHE_DIR`) and is
 reused as is on the next run. Run `python -m k2cli.stack.install` to install without starting.
@@ -341,6 +343,7 @@ def install_all(paths: StackPaths, progress: Progress = _quiet) -> dict[str, str
 
     versitygw = lake_install.ensure_versitygw(paths, progress)
     rest_libs = lake_install.ensure_rest_catalog(paths, progress)
+    spark = ensure_spark_reader(paths, progress)
     kafka_java = find_java(KAFKA_JAVA)
     return {
         "kafka": f"{KAFKA_VERSION} ({libs})",
@@ -353,7 +356,16 @@ def install_all(paths: StackPaths, progress: Progress = _quiet) -> dict[str, str
         "toxiproxy": f"{TOXIPROXY_VERSION} ({toxiproxy})",
         "versitygw": f"{lake_install.VERSITYGW_VERSION} ({versitygw})",
         "iceberg-rest-catalog": f"{lake_install.ICEBERG_REST_VERSION} ({rest_libs})",
+        "spark": spark,
     }
+
+
+def ensure_spark_reader(paths: StackPaths, progress: Progress = _quiet) -> str:
+    """pyspark and the Iceberg Spark runtime (the Spark read test, benchmarks/peers); what is installed."""
+    from k2cli.stack.spark import ICEBERG_SPARK_VERSION, PYSPARK_VERSION, ensure_spark
+
+    spark = ensure_spark(paths, progress)
+    return f"pyspark {PYSPARK_VERSION} + iceberg-spark-runtime {ICEBERG_SPARK_VERSION} ({spark.home})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
