@@ -76,6 +76,40 @@ def _poison_index(poison: list[tuple[int, str, str, dict[str, Any] | None]]) -> 
 
 def decode_chunk(decoder: ValueDecoder, values: list[bytes | None]) -> ChunkResult:
     """Decode framed v2 values into an Arrow RecordBatch; invalid records are reported, never raised."""
+    if decoder.native is not None and values:
+        result = _decode_native(decoder, values)
+        if result is not None:
+            return result
+    return decode_pure(decoder, values)
+
+
+def _decode_native(decoder: ValueDecoder, values: list[bytes | None]) -> ChunkResult | None:
+    """The compiled decoder's result, the values it flags classified by the pure path; None: use the pure path."""
+    from k2cli.consume.native import assemble
+
+    headers = decoder.native_headers()
+    if not headers:
+        try:
+            decoder.writer_for(values[0])
+        except (DecodeError, ServiceUnavailable):
+            return None
+        headers = decoder.native_headers()
+        if not headers:
+            return None
+    native = decoder.native
+    assert native is not None
+    rows, flagged, buffers, nulls = native.decode(values, headers)
+    table = assemble(rows, buffers, nulls)
+    if not flagged:
+        return ChunkResult(table, [])
+    rest = decode_pure(decoder, [values[i] for i in flagged])
+    if rest.stalled_at is not None or rest.table.num_rows:
+        return None  # another writer, or the registry is down: the pure path decodes (and stalls) in order
+    return ChunkResult(table, [(flagged[i], t, e, r) for i, t, e, r in rest.poison])
+
+
+def decode_pure(decoder: ValueDecoder, values: list[bytes | None]) -> ChunkResult:
+    """decode_chunk by fastavro (the fallback, and the oracle the compiled decoder is tested against)."""
     by_header = decoder.by_header
     poison: list[tuple[int, str, str, dict[str, Any] | None]] = []
     recs: list[dict[str, Any]] = []
