@@ -41,6 +41,18 @@ class Accumulator:
         self._errors = errors
         self._clock = clock
 
+    def start_decoding(self, decoder: ValueDecoder, workers: int, registry_url: str) -> int:
+        """Decode in this process with the compiled decoder, else in `workers` processes (0: here too); how many."""
+        if decoder.native is not None or not workers:  # compiled: ~0.3 µs/record, no worker pays its start-up
+            self.decoder = decoder
+            return 0
+        from k2cli.consume.workers import DecodePool
+
+        # Started, not awaited: the workers import while the consumer joins the group.
+        self.pool = DecodePool(workers, registry_url)
+        self.pool.start()
+        return workers
+
     def new_batch(self) -> None:
         """Start an empty batch continuing from the current positions."""
         self.batch = Batch(self._positions, clock=self._clock)

@@ -18,10 +18,6 @@ from k2cli import trade
 DECODERS = ("auto", "native", "python")
 
 
-class NativeUnavailable(RuntimeError):
-    """K2_CONSUMER_DECODER=native but the compiled decoder could not be imported."""
-
-
 def load(mode: str | None = None) -> ModuleType | None:
     """The compiled module for this mode (env K2_CONSUMER_DECODER by default); None for the pure path."""
     mode = (mode or os.environ.get("K2_CONSUMER_DECODER") or "auto").strip().lower()
@@ -31,8 +27,11 @@ def load(mode: str | None = None) -> ModuleType | None:
         from k2cli import _avro_arrow  # type: ignore[attr-defined]
     except ImportError as exc:
         if mode == "native":
-            raise NativeUnavailable(f"the compiled decoder is not built ({exc}); reinstall k2 with a C compiler "
-                                    "or set K2_CONSUMER_DECODER=auto") from None
+            from k2cli.errors import ConfigError
+
+            raise ConfigError(f"K2_CONSUMER_DECODER=native but the compiled decoder is not built ({exc}); "
+                              "reinstall k2 where a C compiler is, or use auto",
+                              setting="K2_CONSUMER_DECODER") from None
         return None
     module: ModuleType = _avro_arrow
     return module
