@@ -120,6 +120,7 @@ class Accumulator:
     def _count(self, n: int) -> None:
         if n and not self._stats.first_record:
             self._stats.first_record = self._clock()
+            log.info("first %d records fetched", n)
         self._stats.consumed += n
 
     def uncount(self, n: int) -> None:
