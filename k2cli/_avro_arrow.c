@@ -34,6 +34,8 @@ typedef struct {
 } Cur;
 
 static const int64_t DECIMAL_LIMIT = 1000000000000000000LL; /* 10^18 */
+/* The repeated-key check is quadratic: a larger map goes to the pure path. */
+static const int64_t MAX_MAP_ENTRIES = 1024;
 
 static int buf_reserve(Buf *b, size_t extra) {
     if (b->len + extra <= b->cap) return 0;
@@ -218,6 +220,7 @@ static int read_vendor_data(Cur *c, Buf *b, Py_ssize_t *nulls) {
             if (read_block(c, &count)) return -1;
             if (count == 0) break;
             if (count > c->end - c->p) return -1;
+            if ((int64_t)(b[VDK_O].len / 4 - first_entry) + count > MAX_MAP_ENTRIES) return -1;
             for (int64_t i = 0; i < count; i++) {
                 if (read_string(c, &b[VDK_O], &b[VDK_D], NULL, NULL)) return -1;
                 if (repeated_key(&b[VDK_O], &b[VDK_D], first_entry)) return -1;

@@ -150,6 +150,8 @@ def test_another_writer_and_repeated_map_keys_fall_back_to_the_pure_path():
     repeated = no_map[:-1] + b"\x02\x04\x02k\x02a\x02k\x02b\x00"  # vendor_data {"k": "a", "k": "b"}
     assert_same(v2 + [other] + v2)
     assert_same([*v2, repeated, *v2])
+    huge_map = wire(dict(random_trade(rng), vendor_data={f"k{i}": "v" for i in range(1500)}))  # past the C cap
+    assert_same([*v2, huge_map])
 
 
 def test_python_mode_is_the_pure_path():
