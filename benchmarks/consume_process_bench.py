@@ -22,6 +22,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def run(topic: str, records: int, batch: int, decoder: str) -> dict:
     proc = subprocess.Popen(cmd, env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate()
     ended = time.time()
+    shutil.rmtree(work, ignore_errors=True)
     if proc.returncode != 0:
         raise SystemExit(f"k2 consume failed ({proc.returncode}): {err.decode()[-2000:]}")
     lines = [json.loads(x) for x in err.decode().splitlines() if x.startswith("{")]
