@@ -47,8 +47,9 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DO
 T0 = 1_767_225_600_000_000
 
 
-def produce(topic: str, records: int, partitions: int) -> float:
-    """Create the topic and fill it; returns seconds spent producing."""
+def produce(topic: str, records: int, partitions: int, symbols: int = len(SYMBOLS), spread: bool = False) -> float:
+    """Create the topic and fill it (symbol s on partition s % partitions; spread: record i on partition
+    i % partitions, so one symbol's sequence interleaves over all of them); returns seconds spent producing."""
     import fastavro
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -65,9 +66,9 @@ def produce(topic: str, records: int, partitions: int) -> float:
                          "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 1_048_576,
                          "compression.type": "lz4"})
     started = time.perf_counter()
-    seqs = [0] * len(SYMBOLS)
+    seqs = [0] * symbols
     for i in range(records):
-        s = i % len(SYMBOLS)
+        s = i % symbols
         seqs[s] += 1
         rec = {
             # trade_id names the per-symbol id, as Binance's does (the consumer's dedup keys on it)
@@ -84,7 +85,7 @@ def produce(topic: str, records: int, partitions: int) -> float:
         while True:
             try:
                 producer.produce(topic, key=SYMBOLS[s].encode(), value=frame(schema_id, buf.getvalue()),
-                                 partition=s % partitions)
+                                 partition=(i if spread else s) % partitions)
                 break
             except BufferError:
                 producer.poll(0.05)

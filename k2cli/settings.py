@@ -148,6 +148,7 @@ class Settings:
     consumer_decode_workers: int = -1  # decode processes; -1: 2 for batches of 5,000+ on 2+ cores, else 0
     consumer_startup_timeout: float = 30.0  # seconds `k2 consume` retries an unreachable service at start
     consumer_dedup: bool = True  # `k2 consume` writes each (exchange, symbol, trade_id) once
+    consumer_decoder: str = "auto"  # auto | native | python: the compiled v2 decoder, or fastavro
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -92,6 +92,7 @@ HELP: dict[str, str] = {
     "consumer_startup_timeout": "Seconds `k2 consume` retries an unreachable broker, registry or catalog at start.",
     "consumer_dedup": "`k2 consume` writes each (exchange, symbol, trade_id) once; false (benchmarks only) writes "
                       "every record and leaves the table's trade-id state as it is.",
+    "consumer_decoder": "`k2 consume`'s decoder: auto (the compiled one when built, else fastavro), native or python.",
 }
 
 

@@ -116,7 +116,8 @@ def _options(settings: Settings, max_messages: int | None) -> ConsumeOptions:
                           flush_interval=settings.flush_interval, max_messages=max_messages,
                           instance_id=settings.consumer_instance_id,
                           decode_workers=settings.consumer_decode_workers,
-                          startup_timeout=settings.consumer_startup_timeout, dedup=settings.consumer_dedup)
+                          startup_timeout=settings.consumer_startup_timeout, dedup=settings.consumer_dedup,
+                          decoder=settings.consumer_decoder)
 
 
 def _run(engine: ConsumeEngine, console: Console, live: bool) -> K2Error | None:

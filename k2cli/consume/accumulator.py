@@ -16,6 +16,7 @@ from k2cli.consume.batch import Batch, ChunkResult, Reserved, decode_chunk
 from k2cli.consume.decode import ValueDecoder
 from k2cli.consume.kafka_client import KafkaErrors
 from k2cli.consume.stats import ConsumeStats
+from k2cli.kafka.registry_access import RegistryAccess
 from k2cli.lake.offsets import TopicPartition
 from k2cli.observe.consumer_metrics import ConsumerMetrics
 from k2cli.reliability.retry import Retries
@@ -40,6 +41,18 @@ class Accumulator:
         self._retries = retries
         self._errors = errors
         self._clock = clock
+
+    def start_decoding(self, decoder: ValueDecoder, workers: int, registry: RegistryAccess) -> int:
+        """Decode in this process with the compiled decoder, else in `workers` processes (0: here too); how many."""
+        if decoder.native is not None or not workers:  # compiled: ~0.3 µs/record, no worker pays its start-up
+            self.decoder = decoder
+            return 0
+        from k2cli.consume.workers import DecodePool
+
+        # Started, not awaited: the workers import while the consumer joins the group.
+        self.pool = DecodePool(workers, registry)
+        self.pool.start()
+        return workers
 
     def new_batch(self) -> None:
         """Start an empty batch continuing from the current positions."""
@@ -108,6 +121,7 @@ class Accumulator:
     def _count(self, n: int) -> None:
         if n and not self._stats.first_record:
             self._stats.first_record = self._clock()
+            log.info("first %d records fetched", n)
         self._stats.consumed += n
 
     def uncount(self, n: int) -> None:

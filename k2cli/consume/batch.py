@@ -76,6 +76,40 @@ def _poison_index(poison: list[tuple[int, str, str, dict[str, Any] | None]]) -> 
 
 def decode_chunk(decoder: ValueDecoder, values: list[bytes | None]) -> ChunkResult:
     """Decode framed v2 values into an Arrow RecordBatch; invalid records are reported, never raised."""
+    if decoder.native is not None and values:
+        result = _decode_native(decoder, values)
+        if result is not None:
+            return result
+    return decode_pure(decoder, values)
+
+
+def _decode_native(decoder: ValueDecoder, values: list[bytes | None]) -> ChunkResult | None:
+    """The compiled decoder's result, the values it flags classified by the pure path; None: use the pure path."""
+    from k2cli.consume.native import assemble
+
+    headers = decoder.native_headers()
+    if not headers:
+        try:
+            decoder.writer_for(values[0])
+        except (DecodeError, ServiceUnavailable):
+            return None
+        headers = decoder.native_headers()
+        if not headers:
+            return None
+    native = decoder.native
+    assert native is not None
+    rows, flagged, buffers, nulls = native.decode(values, headers)
+    table = assemble(rows, buffers, nulls)
+    if not flagged:
+        return ChunkResult(table, [])
+    rest = decode_pure(decoder, [values[i] for i in flagged])
+    if rest.stalled_at is not None or rest.table.num_rows:
+        return None  # another writer, or the registry is down: the pure path decodes (and stalls) in order
+    return ChunkResult(table, [(flagged[i], t, e, r) for i, t, e, r in rest.poison])
+
+
+def decode_pure(decoder: ValueDecoder, values: list[bytes | None]) -> ChunkResult:
+    """decode_chunk by fastavro (the fallback, and the oracle the compiled decoder is tested against)."""
     by_header = decoder.by_header
     poison: list[tuple[int, str, str, dict[str, Any] | None]] = []
     recs: list[dict[str, Any]] = []
@@ -273,38 +307,47 @@ class Batch:
 
     def reserve(self, messages: list[Any]) -> Reserved:
         """Take the messages this batch should have, in order, and note their offsets."""
-        positions, ranges = self._positions, self.ranges
         taken: list[Any] = []
         values: list[bytes | None] = []
         tps: list[TopicPartition] = []
-        last_topic, last_part, tp, rng = None, None, None, None
-        for msg in messages:
-            topic, part, offset = msg.topic(), msg.partition(), msg.offset()
-            if part != last_part or topic != last_topic:
-                last_topic, last_part = topic, part
-                tp = (topic, part)
-                rng = ranges.get(tp)
-            if tp not in positions:
-                self.skipped += 1  # not (or no longer) ours
-                continue
-            expected = positions[tp]
-            if expected is not None and offset < expected:
-                self.skipped += 1  # re-delivered after a seek: already in this batch or in the table
-                continue
-            positions[tp] = offset + 1
-            if rng is None:
-                rng = ranges[tp] = [offset, offset + 1]
-            else:
-                rng[1] = offset + 1
-            taken.append(msg)
-            values.append(msg.value())
-            tps.append(tp)
+        n, i = len(messages), 0
+        while i < n:  # run by run of one partition (a fetch delivers each partition's messages in offset order)
+            topic, part = messages[i].topic(), messages[i].partition()
+            j = i + 1
+            while j < n and messages[j].partition() == part and messages[j].topic() == topic:
+                j += 1
+            self._take_run(messages[i:j], (topic, part), taken, values, tps)
+            i = j
         if taken:
             if self.started is None:
                 self.started = self._clock()
             self.reserved += len(taken)
             self._built = None
         return Reserved(taken, values, tps)
+
+    def _take_run(self, run: list[Any], tp: TopicPartition, taken: list[Any], values: list[bytes | None],
+                  tps: list[TopicPartition]) -> None:
+        """Reserve one partition's consecutive messages: all at once when the first is new, else one by one."""
+        if tp not in self._positions:
+            self.skipped += len(run)  # not (or no longer) ours
+            return
+        expected = self._positions[tp]
+        if expected is not None and run[0].offset() < expected:
+            kept = [m for m in run if m.offset() >= expected]
+            self.skipped += len(run) - len(kept)  # re-delivered after a seek: already in the batch or the table
+            run = kept
+            if not run:
+                return
+        first, end = run[0].offset(), run[-1].offset() + 1
+        self._positions[tp] = end
+        rng = self.ranges.get(tp)
+        if rng is None:
+            self.ranges[tp] = [first, end]
+        else:
+            rng[1] = end
+        taken.extend(run)
+        values.extend([m.value() for m in run])
+        tps.extend([tp] * len(run))
 
     def unreserve(self, messages: list[Any]) -> None:
         """Give back reserved messages not decoded (they are read again): positions and ranges move back."""

@@ -29,7 +29,7 @@ from k2cli.lake.writer import CommitConflict, TableWriter, WriteUnavailable
 from k2cli.observe.consumer_metrics import ConsumerMetrics, exchange_label
 from k2cli.reliability.breaker import BreakerState, CircuitBreaker
 from k2cli.reliability.retry import Backoff, Retries
-from k2cli.reliability.sequence import GAP_EVENTS, SequenceTracker
+from k2cli.reliability.sequence import GAP_EVENTS, SequenceTracker, describe_group, grouped
 from k2cli.settings import Settings
 
 log = logging.getLogger("k2.consume")
@@ -231,12 +231,14 @@ class Committer:
         stats = self._tracker.stats
         self._stats.sequence_gaps = stats.gaps
         self._stats.sequence_events = {k: v for k, v in stats.events.items() if v}
-        for ev in events:
-            label = exchange_label(ev.exchange)
-            self._metrics.sequence_events.labels(label, ev.event.value).inc()
-            if ev.event in GAP_EVENTS:
-                self._metrics.sequence_gaps.labels(label).inc()
-            log.warning("sequence %s", ev.describe())
+        # One line and one increment per (key, event) and batch: a symbol spread over partitions (its sequence
+        # interleaved) makes nearly every record an event, and a line per record cut throughput fourfold.
+        for (exchange, _, event), group in grouped(events).items():
+            label = exchange_label(exchange)
+            self._metrics.sequence_events.labels(label, event.value).inc(len(group))
+            if event in GAP_EVENTS:
+                self._metrics.sequence_gaps.labels(label).inc(len(group))
+            log.warning("sequence %s", describe_group(group))
 
     def _count_duplicates(self, built: Built) -> None:
         """Duplicates are DUPLICATE sequence events too (the tracker never sees them: they are not written)."""

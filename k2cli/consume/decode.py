@@ -75,8 +75,12 @@ def _decimal_scales(schema: Any) -> dict[str, int]:
 class ValueDecoder:
     """Resolves schema ids through the registry (cached by the 5-byte header) for the batch decoder."""
 
-    def __init__(self, registry: RegistryClient) -> None:
+    def __init__(self, registry: RegistryClient, mode: str | None = None) -> None:
+        from k2cli.consume.native import load
+
         self._registry = registry
+        self.native = load(mode)  # the compiled decoder, or None for the pure-Python path
+        self._native_headers: tuple[bytes, ...] = ()
         reader_schema = strip_logical_types(trade.avro_schema())
         self.reader = fastavro.parse_schema(reader_schema)
         self._reader_form = to_parsing_canonical_form(reader_schema)
@@ -106,3 +110,9 @@ class ValueDecoder:
         info = WriterInfo(schema_id, writer, None if same else self.reader, scales or None)
         self.by_header[header] = info
         return info
+
+    def native_headers(self) -> tuple[bytes, ...]:
+        """The headers whose writer is exactly the v2 schema (the ones the compiled decoder reads)."""
+        if len(self._native_headers) != sum(1 for i in self.by_header.values() if i.reader is None and not i.scales):
+            self._native_headers = tuple(h for h, i in self.by_header.items() if i.reader is None and not i.scales)
+        return self._native_headers

@@ -82,6 +82,7 @@ class ConsumeEngine:
         self.stats = ConsumeStats()
         self._clock = clock
         self._stop_reason: str | None = None
+        self.workers = 0  # decode worker processes in use (set at start)
         self._consumer: Any = None
         self._failed = False
         retries = Retries(BACKOFF, clock)  # shared: a failed write and a stalled registry hold the same loop
@@ -185,13 +186,8 @@ class ConsumeEngine:
         from k2cli.kafka import rdlog
 
         self._until_ready("Iceberg catalog unavailable", self._committer.open_table)
-        if self.options.workers:
-            from k2cli.consume.workers import DecodePool
-
-            self._acc.pool = DecodePool(self.options.workers, registry.access)
-            self._acc.pool.warm_up()
-        else:
-            self._acc.decoder = ValueDecoder(registry)
+        self.workers = self._acc.start_decoding(ValueDecoder(registry, self.options.decoder), self.options.workers,
+                                                registry.access)
         consumer = self._consumer = Consumer(kafka_config(self.settings, self.options, self.stats.instance_id,
                                                           self._kafka_errors), logger=rdlog.logger())
         self._pauser.consumer = self._acc.consumer = self._committer.consumer = consumer
@@ -228,7 +224,7 @@ class ConsumeEngine:
             if committer.busy:
                 committer.settle(block=False)
             if acc.inflight:
-                acc.collect(block=len(acc.inflight) >= 2 * max(1, self.options.workers))
+                acc.collect(block=len(acc.inflight) >= 2 * max(1, self.workers))
             if acc.pending:
                 acc.retry_pending()
             batch = acc.batch

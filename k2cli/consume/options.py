@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from k2cli.consume.native import DECODERS
 from k2cli.errors import ConfigError, K2Error
 
 
@@ -29,6 +30,7 @@ class ConsumeOptions:
     decode_workers: int = -1  # -1: 2 worker processes for batches of 5,000+ records on 2+ cores, else inline
     dedup: bool = True  # write each (exchange, symbol, trade_id) once
     until_caught_up: bool = False  # stop once every owned partition is read to its end offset
+    decoder: str = "auto"  # auto | native | python (k2cli.consume.native)
 
     @property
     def workers(self) -> int:
@@ -48,5 +50,8 @@ class ConsumeOptions:
                               setting="K2_FLUSH_INTERVAL")
         if self.max_messages is not None and self.max_messages < 1:
             raise ConfigError(f"--max-messages must be at least 1, got {self.max_messages}")
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"K2_CONSUMER_DECODER must be one of {', '.join(DECODERS)}, got {self.decoder!r}",
+                              setting="K2_CONSUMER_DECODER")
         if not self.group:
             raise ConfigError("--group must not be empty", setting="K2_CONSUMER_GROUP")

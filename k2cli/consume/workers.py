@@ -37,7 +37,7 @@ def _init(registry: RegistryAccess, parent: int) -> None:
     from k2cli.consume.decode import ValueDecoder
     from k2cli.kafka.registry import RegistryClient
 
-    _decoder = ValueDecoder(RegistryClient(registry))
+    _decoder = ValueDecoder(RegistryClient(registry), "python")  # workers serve the pure path only
     use_system_allocator()
     gc.collect()
     gc.freeze()
@@ -79,11 +79,10 @@ class DecodePool:
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init, initargs=(registry, os.getpid()))
 
-    def warm_up(self, timeout: float = 60.0) -> None:
-        """Start every worker now rather than on the first batch."""
-        futures = [self._pool.submit(_ready) for _ in range(self.workers * 2)]
-        for f in futures:
-            f.result(timeout=timeout)
+    def start(self) -> None:
+        """Start every worker now rather than on the first chunk, without waiting for them."""
+        for _ in range(self.workers):
+            self._pool.submit(_ready)
 
     def submit(self, values: list[bytes | None]) -> Future:
         """Decode a chunk in a worker; the future's result goes through `unpack`."""

@@ -69,6 +69,24 @@ class SequenceStats:
             self.missing += result.missing
 
 
+def grouped(results: Iterable[SequenceResult]) -> dict[tuple[str, str, SequenceEvent], list[SequenceResult]]:
+    """Results by (exchange, symbol, event), in order: one log line and one metric increment per group."""
+    groups: dict[tuple[str, str, SequenceEvent], list[SequenceResult]] = {}
+    for r in results:
+        groups.setdefault((r.exchange, r.symbol, r.event), []).append(r)
+    return groups
+
+
+def describe_group(results: list[SequenceResult]) -> str:
+    """One log line for a group of same-key, same-event results (the single result's own line when alone)."""
+    first = results[0]
+    if len(results) == 1:
+        return first.describe()
+    missing = sum(r.missing for r in results)
+    return (f"{first.event} {first.exchange}/{first.symbol}: {len(results):,} times in one batch"
+            + (f" ({missing:,} missing)" if missing else "") + f", first: sequence {first.sequence} after {first.last}")
+
+
 class SequenceTracker:
     """Tracks the last sequence per (exchange, symbol) and classifies each new one."""
 

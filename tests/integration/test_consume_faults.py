@@ -82,12 +82,16 @@ def _assert_exactly_once(env: dict[str, str], valid: int, poison: set[tuple[int,
     assert len({(e.source["partition"], e.source["offset"]) for e in entries}) == len(entries)
 
 
-@pytest.mark.parametrize("batch,workers", [(300, "0"), (2500, "2")], ids=["inline-decode", "decode-workers"])
-def test_sigkill_at_random_points_then_a_clean_run_gives_every_record_once(topic, unique, k2_env, batch, workers):
+# inline: the compiled decoder (when built); workers: the pure-Python path, the only one that uses decode workers
+@pytest.mark.parametrize("batch,workers,decoder", [(300, "0", "auto"), (2500, "2", "python")],
+                         ids=["inline-decode", "decode-workers"])
+def test_sigkill_at_random_points_then_a_clean_run_gives_every_record_once(topic, unique, k2_env, batch, workers,
+                                                                            decoder):
     total, poison = _fill(topic, 9000, poison_every=750)
     # a 30 s session: a restart that had to wait for the killed member's session would take 30 s, far beyond the
     # 20 s a busy box may need to start the consumer and join (asserted below)
-    env = dict(k2_env, K2_CONSUMER_DECODE_WORKERS=workers, K2_CONSUMER_SESSION_TIMEOUT="30")
+    env = dict(k2_env, K2_CONSUMER_DECODE_WORKERS=workers, K2_CONSUMER_SESSION_TIMEOUT="30",
+               K2_CONSUMER_DECODER=decoder)
     rng = random.Random(unique)
     kills = 0
     filled = 9000

@@ -2,7 +2,7 @@
 
 import pytest
 
-from k2cli.reliability.sequence import SequenceEvent, SequenceTracker
+from k2cli.reliability.sequence import SequenceEvent, SequenceTracker, describe_group, grouped
 
 S = 1_000_000  # one second in µs
 T0 = 1_700_000_000 * S
@@ -108,3 +108,16 @@ def test_stress_ten_thousand_contiguous():
 def test_rejects_bad_parameters(kwargs):
     with pytest.raises(ValueError):
         SequenceTracker(**kwargs)
+
+
+def test_interleaved_sequence_events_make_one_line_per_key_and_event():
+    tracker = SequenceTracker()
+    seqs = [s for p in range(3) for s in range(p, 30, 3)]  # one symbol over 3 partitions, read partition by partition
+    results = tracker.check_many(["BINANCE"] * 30, ["BTCUSDT"] * 30, seqs, [1_000 + s for s in seqs])
+    groups = grouped(results)
+    assert {k: len(v) for k, v in groups.items()} == {("BINANCE", "BTCUSDT", SequenceEvent.SMALL_GAP): 9,
+                                                    ("BINANCE", "BTCUSDT", SequenceEvent.OUT_OF_ORDER): 18}
+    assert describe_group(groups["BINANCE", "BTCUSDT", SequenceEvent.SMALL_GAP]) == (
+        "SMALL_GAP BINANCE/BTCUSDT: 9 times in one batch (18 missing), first: sequence 3 after 0")
+    alone = results[:1]
+    assert describe_group(alone) == alone[0].describe() == "SMALL_GAP BINANCE/BTCUSDT: sequence 3 after 0 (2 missing)"
