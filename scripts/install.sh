@@ -39,7 +39,13 @@ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || 
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # test certificates for the TLS checks
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)  # builds the compiled decoder (k2cli/_avro_arrow.c)
+"$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    2>/dev/null || missing+=(python3-dev)
 have_java17 || missing+=(openjdk-17-jre-headless)
+# the REST catalog's launcher runs from source (java File.java), which needs the JDK's compiler module
+have_java17 && { command -v javac >/dev/null 2>&1 || ls /usr/lib/jvm/*/bin/javac >/dev/null 2>&1; } \
+    || missing+=(openjdk-17-jdk-headless)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -82,6 +88,9 @@ fi
 UV="uv"; command -v uv >/dev/null 2>&1 || UV="$PYTHON -m uv"
 (cd "$REPO" && $UV sync --frozen --extra dev --compile-bytecode --python "$(command -v "$PYTHON")" -q)
 "$REPO/.venv/bin/python" -m compileall -q "$REPO/k2cli" >/dev/null
+if ! "$REPO/.venv/bin/python" -c "import k2cli._avro_arrow" 2>/dev/null; then
+    say "warning: the compiled decoder was not built (no C compiler or Python headers?): k2 consume decodes with fastavro"
+fi
 say "k2 installed in $REPO/.venv (run it as $REPO/.venv/bin/k2, or activate the venv)"
 say "step 2 done at $((SECONDS - started))s"
 
