@@ -648,6 +648,11 @@ class RegistryFront(Service):
         plain = self._plain_health()
         if not plain.ok:
             return plain
+        from k2cli.stack.certs import stack_certs
+
+        if not stack_certs(self.paths).ca.is_file():  # a registry this K2_HOME's `k2 stack up` did not set up
+            return Health(True, plain.detail + f"; TLS port {self.cfg.registry_tls_port} not checked (no stack CA "
+                                               "under this K2_HOME)")
         tls = self._tls_health()
         return Health(tls is None, plain.detail + (f"; TLS port {self.cfg.registry_tls_port}: {tls}" if tls else
                                                    f"; TLS + basic auth on {self.cfg.registry_tls_port}"))
