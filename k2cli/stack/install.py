@@ -249,23 +249,30 @@ def kafka_libs(paths: StackPaths) -> Path:
     return paths.cache / f"kafka-{KAFKA_VERSION}" / "libs"
 
 
-def ensure_kafka(paths: StackPaths, progress: Progress = _quiet) -> Path:
-    """The directory of the Kafka broker jars, fetched from Maven Central on first use."""
-    libs = kafka_libs(paths)
+def mvn_libs(paths: StackPaths, libs: Path, pom_name: str, props: dict[str, str], what: str,
+             required: Callable[[list[str]], bool], missing: str, progress: Progress = _quiet) -> Path:
+    """A directory of runtime jars resolved by one of our poms, fetched once and marked complete."""
     if (libs.parent / ".complete").is_file():
         return libs
-    progress(f"fetching Apache Kafka {KAFKA_VERSION} broker jars from Maven Central")
+    progress(f"{what} from Maven Central")
     tmp = libs.parent.with_name(libs.parent.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    _mvn_copy(paths, "kafka", {"kafka.version": KAFKA_VERSION}, tmp / "libs", "fetching Kafka jars",
-              ["-DincludeScope=runtime"])
-    jars = sorted(p.name for p in (tmp / "libs").glob("*.jar"))
-    if not any(j.startswith(f"kafka_2.13-{KAFKA_VERSION}") for j in jars):
-        raise InstallError(f"fetching Kafka jars: kafka_2.13-{KAFKA_VERSION}.jar is missing from the download")
+    _mvn_copy(paths, pom_name, props, tmp / libs.name, what, ["-DincludeScope=runtime"])
+    jars = sorted(p.name for p in (tmp / libs.name).glob("*.jar"))
+    if not required(jars):
+        raise InstallError(f"{what}: {missing} is missing from the download")
     (tmp / ".complete").write_text("\n".join(jars) + "\n")
     shutil.rmtree(libs.parent, ignore_errors=True)
     tmp.rename(libs.parent)
     return libs
+
+
+def ensure_kafka(paths: StackPaths, progress: Progress = _quiet) -> Path:
+    """The directory of the Kafka broker jars, fetched from Maven Central on first use."""
+    return mvn_libs(paths, kafka_libs(paths), "kafka", {"kafka.version": KAFKA_VERSION},
+                    f"fetching Apache Kafka {KAFKA_VERSION} broker jars",
+                    lambda jars: any(j.startswith(f"kafka_2.13-{KAFKA_VERSION}") for j in jars),
+                    f"kafka_2.13-{KAFKA_VERSION}.jar", progress)
 
 
 @dataclass(frozen=True)
