@@ -81,8 +81,11 @@ def kafka_config(settings: Settings, options: ConsumeOptions, instance_id: str, 
         "session.timeout.ms": int(settings.consumer_session_timeout * 1000),
         "heartbeat.interval.ms": max(500, int(settings.consumer_session_timeout * 1000 / 5)),
         "max.poll.interval.ms": 300_000,
-        "queued.max.messages.kbytes": 16384,  # the prefetch queue: enough to keep up, bounded memory
-        "queued.min.messages": 20000,
+        # Prefetch queue and fetch sizes (measured on the 6-partition peers topic: raw reads ran at 106k msg/s with
+        # a 16 MiB / 20k-message queue and 1 MiB per-partition fetches, 600k msg/s with these), memory bounded.
+        "queued.max.messages.kbytes": 32768,
+        "queued.min.messages": 100000,
+        "max.partition.fetch.bytes": 4 * 1024 * 1024,
     }
     controlled = {
         "group.id": options.group,
