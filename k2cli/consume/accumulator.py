@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
+from operator import methodcaller
 from typing import Any
 
 from k2cli.consume.batch import Batch, ChunkResult, Reserved, decode_chunk
@@ -22,6 +23,8 @@ from k2cli.observe.consumer_metrics import ConsumerMetrics
 from k2cli.reliability.retry import Retries
 
 log = logging.getLogger("k2.consume")
+
+_error = methodcaller("error")
 
 
 class Accumulator:
@@ -61,7 +64,7 @@ class Accumulator:
     def take(self, messages: list[Any]) -> None:
         """Count error messages, decode the rest into the batch."""
         good = messages
-        if any(m.error() is not None for m in messages):
+        if list(map(_error, messages)).count(None) != len(messages):  # C-level: no Python code per message
             good = []
             for m in messages:
                 err = m.error()
