@@ -1,7 +1,8 @@
 """Sequence tracking of a batch column-wise: a key whose rows continue its sequence one by one costs no Python per row.
 
 The rows of each (exchange, symbol) are taken in batch order (a stable sort by key); a key whose sequences all step
-by one from where the tracker left it just moves the tracker on (`SequenceTracker.advance`). The rows of every other
+by one from where the tracker left it (or a new key, while the tracker has room) just moves the tracker on
+(`SequenceTracker.advance`). The rows of every other
 key (new, gapped, reordered, repeated) go through `SequenceTracker.check_many` in batch order, so the events are
 exactly those of checking the whole batch row by row.
 """

@@ -128,9 +128,15 @@ class SequenceTracker:
         return out
 
     def advance(self, exchange: str, symbol: str, first: int, last: int, max_ts: int) -> bool:
-        """Take a run of consecutive sequences first..last of a known key that continues it (True), else nothing."""
+        """Take a run of consecutive sequences first..last that starts a new key (while there is room for it) or
+        continues a known one (True: no event); else change nothing (False)."""
         st = self._state.get((exchange, symbol))
-        if st is None or first != st[0] + 1:
+        if st is None:
+            if len(self._state) >= self.max_keys:
+                return False
+            self._state[(exchange, symbol)] = [last, max_ts]
+            return True
+        if first != st[0] + 1:
             return False
         st[0] = last
         if max_ts > st[1]:
