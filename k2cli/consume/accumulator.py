@@ -10,7 +10,8 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from operator import methodcaller
+from itertools import repeat
+from operator import is_not, methodcaller
 from typing import Any
 
 from k2cli.consume.batch import Batch, ChunkResult, Reserved, decode_chunk
@@ -25,6 +26,12 @@ from k2cli.reliability.retry import Retries
 log = logging.getLogger("k2.consume")
 
 _error = methodcaller("error")
+
+
+def has_errors(messages: list[Any]) -> bool:
+    """Whether any message is an error; C-level, no Python code per message (and by identity: KafkaError's ==
+    raises against None)."""
+    return any(map(is_not, map(_error, messages), repeat(None)))
 
 
 class Accumulator:
@@ -64,7 +71,7 @@ class Accumulator:
     def take(self, messages: list[Any]) -> None:
         """Count error messages, decode the rest into the batch."""
         good = messages
-        if list(map(_error, messages)).count(None) != len(messages):  # C-level: no Python code per message
+        if has_errors(messages):
             good = []
             for m in messages:
                 err = m.error()
