@@ -104,14 +104,14 @@ def delete_topic(topic: str) -> None:
         admin.delete_topics([topic], operation_timeout=30)[topic].result(60)
 
 
-def raw_read_rate(topic: str, records: int, partitions: int) -> float:
+def raw_read_rate(topic: str, records: int, partitions: int, conf: dict | None = None) -> float:
     """msg/s of a bare consumer reading every record (consume(1000), value touched): the records after its first
     batch over the time from the end of that batch (the clock cannot start before the first record arrives, so
     the first batch, read before the clock, is not counted)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": "localhost:9092", "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
-                  "enable.auto.commit": False})
+                  "enable.auto.commit": False, **(conf or {})})
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     n, timed, started = 0, 0, None
     while n < records:

@@ -11,10 +11,12 @@ from topic import PARTITIONS
 
 
 def kafka_read_rate(topic: str, records: int) -> float:
-    """msg/s of a bare confluent-kafka consumer over the topic, no decoding (consume_bench's reader)."""
+    """msg/s of a bare confluent-kafka consumer over the topic, no decoding (consume_bench's reader), with the fetch
+    sizes `k2 consume` uses (librdkafka's default 1 MiB per-partition fetches read this topic at less than half)."""
     from benchmarks.consume_bench import raw_read_rate
+    from k2cli.consume.kafka_client import FETCH
 
-    return raw_read_rate(topic, records, PARTITIONS)
+    return raw_read_rate(topic, records, PARTITIONS, FETCH)
 
 
 def parquet_write_rate(lake: Lake, table: str) -> dict[str, float]:

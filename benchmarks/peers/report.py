@@ -74,7 +74,8 @@ def render(results: dict[str, Any]) -> str:
                      f"{_num(k2['exit_after_last_commit_s'], 2)} s after its last commit")
     lines.append("")
     if limits.get("kafka_read_rows_per_s"):
-        lines.append(f"raw Kafka read (confluent-kafka, no decode): {_num(limits['kafka_read_rows_per_s'])} msg/s")
+        lines.append("raw Kafka read (confluent-kafka, no decode, k2's fetch sizes): "
+                     f"{_num(limits['kafka_read_rows_per_s'])} msg/s")
     if limits.get("parquet_write"):
         pw = limits["parquet_write"]
         lines.append(f"Parquet write (pyarrow, zstd, {pw['rows']:,} rows): {_num(pw['rows_per_s'])} rows/s")

@@ -10,6 +10,8 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
+from itertools import repeat
+from operator import is_not, methodcaller
 from typing import Any
 
 from k2cli.consume.batch import Batch, ChunkResult, Reserved, decode_chunk
@@ -22,6 +24,14 @@ from k2cli.observe.consumer_metrics import ConsumerMetrics
 from k2cli.reliability.retry import Retries
 
 log = logging.getLogger("k2.consume")
+
+_error = methodcaller("error")
+
+
+def has_errors(messages: list[Any]) -> bool:
+    """Whether any message is an error; C-level, no Python code per message (and by identity: KafkaError's ==
+    raises against None)."""
+    return any(map(is_not, map(_error, messages), repeat(None)))
 
 
 class Accumulator:
@@ -61,7 +71,7 @@ class Accumulator:
     def take(self, messages: list[Any]) -> None:
         """Count error messages, decode the rest into the batch."""
         good = messages
-        if any(m.error() is not None for m in messages):
+        if has_errors(messages):
             good = []
             for m in messages:
                 err = m.error()

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
-from operator import itemgetter
+from itertools import groupby
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import fastavro
@@ -33,6 +34,8 @@ from k2cli.consume.decode import InvalidValue, ValueDecoder
 from k2cli.errors import ServiceUnavailable
 from k2cli.kafka.serde import DecodeError
 from k2cli.lake.offsets import TopicPartition
+
+_topic, _partition, _value = methodcaller("topic"), methodcaller("partition"), methodcaller("value")
 
 DECIMAL_LIMIT = 10 ** trade.PRECISION  # unscaled decimal(18,8) values must be below 10^18
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -310,13 +313,12 @@ class Batch:
         taken: list[Any] = []
         values: list[bytes | None] = []
         tps: list[TopicPartition] = []
-        n, i = len(messages), 0
-        while i < n:  # run by run of one partition (a fetch delivers each partition's messages in offset order)
-            topic, part = messages[i].topic(), messages[i].partition()
-            j = i + 1
-            while j < n and messages[j].partition() == part and messages[j].topic() == topic:
-                j += 1
-            self._take_run(messages[i:j], (topic, part), taken, values, tps)
+        # Run by run of one partition (a fetch delivers each partition's messages in offset order), the runs found
+        # by C-level iteration: no Python code runs per message.
+        i = 0
+        for tp, group in groupby(zip(map(_topic, messages), map(_partition, messages), strict=True)):
+            j = i + len(list(group))
+            self._take_run(messages[i:j], tp, taken, values, tps)
             i = j
         if taken:
             if self.started is None:
@@ -346,7 +348,7 @@ class Batch:
         else:
             rng[1] = end
         taken.extend(run)
-        values.extend([m.value() for m in run])
+        values.extend(map(_value, run))
         tps.extend([tp] * len(run))
 
     def unreserve(self, messages: list[Any]) -> None:
@@ -429,7 +431,10 @@ class Batch:
             raise AssertionError("build() with chunks still decoding")
         batches = [t for t, _ in self._chunks if t.num_rows]
         table = pa.Table.from_batches(batches, schema=trade.arrow_schema())
-        topics_written = dict(Counter(tp[0] for _, tps in self._chunks for tp in tps))
+        topics_written: Counter[str] = Counter()
+        for _, tps in self._chunks:
+            for (topic, _), n in Counter(tps).items():  # counted in C, then per partition
+                topics_written[topic] += n
         poison = sorted(self.poison, key=lambda p: (p.topic, p.partition, p.offset))
         self._built = Built(table, poison, {tp: (r[0], r[1]) for tp, r in self.ranges.items()}, self.applied,
                             topics_written)

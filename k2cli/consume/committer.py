@@ -22,6 +22,7 @@ from k2cli.consume.dedup import Deduplicator
 from k2cli.consume.housekeeping import GcPacer
 from k2cli.consume.options import ConsumeOptions
 from k2cli.consume.pausing import Pauser
+from k2cli.consume.sequences import check_table
 from k2cli.consume.stats import ConsumeStats
 from k2cli.lake.dedupstate import DedupState
 from k2cli.lake.offsets import TopicPartition
@@ -227,7 +228,7 @@ class Committer:
             self._metrics.errors.labels(p.error_type).inc()
 
     def _track_sequences(self, built: Built) -> None:
-        events = self._tracker.check_many(*built.sequence_columns())
+        events = check_table(self._tracker, built.table)
         stats = self._tracker.stats
         self._stats.sequence_gaps = stats.gaps
         self._stats.sequence_events = {k: v for k, v in stats.events.items() if v}

@@ -37,6 +37,7 @@ from k2cli.consume.deadletters import DeadLetters
 from k2cli.consume.decode import ValueDecoder
 from k2cli.consume.housekeeping import GcPacer, Housekeeping
 from k2cli.consume.kafka_client import KafkaErrors, check_topics, kafka_config
+from k2cli.consume.opening import TableOpening, until_ready
 from k2cli.consume.options import ConsumeFailed, ConsumeOptions
 from k2cli.consume.pausing import Pauser
 from k2cli.consume.signals import stop_on_signals
@@ -45,7 +46,7 @@ from k2cli.errors import ServiceUnavailable
 from k2cli.lake.offsets import TopicPartition
 from k2cli.observe.consumer_metrics import ConsumerMetrics
 from k2cli.reliability.breaker import CircuitBreaker
-from k2cli.reliability.retry import Retries, retry
+from k2cli.reliability.retry import Retries
 from k2cli.settings import Settings, ensure_writable_dir
 
 __all__ = ["ConsumeEngine", "ConsumeFailed", "ConsumeOptions", "ConsumeStats", "stop_on_signals"]
@@ -56,6 +57,15 @@ MAX_CONSUME = 5_000  # messages per consume() call
 POLL_TIMEOUT = 0.2  # seconds; bounds how long a stop request or a due flush waits
 
 T = TypeVar("T")
+
+
+def quiet_memory() -> None:
+    """Before the hot loop: Arrow buffers from malloc, and no cyclic collector (decoded records are acyclic: it only
+    slows the loop down, see perf notes)."""
+    use_system_allocator()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
 
 
 def counted(check: Callable[[], None], stats: ConsumeStats, metrics: ConsumerMetrics) -> Callable[[], None]:
@@ -125,17 +135,10 @@ class ConsumeEngine:
         self._committer.last_error = text
         self.request_stop("kafka_fatal")
 
-    def _until_ready(self, what: str, fn: Callable[[], T], name_in_error: bool = True) -> T:
-        """Call fn, retrying transient failures (not a wrong URL) with backoff for the startup timeout."""
-        def note(attempt: int, exc: BaseException, wait: float) -> None:
-            log.warning("%s (retrying in %.1fs): %s", what, wait, exc)
-
-        try:
-            return retry(fn, attempts=None, deadline=self.options.startup_timeout, backoff=BACKOFF,
-                         should_stop=lambda: self.stopping, clock=self._clock, on_retry=note)
-        except ServiceUnavailable as exc:
-            named = exc if not name_in_error else ServiceUnavailable(f"{what}: {exc}", setting=exc.setting)
-            raise named from None
+    def _until_ready(self, what: str, fn: Callable[[], T], name_in_error: bool = True,
+                     gave_up: Callable[[], bool] = lambda: False) -> T:
+        return until_ready(what, fn, self.options.startup_timeout, lambda: self.stopping or gave_up(), self._clock,
+                           name_in_error)
 
     # ------------------------------------------------------------ the run
 
@@ -149,16 +152,20 @@ class ConsumeEngine:
         claim = claim_instance_id(self.options.group, self.settings.kafka_bootstrap_servers,
                                   self.options.instance_id or self.settings.consumer_instance_id)
         self.stats.instance_id = claim.instance_id
+        # The table opens (pyiceberg's imports, the catalog) while the registry is checked and the group is joined.
+        opening = TableOpening(lambda gave_up: self._until_ready("Iceberg catalog unavailable",
+                                                                 self._committer.open_table, gave_up=gave_up))
         registry = RegistryClient.from_settings(self.settings)
         try:
             self._until_ready("Schema Registry unavailable", counted(registry.check, self.stats, self.metrics), False)
         except BaseException:
+            opening.abandon()
             registry.close()
             claim.close()
             raise
         gc_was_enabled = gc.isenabled()
         try:
-            self._start(registry)
+            self._start(registry, opening)
             self.stats.started = self._clock()
             self.stats.startup_seconds = self.stats.started - t0
             self._loop()
@@ -179,28 +186,33 @@ class ConsumeEngine:
                 claim.close()
         return self.stats
 
-    def _start(self, registry: Any) -> None:
-        """Open the table, the decoders and the Kafka consumer (retried for the startup timeout), and subscribe."""
+    def _start(self, registry: Any, opening: TableOpening) -> None:
+        """Start the decoders and the Kafka consumer, subscribe, wait for the table (its error first if it failed)."""
+        try:
+            self._start_consumer(registry, opening)
+            opening.wait()
+        except BaseException:
+            opening.abandon()
+            raise
+        quiet_memory()
+        self._gc.last = self._clock()
+
+    def _start_consumer(self, registry: Any, opening: TableOpening) -> None:
         from confluent_kafka import Consumer
 
         from k2cli.kafka import rdlog
 
-        self._until_ready("Iceberg catalog unavailable", self._committer.open_table)
+        opening.check()
         self.workers = self._acc.start_decoding(ValueDecoder(registry, self.options.decoder), self.options.workers,
                                                 registry.access)
         consumer = self._consumer = Consumer(kafka_config(self.settings, self.options, self.stats.instance_id,
                                                           self._kafka_errors), logger=rdlog.logger())
         self._pauser.consumer = self._acc.consumer = self._committer.consumer = consumer
         self._assignment.consumer = consumer
+        opening.check()
         self._until_ready("Kafka unavailable", lambda: check_topics(
             consumer, self.settings.kafka_bootstrap_servers, self.options.topics, self._kafka_errors))
         self._acc.new_batch()
-        use_system_allocator()
-        # Decoded records are acyclic: the cyclic collector only slows the hot loop down (see perf notes).
-        gc.collect()
-        gc.freeze()
-        gc.disable()
-        self._gc.last = self._clock()
         a = self._assignment
         consumer.subscribe(list(self.options.topics), on_assign=a.on_assign, on_revoke=a.on_revoke,
                            on_lost=a.on_lost)

@@ -127,6 +127,22 @@ class SequenceTracker:
                 out.append(result)
         return out
 
+    def advance(self, exchange: str, symbol: str, first: int, last: int, max_ts: int) -> bool:
+        """Take a run of consecutive sequences first..last that starts a new key (while there is room for it) or
+        continues a known one (True: no event); else change nothing (False)."""
+        st = self._state.get((exchange, symbol))
+        if st is None:
+            if len(self._state) >= self.max_keys:
+                return False
+            self._state[(exchange, symbol)] = [last, max_ts]
+            return True
+        if first != st[0] + 1:
+            return False
+        st[0] = last
+        if max_ts > st[1]:
+            st[1] = max_ts
+        return True
+
     def _slow(self, exchange: str, symbol: str, seq: int, ts: int) -> SequenceResult | None:
         key = (exchange, symbol)
         st = self._state.get(key)

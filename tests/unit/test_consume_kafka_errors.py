@@ -32,3 +32,20 @@ def test_a_fatal_error_callback_stops_it_and_a_transient_one_does_not():
     assert fatal == [] and stats.errors == {"kafka": 2}
     errors.on_error(KafkaError(KafkaError._FATAL, FENCED))
     assert len(fatal) == 1
+
+
+def test_has_errors_finds_an_error_message_among_good_ones():
+    from confluent_kafka import KafkaError
+
+    from k2cli.consume.accumulator import has_errors
+
+    class Message:
+        def __init__(self, error):
+            self._error = error
+
+        def error(self):
+            return self._error
+
+    good = [Message(None) for _ in range(3)]
+    assert not has_errors(good) and not has_errors([])
+    assert has_errors([*good, Message(KafkaError(KafkaError._PARTITION_EOF)), *good])
