@@ -23,7 +23,7 @@ MASK = "***"
 MIN_SCRUBBED = 6  # shorter values are not scrubbed as free text (too likely to be ordinary words)
 
 _SECRET_PARTS = ("password", "passwd", "secret", "token", "credential", "basic_auth")
-_SECRET_WORDS = frozenset({"key", "apikey", "sig", "signature", "pwd", "auth", "authorization"})
+_SECRET_WORDS = frozenset({"apikey", "sig", "signature", "pwd", "auth", "authorization"})
 _NAME_HINTS = ("pass", "pwd", "secret", "token", "credential", "auth", "key", "sig")  # in every secret name
 _PLACE_ENDINGS = ("_location", "_file", "_path", "_dir", "_url", "_uri", "_endpoint")
 

@@ -91,6 +91,10 @@ def kafka_config(settings: Settings, options: ConsumeOptions, instance_id: str, 
         "session.timeout.ms": int(settings.consumer_session_timeout * 1000),
         "heartbeat.interval.ms": max(500, int(settings.consumer_session_timeout * 1000 / 5)),
         "max.poll.interval.ms": 300_000,
+        # librdkafka backs off reconnects up to 10 s by default: after a network blip the group coordinator could
+        # then stay unreachable past the session timeout, and a static member that lost its session this way is
+        # fenced by its own rejoin (a fatal error: confluentinc/librdkafka#3437)
+        "reconnect.backoff.max.ms": 1000,
         **FETCH,
     }
     controlled = {

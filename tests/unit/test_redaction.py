@@ -173,3 +173,8 @@ def test_usage_errors_are_redacted():
     result = CliRunner().invoke(app, ["status", "--window", "https://u:usage-pw-123@h/?token=tok-123456"])
     assert result.exit_code == 2 and result.stderr.startswith("k2: error: ")
     assert "usage-pw-123" not in result.stderr and "tok-123456" not in result.stderr
+
+
+def test_a_report_field_named_key_is_not_a_secret() -> None:
+    text = '{"key": "memory", "status": "PASS", "detail": "rss 40 MB"}'
+    assert redact(text) == text
