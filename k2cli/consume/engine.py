@@ -36,7 +36,7 @@ from k2cli.consume.committer import BACKOFF, Committer
 from k2cli.consume.deadletters import DeadLetters
 from k2cli.consume.decode import ValueDecoder
 from k2cli.consume.housekeeping import GcPacer, Housekeeping
-from k2cli.consume.kafka_client import KafkaErrors, check_topics, kafka_config
+from k2cli.consume.kafka_client import FatalLogWatch, KafkaErrors, check_topics, kafka_config
 from k2cli.consume.opening import TableOpening, until_ready
 from k2cli.consume.options import ConsumeFailed, ConsumeOptions
 from k2cli.consume.pausing import Pauser
@@ -100,6 +100,7 @@ class ConsumeEngine:
         self._housekeeping = Housekeeping(self.metrics, self._gc)
         self._pauser = Pauser(self.metrics)
         self._kafka_errors = KafkaErrors(self.stats, self.metrics, clock, self._kafka_fatal)
+        self._fatal_watch = FatalLogWatch(self._kafka_errors)
         positions: dict[TopicPartition, int | None] = {}
         self._acc = Accumulator(positions, self.stats, self.metrics, retries, self._kafka_errors, clock)
         self._committer = Committer(settings, options, self.stats, self.metrics, retries=retries,
@@ -200,13 +201,11 @@ class ConsumeEngine:
     def _start_consumer(self, registry: Any, opening: TableOpening) -> None:
         from confluent_kafka import Consumer
 
-        from k2cli.kafka import rdlog
-
         opening.check()
         self.workers = self._acc.start_decoding(ValueDecoder(registry, self.options.decoder), self.options.workers,
                                                 registry.access)
         consumer = self._consumer = Consumer(kafka_config(self.settings, self.options, self.stats.instance_id,
-                                                          self._kafka_errors), logger=rdlog.logger())
+                                                          self._kafka_errors), logger=self._fatal_watch.install())
         self._pauser.consumer = self._acc.consumer = self._committer.consumer = consumer
         self._assignment.consumer = consumer
         opening.check()
@@ -323,6 +322,7 @@ class ConsumeEngine:
                 self._consumer.close()
             except Exception as exc:
                 log.debug("consumer close: %s", exc)
+        self._fatal_watch.remove()
         self._acc.close()
         if self.stats.unwritten and not self._failed:
             raise ConsumeFailed(f"stopped with {self.stats.unwritten} records not written to Iceberg "

@@ -53,6 +53,14 @@ class KafkaErrors:
         else:
             self.warn(err.str())
 
+    def fatal_line(self, text: str) -> None:
+        """A FATAL line in librdkafka's log: some fatal errors (a static member fenced by its own rejoin after a
+        lost session) reach no callback, and the client then sits idle for ever."""
+        self._stats.add_error("kafka")
+        self._metrics.errors.labels("kafka").inc()
+        if self.refused is None:
+            self._on_fatal(f"Kafka fatal error: {text}")
+
     def count(self, err: Any) -> None:
         """A message that carried an error instead of a record (a fatal one, e.g. fenced, arrives this way too)."""
         self.on_error(err)
@@ -65,6 +73,34 @@ class KafkaErrors:
         if now - self._warned.get(key, -1e9) >= 30:
             self._warned[key] = now
             log.warning("Kafka: %s", text)
+
+
+class FatalLogWatch(logging.Filter):
+    """Hands librdkafka's FATAL log lines to KafkaErrors.fatal_line (installed on the librdkafka logger)."""
+
+    def __init__(self, errors: KafkaErrors) -> None:
+        super().__init__()
+        self._errors = errors
+
+    def install(self) -> logging.Logger:
+        """The librdkafka logger (k2cli.kafka.rdlog), watched by this filter; hand it to the Consumer."""
+        from k2cli.kafka import rdlog
+
+        rd_logger = rdlog.logger()
+        rd_logger.addFilter(self)
+        return rd_logger
+
+    def remove(self) -> None:
+        """Stop watching (the consumer is closed)."""
+        from k2cli.kafka import rdlog
+
+        rdlog.logger().removeFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.levelno >= logging.CRITICAL and text.startswith("FATAL"):
+            self._errors.fatal_line(text)
+        return True
 
 
 def _on_commit(err: Any, partitions: Any) -> None:

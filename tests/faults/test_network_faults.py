@@ -25,6 +25,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -246,9 +247,12 @@ def _inject_and_recover(cases: list[Case], toxi: Toxiproxy, base: Path, tag: str
     print(f"\nnetwork faults: trades flowing after {time.monotonic() - t0:.0f} s")
     toxics = {c.proxy: [toxi.add_toxic(c.proxy, c.toxic, s, **c.attributes) for s in c.streams] for c in cases}
     began = time.monotonic()
-    for case in cases:
-        if case.target == "registry":
-            _start_consumer(case, base / case.proxy, tag)
+    # started beside the loop: under load their start-up took seconds, and the loop that heals the other
+    # scenarios' toxics after FAULT seconds waited for it (Kafka then stayed cut off past the session timeout)
+    starting = [threading.Thread(target=_start_consumer, args=(c, base / c.proxy, tag), daemon=True)
+                for c in cases if c.target == "registry"]
+    for thread in starting:
+        thread.start()
     deadline = began + FAULT + 180
     while any(c.recovery_s is None for c in cases) and time.monotonic() < deadline:
         for case in cases:
@@ -267,6 +271,8 @@ def _inject_and_recover(cases: list[Case], toxi: Toxiproxy, base: Path, tag: str
     for case in cases:
         if not case.healed:
             _heal(case, toxi, toxics[case.proxy])
+    for thread in starting:
+        thread.join(60)
 
 
 def _finish(cases: list[Case]) -> None:

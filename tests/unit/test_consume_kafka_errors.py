@@ -49,3 +49,21 @@ def test_has_errors_finds_an_error_message_among_good_ones():
     good = [Message(None) for _ in range(3)]
     assert not has_errors(good) and not has_errors([])
     assert has_errors([*good, Message(KafkaError(KafkaError._PARTITION_EOF)), *good])
+
+
+def test_a_fatal_line_in_librdkafkas_log_stops_the_consumer_and_other_lines_do_not():
+    import logging
+
+    from k2cli.consume.kafka_client import FatalLogWatch
+
+    errors, stats, fatal = _errors()
+    watch = FatalLogWatch(errors)
+    line = f"FATAL [k2-consume-x#consumer-1] [thrd:main]: {FENCED}: Fatal consumer error: {FENCED}"
+
+    def record(level: int, text: str) -> logging.LogRecord:
+        return logging.LogRecord("k2.kafka.librdkafka", level, __file__, 1, text, (), None)
+
+    assert watch.filter(record(logging.WARNING, "SESSTMOUT [x] [thrd:main]: Consumer group session timed out"))
+    assert fatal == []
+    assert watch.filter(record(logging.CRITICAL, line))  # the line itself is still logged
+    assert fatal == [f"Kafka fatal error: {line}"] and stats.errors == {"kafka": 1}
