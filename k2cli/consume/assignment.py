@@ -97,6 +97,20 @@ class Assignment:
         self._forget(lost)
         log.warning("partitions lost: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(lost)))
 
+    def release_all(self) -> None:
+        """Before a new client joins: own nothing, keep nothing unwritten (it is read again from the table)."""
+        self._acc.drain()
+        self._acc.pending = []  # never decoded: not counted
+        self._committer.settle(block=True)
+        dropped = self._acc.unwritten() + self._committer.drop()
+        self._acc.uncount(dropped)
+        if dropped:
+            log.warning("new Kafka client: %d unwritten records dropped, read again from the table offsets", dropped)
+        self._acc.new_batch()
+        self._forget(set(self.positions))
+        self._pauser.paused = False
+        self._metrics.assigned.set(0)
+
     def _holds(self, tps: set[TopicPartition]) -> bool:
         batch = self._acc.batch
         return batch is not None and bool(set(batch.ranges) & tps)

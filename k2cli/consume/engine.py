@@ -35,6 +35,8 @@ from k2cli.consume.batch import use_system_allocator
 from k2cli.consume.committer import BACKOFF, Committer
 from k2cli.consume.deadletters import DeadLetters
 from k2cli.consume.decode import ValueDecoder
+from k2cli.consume.fencing import Rejoins
+from k2cli.consume.flushing import Flusher
 from k2cli.consume.housekeeping import GcPacer, Housekeeping
 from k2cli.consume.kafka_client import FatalLogWatch, KafkaErrors, check_topics, kafka_config
 from k2cli.consume.opening import TableOpening, until_ready
@@ -106,11 +108,13 @@ class ConsumeEngine:
         self._committer = Committer(settings, options, self.stats, self.metrics, retries=retries,
                                     pauser=self._pauser, gc_pacer=self._gc, clock=clock,
                                     on_conflict=lambda reason: self._assignment.reset_to_table(reason=reason))
+        dead_letters = DeadLetters(settings.dlq_path, options.group, options.table)
+        self._flush = Flusher(self._acc, self._committer, dead_letters, lambda ranges: self._assignment.advance(ranges))
         self._assignment = Assignment(positions, self.metrics, committer=self._committer, accumulator=self._acc,
                                       pauser=self._pauser, flush=self._flush, stopping=lambda: self.stopping,
                                       clock=clock)
         self._retries = retries
-        self._dead_letters = DeadLetters(settings.dlq_path, options.group, options.table)
+        self._rejoins = Rejoins()
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -170,8 +174,12 @@ class ConsumeEngine:
             self.stats.started = self._clock()
             self.stats.startup_seconds = self.stats.started - t0
             self._loop()
+            while self._stop_reason == "kafka_fatal" and self._rejoins.allow(self.last_error, self._clock()):
+                self._rejoin()
+                self._loop()
             if self._stop_reason == "kafka_fatal":  # refused: credentials or TLS, naming their setting
-                raise self._kafka_errors.refused or ConsumeFailed(self.last_error, setting="K2_KAFKA_BOOTSTRAP_SERVERS")
+                line = self._rejoins.refusal(self.last_error, self.stats.instance_id)
+                raise self._kafka_errors.refused or ConsumeFailed(line, setting="K2_KAFKA_BOOTSTRAP_SERVERS")
         except BaseException:
             self._failed = True
             raise
@@ -199,22 +207,39 @@ class ConsumeEngine:
         self._gc.last = self._clock()
 
     def _start_consumer(self, registry: Any, opening: TableOpening) -> None:
-        from confluent_kafka import Consumer
-
         opening.check()
         self.workers = self._acc.start_decoding(ValueDecoder(registry, self.options.decoder), self.options.workers,
                                                 registry.access)
-        consumer = self._consumer = Consumer(kafka_config(self.settings, self.options, self.stats.instance_id,
-                                                          self._kafka_errors), logger=self._fatal_watch.install())
-        self._pauser.consumer = self._acc.consumer = self._committer.consumer = consumer
-        self._assignment.consumer = consumer
+        consumer = self._new_client()
         opening.check()
         self._until_ready("Kafka unavailable", lambda: check_topics(
             consumer, self.settings.kafka_bootstrap_servers, self.options.topics, self._kafka_errors))
-        self._acc.new_batch()
+        self._subscribe()
+
+    def _new_client(self) -> Any:
+        from confluent_kafka import Consumer
+
+        consumer = self._consumer = Consumer(kafka_config(self.settings, self.options, self.stats.instance_id,
+                                                          self._kafka_errors), logger=self._fatal_watch.install())
+        self._pauser.consumer = self._acc.consumer = self._committer.consumer = self._assignment.consumer = consumer
+        return consumer
+
+    def _subscribe(self) -> None:
         a = self._assignment
-        consumer.subscribe(list(self.options.topics), on_assign=a.on_assign, on_revoke=a.on_revoke,
-                           on_lost=a.on_lost)
+        self._acc.new_batch()
+        self._consumer.subscribe(list(self.options.topics), on_assign=a.on_assign, on_revoke=a.on_revoke,
+                                 on_lost=a.on_lost)
+
+    def _rejoin(self) -> None:
+        """Fenced by its own rejoin after a lost session: a new client with the same id reads on from the table."""
+        log.warning("%s; rejoining the group with a new client (same group.instance.id)", self.last_error)
+        self.stats.rejoins += 1
+        self.metrics.errors.labels("kafka_rejoin").inc()
+        self._assignment.release_all()
+        self._close_client()
+        self._stop_reason = None
+        self._new_client()
+        self._subscribe()
 
     def _remaining(self) -> int | None:
         if self.options.max_messages is None:
@@ -290,41 +315,20 @@ class ConsumeEngine:
             self._committer.settle(block=True, force=True)
         self.stats.stopped_by = self._stop_reason or "signal"
 
-    def _flush(self, force: bool = False) -> bool:
-        """Hand the batch to the committer thread; False while an earlier batch still cannot be written."""
-        acc, committer = self._acc, self._committer
-        acc.drain()
-        batch = acc.batch
-        assert batch is not None and committer.writer is not None
-        if not len(batch):
-            return True
-        if committer.busy:
-            committer.settle(block=True, force=force)
-            if committer.busy:
-                return False
-            batch = acc.batch  # a conflict may have replaced it
-            assert batch is not None
-            if not len(batch):
-                return True
-        built = batch.build()
-        if built.poison and not batch.dlq_written:
-            self._dead_letters.write(built.poison)  # DLQWriteError stops the consumer: nothing committed past it
-            batch.dlq_written = True
-        committer.submit(batch, built, self._assignment.advance(built.ranges))
-        acc.new_batch()
-        return True
-
     def _shutdown(self) -> None:
         unwritten_batch = self._acc.unwritten()
         self.stats.unwritten = unwritten_batch + self._committer.close()
+        self._close_client()
+        self._acc.close()
+        if self.stats.unwritten and not self._failed:
+            raise ConsumeFailed(f"stopped with {self.stats.unwritten} records not written to Iceberg "
+                                f"({self.last_error or 'write failed'}); nothing was committed for them, "
+                                f"the next run reads them again")
+
+    def _close_client(self) -> None:
         if self._consumer is not None:
             try:
                 self._consumer.close()
             except Exception as exc:
                 log.debug("consumer close: %s", exc)
         self._fatal_watch.remove()
-        self._acc.close()
-        if self.stats.unwritten and not self._failed:
-            raise ConsumeFailed(f"stopped with {self.stats.unwritten} records not written to Iceberg "
-                                f"({self.last_error or 'write failed'}); nothing was committed for them, "
-                                f"the next run reads them again")

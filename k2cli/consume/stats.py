@@ -32,6 +32,7 @@ class ConsumeStats:
     first_record: float = 0.0
     unwritten: int = 0
     duplicates: int = 0
+    rejoins: int = 0
 
     @property
     def error_count(self) -> int:
@@ -72,6 +73,7 @@ class ConsumeStats:
             "commit_conflicts": self.conflicts,
             "commit_retries": self.commit_retries,
             "breaker_opened": self.breaker_opened,
+            "kafka_rejoins": self.rejoins,
             "commit_latency_ms": {
                 "median": round(statistics.median(lat) * 1000, 1) if lat else None,
                 "max": round(max(lat) * 1000, 1) if lat else None,

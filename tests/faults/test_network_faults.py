@@ -4,7 +4,9 @@ Every scenario streams simulated Binance trades into a topic of its own and cons
 with one service reached through a Toxiproxy proxy that gets a toxic for FAULT seconds mid-run:
 
 - Kafka (stream and consume both): latency 500 ms ± 200 ms each way; 4 KB/s each way (the stream produces about
-  12); every connection reset (reset_peer); a blackhole (timeout toxic: the connections stay open and carry nothing).
+  12); every connection reset (reset_peer); a blackhole (timeout toxic: the connections stay open and carry nothing)
+  for LONG seconds, past the consumer's 10 s session timeout, so it loses its session and must rejoin (a static
+  member can then be fenced by its own rejoin, librdkafka#3437, which it answers with a new client).
   Each must be felt (the stream's producer queue grows during it). Kafka clients learn the broker's address from
   metadata, so these run on a throwaway broker of the stack's own Kafka service with one listener per proxy,
   advertised as the proxy's address (StackConfig.kafka_proxied_listeners); the shared broker on :9092 is never
@@ -58,6 +60,7 @@ TABLE = "market_data.trades_v2"
 SYMBOLS = "BTCUSDT,ETHUSDT"
 RATE = "100"  # trades per second over both symbols
 FAULT = 8  # seconds each toxic stays on (registry: at least until the consumer met it)
+LONG = 14  # seconds for the Kafka blackhole: past the consumer's session timeout (K2_CONSUMER_SESSION_TIMEOUT 10)
 AFTER = 6  # seconds of streaming after the fault ends
 BOTH: tuple[Stream, ...] = ("upstream", "downstream")
 Target = Literal["kafka", "registry", "exchange"]
@@ -75,6 +78,7 @@ class Case:
     fault: str
     streams: tuple[Stream, ...] = BOTH
     stream_args: tuple[str, ...] = ()
+    seconds: float = FAULT
     # filled in by the run
     env: dict[str, str] = field(default_factory=dict)
     bootstrap: str = support.BOOTSTRAP  # direct, for the watermarks
@@ -103,7 +107,8 @@ CASES = [
     Case("latency", "kafka", "latency", {"latency": 500, "jitter": 200}, "Kafka: latency 500 ms ± 200 ms each way"),
     Case("bandwidth", "kafka", "bandwidth", {"rate": 4}, "Kafka: bandwidth 4 KB/s each way (below the stream's rate)"),
     Case("reset", "kafka", "reset_peer", {"timeout": 0}, "Kafka: every connection reset (reset_peer)"),
-    Case("blackhole", "kafka", "timeout", {"timeout": 0}, "Kafka: blackhole (timeout toxic, nothing passes)"),
+    Case("blackhole", "kafka", "timeout", {"timeout": 0},
+         f"Kafka: blackhole {LONG} s, past the session timeout (timeout toxic, nothing passes)", seconds=LONG),
     Case("reset", "registry", "reset_peer", {"timeout": 0},
          "Schema Registry: every connection reset (consumer started during it)"),
     Case("blackhole", "registry", "timeout", {"timeout": 0},
@@ -239,7 +244,7 @@ def _covered(case: Case) -> bool:
 
 
 def _inject_and_recover(cases: list[Case], toxi: Toxiproxy, base: Path, tag: str) -> None:
-    """Every toxic on for FAULT seconds (a registry scenario's also until its consumer, started inside the fault,
+    """Every toxic on for its seconds (a registry scenario's also until its consumer, started inside the fault,
     has met it), then off; each scenario's recovery is the time from its toxic's removal until its table holds
     every trade sent before that."""
     t0 = time.monotonic()
@@ -253,15 +258,15 @@ def _inject_and_recover(cases: list[Case], toxi: Toxiproxy, base: Path, tag: str
                 for c in cases if c.target == "registry"]
     for thread in starting:
         thread.start()
-    deadline = began + FAULT + 180
+    deadline = began + LONG + 180
     while any(c.recovery_s is None for c in cases) and time.monotonic() < deadline:
         for case in cases:
             now = time.monotonic()
             if not case.healed:
                 queued = support.metric(case.stream_port, "k2_stream_producer_queue_messages", LABEL) or 0
                 case.queue_peak = max(case.queue_peak, queued)
-                if now - began >= FAULT and (case.target != "registry" or _registry_met(case)
-                                             or now - began > FAULT + 60):
+                if now - began >= case.seconds and (case.target != "registry" or _registry_met(case)
+                                                    or now - began > case.seconds + 60):
                     _heal(case, toxi, toxics[case.proxy])
             elif case.recovery_s is None:
                 with contextlib.suppress(Exception):  # the table may not exist yet
@@ -359,6 +364,7 @@ def test_network_fault_loses_and_duplicates_nothing(request, runs, proxy):
         f"backfilled {s.get('trades_backfilled')}" if s.get("trades_backfilled") else "",
         f"stream back-pressure {s.get('backpressure_seconds', 0):.1f} s" if s.get("backpressure_seconds") else "",
         f"consumer errors {stats.get('errors_by_type')}" if stats.get("errors_by_type") else "",
+        f"consumer rejoins {stats.get('kafka_rejoins')}" if stats.get("kafka_rejoins") else "",
     ]))
     support.record(request.node.nodeid, f"network {case.target} {case.name}", case.fault, count,
                    dlq_count(case.env), case.recovery_s,
