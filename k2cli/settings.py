@@ -304,6 +304,16 @@ def _read_toml(path: Path) -> dict[str, object]:
     return flat
 
 
+_config_flag: str | None = None  # the root --config flag, when given
+
+
+def set_config_flag(path: str) -> None:
+    """The root `--config FILE`: this process reads it, and so do its children (through K2_CONFIG)."""
+    global _config_flag
+    _config_flag = path
+    os.environ["K2_CONFIG"] = path
+
+
 def _config_path(explicit: str | None) -> Path | None:
     if explicit:
         return Path(explicit)
@@ -328,6 +338,7 @@ def load_settings_with_sources(config_file: str | None = None,
     values: dict[str, object] = {}
     sources: dict[str, Source] = {}
     per_exchange = exchange_setting_names()
+    config_file = config_file or _config_flag
     path = _config_path(config_file)
     if path is not None:
         for key, raw in _read_toml(path).items():

@@ -133,7 +133,9 @@ def root(
 ) -> None:
     """k2: the crypto market-data pipeline toolkit."""
     if config_file:
-        os.environ["K2_CONFIG"] = config_file
+        from k2cli.settings import set_config_flag
+
+        set_config_flag(config_file)
 
 
 def main() -> None:

@@ -264,16 +264,6 @@ class Built:
         written = {t: n - gone.get(t, 0) for t, n in self.topics_written.items() if n - gone.get(t, 0)}
         return Built(table, self.poison, self.ranges, self.records, written, duplicates)
 
-    def sequence_columns(self) -> tuple[list[Any], ...]:
-        """exchange, symbol, source_sequence and timestamp (µs) of the valid rows, as Python lists."""
-        import pyarrow as pa
-
-        if not self.table.num_rows:
-            return [], [], [], []
-        ts = self.table.column("timestamp").cast(pa.int64())
-        return (self.table.column("exchange").to_pylist(), self.table.column("symbol").to_pylist(),
-                self.table.column("source_sequence").to_pylist(), ts.to_pylist())
-
 
 @dataclass
 class Reserved:

@@ -101,3 +101,19 @@ def test_config_show_refuses_an_invalid_setting_in_one_line(monkeypatch):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("k2: error: K2_BATCH_SIZE: ") and "'many'" in lines[0]
+
+
+def test_the_root_config_flag_is_shown_as_a_flag(tmp_path, monkeypatch):
+    import k2cli.settings as settings_module
+
+    monkeypatch.setattr(settings_module, "_config_flag", None)
+    monkeypatch.setenv("K2_CONFIG", "unset-after-the-test")  # recorded, so the flag's K2_CONFIG is undone too
+    monkeypatch.delenv("K2_CONFIG")
+    config = tmp_path / "other.toml"
+    config.write_text("batch_size = 123\n")
+    result = CliRunner().invoke(app, ["--config", str(config), "config", "show", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    shown = {s["variable"]: s for s in json.loads(result.stdout)["settings"]}
+    assert shown["K2_CONFIG"]["source"] == "flag" and shown["K2_CONFIG"]["value"] == str(config)
+    assert shown["K2_BATCH_SIZE"] == {"name": "batch_size", "variable": "K2_BATCH_SIZE", "value": 123,
+                                      "source": "k2.toml"}
