@@ -201,6 +201,8 @@ def _report(engine: ConsumeEngine, output_format: str, failure: K2Error | None) 
     out.print(f"  DLQ entries: {data['dlq_entries']}")
     out.print(f"  Duplicates skipped: {data['duplicates_skipped']}")
     out.print(f"  Snapshots committed: {data['snapshots_committed']}")
+    if data["kafka_rejoins"]:
+        out.print(f"  Kafka rejoins (fenced by its own rejoin): {data['kafka_rejoins']}")
 
 
 def _headline(engine: ConsumeEngine, failure: K2Error | None) -> str:
