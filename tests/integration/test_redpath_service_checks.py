@@ -288,6 +288,19 @@ def test_prometheus_without_the_consumer_families_fails_throughput_and_write_p99
     assert_red(p99, Status.FAIL, "Prometheus has no k2_iceberg_write_duration_seconds histogram for the run")
 
 
+def test_scrapes_from_before_a_short_run_are_not_its_own(tmp_path, prometheus):
+    # a run shorter than the 1 s scrape interval: the scrape before it (of whatever served the consumer's port then,
+    # in CI the previous test's consumer) must not make two, and so a FAIL where a WARN is due
+    ctx = prometheus_ctx(tmp_path, prometheus)
+    time.sleep(max(0.0, prometheus[1] + 4 - time.time()))
+    ended = time.time() - 1.5  # every scrape up to then is stored
+    ctx.state["consume"] = {"stats": {"throughput_msg_per_sec": 900.0}, "started": ended - 0.4, "ended": ended}
+    throughput, p99 = e2e.measure_prom_throughput(ctx), e2e.measure_prom_write_p99(ctx)
+    ctx.close()
+    assert_red(throughput, Status.WARN, "too few for a rate")
+    assert_red(p99, Status.WARN, "too few for a p99")
+
+
 def test_a_run_prometheus_never_scraped_warns(tmp_path, prometheus):
     ctx = prometheus_ctx(tmp_path, prometheus)
     ended = time.time() - 3600  # before this Prometheus started: no scrape of the run at all

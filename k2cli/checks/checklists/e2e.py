@@ -563,13 +563,15 @@ def measure_query_types(ctx: Context) -> Result:
 
 
 def _scrape_window(ctx: Context) -> tuple[float, int, float, float]:
-    """(evaluation time, window seconds, scrape interval, successful consumer scrapes in the window)."""
+    """(evaluation time, window seconds, scrape interval, successful consumer scrapes while the run lived)."""
     prom = common.prometheus(ctx)
     run = ctx.state["consume"]
     interval = scrape_interval(ctx)
     at = run["ended"]
     window = math.ceil(at - run["started"] + interval)
-    scrapes = prom.value(f'sum_over_time(up{{job="{mn.CONSUMER_JOB}"}}[{window}s])', at=at) or 0
+    # scrapes while the run lived only: a consumer that ran just before on the same port is the same target
+    during = max(1, math.ceil(at - run["started"]))
+    scrapes = prom.value(f'sum_over_time(up{{job="{mn.CONSUMER_JOB}"}}[{during}s])', at=at) or 0
     return at, window, interval, scrapes
 
 
@@ -595,7 +597,7 @@ def measure_prom_throughput(ctx: Context) -> Result:
     """Messages per second while consuming, from the raw k2_messages_consumed_total samples in Prometheus."""
     prom = common.prometheus(ctx)
     at, window, interval, scrapes = _scrape_window(ctx)
-    series = prom.samples(mn.CONSUMED, window, at)
+    series = prom.samples(f'{mn.CONSUMED}{{topic="{topic_of(ctx)}"}}', window, at)  # this run's topic only
     increase, span, used = counter_rate(series)
     evidence = [f"{mn.CONSUMED}[{window}s] at {dt.datetime.fromtimestamp(at, dt.UTC).isoformat()}: "
                 f"{sum(len(p) for _, p in series)} samples in {len(series)} series",
