@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from k2cli.stack.errors import InstallError
 from k2cli.stack.paths import StackPaths
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
+from k2cli.stack.progress import Progress, quiet
 
 
 def go_binary(paths: StackPaths, module: str, version: str, binary: Path, what: str, needed_for: str,
-              progress: Progress = _quiet, timeout: float = 900) -> Path:
+              progress: Progress = quiet, timeout: float = 900) -> Path:
     """`binary` (in the cache), built from `module@version` on first use; Go names it after the module's last part."""
     from k2cli.stack.install import _run
 

@@ -28,6 +28,7 @@ from typing import TypeVar
 
 from k2cli.stack.errors import InstallError
 from k2cli.stack.paths import DATA_DIR, StackPaths
+from k2cli.stack.progress import Progress, quiet
 from k2cli.stack.toxiproxy import TOXIPROXY_VERSION, ensure_toxiproxy
 
 KAFKA_VERSION = "4.4.0"
@@ -37,12 +38,7 @@ APICURIO_JAVA = 21
 APICURIO_FALLBACK_VERSION = "3.0.9"
 KAFKA_JAVA = 17
 
-Progress = Callable[[str], None]
 T = TypeVar("T")
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 # --------------------------------------------------------------------------------------------- commands
@@ -77,13 +73,13 @@ def required(found: T | None, what: str, package: str) -> T:
     return found
 
 
-def apt_ensure(find: Callable[[], object | None], package: str, progress: Progress = _quiet) -> None:
+def apt_ensure(find: Callable[[], object | None], package: str, progress: Progress = quiet) -> None:
     """Install the apt package when `find` finds nothing."""
     if find() is None:
         apt_install([package], progress)
 
 
-def apt_install(packages: Sequence[str], progress: Progress = _quiet) -> None:
+def apt_install(packages: Sequence[str], progress: Progress = quiet) -> None:
     """Install Debian packages non-interactively, without starting their services."""
     if not packages:
         return
@@ -163,7 +159,7 @@ def missing_debian_packages() -> list[str]:
     return missing
 
 
-def ensure_debian_packages(progress: Progress = _quiet) -> None:
+def ensure_debian_packages(progress: Progress = quiet) -> None:
     missing = missing_debian_packages()
     if missing:
         apt_install(missing, progress)
@@ -250,7 +246,7 @@ def kafka_libs(paths: StackPaths) -> Path:
 
 
 def mvn_libs(paths: StackPaths, libs: Path, pom_name: str, props: dict[str, str], what: str,
-             required: Callable[[list[str]], bool], missing: str, progress: Progress = _quiet) -> Path:
+             required: Callable[[list[str]], bool], missing: str, progress: Progress = quiet) -> Path:
     """A directory of runtime jars resolved by one of our poms, fetched once and marked complete."""
     if (libs.parent / ".complete").is_file():
         return libs
@@ -267,7 +263,7 @@ def mvn_libs(paths: StackPaths, libs: Path, pom_name: str, props: dict[str, str]
     return libs
 
 
-def ensure_kafka(paths: StackPaths, progress: Progress = _quiet) -> Path:
+def ensure_kafka(paths: StackPaths, progress: Progress = quiet) -> Path:
     """The directory of the Kafka broker jars, fetched from Maven Central on first use."""
     return mvn_libs(paths, kafka_libs(paths), "kafka", {"kafka.version": KAFKA_VERSION},
                     f"fetching Apache Kafka {KAFKA_VERSION} broker jars",
@@ -302,7 +298,7 @@ def _apicurio_jar(home: Path) -> Path | None:
     return runners[0] if runners else None
 
 
-def ensure_apicurio(paths: StackPaths, progress: Progress = _quiet) -> Apicurio:
+def ensure_apicurio(paths: StackPaths, progress: Progress = quiet) -> Apicurio:
     """Apicurio Registry's distribution, fetched from Maven Central and unpacked on first use."""
     version, jdk = apicurio_choice()
     home = paths.cache / f"apicurio-registry-{version}"
@@ -339,7 +335,7 @@ def ensure_apicurio(paths: StackPaths, progress: Progress = _quiet) -> Apicurio:
 
 
 # --------------------------------------------------------------------------------------------- all
-def install_all(paths: StackPaths, progress: Progress = _quiet) -> dict[str, str]:
+def install_all(paths: StackPaths, progress: Progress = quiet) -> dict[str, str]:
     """Install everything the stack needs; returns what is installed (name -> version or path)."""
     paths.ensure()
     ensure_debian_packages(progress)
@@ -367,7 +363,7 @@ def install_all(paths: StackPaths, progress: Progress = _quiet) -> dict[str, str
     }
 
 
-def ensure_spark_reader(paths: StackPaths, progress: Progress = _quiet) -> str:
+def ensure_spark_reader(paths: StackPaths, progress: Progress = quiet) -> str:
     """pyspark and the Iceberg Spark runtime (the Spark read test, benchmarks/peers); what is installed."""
     from k2cli.stack.spark import ICEBERG_SPARK_VERSION, PYSPARK_VERSION, ensure_spark
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from k2cli.stack.gobuild import Progress, _quiet, go_binary
+from k2cli.stack.gobuild import go_binary
 from k2cli.stack.paths import StackPaths
+from k2cli.stack.progress import Progress, quiet
 
 VERSITYGW_VERSION = "v1.8.0"
 VERSITYGW_MODULE = "github.com/versity/versitygw/cmd/versitygw"
@@ -18,7 +19,7 @@ def versitygw_binary(paths: StackPaths) -> Path:
     return paths.cache / f"versitygw-{VERSITYGW_VERSION}" / "versitygw"
 
 
-def ensure_versitygw(paths: StackPaths, progress: Progress = _quiet) -> Path:
+def ensure_versitygw(paths: StackPaths, progress: Progress = quiet) -> Path:
     """The versitygw binary, built with `go install` from the Go module proxy on first use."""
     return go_binary(paths, VERSITYGW_MODULE, VERSITYGW_VERSION, versitygw_binary(paths), "versitygw",
                      "the stack's S3 server", progress, timeout=1200)
@@ -29,7 +30,7 @@ def rest_catalog_libs(paths: StackPaths) -> Path:
     return paths.cache / f"iceberg-rest-{ICEBERG_REST_VERSION}" / "libs"
 
 
-def ensure_rest_catalog(paths: StackPaths, progress: Progress = _quiet) -> Path:
+def ensure_rest_catalog(paths: StackPaths, progress: Progress = quiet) -> Path:
     """The REST catalog server's jars, fetched from Maven Central on first use."""
     from k2cli.stack.install import mvn_libs
 

@@ -22,7 +22,8 @@ from k2cli.stack.lake_install import (
     versitygw_binary,
 )
 from k2cli.stack.paths import DATA_DIR
-from k2cli.stack.services import Progress, Service, _quiet
+from k2cli.stack.progress import Progress, quiet
+from k2cli.stack.services import Service
 
 S3_BUCKET = "k2-lake"
 S3_ACCESS_KEY = "k2"
@@ -58,10 +59,10 @@ class ObjectStore(Service):
     def listen(self) -> str:
         return f"http://127.0.0.1:{s3_port()} (bucket {S3_BUCKET})"
 
-    def install(self, progress: Progress = _quiet) -> None:
+    def install(self, progress: Progress = quiet) -> None:
         ensure_versitygw(self.paths, progress)
 
-    def prepare(self, progress: Progress = _quiet) -> None:
+    def prepare(self, progress: Progress = quiet) -> None:
         (self.dir / "data" / S3_BUCKET).mkdir(parents=True, exist_ok=True)
         (self.dir / "meta").mkdir(parents=True, exist_ok=True)
 
@@ -91,7 +92,7 @@ class RestCatalog(Service):
     def listen(self) -> str:
         return f"http://127.0.0.1:{rest_catalog_port()}"
 
-    def install(self, progress: Progress = _quiet) -> None:
+    def install(self, progress: Progress = quiet) -> None:
         if not (rest_catalog_libs(self.paths).parent / ".complete").is_file() and install.find_mvn() is None:
             install.apt_install(["maven"], progress)
         ensure_rest_catalog(self.paths, progress)
@@ -99,7 +100,7 @@ class RestCatalog(Service):
     def _properties(self) -> Path:
         return self.dir / "catalog.properties"
 
-    def prepare(self, progress: Progress = _quiet) -> None:
+    def prepare(self, progress: Progress = quiet) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         props = {
             "k2.host": "127.0.0.1", "k2.port": rest_catalog_port(),

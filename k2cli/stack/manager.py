@@ -14,13 +14,8 @@ from k2cli.stack.config import StackConfig, load_stack_config
 from k2cli.stack.errors import PortInUse, ServiceStartError
 from k2cli.stack.health import Health, port_bindable, wait_for
 from k2cli.stack.paths import StackPaths
+from k2cli.stack.progress import Progress, quiet
 from k2cli.stack.services import Service, all_services
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -76,12 +71,12 @@ class Stack:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # ------------------------------------------------------------------------------------------ install
-    def install(self, progress: Progress = _quiet) -> dict[str, str]:
+    def install(self, progress: Progress = quiet) -> dict[str, str]:
         with self._locked():
             return install.install_all(self.paths, progress)
 
     # ------------------------------------------------------------------------------------------ up
-    def up(self, progress: Progress = _quiet, timeout: float | None = None) -> list[ServiceState]:
+    def up(self, progress: Progress = quiet, timeout: float | None = None) -> list[ServiceState]:
         """Start every service that is not running and wait until all are healthy (idempotent)."""
         with self._locked():
             to_start = [svc for svc in self.services if svc.pid() is None]
@@ -138,7 +133,7 @@ class Stack:
                             seconds=round(time.monotonic() - began, 1))
 
     # ------------------------------------------------------------------------------------------ down
-    def down(self, progress: Progress = _quiet) -> list[ServiceState]:
+    def down(self, progress: Progress = quiet) -> list[ServiceState]:
         """Stop the processes `up` started (and only those), in reverse start order."""
         with self._locked():
             states = []

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,12 @@ from k2cli.stack.errors import InstallError, StackConfigError, StackError
 from k2cli.stack.health import Health, http_get, http_json, port_open
 from k2cli.stack.install import Apicurio as ApicurioDistribution
 from k2cli.stack.paths import StackPaths, find_deploy_dir
+from k2cli.stack.progress import Progress, quiet
 from k2cli.stack.templates import packaged, render, render_file, write_if_changed
 
-Progress = Callable[[str], None]
 # log_level 0: no librdkafka log lines on stderr while the broker is still starting.
 _ADMIN_CONFIG = {"log_level": 0, "socket.connection.setup.timeout.ms": 3000}
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 class Service:
@@ -73,10 +68,10 @@ class Service:
         return ""
 
     # -- lifecycle hooks
-    def install(self, progress: Progress = _quiet) -> None:
+    def install(self, progress: Progress = quiet) -> None:
         """Make sure the binaries exist (downloads go to the cache)."""
 
-    def prepare(self, progress: Progress = _quiet) -> None:
+    def prepare(self, progress: Progress = quiet) -> None:
         """Write the configuration and initialise the data directory."""
 
     def command(self) -> list[str]:
@@ -95,10 +90,10 @@ class Service:
     def health(self) -> Health:
         raise NotImplementedError
 
-    def after_start(self, progress: Progress = _quiet) -> None:
+    def after_start(self, progress: Progress = quiet) -> None:
         """Idempotent setup once the service answers (topics, databases): runs on every `up`."""
 
-    def refresh(self, progress: Progress = _quiet) -> None:
+    def refresh(self, progress: Progress = quiet) -> None:
         """Bring a running service's configuration up to date without a restart, if it supports that."""
 
     # -- processes
@@ -176,10 +171,10 @@ class Postgres(Service):
     def _bin(self) -> Path:
         return install.required(install.find_postgres_bin(), "PostgreSQL server binaries", "postgresql")
 
-    def install(self, progress: Progress = _quiet) -> None:
+    def install(self, progress: Progress = quiet) -> None:
         install.apt_ensure(install.find_postgres_bin, "postgresql", progress)
 
-    def prepare(self, progress: Progress = _quiet) -> None:
+    def prepare(self, progress: Progress = quiet) -> None:
         root = self.root
         user = self.user()
         root.mkdir(parents=True, exist_ok=True)
@@ -249,7 +244,7 @@ class Postgres(Service):
         conn.close()
         return Health(True, "accepting connections")
 
-    def after_start(self, progress: Progress = _quiet) -> None:
+    def after_start(self, progress: Progress = quiet) -> None:
         from psycopg2 import sql
 
         c = self.cfg
@@ -331,7 +326,7 @@ class Kafka(Service):
                                "openjdk-17-jre-headless)")
         return str(jdk.java)
 
-    def install(self, progress: Progress = _quiet) -> None:
+    def install(self, progress: Progress = quiet) -> None:
         cached = (install.kafka_libs(self.paths).parent / ".complete").is_file()
         missing = [] if cached or install.find_mvn() else ["maven"]
         if install.find_java(install.KAFKA_JAVA) is None:
@@ -340,7 +335,7 @@ class Kafka(Service):
             install.apt_install(missing, progress)
         install.ensure_kafka(self.paths, progress)
 
-    def prepare(self, progress: Progress = _quiet) -> None:
+    def prepare(self, progress: Progress = quiet) -> None:
         self._write_config()
         self._format(progress)
 
@@ -433,7 +428,7 @@ class Kafka(Service):
             except Exception as exc:
                 raise StackError(f"kafka: adding SCRAM user {c.kafka_scram_user} failed: {first_line(exc)}") from None
 
-    def refresh(self, progress: Progress = _quiet) -> None:
+    def refresh(self, progress: Progress = quiet) -> None:
         """A broker running an older server.properties (e.g. without the SASL_SSL listener) is restarted."""
         if not self._write_config():
             return
@@ -486,7 +481,7 @@ class Kafka(Service):
             return Health(False, "no broker in metadata")
         return Health(True, f"{len(metadata.brokers)} broker")
 
-    def after_start(self, progress: Progress = _quiet) -> None:
+    def after_start(self, progress: Progress = quiet) -> None:
         from k2cli.kafka import admin
 
         if self.cfg.kafka_sasl_port:
@@ -530,7 +525,7 @@ class Apicurio(Service):
     def listen(self) -> str:
         return f"http://127.0.0.1:{self.cfg.apicurio_port}/apis/ccompat/v7"
 
-    def install(self, progress: Progress = _quiet) -> None:
+    def install(self, progress: Progress = quiet) -> None:
         version, _ = install.apicurio_choice()
         cached = (self.paths.cache / f"apicurio-registry-{version}" / ".complete").is_file()
         if not cached and install.find_mvn() is None:
@@ -543,7 +538,7 @@ class Apicurio(Service):
             dist = self._dist = install.ensure_apicurio(self.paths)
         return dist
 
-    def prepare(self, progress: Progress = _quiet) -> None:
+    def prepare(self, progress: Progress = quiet) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
@@ -602,7 +597,7 @@ class RegistryFront(Service):
     def _nginx(self) -> Path:
         return install.required(install.find_nginx(), "nginx", "nginx")
 
-    def install(self, progress: Progress = _quiet) -> None:
+    def install(self, progress: Progress = quiet) -> None:
         install.apt_ensure(install.find_nginx, "nginx", progress)
 
     def _write_config(self) -> bool:
@@ -629,10 +624,10 @@ class RegistryFront(Service):
             raise StackError(f"schema-registry: nginx rejected {conf}: {check.stderr.strip()}")
         return changed
 
-    def prepare(self, progress: Progress = _quiet) -> None:
+    def prepare(self, progress: Progress = quiet) -> None:
         self._write_config()
 
-    def refresh(self, progress: Progress = _quiet) -> None:
+    def refresh(self, progress: Progress = quiet) -> None:
         pid = self.pid()
         if self._write_config() and pid is not None:
             progress("schema-registry configuration changed: reloading nginx")
@@ -705,7 +700,7 @@ class Prometheus(Service):
     def _binaries(self) -> tuple[Path, Path]:
         return install.required(install.find_prometheus(), "prometheus/promtool", "prometheus")
 
-    def install(self, progress: Progress = _quiet) -> None:
+    def install(self, progress: Progress = quiet) -> None:
         install.apt_ensure(install.find_prometheus, "prometheus", progress)
 
     @property
@@ -750,11 +745,11 @@ class Prometheus(Service):
         candidate.unlink(missing_ok=True)
         return write_if_changed(self.config_file, content)
 
-    def prepare(self, progress: Progress = _quiet) -> None:
+    def prepare(self, progress: Progress = quiet) -> None:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
         self._write_checked_config()
 
-    def refresh(self, progress: Progress = _quiet) -> None:
+    def refresh(self, progress: Progress = quiet) -> None:
         if self._write_checked_config():
             progress("prometheus configuration changed: reloading")
             status, _ = http_json("POST", f"http://127.0.0.1:{self.cfg.prometheus_port}/-/reload")
