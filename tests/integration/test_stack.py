@@ -165,7 +165,10 @@ def test_prometheus_ready_with_k2_rules_and_targets():
         assert "k2-pipeline" in names, f"rule group k2-pipeline not loaded; groups: {sorted(names)}"
         rules_file = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules" / "k2-alerts.yml"
         assert any(g["file"] == str(rules_file) for g in groups), "rules not loaded from deploy/prometheus/rules"
-        targets = http.get("/api/v1/targets").json()["data"]["activeTargets"]
+        deadline = time.monotonic() + 30  # a Prometheus that has just started lists its targets a few seconds later
+        while not (targets := http.get("/api/v1/targets").json()["data"]["activeTargets"]):
+            assert time.monotonic() < deadline, "Prometheus listed no active targets within 30 s of being ready"
+            time.sleep(0.5)
         by_job: dict[str, set[str]] = {}
         for t in targets:
             by_job.setdefault(t["labels"]["job"], set()).add(t["scrapeUrl"])
