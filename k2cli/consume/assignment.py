@@ -102,11 +102,7 @@ class Assignment:
         self._acc.drain()
         self._acc.pending = []  # never decoded: not counted
         self._committer.settle(block=True)
-        dropped = self._acc.unwritten() + self._committer.drop()
-        self._acc.uncount(dropped)
-        if dropped:
-            log.warning("new Kafka client: %d unwritten records dropped, read again from the table offsets", dropped)
-        self._acc.new_batch()
+        self._drop_unwritten("new Kafka client")
         self._forget(set(self.positions))
         self._pauser.paused = False
         self._metrics.assigned.set(0)
@@ -145,11 +141,7 @@ class Assignment:
         """Forget everything not yet committed and re-read every owned partition from the table's offsets."""
         self._acc.drain()
         self._acc.put_back_pending()
-        dropped = self._acc.unwritten() + self._committer.drop()
-        self._acc.uncount(dropped)
-        if dropped:
-            log.warning("%s; %d unwritten records dropped, read again from the table offsets", reason, dropped)
-        self._acc.new_batch()
+        self._drop_unwritten(reason)
         offsets = self.table_offsets() or {}
         for tp in list(self.positions):
             recorded = offsets.get(tp)
@@ -157,6 +149,14 @@ class Assignment:
             self.positions[tp] = recorded
             if not (exclude and tp in exclude):
                 self._seek(tp, recorded)
+
+    def _drop_unwritten(self, reason: str) -> None:
+        """Forget the batch being filled and the commit that has not landed (both are read again)."""
+        dropped = self._acc.unwritten() + self._committer.drop()
+        self._acc.uncount(dropped)
+        if dropped:
+            log.warning("%s; %d unwritten records dropped, read again from the table offsets", reason, dropped)
+        self._acc.new_batch()
 
     def seek_back(self, messages: list[Any]) -> None:
         """Rewind the owned partitions these messages came from to our next expected offset (nothing is taken)."""

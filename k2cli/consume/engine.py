@@ -233,7 +233,7 @@ class ConsumeEngine:
     def _rejoin(self) -> None:
         """Fenced by its own rejoin after a lost session: a new client with the same id reads on from the table."""
         log.warning("%s; rejoining the group with a new client (same group.instance.id)", self.last_error)
-        self.stats.rejoins += 1
+        self.stats.rejoins = self._rejoins.count
         self.metrics.errors.labels("kafka_rejoin").inc()
         self._assignment.release_all()
         self._close_client()
